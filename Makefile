@@ -1,0 +1,25 @@
+# Two commands do all the set-up: `make demo` (the main job) and `make test`.
+# Each creates .venv first if it is missing. CPU machines get torch from constraints-cpu.txt;
+# on a GPU cluster install with plain `pip install -e .` to keep the cluster's CUDA torch.
+VENV ?= .venv
+PYTHON ?= python3
+DEMO_OUT ?= runs/demo
+
+.PHONY: install test demo clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints-cpu.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install -c constraints-cpu.txt -e '.[dev]'
+	touch $@
+
+test: install
+	$(VENV)/bin/python -m pytest tests
+
+demo: install
+	$(VENV)/bin/lmindexer run --config configs/quickstart.yaml output_dir=$(DEMO_OUT)
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,91 @@
+"""`lmindexer <stage> --config FILE [key.sub=value ...]`: one subcommand per pipeline stage.
+
+jobs/ calls `main()` with the same arguments, so `ray job submit` and the CLI run the same code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from .config import ConfigError, describe, load_config
+from .runtime import ensure_ray, setup_logging
+
+log = logging.getLogger("lmindexer")
+
+
+def _prepare(cfg):
+    from .data.prepare import prepare
+    return prepare(cfg)
+
+
+def _init_model(cfg):
+    from .models.bootstrap import init_model
+    return {"backbone": init_model(cfg)}
+
+
+def _learn_ids(cfg, phase=None):
+    from .ids.learn import learn_ids
+    return learn_ids(cfg, only=phase)
+
+
+def _run(cfg):
+    """Every stage that exists, in order; each skips work that is already complete."""
+    summary = {}
+    for name in ("prepare", "init-model", "learn-ids"):
+        start = time.time()
+        log.info("== %s ==", name)
+        summary[name] = STAGES[name][0](cfg)
+        log.info("== %s done in %.1fs ==", name, time.time() - start)
+    return summary
+
+
+# name -> (function, config sections shown in --help, one-line help)
+STAGES = {
+    "prepare": (_prepare, ["", "storage", "data", "demo", "ray"],
+                "read a corpus (JSONL, CSV/TSV, parquet, BEIR, shards, URIs) into sharded parquet"),
+    "init-model": (_init_model, ["", "data", "model", "ray"],
+                   "load a pretrained T5 or build one from a preset with a tokenizer trained on the corpus"),
+    "learn-ids": (_learn_ids, ["", "data", "model", "indexer", "train", "ray"],
+                  "learn semantic IDs (LMIndexer) with Ray Train + DeepSpeed; writes <output_dir>/indexer"),
+    "run": (_run, ["", "storage", "data", "demo", "model", "indexer", "train", "ray"],
+            "the whole pipeline on one config: prepare -> init-model -> learn-ids"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmindexer", description="Semantic IDs learned by a language model (LMIndexer), on Ray.",
+        epilog="Every subcommand takes --config FILE (YAML, see configs/) and key.sub=value overrides.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, sections, help_text) in STAGES.items():
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog="config options (override as key.sub=value):\n" + describe(sections))
+        p.add_argument("--config", help="YAML config file (defaults apply to keys it leaves out)")
+        p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+        if name == "learn-ids":
+            p.add_argument("--phase", help="run one phase alone, as POSITION:PHASE with PHASE one of warmup, "
+                                           "continuous, kmeans, joint, assign (e.g. 2:joint)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"lmindexer: {e}", file=sys.stderr)
+        return 2
+    fn = STAGES[args.command][0]
+    ensure_ray(cfg)
+    result = fn(cfg, args.phase) if getattr(args, "phase", None) else fn(cfg)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

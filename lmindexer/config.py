@@ -1,0 +1,245 @@
+"""Typed configuration: every default lives here, YAML files in configs/ and `key.sub=value` overrides change them.
+
+A config is a tree of dataclasses. `load_config(path, overrides)` reads a YAML file, applies command-line overrides,
+and checks every key and type, naming the offending key in the error.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad key or value in a config file or an override."""
+
+
+def opt(default, help: str):
+    """A config field with a help text (shown by `lmindexer <cmd> --help`)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class StorageConfig:
+    s3_endpoint: str = opt("", "host:port of an S3-compatible server (empty: AWS default endpoint)")
+    s3_scheme: str = opt("https", "http or https for s3_endpoint")
+    s3_region: str = opt("", "S3 region (empty: from the environment)")
+
+
+@dataclass
+class DataConfig:
+    input: str = opt("", "corpus: a file, folder, glob or URI (s3://...); 'builtin:demo' is the embedded corpus")
+    format: str = opt("auto", "auto | jsonl | csv | tsv | parquet | beir")
+    id_field: str = opt("", "field holding the document id (empty: format default: doc_id, _id, id, item_id); "
+                            "'@row' numbers rows as <file>:<row>")
+    text_fields: list = opt(["title", "text"], "fields joined (in order) into the document text")
+    text_separator: str = opt("; ", "separator placed between text fields")
+    label_fields: list = opt([], "fields kept as labels: the first becomes `label`, all of them `labels`")
+    keep_extra: bool = opt(True, "keep the other input fields as extra string columns (non-strings JSON-encoded)")
+    csv_columns: list = opt([], "column names for CSV/TSV files without a header line")
+    output: str = opt("", "output folder of sharded parquet (empty: <output_dir>/docs)")
+    rows_per_shard: int = opt(50000, "rows per output parquet file")
+    on_bad: str = opt("skip", "skip (count, log, keep in <output>/_skipped) or error (stop at the first bad row)")
+    max_text_chars: int = opt(20000, "documents longer than this are handled by on_long")
+    on_long: str = opt("truncate", "truncate | skip | error for documents past max_text_chars")
+
+
+@dataclass
+class DemoConfig:
+    num_docs: int = opt(2000, "documents in the embedded demo corpus")
+    num_users: int = opt(300, "user sessions in the demo corpus")
+    num_queries: int = opt(400, "queries with known relevant documents")
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = opt("", "pretrained T5 (local folder or hub name); empty: build from preset with a "
+                                "tokenizer trained on the corpus")
+    preset: str = opt("tiny", "T5 shape when building from scratch: tiny | mini | small | base (= t5-base)")
+    vocab_size: int = opt(4000, "vocabulary of a tokenizer trained on the corpus")
+    tokenizer_sample: int = opt(200000, "documents read to train the tokenizer")
+    max_length: int = opt(64, "tokens per document (longer ones are cut)")
+    dropout: float = opt(0.1, "dropout of the T5 model (also makes the two contrastive views differ)")
+
+
+@dataclass
+class IndexerConfig:
+    num_positions: int = opt(3, "ID length T (positions learned one after another)")
+    codebook_size: int = opt(64, "codes K per position")
+    selection: str = opt("dot", "dot (argmax h.E, as the paper) or l2 (nearest code)")
+    temperature: float = opt(1.0, "tau of softmax(h.E/tau) in the straight-through estimator")
+    gumbel: bool = opt(False, "add Gumbel noise to the code logits while training")
+    mask_ratio_first: float = opt(0.5, "share of context tokens hidden from the reconstructor at position 1")
+    mask_ratio_later: float = opt(0.7, "share hidden at positions 2..T")
+    recon_layers: int = opt(1, "layers of the reconstructor")
+    contrastive_weight: float = opt(0.5, "weight of the contrastive loss")
+    contrastive_temperature: float = opt(0.1, "temperature of the contrastive loss")
+    commitment_weight: float = opt(1.0, "weight of the commitment loss (positions >= 2)")
+    hard_negatives: bool = opt(True, "from position 2 on, add a document with the same ID prefix as a negative")
+    warmup_epochs: int = opt(0, "epochs training the reconstructor alone (encoder frozen)")
+    continuous_epochs: int = opt(1, "epochs without the codebook (continuous h_t), before k-means")
+    joint_epochs: int = opt(2, "epochs of encoder + codebook + reconstructor after k-means")
+    lr: float = opt(1e-3, "learning rate")
+    batch_size: int = opt(32, "documents per batch per worker")
+    kmeans_sample: int = opt(100000, "documents embedded to fit each codebook's k-means")
+    kmeans_iters: int = opt(50, "k-means iterations")
+
+
+@dataclass
+class TrainConfig:
+    num_workers: int = opt(2, "Ray Train workers")
+    use_gpu: bool = opt(False, "one GPU per worker")
+    cpus_per_worker: float = opt(0.5, "CPUs reserved per worker (fractions leave room for Ray Data on small machines)")
+    engine: str = opt("deepspeed", "deepspeed or ddp")
+    zero_stage: int = opt(2, "DeepSpeed ZeRO stage 0-3")
+    precision: str = opt("auto", "auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    grad_clip: float = opt(1.0, "gradient norm clip (0: off)")
+    checkpoint_every_steps: int = opt(0, "checkpoint every N steps as well as at each epoch end (0: epochs only)")
+    max_failures: int = opt(2, "worker-group restarts allowed before a run fails")
+    log_every_steps: int = opt(20, "steps between progress lines")
+    storage_path: str = opt("", "where Ray Train keeps runs and checkpoints (empty: <output_dir>/ray); any URI")
+    inference_actors: int = opt(2, "actors of the Ray Data pool that embeds and assigns codes")
+    inference_batch_size: int = opt(256, "documents per inference batch")
+
+
+@dataclass
+class RayConfig:
+    address: str = opt("", "Ray cluster address (empty: start a local Ray; 'auto': the running cluster)")
+    num_cpus: int = opt(0, "logical CPUs of a local Ray (0: twice the cores, so workers and Ray Data both fit)")
+
+
+@dataclass
+class Config:
+    output_dir: str = opt("runs/default", "folder (or URI) for every output of a run")
+    seed: int = opt(0, "random seed for every step")
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    indexer: IndexerConfig = field(default_factory=IndexerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+CHOICES = {
+    "data.format": {"auto", "jsonl", "csv", "tsv", "parquet", "beir"},
+    "data.on_bad": {"skip", "error"},
+    "data.on_long": {"truncate", "skip", "error"},
+    "model.preset": {"tiny", "mini", "small", "base"},
+    "indexer.selection": {"dot", "l2"},
+    "train.engine": {"deepspeed", "ddp"},
+    "train.zero_stage": {0, 1, 2, 3},
+    "train.precision": {"auto", "fp32", "bf16"},
+}
+
+
+def _coerce(key: str, value, typ):
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif typ is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if value is None:
+            return ""
+    elif typ is list:
+        if isinstance(value, list):
+            return value
+        if isinstance(value, str):
+            return [v for v in value.split(",") if v]
+    raise ConfigError(f"config key '{key}': expected {typ.__name__}, got {type(value).__name__} ({value!r})")
+
+
+def _apply(obj, data: dict, prefix: str = ""):
+    if not isinstance(data, dict):
+        raise ConfigError(f"config key '{prefix.rstrip('.') or '<root>'}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        full = prefix + key
+        if key not in names:
+            raise ConfigError(f"unknown config key '{full}' (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, full + ".")
+            continue
+        value = _coerce(full, value, hints[key])
+        if full in CHOICES and value not in CHOICES[full]:
+            raise ConfigError(f"config key '{full}': {value!r} is not one of {sorted(CHOICES[full], key=str)}")
+        setattr(obj, key, value)
+
+
+def _nest(dotted: str, value) -> dict:
+    out: dict = {}
+    node = out
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """`a.b=value` -> {'a': {'b': value}}; the value is read as YAML (numbers, booleans, lists)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    return _nest(key.strip(), value)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    cfg = Config()
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        _apply(cfg, yaml.safe_load(p.read_text()) or {})
+    for o in overrides or []:
+        _apply(cfg, parse_override(o))
+    return cfg
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict) -> Config:
+    cfg = Config()
+    _apply(cfg, data)
+    return cfg
+
+
+def describe(sections: list[str]) -> str:
+    """Every option of the given sections with default and help, for `--help`."""
+    lines = []
+    root = Config()
+    for f in dataclasses.fields(root):
+        value = getattr(root, f.name)
+        if dataclasses.is_dataclass(value):
+            if f.name not in sections:
+                continue
+            for sub in dataclasses.fields(value):
+                lines.append(f"  {f.name}.{sub.name}={getattr(value, sub.name)!r}\n      {sub.metadata['help']}")
+        elif "" in sections:
+            lines.append(f"  {f.name}={value!r}\n      {f.metadata['help']}")
+    return "\n".join(lines)

@@ -1,0 +1,30 @@
+"""Ray start-up shared by the CLI, jobs/ and tests."""
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+import ray.data
+
+from .config import Config
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def ensure_ray(cfg: Config) -> None:
+    """Connect to cfg.ray.address, or start a local Ray with more logical CPUs than cores.
+
+    On small machines Train workers and Ray Data tasks must run side by side, or Ray Data never gets scheduled.
+    """
+    if ray.is_initialized():
+        return
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if cfg.ray.address:
+        ray.init(address=cfg.ray.address, log_to_driver=True)
+    else:
+        ray.init(address="local", num_cpus=cfg.ray.num_cpus or 2 * (os.cpu_count() or 1), include_dashboard=False)

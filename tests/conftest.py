@@ -1,0 +1,30 @@
+"""One real local Ray for the whole test run (small CPU count, no dashboard), and paths to shared data."""
+import os
+from pathlib import Path
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import ray  # noqa: E402
+
+from lmindexer.config import load_config  # noqa: E402
+from lmindexer.runtime import ensure_ray  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data(rel: str) -> Path:
+    path = SHARED / rel
+    if not path.exists():
+        pytest.skip(f"shared data not present at {path} (only on the project's machines)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    ensure_ray(load_config(overrides=["ray.num_cpus=4"]))
+    yield
+    ray.shutdown()

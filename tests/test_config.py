@@ -1,0 +1,43 @@
+import pytest
+
+from lmindexer.config import Config, ConfigError, describe, from_dict, load_config, to_dict
+
+
+def test_defaults_come_from_the_dataclasses():
+    cfg = load_config()
+    assert cfg == Config()
+    assert cfg.indexer.num_positions == 3
+
+
+def test_yaml_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("output_dir: out\nindexer:\n  codebook_size: 16\ndata:\n  text_fields: [a, b]\n")
+    cfg = load_config(f, ["indexer.codebook_size=8", "train.zero_stage=3", "indexer.lr=1e-4", "data.label_fields=x,y"])
+    assert cfg.output_dir == "out"
+    assert cfg.indexer.codebook_size == 8
+    assert cfg.train.zero_stage == 3
+    assert cfg.indexer.lr == pytest.approx(1e-4)
+    assert cfg.data.text_fields == ["a", "b"]
+    assert cfg.data.label_fields == ["x", "y"]
+
+
+@pytest.mark.parametrize("override,key", [
+    ("indexer.codebok_size=3", "indexer.codebok_size"),
+    ("nope=1", "nope"),
+    ("indexer.codebook_size=abc", "indexer.codebook_size"),
+    ("train.use_gpu=3", "train.use_gpu"),
+    ("train.engine=horovod", "train.engine"),
+    ("indexer=5", "indexer"),
+])
+def test_bad_keys_and_types_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        load_config(overrides=[override])
+
+
+def test_round_trip_and_help_lists_every_option():
+    cfg = load_config(overrides=["seed=7"])
+    assert from_dict(to_dict(cfg)) == cfg
+    text = describe(["", "indexer"])
+    for name in to_dict(cfg)["indexer"]:
+        assert f"indexer.{name}=" in text
+    assert "seed=0" in text

@@ -1,0 +1,91 @@
+"""`prepare` on a real local Ray: formats, shards, bad input summaries, the shared public corpora."""
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import ray
+
+from conftest import shared_data
+from lmindexer.config import load_config
+from lmindexer.data.prepare import load_docs, prepare
+from lmindexer.data.readers import BadInputError
+
+
+def docs(cfg):
+    return load_docs(cfg).to_pandas().sort_values("doc_id").reset_index(drop=True)
+
+
+def test_bad_input_summary_and_skipped_rows(ray_session, tmp_path):
+    rows = [json.dumps({"doc_id": f"d{i}", "title": f"title {i}", "text": "body"}).encode() for i in range(20)]
+    rows += [json.dumps({"doc_id": "d3", "title": "again"}).encode(),           # duplicate_id
+             json.dumps({"doc_id": "e1", "title": " ", "text": ""}).encode(),   # empty_text
+             json.dumps({"title": "who am i"}).encode(),                        # missing_id
+             json.dumps({"doc_id": "e2", "body": "x"}).encode(),                # missing_text
+             b'{"doc_id": "e3", "title": "\xff\xfe"}',                          # undecodable
+             b'{"doc_id": "e4"',                                                # malformed
+             json.dumps({"doc_id": "e5", "text": "y" * 500}).encode()]          # too_long
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(b"\n".join(rows[:12]))
+    (tmp_path / "in" / "b.jsonl").write_bytes(b"\n".join(rows[12:]))
+    cfg = load_config(overrides=[f"output_dir={tmp_path}/out", f"data.input={tmp_path}/in", "data.max_text_chars=100",
+                                 "data.on_long=skip", "data.rows_per_shard=8"])
+    summary = prepare(cfg)
+    assert summary["read"] == 27 and summary["written"] == 20
+    assert summary["skipped"] == {"duplicate_id": 1, "empty_text": 1, "missing_id": 1, "missing_text": 1,
+                                  "undecodable": 1, "malformed": 1, "too_long": 1}
+    out = docs(cfg)
+    assert sorted(out.doc_id) == sorted(f"d{i}" for i in range(20))
+    assert out.set_index("doc_id").loc["d3", "text"] == "title 3; body"  # the first occurrence wins
+    assert len(list((tmp_path / "out" / "corpus" / "docs").glob("*.parquet"))) >= 3
+    skipped = ray.data.read_parquet(str(tmp_path / "out" / "corpus" / "skipped")).to_pandas()
+    assert sorted(skipped["_skip"]) == sorted(summary["skipped"])
+    assert json.loads((tmp_path / "out" / "corpus" / "summary.json").read_text())["written"] == 20
+
+
+def test_on_bad_error_stops_with_the_cause(ray_session, tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"doc_id": "1", "text": "ok"}\n{"doc_id": "1", "text": "dup"}\n')
+    cfg = load_config(overrides=[f"output_dir={tmp_path}/out", f"data.input={tmp_path}/a.jsonl", "data.on_bad=error"])
+    with pytest.raises(BadInputError, match="duplicate doc_id '1'"):
+        prepare(cfg)
+    (tmp_path / "b.jsonl").write_text('{"doc_id": "1", "text": "ok"}\n{"doc_id": "2", "text": " "}\n')
+    cfg.data.input = f"{tmp_path}/b.jsonl"
+    with pytest.raises(BadInputError, match="empty_text"):
+        prepare(cfg)
+
+
+def test_glob_of_parquet_and_tsv_shards(ray_session, tmp_path):
+    for i in range(3):
+        pq.write_table(pa.table({"id": [f"p{i}-{j}" for j in range(5)], "text": ["some text"] * 5,
+                                 "score": [j * 1.5 for j in range(5)]}), tmp_path / f"part-{i}.parquet")
+    cfg = load_config(overrides=[f"output_dir={tmp_path}/out", f"data.input={tmp_path}/part-*.parquet"])
+    assert prepare(cfg)["written"] == 15
+    assert json.loads(docs(cfg).extra[0]) == {"score": 0.0}
+    (tmp_path / "t.tsv").write_text("doc_id\ttitle\tlabel\n1\tfirst\tA\n2\tsecond\tB\n")
+    cfg = load_config(overrides=[f"output_dir={tmp_path}/out2", f"data.input={tmp_path}/t.tsv", "data.label_fields=label"])
+    prepare(cfg)
+    assert list(docs(cfg).label) == ["A", "B"]
+
+
+def test_builtin_demo_corpus(ray_session, tmp_path):
+    cfg = load_config("configs/quickstart.yaml", [f"output_dir={tmp_path}", "demo.num_docs=300"])
+    summary = prepare(cfg)
+    assert summary["written"] == 300 and summary["skipped"] == {}
+    out = docs(cfg)
+    assert out.label.nunique() == 4 and all(len(labels) == 3 for labels in out.labels)
+
+
+def test_amazon_beauty_items(ray_session, tmp_path):
+    shared_data("amazon_beauty/derived/items.jsonl")
+    cfg = load_config("configs/beauty.yaml", [f"output_dir={tmp_path}"])
+    cfg.data.input = str(shared_data("amazon_beauty/derived/items.jsonl"))
+    summary = prepare(cfg)
+    assert summary["read"] == summary["written"] == 12101
+    out = docs(cfg)
+    assert out.doc_id.is_unique and out.label.nunique() == 6
+
+
+def test_scifact_beir_folder(ray_session, tmp_path):
+    folder = shared_data("scifact/derived_beir")
+    cfg = load_config("configs/scifact.yaml", [f"output_dir={tmp_path}", f"data.input={folder}"])
+    assert prepare(cfg)["written"] == 5183
