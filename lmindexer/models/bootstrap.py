@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import os
 
-from .. import storage
 from ..config import Config
 from ..data.prepare import load_docs
 from .backbone import load_backbone
@@ -13,7 +12,7 @@ log = logging.getLogger("lmindexer.models")
 
 
 def backbone_dir(cfg: Config) -> str:
-    return storage.join(cfg.output_dir, "backbone")
+    return os.path.abspath(os.path.join(cfg.output_dir, "backbone"))
 
 
 def corpus_texts(cfg: Config, limit: int):

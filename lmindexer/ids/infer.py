@@ -1,0 +1,49 @@
+"""Batch inference with Ray Data: an autoscaling actor pool that loads an indexer once per actor."""
+from __future__ import annotations
+
+import numpy as np
+import ray
+import torch
+
+from ..config import Config
+from ..models.indexer import SemanticIndexer
+from .task import shared
+
+
+class IndexerActor:
+    """Per batch of row indices: h_t (mode 'embed'), code t given the stored earlier codes ('assign'), or all
+    codes decoded one position after another ('generate')."""
+
+    def __init__(self, path: str, tables: dict, position: int, mode: str, bf16: bool):
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = SemanticIndexer.from_pretrained(path).to(self.device).eval()
+        self.dtype = torch.bfloat16 if bf16 and self.device == "cuda" else None
+        self.tables, self.position, self.mode = tables, position, mode
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> dict:
+        rows = batch["row"]
+        tokens = torch.from_numpy(shared(self.tables["tokens"])[rows].astype(np.int64)).to(self.device)
+        mask = (tokens != 0).long()
+        with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype is not None):
+            if self.mode == "generate":
+                return {"row": rows, "codes": self.model.generate_codes(tokens, mask).cpu().numpy()}
+            prefix = torch.from_numpy(shared(self.tables["codes"])[rows, : self.position - 1].astype(np.int64))
+            h = self.model.decoder_states(tokens, mask, prefix.to(self.device))[:, -1].float()
+            if self.mode == "embed":
+                return {"row": rows, "h": h.cpu().numpy()}
+            return {"row": rows, "code": self.model.code_scores(h, self.position).argmax(-1).cpu().numpy()}
+
+
+def run_indexer(cfg: Config, path: str, rows: np.ndarray, tables: dict, position: int, mode: str) -> dict:
+    """Results for the given rows, gathered on the driver in row order."""
+    ds = ray.data.from_numpy(rows.astype(np.int64)).rename_columns({"data": "row"})
+    out = ds.map_batches(
+        IndexerActor, fn_constructor_kwargs={"path": path, "tables": tables, "position": position, "mode": mode,
+                                             "bf16": cfg.train.precision != "fp32"},
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.train.inference_actors),
+        num_cpus=0 if cfg.train.use_gpu else 0.5, num_gpus=1 if cfg.train.use_gpu else 0,
+        batch_size=cfg.train.inference_batch_size, batch_format="numpy")
+    parts = list(out.iter_batches(batch_size=None, batch_format="numpy"))
+    order = np.argsort(np.concatenate([p["row"] for p in parts]))
+    return {k: np.concatenate([p[k] for p in parts])[order] for k in parts[0] if k != "row"}

@@ -1,0 +1,200 @@
+"""`lmindexer learn-ids`: the progressive LMIndexer schedule, one ID position after another.
+
+For t = 1..T: (a) warm up the reconstructor, (b) train with the continuous h_t, (c) k-means on the model's own h_t
+to initialise codebook t, (d) train encoder + codebook + reconstructor, (e) assign code t to every document (hard
+negatives for t+1 come from these prefixes). Each step writes an indexer snapshot and is recorded in
+<output_dir>/learn_ids/progress.json, so re-running the command continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+import torch
+from transformers import AutoTokenizer
+
+from ..config import Config
+from ..data.prepare import load_docs
+from ..eval.metrics import ami, code_usage, nmi
+from ..models.bootstrap import init_model
+from ..models.indexer import SemanticIndexer
+from ..train.loop import fit
+from .infer import run_indexer
+from .kmeans import kmeans
+from .negatives import prefix_groups
+from .task import IdLearningTask
+
+log = logging.getLogger("lmindexer.ids")
+STEPS = ("warmup", "continuous", "kmeans", "joint", "assign")
+
+
+def work_dir(cfg: Config) -> str:
+    return os.path.abspath(os.path.join(cfg.output_dir, "learn_ids"))
+
+
+def indexer_dir(cfg: Config) -> str:
+    return os.path.abspath(os.path.join(cfg.output_dir, "indexer"))
+
+
+class Tokenize:
+    def __init__(self, path: str, max_length: int):
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.max_length = max_length
+
+    def __call__(self, batch: dict) -> dict:
+        enc = self.tokenizer(list(batch["text"]), max_length=self.max_length, truncation=True,
+                             padding="max_length", return_tensors="np")
+        label = batch["label"] if "label" in batch else np.full(len(batch["doc_id"]), None)
+        return {"doc_id": batch["doc_id"], "label": label, "input_ids": enc["input_ids"].astype(np.int32)}
+
+
+def tokenize_corpus(cfg: Config, backbone: str) -> dict:
+    """doc_id, label and input_ids [N, L] of the whole corpus, tokenised by Ray Data; cached in the work dir."""
+    cache = os.path.join(work_dir(cfg), "tokens.npz")
+    if os.path.exists(cache):
+        data = np.load(cache, allow_pickle=True)
+        return {k: data[k] for k in data.files}
+    ds = load_docs(cfg).map_batches(Tokenize, fn_constructor_kwargs={"path": backbone,
+                                                                     "max_length": cfg.model.max_length},
+                                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.5,
+                                    batch_size=1024, batch_format="numpy")
+    parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    data = {k: np.concatenate([p[k] for p in parts]) for k in ("doc_id", "label", "input_ids")}
+    os.makedirs(work_dir(cfg), exist_ok=True)
+    np.savez(cache, **data)
+    log.info("learn-ids: tokenised %d documents (max_length %d)", len(data["doc_id"]), cfg.model.max_length)
+    return data
+
+
+def _train_dataset(input_ids: np.ndarray) -> "ray.data.Dataset":
+    return ray.data.from_numpy(np.arange(len(input_ids))).rename_columns({"data": "row"}).map_batches(
+        _attach_tokens, fn_kwargs={"tokens": ray.put(input_ids)}, batch_format="numpy")
+
+
+def _attach_tokens(batch: dict, tokens) -> dict:
+    return {"row": batch["row"], "input_ids": ray.get(tokens)[batch["row"]]}
+
+
+class Progress:
+    """Which steps are done, the current snapshot and the code table; persisted after every step."""
+
+    def __init__(self, cfg: Config, n: int):
+        self.dir = work_dir(cfg)
+        self.file = os.path.join(self.dir, "progress.json")
+        self.codes_file = os.path.join(self.dir, "codes.npy")
+        state = json.load(open(self.file)) if os.path.exists(self.file) else {}
+        self.done: list[str] = state.get("done", [])
+        self.snapshot: str = state.get("snapshot", "")
+        self.metrics: dict = state.get("metrics", {})
+        self.codes = (np.load(self.codes_file) if os.path.exists(self.codes_file)
+                      else np.full((n, cfg.indexer.num_positions), -1, dtype=np.int32))
+
+    def save(self, step: str, snapshot: str, metrics: dict | None = None) -> None:
+        if step not in self.done:
+            self.done.append(step)
+        self.snapshot = snapshot
+        if metrics:
+            self.metrics[step] = metrics
+        np.save(self.codes_file, self.codes)
+        with open(self.file, "w") as f:
+            json.dump({"done": self.done, "snapshot": snapshot, "metrics": self.metrics}, f, indent=2)
+
+
+def _label_scores(labels: np.ndarray, codes: np.ndarray) -> dict:
+    has = np.array([x is not None and x == x for x in labels])
+    if not has.any():
+        return {}
+    keys = ["-".join(map(str, c)) for c in codes[has]]
+    return {"ami": round(ami(labels[has].astype(str), keys), 4), "nmi": round(nmi(labels[has].astype(str), keys), 4)}
+
+
+def learn_ids(cfg: Config, only: str | None = None) -> dict:
+    start = time.time()
+    ic = cfg.indexer
+    backbone = init_model(cfg)
+    data = tokenize_corpus(cfg, backbone)
+    n = len(data["doc_id"])
+    if n < ic.codebook_size:
+        raise ValueError(f"{n} documents cannot fill a codebook of {ic.codebook_size} codes: lower "
+                         "indexer.codebook_size")
+    progress = Progress(cfg, n)
+    if not progress.snapshot:
+        first = os.path.join(progress.dir, "snapshot-0-init")
+        SemanticIndexer.from_backbone(backbone, ic, cfg.model.max_length).save_pretrained(first)
+        progress.save("0:init", first)
+    tables = {"tokens": ray.put(data["input_ids"])}
+    dataset = _train_dataset(data["input_ids"])
+    epochs = {"warmup": ic.warmup_epochs, "continuous": ic.continuous_epochs, "joint": ic.joint_epochs}
+    plan = [(t, s) for t in range(1, ic.num_positions + 1) for s in STEPS if epochs.get(s, 1) > 0]
+    if only:
+        pos, _, step = only.partition(":")
+        if (int(pos), step) not in plan:
+            raise ValueError(f"--phase {only}: expected POSITION:STEP with STEP in {STEPS} (and epochs > 0)")
+        plan = [(int(pos), step)]
+    for t, step in plan:
+        key = f"{t}:{step}"
+        if key in progress.done and not only:
+            continue
+        step_start = time.time()
+        tables["codes"] = ray.put(progress.codes)
+        out = os.path.join(progress.dir, f"snapshot-{t}-{step}")
+        metrics = {}
+        if step in epochs:
+            groups = None
+            if t > 1 and ic.hard_negatives and step != "warmup":
+                groups = ray.put(prefix_groups(progress.codes[:, : t - 1]))
+            task = IdLearningTask(init_dir=progress.snapshot, out_dir=out, phase=step, position=t,
+                                  epochs=epochs[step], lr=ic.lr, batch_size=ic.batch_size,
+                                  dropout=cfg.model.dropout, tables={**tables, "groups": groups}, seed=cfg.seed)
+            result = fit(cfg, task, dataset)
+            metrics = {k: round(v, 4) for k, v in (result.metrics or {}).items() if isinstance(v, float)}
+        elif step == "kmeans":
+            rng = np.random.default_rng(cfg.seed + t)
+            rows = np.sort(rng.choice(n, size=min(n, ic.kmeans_sample), replace=False))
+            h = run_indexer(cfg, progress.snapshot, rows, tables, t, "embed")["h"]
+            centres = kmeans(torch.from_numpy(h), ic.codebook_size, iters=ic.kmeans_iters, seed=cfg.seed + t)
+            model = SemanticIndexer.from_pretrained(progress.snapshot)
+            model.codebooks[t - 1].weight.data.copy_(centres)
+            model.save_pretrained(out)
+            metrics = {"points": len(rows)}
+        else:  # assign
+            progress.codes[:, t - 1] = run_indexer(cfg, progress.snapshot, np.arange(n), tables, t, "assign")["code"]
+            model = SemanticIndexer.from_pretrained(progress.snapshot)
+            model.set_id_embeddings(t)
+            model.state["positions_done"] = t
+            model.save_pretrained(out)
+            metrics = {**code_usage(progress.codes[:, t - 1], ic.codebook_size),
+                       **_label_scores(data["label"], progress.codes[:, :1]),
+                       "distinct_prefixes": int(len(np.unique(progress.codes[:, :t], axis=0)))}
+        progress.save(key, out, metrics)
+        log.info("learn-ids: position %d %s done in %.1fs %s", t, step, time.time() - step_start, metrics)
+    return _finish(cfg, progress, data, time.time() - start)
+
+
+def _finish(cfg: Config, progress: Progress, data: dict, seconds: float) -> dict:
+    """Copy the last snapshot to <output_dir>/indexer with the training summary; write the code table."""
+    final = indexer_dir(cfg)
+    done_all = all(f"{t}:assign" in progress.done for t in range(1, cfg.indexer.num_positions + 1))
+    summary = {"positions_done": sum(f"{t}:assign" in progress.done for t in range(1, cfg.indexer.num_positions + 1)),
+               "documents": int(len(data["doc_id"])), "steps": progress.metrics, "seconds": round(seconds, 1)}
+    if done_all:
+        codes = progress.codes
+        summary["collision_rate"] = round(1 - len(np.unique(codes, axis=0)) / len(codes), 4)
+        summary["first_position"] = _label_scores(data["label"], codes[:, :1])
+        model = SemanticIndexer.from_pretrained(progress.snapshot)
+        model.state["history"] = [summary]
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        model.save_pretrained(final)
+        pq.write_table(pa.table({"doc_id": data["doc_id"].astype(str), "codes": pa.array(list(codes))}),
+                       os.path.join(progress.dir, "codes.parquet"))
+        log.info("learn-ids: indexer -> %s (%d positions, collision rate %.3f)", final, cfg.indexer.num_positions,
+                 summary["collision_rate"])
+    return {"indexer": final if done_all else None, **summary}

@@ -1,0 +1,77 @@
+"""What one ID-learning phase trains, for the shared Ray Train loop (lmindexer.train.loop)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import ray
+import torch
+
+from ..eval.metrics import code_usage
+from ..models.indexer import SemanticIndexer
+from ..train.loop import all_reduce_sum
+from .negatives import sample_negatives
+
+
+def shared(ref):
+    """Arrays put in Ray's object store once and read zero-copy by every worker on a node."""
+    return ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
+
+
+@dataclass
+class IdLearningTask:
+    init_dir: str          # indexer snapshot the phase starts from
+    out_dir: str           # where rank 0 saves the trained snapshot
+    phase: str             # warmup | continuous | joint
+    position: int
+    epochs: int
+    lr: float
+    batch_size: int
+    dropout: float
+    tables: dict           # {"tokens": ref [N, L] int32, "codes": ref [N, T] int32, "groups": ref or None}
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"learn-ids-p{self.position}-{self.phase}"
+
+    def build(self) -> SemanticIndexer:
+        model = SemanticIndexer.from_pretrained(self.init_dir, dropout=self.dropout)
+        model.set_phase(self.phase, self.position)
+        self._counts = torch.zeros(model.cfg.codebook_size, dtype=torch.float64)
+        return model
+
+    def batches(self, shard, epoch: int):
+        tokens, codes = shared(self.tables["tokens"]), shared(self.tables["codes"])
+        groups = shared(self.tables["groups"]) if self.tables.get("groups") is not None else None
+        rank = ray.train.get_context().get_world_rank()
+        rng = np.random.default_rng([self.seed, epoch, rank])
+        t = self.position
+        for b in shard.iter_torch_batches(batch_size=self.batch_size, drop_last=True,
+                                          local_shuffle_buffer_size=self.batch_size * 8,
+                                          local_shuffle_seed=self.seed + epoch * 1000 + rank):
+            rows = b["row"].numpy()
+            ids = b["input_ids"].long()
+            prefix = torch.from_numpy(codes[rows, : t - 1].astype(np.int64))
+            batch = {"input_ids": ids, "attention_mask": (ids != 0).long(), "prefix": prefix}
+            if groups is not None:
+                neg = torch.from_numpy(tokens[sample_negatives(rows, groups, rng)].astype(np.int64))
+                batch.update(neg_input_ids=neg, neg_attention_mask=(neg != 0).long(), neg_prefix=prefix)
+            yield batch
+
+    def on_step(self, out: dict) -> None:
+        if "codes" in out:
+            self._counts += torch.bincount(out["codes"].cpu(), minlength=len(self._counts)).double()
+
+    def epoch_metrics(self) -> dict:
+        if self.phase != "joint":
+            return {}
+        counts = all_reduce_sum(self._counts.clone()).numpy()
+        self._counts.zero_()
+        usage = code_usage(np.repeat(np.arange(len(counts)), counts.astype(np.int64)), len(counts))
+        return {"code_usage": usage["usage"], "code_perplexity": usage["perplexity"]}
+
+    def finish(self, engine, rank: int) -> None:
+        with engine.full_weights() as model:
+            if rank == 0:
+                model.save_pretrained(self.out_dir)

@@ -1,0 +1,97 @@
+"""One interface over DeepSpeed (ZeRO 0-3, bf16) and plain DDP: forward, step, save, load, full weights."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+import torch.distributed as dist
+
+from ..config import TrainConfig
+
+
+def use_bf16(cfg: TrainConfig) -> bool:
+    return cfg.precision == "bf16" or (cfg.precision == "auto" and cfg.use_gpu)
+
+
+def deepspeed_config(cfg: TrainConfig, batch_size: int) -> dict:
+    return {
+        "train_micro_batch_size_per_gpu": batch_size,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "bf16": {"enabled": use_bf16(cfg)},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10 ** 9,
+        "wall_clock_breakdown": False,
+    }
+
+
+class Engine:
+    """Wraps a model and an AdamW optimizer (a torch one: no DeepSpeed op has to be compiled)."""
+
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, lr: float, batch_size: int):
+        import ray.train.torch
+
+        self.cfg, self.kind = cfg, cfg.engine
+        self.device = ray.train.torch.get_device()
+        params = [p for p in model.parameters() if p.requires_grad]
+        if self.kind == "deepspeed":
+            import deepspeed
+
+            opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+            self.model, self.optimizer, _, _ = deepspeed.initialize(
+                model=model, optimizer=opt, config=deepspeed_config(cfg, batch_size))
+            self.module = self.model.module
+        else:
+            self.module = model.to(self.device)
+            if use_bf16(cfg):
+                self.module = self.module.to(torch.bfloat16)
+            self.model = ray.train.torch.prepare_model(self.module, move_to_device=False,
+                                                       parallel_strategy_kwargs={"find_unused_parameters": True})
+            self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+
+    def __call__(self, **batch):
+        return self.model(**{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()})
+
+    def step(self, loss: torch.Tensor) -> None:
+        if self.kind == "deepspeed":
+            self.model.backward(loss)
+            self.model.step()
+            return
+        loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def train(self, mode: bool = True) -> None:
+        self.model.train(mode)
+
+    def save(self, path: str) -> None:
+        """Every rank calls this; DeepSpeed writes its shards, DDP only rank 0."""
+        os.makedirs(path, exist_ok=True)
+        if self.kind == "deepspeed":
+            self.model.save_checkpoint(path, tag="ckpt")
+        elif dist.get_rank() == 0:
+            torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict()},
+                       os.path.join(path, "ddp.pt"))
+
+    def load(self, path: str) -> None:
+        if self.kind == "deepspeed":
+            self.model.load_checkpoint(path, tag="ckpt")
+            return
+        state = torch.load(os.path.join(path, "ddp.pt"), map_location=self.device, weights_only=False)
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    @contextlib.contextmanager
+    def full_weights(self):
+        """All ranks enter; inside, every parameter is whole (ZeRO-3 gathers its shards)."""
+        if self.kind == "deepspeed" and self.cfg.zero_stage == 3:
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None):
+                yield self.module
+        else:
+            yield self.module

@@ -1,0 +1,114 @@
+"""The one training loop (Ray Train + DeepSpeed/DDP) that every model uses, with checkpoints, resume and retries.
+
+A *task* object says what is trained: `build()` the model, `batches(shard, epoch)` its inputs, `on_step(out)` and
+`epoch_metrics()` for extra figures, `finish(engine)` to save the result. The loop does the rest.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import defaultdict
+
+import ray
+import ray.train
+import torch
+import torch.distributed as dist
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from .. import storage
+from ..config import Config, from_dict, to_dict
+from .engine import Engine
+
+log = logging.getLogger("lmindexer.train")
+PROGRESS = "progress.json"
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values)
+    return values
+
+
+def _report(engine: Engine, progress: dict, metrics: dict) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        engine.save(d)
+        if ray.train.get_context().get_world_rank() == 0:
+            with open(os.path.join(d, PROGRESS), "w") as f:
+                json.dump(progress, f)
+        checkpoint = Checkpoint.from_directory(d) if os.listdir(d) else None
+        ray.train.report({**metrics, **progress}, checkpoint=checkpoint)
+
+
+def train_worker(config: dict) -> None:
+    """Runs on every Ray Train worker."""
+    cfg, task = from_dict(config["cfg"]), config["task"]
+    rank = ray.train.get_context().get_world_rank()
+    torch.manual_seed(cfg.seed + rank)
+    engine = Engine(task.build(), cfg.train, task.lr, task.batch_size)
+    epoch, skip, step = 0, 0, 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            engine.load(d)
+            with open(os.path.join(d, PROGRESS)) as f:
+                progress = json.load(f)
+        epoch, skip, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
+        if rank == 0:
+            print(f"[{task.name}] resumed from checkpoint at epoch {epoch + 1}, step {step}", flush=True)
+    shard = ray.train.get_dataset_shard("train")
+    every = cfg.train.checkpoint_every_steps
+    while epoch < task.epochs:
+        engine.train()
+        sums, n, start = defaultdict(float), 0, time.time()
+        for i, batch in enumerate(task.batches(shard, epoch)):
+            if i < skip:
+                continue
+            out = engine(**batch)
+            engine.step(out["loss"])
+            task.on_step(out)
+            for k, v in out.items():
+                if torch.is_tensor(v) and v.dim() == 0:
+                    sums[k] += float(v.detach())
+            n, step = n + 1, step + 1
+            if rank == 0 and cfg.train.log_every_steps and step % cfg.train.log_every_steps == 0:
+                print(f"[{task.name}] epoch {epoch + 1}/{task.epochs} step {step}: "
+                      + " ".join(f"{k}={v / n:.4f}" for k, v in sorted(sums.items())), flush=True)
+            if every and step % every == 0:
+                _report(engine, {"epoch": epoch, "step_in_epoch": i + 1, "step": step}, {})
+        keys = sorted(sums)
+        totals = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [n], dtype=torch.float64))
+        metrics = {k: float(totals[j] / max(totals[-1], 1)) for j, k in enumerate(keys)}
+        metrics.update(task.epoch_metrics())
+        metrics["epoch_seconds"] = round(time.time() - start, 1)
+        if rank == 0:
+            print(f"[{task.name}] epoch {epoch + 1}/{task.epochs} done: "
+                  + " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())), flush=True)
+        epoch, skip = epoch + 1, 0
+        _report(engine, {"epoch": epoch, "step_in_epoch": 0, "step": step}, metrics)
+    task.finish(engine, rank)
+
+
+def fit(cfg: Config, task, dataset: "ray.data.Dataset") -> "ray.train.Result":
+    """One TorchTrainer run for `task`; a run of the same name under the same storage resumes where it stopped."""
+    storage_path = cfg.train.storage_path or storage.join(cfg.output_dir, "ray")
+    if "://" not in storage_path:
+        storage_path = os.path.abspath(storage_path)
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"cfg": to_dict(cfg), "task": task},
+        scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
+                                     resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
+        torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
+        run_config=RunConfig(name=task.name, storage_path=storage_path,
+                             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        datasets={"train": dataset},
+    )
+    log.info("%s: %d worker(s), engine=%s%s, %d epoch(s)", task.name, cfg.train.num_workers, cfg.train.engine,
+             f" ZeRO-{cfg.train.zero_stage}" if cfg.train.engine == "deepspeed" else "", task.epochs)
+    return trainer.fit()
+
