@@ -29,7 +29,7 @@ from ..train.loop import fit
 from .infer import run_indexer
 from .kmeans import kmeans
 from .negatives import prefix_groups
-from .task import IdLearningTask
+from .task import HISTORY_FILE, IdLearningTask
 
 log = logging.getLogger("lmindexer.ids")
 STEPS = ("warmup", "continuous", "kmeans", "joint", "assign")
@@ -153,8 +153,9 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             task = IdLearningTask(init_dir=progress.snapshot, out_dir=out, phase=step, position=t,
                                   epochs=epochs[step], lr=ic.lr, batch_size=ic.batch_size,
                                   dropout=cfg.model.dropout, tables={**tables, "groups": groups}, seed=cfg.seed)
-            result = fit(cfg, task, dataset)
-            metrics = {k: round(v, 4) for k, v in (result.metrics or {}).items() if isinstance(v, float)}
+            fit(cfg, task, dataset)
+            with open(os.path.join(out, HISTORY_FILE)) as f:
+                metrics = {"epochs": json.load(f)}
         elif step == "kmeans":
             rng = np.random.default_rng(cfg.seed + t)
             rows = np.sort(rng.choice(n, size=min(n, ic.kmeans_sample), replace=False))

@@ -1,6 +1,8 @@
 """What one ID-learning phase trains, for the shared Ray Train loop (lmindexer.train.loop)."""
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +13,8 @@ from ..eval.metrics import code_usage
 from ..models.indexer import SemanticIndexer
 from ..train.loop import all_reduce_sum
 from .negatives import sample_negatives
+
+HISTORY_FILE = "train_history.json"
 
 
 def shared(ref):
@@ -71,7 +75,9 @@ class IdLearningTask:
         usage = code_usage(np.repeat(np.arange(len(counts)), counts.astype(np.int64)), len(counts))
         return {"code_usage": usage["usage"], "code_perplexity": usage["perplexity"]}
 
-    def finish(self, engine, rank: int) -> None:
+    def finish(self, engine, rank: int, history: list) -> None:
         with engine.full_weights() as model:
             if rank == 0:
                 model.save_pretrained(self.out_dir)
+                with open(os.path.join(self.out_dir, HISTORY_FILE), "w") as f:
+                    json.dump(history, f, indent=2)

@@ -1,7 +1,7 @@
 """The one training loop (Ray Train + DeepSpeed/DDP) that every model uses, with checkpoints, resume and retries.
 
 A *task* object says what is trained: `build()` the model, `batches(shard, epoch)` its inputs, `on_step(out)` and
-`epoch_metrics()` for extra figures, `finish(engine)` to save the result. The loop does the rest.
+`epoch_metrics()` for extra figures, `finish(engine, rank, history)` to save the result. The loop does the rest.
 """
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def _report(engine: Engine, progress: dict, metrics: dict) -> None:
             with open(os.path.join(d, PROGRESS), "w") as f:
                 json.dump(progress, f)
         checkpoint = Checkpoint.from_directory(d) if os.listdir(d) else None
-        ray.train.report({**metrics, **progress}, checkpoint=checkpoint)
+        scalars = {k: v for k, v in progress.items() if k != "history"}
+        ray.train.report({**metrics, **scalars}, checkpoint=checkpoint)
 
 
 def train_worker(config: dict) -> None:
@@ -49,16 +50,18 @@ def train_worker(config: dict) -> None:
     rank = ray.train.get_context().get_world_rank()
     torch.manual_seed(cfg.seed + rank)
     engine = Engine(task.build(), cfg.train, task.lr, task.batch_size)
-    epoch, skip, step = 0, 0, 0
+    progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "resumes": 0, "history": []}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
             engine.load(d)
             with open(os.path.join(d, PROGRESS)) as f:
                 progress = json.load(f)
-        epoch, skip, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
+        progress["resumes"] += 1
         if rank == 0:
-            print(f"[{task.name}] resumed from checkpoint at epoch {epoch + 1}, step {step}", flush=True)
+            print(f"[{task.name}] resumed from checkpoint at epoch {progress['epoch'] + 1}, step {progress['step']}",
+                  flush=True)
+    epoch, skip, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
     shard = ray.train.get_dataset_shard("train")
     every = cfg.train.checkpoint_every_steps
     while epoch < task.epochs:
@@ -78,7 +81,8 @@ def train_worker(config: dict) -> None:
                 print(f"[{task.name}] epoch {epoch + 1}/{task.epochs} step {step}: "
                       + " ".join(f"{k}={v / n:.4f}" for k, v in sorted(sums.items())), flush=True)
             if every and step % every == 0:
-                _report(engine, {"epoch": epoch, "step_in_epoch": i + 1, "step": step}, {})
+                progress.update(epoch=epoch, step_in_epoch=i + 1, step=step)
+                _report(engine, progress, {})
         keys = sorted(sums)
         totals = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [n], dtype=torch.float64))
         metrics = {k: float(totals[j] / max(totals[-1], 1)) for j, k in enumerate(keys)}
@@ -88,8 +92,10 @@ def train_worker(config: dict) -> None:
             print(f"[{task.name}] epoch {epoch + 1}/{task.epochs} done: "
                   + " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())), flush=True)
         epoch, skip = epoch + 1, 0
-        _report(engine, {"epoch": epoch, "step_in_epoch": 0, "step": step}, metrics)
-    task.finish(engine, rank)
+        progress.update(epoch=epoch, step_in_epoch=0, step=step)
+        progress["history"].append({**metrics, "epoch": epoch, "resumes": progress["resumes"]})
+        _report(engine, progress, metrics)
+    task.finish(engine, rank, progress["history"])
 
 
 def fit(cfg: Config, task, dataset: "ray.data.Dataset") -> "ray.train.Result":
