@@ -1,0 +1,76 @@
+"""Runs survive interruptions: a stopped learn-ids resumes from its last checkpoint, and a killed worker is replaced
+and training goes on from the last checkpoint."""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from lmindexer.ids.learn import learn_ids
+from test_learn_ids import config, corpus  # noqa: F401  (the shared corpus fixture)
+
+pytestmark = pytest.mark.slow
+REGISTERED = "checkpoint_manager_snapshot.json"  # written once the controller has registered a checkpoint
+
+
+def wait_for(pattern: str, timeout: float = 240) -> None:
+    end = time.time() + timeout
+    while not glob.glob(pattern):
+        if time.time() > end:
+            raise TimeoutError(f"nothing matched {pattern} in {timeout}s")
+        time.sleep(0.2)
+
+
+def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F811
+    base, backbone = corpus
+    out = tmp_path / "stop"
+    args = [sys.executable, "-m", "lmindexer.cli", "learn-ids", "--config", "configs/quickstart.yaml",
+            f"output_dir={out}", f"data.output={base}/corpus", f"model.name_or_path={backbone}",
+            "indexer.num_positions=1", "indexer.codebook_size=8", "indexer.batch_size=8",
+            "indexer.continuous_epochs=2", "indexer.joint_epochs=1", "train.checkpoint_every_steps=10",
+            "train.log_every_steps=0", "ray.num_cpus=4"]
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(f"{out}/ray/learn-ids-p1-continuous/{REGISTERED}")
+    first.send_signal(signal.SIGINT)
+    try:
+        log1, _ = first.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        first.kill()
+        log1, _ = first.communicate()
+    assert first.returncode != 0, log1[-3000:]
+    assert not os.path.exists(out / "indexer")
+    second = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-5000:]
+    assert "[learn-ids-p1-continuous] resumed from checkpoint" in second.stdout
+    assert os.path.exists(out / "indexer" / "indexer.json")
+
+
+def kill_a_worker_after_first_checkpoint(pattern: str, killed: list) -> None:
+    wait_for(pattern)
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if any("RayTrainWorker" in part for part in (proc.info["cmdline"] or [])):
+            os.kill(proc.info["pid"], signal.SIGKILL)
+            killed.append(proc.info["pid"])
+            return
+
+
+def test_killed_worker_is_replaced_and_training_continues(corpus, tmp_path):  # noqa: F811
+    out = tmp_path / "kill"
+    cfg = config(corpus, out, "indexer.num_positions=1", "indexer.batch_size=8", "indexer.continuous_epochs=3",
+                 "indexer.joint_epochs=1", "train.checkpoint_every_steps=10", "train.max_failures=3")
+    killed: list = []
+    killer = threading.Thread(target=kill_a_worker_after_first_checkpoint,
+                              args=(f"{out}/ray/learn-ids-p1-continuous/{REGISTERED}", killed), daemon=True)
+    killer.start()
+    summary = learn_ids(cfg)
+    killer.join(timeout=5)
+    assert killed, "no Ray Train worker process was found to kill"
+    history = summary["steps"]["1:continuous"]["epochs"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["resumes"] >= 1
+    assert summary["positions_done"] == 1
