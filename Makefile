@@ -3,7 +3,6 @@
 # on a GPU cluster install with plain `pip install -e .` to keep the cluster's CUDA torch.
 VENV ?= .venv
 PYTHON ?= python3
-DEMO_OUT ?= runs/demo
 
 .PHONY: install test demo clean
 
@@ -19,7 +18,7 @@ test: install
 	$(VENV)/bin/python -m pytest tests
 
 demo: install
-	$(VENV)/bin/lmindexer run --config configs/quickstart.yaml output_dir=$(DEMO_OUT)
+	$(VENV)/bin/lmindexer run --config configs/quickstart.yaml
 
 clean:
 	rm -rf $(VENV) runs

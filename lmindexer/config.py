@@ -77,7 +77,7 @@ class IndexerConfig:
     mask_ratio_first: float = opt(0.5, "share of context tokens hidden from the reconstructor at position 1")
     mask_ratio_later: float = opt(0.7, "share hidden at positions 2..T")
     recon_layers: int = opt(1, "layers of the reconstructor")
-    contrastive_weight: float = opt(0.5, "weight of the contrastive loss")
+    contrastive_weight: float = opt(0.1, "weight of the contrastive loss")
     contrastive_temperature: float = opt(0.1, "temperature of the contrastive loss")
     commitment_weight: float = opt(1.0, "weight of the commitment loss (positions >= 2)")
     hard_negatives: bool = opt(True, "from position 2 on, add a document with the same ID prefix as a negative")

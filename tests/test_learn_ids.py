@@ -61,6 +61,11 @@ def test_zero2_two_positions_learns_useful_codes(corpus, tmp_path):
     assert idx.state["positions_done"] == 2 and idx.state["history"][0]["documents"] == 480
     again = learn_ids(cfg)  # everything done: nothing is trained again
     assert again["steps"] == summary["steps"]
+    rerun = learn_ids(cfg, only="2:joint")  # one phase alone, trained afresh
+    assert [e["epoch"] for e in rerun["steps"]["2:joint"]["epochs"]] == [1, 2, 3]
+    assert rerun["steps"]["2:joint"] != summary["steps"]["2:joint"]
+    with pytest.raises(ValueError, match="POSITION:STEP"):
+        learn_ids(cfg, only="3:joint")
 
 
 @pytest.mark.parametrize("engine", ["zero3", "ddp"])

@@ -89,3 +89,10 @@ def test_scifact_beir_folder(ray_session, tmp_path):
     folder = shared_data("scifact/derived_beir")
     cfg = load_config("configs/scifact.yaml", [f"output_dir={tmp_path}", f"data.input={folder}"])
     assert prepare(cfg)["written"] == 5183
+
+
+def test_labelled_csv_without_header(ray_session, tmp_path):
+    path = shared_data("text_labeled/ag_news/train.csv")
+    cfg = load_config("configs/ag_news.yaml", [f"output_dir={tmp_path}", f"data.input={path}"])
+    assert prepare(cfg)["written"] == 4000
+    assert sorted(docs(cfg).label.unique()) == ["0", "1", "2", "3"]

@@ -153,7 +153,7 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             task = IdLearningTask(init_dir=progress.snapshot, out_dir=out, phase=step, position=t,
                                   epochs=epochs[step], lr=ic.lr, batch_size=ic.batch_size,
                                   dropout=cfg.model.dropout, tables={**tables, "groups": groups}, seed=cfg.seed)
-            fit(cfg, task, dataset)
+            fit(cfg, task, dataset, fresh=bool(only))
             with open(os.path.join(out, HISTORY_FILE)) as f:
                 metrics = {"epochs": json.load(f)}
         elif step == "kmeans":

@@ -98,18 +98,25 @@ def train_worker(config: dict) -> None:
     task.finish(engine, rank, progress["history"])
 
 
-def fit(cfg: Config, task, dataset: "ray.data.Dataset") -> "ray.train.Result":
-    """One TorchTrainer run for `task`; a run of the same name under the same storage resumes where it stopped."""
-    storage_path = cfg.train.storage_path or storage.join(cfg.output_dir, "ray")
-    if "://" not in storage_path:
-        storage_path = os.path.abspath(storage_path)
+def storage_path(cfg: Config) -> str:
+    path = cfg.train.storage_path or storage.join(cfg.output_dir, "ray")
+    return path if "://" in path else os.path.abspath(path)
+
+
+def fit(cfg: Config, task, dataset: "ray.data.Dataset", fresh: bool = False) -> "ray.train.Result":
+    """One TorchTrainer run for `task`; a run of the same name under the same storage resumes where it stopped,
+    unless `fresh` discards that run first."""
+    if fresh:
+        fs, path = storage.filesystem(storage.join(storage_path(cfg), task.name), cfg.storage)
+        if storage.exists(fs, path):
+            fs.delete_dir(path)
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"cfg": to_dict(cfg), "task": task},
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
                                      resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
         torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
-        run_config=RunConfig(name=task.name, storage_path=storage_path,
+        run_config=RunConfig(name=task.name, storage_path=storage_path(cfg),
                              failure_config=FailureConfig(max_failures=cfg.train.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
         datasets={"train": dataset},
