@@ -31,10 +31,15 @@ def _learn_ids(cfg, phase=None):
     return learn_ids(cfg, only=phase)
 
 
+def _assign_ids(cfg):
+    from .ids.assign import assign_ids
+    return assign_ids(cfg)
+
+
 def _run(cfg):
     """Every stage that exists, in order; each skips work that is already complete."""
     summary = {}
-    for name in ("prepare", "init-model", "learn-ids"):
+    for name in ("prepare", "init-model", "learn-ids", "assign-ids"):
         start = time.time()
         log.info("== %s ==", name)
         summary[name] = STAGES[name][0](cfg)
@@ -50,8 +55,10 @@ STAGES = {
                    "load a pretrained T5 or build one from a preset with a tokenizer trained on the corpus"),
     "learn-ids": (_learn_ids, ["", "data", "model", "indexer", "train", "ray"],
                   "learn semantic IDs (LMIndexer) with Ray Train + DeepSpeed; writes <output_dir>/indexer"),
-    "run": (_run, ["", "storage", "data", "demo", "model", "indexer", "train", "ray"],
-            "the whole pipeline on one config: prepare -> init-model -> learn-ids"),
+    "assign-ids": (_assign_ids, ["", "storage", "data", "model", "train", "assign", "ray"],
+                   "give every document a unique ID with a trained indexer (Ray Data actor pool, resumable)"),
+    "run": (_run, ["", "storage", "data", "demo", "model", "indexer", "train", "assign", "ray"],
+            "the whole pipeline on one config: prepare -> init-model -> learn-ids -> assign-ids"),
 }
 
 

@@ -109,6 +109,17 @@ class TrainConfig:
 
 
 @dataclass
+class AssignConfig:
+    indexer: str = opt("", "indexer folder (empty: <output_dir>/indexer)")
+    output: str = opt("", "ID table folder (empty: <output_dir>/ids)")
+    existing: str = opt("", "an earlier ID table: its IDs stay as they are, new documents get IDs around them")
+    collisions: str = opt("suffix", "suffix (extra position) or rebalance (move to the next-nearest free last "
+                                    "code first, then suffix what is left)")
+    candidates: int = opt(8, "last-level codes kept per document for rebalancing")
+    files_per_round: int = opt(4, "input shards per committed round (a re-run redoes at most one round)")
+
+
+@dataclass
 class RayConfig:
     address: str = opt("", "Ray cluster address (empty: start a local Ray; 'auto': the running cluster)")
     num_cpus: int = opt(0, "logical CPUs of a local Ray (0: twice the cores, so workers and Ray Data both fit)")
@@ -124,6 +135,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     indexer: IndexerConfig = field(default_factory=IndexerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    assign: AssignConfig = field(default_factory=AssignConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
 
@@ -136,6 +148,7 @@ CHOICES = {
     "train.engine": {"deepspeed", "ddp"},
     "train.zero_stage": {0, 1, 2, 3},
     "train.precision": {"auto", "fp32", "bf16"},
+    "assign.collisions": {"suffix", "rebalance"},
 }
 
 

@@ -28,3 +28,9 @@ def ensure_ray(cfg: Config) -> None:
         ray.init(address=cfg.ray.address, log_to_driver=True)
     else:
         ray.init(address="local", num_cpus=cfg.ray.num_cpus or 2 * (os.cpu_count() or 1), include_dashboard=False)
+
+
+def shuffle_partitions() -> int:
+    """Partitions for Ray Data groupby: a few per CPU of the cluster (Ray's default of 200 crawls on small
+    machines)."""
+    return max(2, int(ray.cluster_resources().get("CPU", 1)) * 2)

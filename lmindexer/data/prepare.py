@@ -15,6 +15,7 @@ from ray.data.expressions import col
 
 from .. import storage
 from ..config import Config
+from ..runtime import shuffle_partitions
 from .readers import OUTPUT_COLUMNS, BadInputError, parse_file
 
 log = logging.getLogger("lmindexer.prepare")
@@ -81,7 +82,8 @@ def prepare(cfg: Config) -> dict:
         raise _unwrap(e) from None
 
     kept = rows.filter(expr=col("_skip") == "")
-    dup = kept.groupby("doc_id").aggregate(Count(), Min("_order")).filter(expr=col("count()") > 1).take_all()
+    dup = kept.groupby("doc_id", num_partitions=shuffle_partitions()).aggregate(Count(), Min("_order"))
+    dup = dup.filter(expr=col("count()") > 1).take_all()
     first = {r["doc_id"]: r["min(_order)"] for r in dup}
     if first and data.on_bad == "error":
         d = next(iter(first))
@@ -91,7 +93,8 @@ def prepare(cfg: Config) -> dict:
         rows = rows.map_batches(_mark_duplicates, fn_kwargs={"first": first}, batch_format="pyarrow").materialize()
 
     total = rows.count()
-    reasons = {r["_skip"]: r["count()"] for r in rows.groupby("_skip").count().take_all()}
+    by_reason = rows.groupby("_skip", num_partitions=shuffle_partitions()).count().take_all()
+    reasons = {r["_skip"]: r["count()"] for r in by_reason}
     written_expected = reasons.pop("", 0)
     truncated = int(rows.sum("_truncated") or 0) if total else 0
     docs = rows.filter(expr=col("_skip") == "").select_columns(OUTPUT_COLUMNS)

@@ -123,6 +123,14 @@ class SemanticIndexer(nn.Module):
             prefix = torch.cat([prefix, self.code_scores(h, t).argmax(-1, keepdim=True)], 1)
         return prefix
 
+    @torch.no_grad()
+    def candidates(self, input_ids, attention_mask, prefix, k: int):
+        """(top-k codes, their scores) for the position after `prefix`, best first."""
+        h = self.decoder_states(input_ids, attention_mask, prefix)[:, -1]
+        scores = self.code_scores(h, prefix.shape[1] + 1)
+        top = scores.topk(min(k, scores.shape[-1]), dim=-1)
+        return top.indices, top.values
+
     def forward(self, input_ids, attention_mask, prefix, neg_input_ids=None, neg_attention_mask=None,
                 neg_prefix=None) -> dict:
         """Losses of the current phase and position on one batch."""

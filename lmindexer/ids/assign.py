@@ -1,0 +1,183 @@
+"""`lmindexer assign-ids`: an ID for every document, streamed through an autoscaling Ray Data actor pool.
+
+1. Codes. Input shards are taken in rounds; each round is read_parquet -> tokenise + generate codes in actors that
+   load the indexer once -> write_parquet into <ids>/_codes/<round>/, then committed by a marker. A re-run drops
+   uncommitted rounds and does only the shards no committed round holds: exactly once, finished shards never redone.
+2. Uniqueness. Ray Data groups documents by prefix (rebalance) and by full code (suffix); documents of an existing
+   ID table keep their IDs. The table (doc_id, codes, suffix, sid) is written to <ids>/table/ and counted.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import ray
+import torch
+from ray.data.aggregate import Count
+from ray.data.expressions import col
+
+from .. import storage
+from ..config import Config
+from ..data.prepare import docs_path
+from ..models.indexer import SemanticIndexer
+from ..runtime import shuffle_partitions
+from .unique import code_key, rebalance_group, sid, suffix_group
+
+log = logging.getLogger("lmindexer.assign")
+
+
+def ids_dir(cfg: Config) -> str:
+    return cfg.assign.output or storage.join(cfg.output_dir, "ids")
+
+
+def load_for_inference(path: str, bf16: bool):
+    """(indexer on the best device, autocast dtype or None)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = SemanticIndexer.from_pretrained(path).to(device).eval()
+    return model, (torch.bfloat16 if bf16 and device == "cuda" else None)
+
+
+class AssignActor:
+    def __init__(self, path: str, max_length: int, candidates: int, bf16: bool):
+        self.model, self.dtype = load_for_inference(path, bf16)
+        self.device = next(self.model.parameters()).device
+        self.max_length, self.k = max_length, candidates
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> pa.Table:
+        enc = self.model.tokenizer(list(batch["text"]), max_length=self.max_length, truncation=True,
+                                   padding=True, return_tensors="pt").to(self.device)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            codes = self.model.generate_codes(enc["input_ids"], enc["attention_mask"])
+            cand, score = self.model.candidates(enc["input_ids"], enc["attention_mask"], codes[:, :-1], self.k)
+        as_list = lambda x, t: pa.array(x.cpu().tolist(), pa.list_(t))  # noqa: E731  (plain lists, as read back)
+        return pa.table({"doc_id": batch["doc_id"], "codes": as_list(codes, pa.int32()),
+                         "candidates": as_list(cand, pa.int32()), "scores": as_list(score.float(), pa.float32())})
+
+
+def _round_name(files: list[str]) -> str:
+    return "round-" + hashlib.sha1("\n".join(files).encode()).hexdigest()[:12]
+
+
+def assign_codes(cfg: Config, fs, out: str) -> None:
+    """Step 1: codes for every input shard not yet in a committed round."""
+    dfs, dpath = storage.filesystem(docs_path(cfg), cfg.storage)
+    files = storage.list_files(dfs, dpath)
+    raw, done_dir = storage.join(out, "_codes"), storage.join(out, "_done")
+    committed = {os.path.basename(i.path)[:-5]: storage.read_json(fs, i.path)["files"]
+                 for i in fs.get_file_info(pafs.FileSelector(done_dir, allow_not_found=True))}
+    for info in fs.get_file_info(pafs.FileSelector(raw, allow_not_found=True)):
+        if os.path.basename(info.path) not in committed:  # a round that crashed before its commit
+            fs.delete_dir(info.path)
+    finished = {f for fl in committed.values() for f in fl}
+    pending = [f for f in files if f not in finished]
+    log.info("assign-ids: %d shard(s), %d already done, %d to do", len(files), len(finished), len(pending))
+    indexer = cfg.assign.indexer or os.path.abspath(os.path.join(cfg.output_dir, "indexer"))
+    step = max(1, cfg.assign.files_per_round)
+    for i in range(0, len(pending), step):
+        chunk, start = pending[i:i + step], time.time()
+        name = _round_name(chunk)
+        ds = ray.data.read_parquet(chunk, filesystem=dfs).select_columns(["doc_id", "text"]).map_batches(
+            AssignActor, fn_constructor_kwargs={"path": indexer, "max_length": cfg.model.max_length,
+                                                "candidates": cfg.assign.candidates,
+                                                "bf16": cfg.train.precision != "fp32"},
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.train.inference_actors),
+            num_cpus=0 if cfg.train.use_gpu else 0.5, num_gpus=1 if cfg.train.use_gpu else 0,
+            batch_size=cfg.train.inference_batch_size, batch_format="numpy")
+        ds.write_parquet(storage.join(raw, name), filesystem=fs, mode="overwrite")
+        storage.write_json(fs, storage.join(done_dir, name + ".json"), {"files": chunk})
+        log.info("assign-ids: round %d/%d (%d shard(s)) committed in %.1fs", i // step + 1,
+                 -(-len(pending) // step), len(chunk), time.time() - start)
+
+
+def _with_keys(batch: pa.Table) -> pa.Table:
+    codes = batch.column("codes").to_pylist()
+    batch = batch.append_column("key", pa.array([code_key(c) for c in codes]))
+    return batch.append_column("prefix", pa.array([code_key(c[:-1]) for c in codes]))
+
+
+def _rebalance(group: dict) -> dict:
+    old = group["suffix"] >= 0
+    last = rebalance_group(group["doc_id"][~old], np.stack(group["candidates"][~old]),
+                           np.stack(group["scores"][~old]),
+                           taken=np.array([c[-1] for c in group["codes"][old]], dtype=np.int64))
+    codes = [np.asarray(c) for c in group["codes"]]
+    for j, i in enumerate(np.flatnonzero(~old)):
+        codes[i] = np.concatenate([codes[i][:-1], [last[j]]]).astype(np.int32)
+    group["codes"] = np.array(codes + [None], dtype=object)[:-1]
+    group["key"] = np.array([code_key(c) for c in codes], dtype=object)
+    return group
+
+
+def _prefer_old(group: dict) -> dict:
+    keep = int(np.argmax(group["suffix"]))  # an old row (suffix >= 0) wins over new ones (-1)
+    return {k: v[keep:keep + 1] for k, v in group.items()}
+
+
+def _suffix(group: dict) -> pa.Table:
+    suffix = suffix_group(group["doc_id"].astype(str), group["suffix"])
+    return pa.table({"doc_id": pa.array(group["doc_id"].astype(str)),
+                     "codes": pa.array([np.asarray(c).tolist() for c in group["codes"]], pa.list_(pa.int32())),
+                     "suffix": pa.array(suffix, pa.int32()),
+                     "sid": pa.array([sid(c, s) for c, s in zip(group["codes"], suffix)])})
+
+
+def assign_ids(cfg: Config) -> dict:
+    start = time.time()
+    fs, out = storage.filesystem(ids_dir(cfg), cfg.storage)
+    assign_codes(cfg, fs, out)
+    new = ray.data.read_parquet(storage.join(out, "_codes"), filesystem=fs).map_batches(
+        lambda b: b.append_column("suffix", pa.array(np.full(b.num_rows, -1, dtype=np.int64))),
+        batch_format="pyarrow")
+    kept = 0
+    if cfg.assign.existing:
+        efs, epath = storage.filesystem(storage.join(cfg.assign.existing, "table"), cfg.storage)
+        old = ray.data.read_parquet(epath, filesystem=efs).select_columns(["doc_id", "codes", "suffix"])
+        kept = old.count()
+        k = cfg.assign.candidates
+        old = old.map_batches(lambda b: b.append_column("candidates", pa.array([[0] * k] * b.num_rows,
+                                                                               pa.list_(pa.int32())))
+                              .append_column("scores", pa.array([[0.0] * k] * b.num_rows, pa.list_(pa.float32()))),
+                              batch_format="pyarrow")
+        # a document already in the table keeps its ID, whatever codes it would get now
+        new = new.union(old.select_columns(new.schema().names))
+        new = new.groupby("doc_id", num_partitions=shuffle_partitions()).map_groups(_prefer_old, batch_format="numpy")
+    rows = new.map_batches(_with_keys, batch_format="pyarrow")
+    if cfg.assign.collisions == "rebalance":
+        rows = rows.groupby("prefix", num_partitions=shuffle_partitions()).map_groups(_rebalance,
+                                                                                     batch_format="numpy")
+    table = rows.groupby("key", num_partitions=shuffle_partitions()).map_groups(_suffix, batch_format="numpy")
+    table.write_parquet(storage.join(out, "table"), filesystem=fs, mode="overwrite")
+    return _verify(cfg, fs, out, kept, time.time() - start)
+
+
+def _repeated(ds, key: str) -> int:
+    """How many values of `key` occur more than once."""
+    counts = ds.groupby(key, num_partitions=shuffle_partitions()).aggregate(Count())
+    return counts.filter(expr=col("count()") > 1).count()
+
+
+def _verify(cfg: Config, fs, out: str, kept: int, seconds: float) -> dict:
+    """Counts in equal counts out, and every sid unique; written next to the table as summary.json."""
+    dfs, dpath = storage.filesystem(docs_path(cfg), cfg.storage)
+    docs_in = sum(pq.ParquetFile(dfs.open_input_file(f)).metadata.num_rows for f in storage.list_files(dfs, dpath))
+    table = ray.data.read_parquet(storage.join(out, "table"), filesystem=fs)
+    rows = table.count()
+    dup_docs = _repeated(table, "doc_id")  # sids are unique by construction: distinct keys, distinct suffixes
+    collided = table.filter(lambda r: r["suffix"] > 0).count()
+    summary = {"documents_in": docs_in, "existing_kept": kept, "ids_out": rows,
+               "duplicate_doc_ids": dup_docs, "documents_with_suffix": collided,
+               "collisions": cfg.assign.collisions, "table": storage.join(ids_dir(cfg), "table"),
+               "seconds": round(seconds, 1)}
+    if dup_docs or (rows != docs_in if not kept else not kept <= rows <= kept + docs_in):
+        raise RuntimeError(f"assign-ids: counts do not add up: {summary}")
+    storage.write_json(fs, storage.join(out, "summary.json"), summary)
+    log.info("assign-ids: %d documents in, %d IDs out, all unique (%d with a suffix) in %.1fs", docs_in, rows,
+             collided, seconds)
+    return summary

@@ -1,0 +1,109 @@
+"""assign-ids on a real local Ray: exactly once, crash and re-run, incremental indexing, both collision strategies."""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from lmindexer.config import IndexerConfig, load_config
+from lmindexer.data.prepare import prepare
+from lmindexer.ids.assign import assign_ids
+from lmindexer.ids.unique import rebalance_group, sid, suffix_group
+from lmindexer.models.bootstrap import init_model
+from lmindexer.models.indexer import SemanticIndexer
+
+
+def test_suffixes_keep_old_ids_and_follow_doc_id_order():
+    assert list(suffix_group(np.array(["b", "a", "c"]), np.array([-1, -1, -1]))) == [1, 0, 2]
+    assert list(suffix_group(np.array(["z", "a", "q"]), np.array([0, -1, 1]))) == [0, 2, 1]
+    assert sid([12, 7, 103], 0) == "12-7-103-0"
+
+
+def test_rebalance_moves_to_the_next_free_code():
+    ids = np.array(["a", "b", "c", "d"])
+    cand = np.array([[3, 1, 2], [3, 2, 1], [3, 1, 0], [5, 3, 1]])
+    score = np.array([[0.9, 0.5, 0.1], [0.8, 0.7, 0.1], [0.7, 0.6, 0.5], [0.95, 0.2, 0.1]])
+    assert list(rebalance_group(ids, cand, score)) == [3, 2, 1, 5]
+    assert list(rebalance_group(ids[:2], cand[:2], score[:2], taken=np.array([3, 2]))) == [1, 3]
+
+
+@pytest.fixture(scope="module")
+def indexed(ray_session, tmp_path_factory):
+    """A 300-document demo corpus in 6 shards and an indexer (random codebooks: many collisions to resolve)."""
+    base = tmp_path_factory.mktemp("assign")
+    cfg = load_config("configs/quickstart.yaml", [f"output_dir={base}", "demo.num_docs=300", "data.rows_per_shard=50"])
+    prepare(cfg)
+    idx = SemanticIndexer.from_backbone(init_model(cfg), IndexerConfig(num_positions=2, codebook_size=4), 48)
+    idx.state["positions_done"] = 2
+    idx.save_pretrained(str(base / "indexer"))
+    return base
+
+
+def run_cfg(base, out, *extra):
+    return load_config("configs/quickstart.yaml", [f"output_dir={base}", f"assign.output={out}",
+                                                   "assign.files_per_round=2", *extra])
+
+
+def table(out):
+    return pq.read_table(os.path.join(out, "table")).to_pandas()
+
+
+def corpus_ids(base):
+    return set(pq.read_table(os.path.join(base, "corpus", "docs")).column("doc_id").to_pylist())
+
+
+def test_every_document_gets_exactly_one_unique_id(indexed, tmp_path):
+    summary = assign_ids(run_cfg(indexed, tmp_path / "ids"))
+    t = table(tmp_path / "ids")
+    assert summary["documents_in"] == summary["ids_out"] == len(t) == 300
+    assert set(t.doc_id) == corpus_ids(indexed) and t.sid.is_unique
+    assert summary["documents_with_suffix"] > 0 and (t.codes.map(len) == 2).all()
+    assert len(glob.glob(str(tmp_path / "ids" / "_done" / "*.json"))) == 3
+
+
+def test_rebalance_shortens_ids(indexed, tmp_path):
+    plain = assign_ids(run_cfg(indexed, tmp_path / "plain"))
+    moved = assign_ids(run_cfg(indexed, tmp_path / "moved", "assign.collisions=rebalance"))
+    t = table(tmp_path / "moved")
+    assert t.sid.is_unique and len(t) == 300
+    assert moved["documents_with_suffix"] < plain["documents_with_suffix"]
+
+
+def test_incremental_indexing_keeps_old_ids(indexed, tmp_path):
+    small = tmp_path / "small"
+    cfg = load_config("configs/quickstart.yaml", [f"output_dir={small}", "demo.num_docs=200"])
+    prepare(cfg)
+    old_cfg = run_cfg(indexed, tmp_path / "old", f"data.output={small}/corpus")
+    assign_ids(old_cfg)
+    old = table(tmp_path / "old").set_index("doc_id")
+    summary = assign_ids(run_cfg(indexed, tmp_path / "new", f"assign.existing={tmp_path / 'old'}"))
+    new = table(tmp_path / "new").set_index("doc_id")
+    assert summary["existing_kept"] == 200 and len(new) == 300 and new.sid.is_unique
+    assert (new.loc[old.index, "sid"] == old.sid).all()
+
+
+@pytest.mark.slow
+def test_crash_and_rerun_redoes_no_finished_shard(indexed, tmp_path):
+    out = tmp_path / "ids"
+    args = [sys.executable, "-m", "lmindexer.cli", "assign-ids", "--config", "configs/quickstart.yaml",
+            f"output_dir={indexed}", f"assign.output={out}", "assign.files_per_round=1", "ray.num_cpus=4"]
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    end = time.time() + 300
+    while len(glob.glob(f"{out}/_done/*.json")) < 2:
+        assert time.time() < end and first.poll() is None, "the first run did not commit two rounds"
+        time.sleep(0.2)
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=120)
+    markers = {m: os.path.getmtime(m) for m in glob.glob(f"{out}/_done/*.json")}
+    assert 2 <= len(markers) < 6 and not os.path.exists(out / "table")
+    second = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-4000:]
+    assert f"{len(markers)} already done" in second.stdout
+    assert all(os.path.getmtime(m) == t for m, t in markers.items())
+    t = table(out)
+    assert len(t) == 300 and t.doc_id.is_unique and t.sid.is_unique and set(t.doc_id) == corpus_ids(indexed)
