@@ -104,6 +104,8 @@ def _with_keys(batch: pa.Table) -> pa.Table:
 
 def _rebalance(group: dict) -> dict:
     old = group["suffix"] >= 0
+    if old.all():
+        return group
     last = rebalance_group(group["doc_id"][~old], np.stack(group["candidates"][~old]),
                            np.stack(group["scores"][~old]),
                            taken=np.array([c[-1] for c in group["codes"][old]], dtype=np.int64))
@@ -164,7 +166,7 @@ def _repeated(ds, key: str) -> int:
 
 
 def _verify(cfg: Config, fs, out: str, kept: int, seconds: float) -> dict:
-    """Counts in equal counts out, and every sid unique; written next to the table as summary.json."""
+    """Documents in equal IDs out and no doc_id twice; the figures go next to the table as summary.json."""
     dfs, dpath = storage.filesystem(docs_path(cfg), cfg.storage)
     docs_in = sum(pq.ParquetFile(dfs.open_input_file(f)).metadata.num_rows for f in storage.list_files(dfs, dpath))
     table = ray.data.read_parquet(storage.join(out, "table"), filesystem=fs)
