@@ -25,8 +25,8 @@ from ray.data.expressions import col
 from .. import storage
 from ..config import Config
 from ..data.prepare import docs_path
-from ..models.indexer import SemanticIndexer
 from ..runtime import shuffle_partitions
+from .infer import load_for_inference
 from .unique import code_key, rebalance_group, sid, suffix_group
 
 log = logging.getLogger("lmindexer.assign")
@@ -34,13 +34,6 @@ log = logging.getLogger("lmindexer.assign")
 
 def ids_dir(cfg: Config) -> str:
     return cfg.assign.output or storage.join(cfg.output_dir, "ids")
-
-
-def load_for_inference(path: str, bf16: bool):
-    """(indexer on the best device, autocast dtype or None)."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = SemanticIndexer.from_pretrained(path).to(device).eval()
-    return model, (torch.bfloat16 if bf16 and device == "cuda" else None)
 
 
 class AssignActor:

@@ -10,14 +10,20 @@ from ..models.indexer import SemanticIndexer
 from .task import shared
 
 
+def load_for_inference(path: str, bf16: bool):
+    """(indexer in eval mode on the best device, autocast dtype or None): bf16 only on GPU."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = SemanticIndexer.from_pretrained(path).to(device).eval()
+    return model, (torch.bfloat16 if bf16 and device == "cuda" else None)
+
+
 class IndexerActor:
     """Per batch of row indices: h_t (mode 'embed'), code t given the stored earlier codes ('assign'), or all
     codes decoded one position after another ('generate')."""
 
     def __init__(self, path: str, tables: dict, position: int, mode: str, bf16: bool):
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = SemanticIndexer.from_pretrained(path).to(self.device).eval()
-        self.dtype = torch.bfloat16 if bf16 and self.device == "cuda" else None
+        self.model, self.dtype = load_for_inference(path, bf16)
+        self.device = next(self.model.parameters()).device.type
         self.tables, self.position, self.mode = tables, position, mode
 
     @torch.no_grad()
