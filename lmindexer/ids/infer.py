@@ -18,8 +18,7 @@ def load_for_inference(path: str, bf16: bool):
 
 
 class IndexerActor:
-    """Per batch of row indices: h_t (mode 'embed'), code t given the stored earlier codes ('assign'), or all
-    codes decoded one position after another ('generate')."""
+    """Per batch of row indices: h_t (mode 'embed') or code t given the stored earlier codes ('assign')."""
 
     def __init__(self, path: str, tables: dict, position: int, mode: str, bf16: bool):
         self.model, self.dtype = load_for_inference(path, bf16)
@@ -32,8 +31,6 @@ class IndexerActor:
         tokens = torch.from_numpy(shared(self.tables["tokens"])[rows].astype(np.int64)).to(self.device)
         mask = (tokens != 0).long()
         with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype is not None):
-            if self.mode == "generate":
-                return {"row": rows, "codes": self.model.generate_codes(tokens, mask).cpu().numpy()}
             prefix = torch.from_numpy(shared(self.tables["codes"])[rows, : self.position - 1].astype(np.int64))
             h = self.model.decoder_states(tokens, mask, prefix.to(self.device))[:, -1].float()
             if self.mode == "embed":

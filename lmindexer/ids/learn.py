@@ -89,7 +89,10 @@ class Progress:
         self.dir = work_dir(cfg)
         self.file = os.path.join(self.dir, "progress.json")
         self.codes_file = os.path.join(self.dir, "codes.npy")
-        state = json.load(open(self.file)) if os.path.exists(self.file) else {}
+        state = {}
+        if os.path.exists(self.file):
+            with open(self.file) as f:
+                state = json.load(f)
         self.done: list[str] = state.get("done", [])
         self.snapshot: str = state.get("snapshot", "")
         self.metrics: dict = state.get("metrics", {})
@@ -172,7 +175,7 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             model.state["positions_done"] = t
             model.save_pretrained(out)
             metrics = {**code_usage(progress.codes[:, t - 1], ic.codebook_size),
-                       **_label_scores(data["label"], progress.codes[:, :1]),
+                       **_label_scores(data["label"], progress.codes[:, :t]),
                        "distinct_prefixes": int(len(np.unique(progress.codes[:, :t], axis=0)))}
         progress.save(key, out, metrics)
         log.info("learn-ids: position %d %s done in %.1fs %s", t, step, time.time() - step_start, metrics)
@@ -182,8 +185,9 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
 def _finish(cfg: Config, progress: Progress, data: dict, seconds: float) -> dict:
     """Copy the last snapshot to <output_dir>/indexer with the training summary; write the code table."""
     final = indexer_dir(cfg)
-    done_all = all(f"{t}:assign" in progress.done for t in range(1, cfg.indexer.num_positions + 1))
-    summary = {"positions_done": sum(f"{t}:assign" in progress.done for t in range(1, cfg.indexer.num_positions + 1)),
+    positions_done = sum(f"{t}:assign" in progress.done for t in range(1, cfg.indexer.num_positions + 1))
+    done_all = positions_done == cfg.indexer.num_positions
+    summary = {"positions_done": positions_done,
                "documents": int(len(data["doc_id"])), "steps": progress.metrics, "seconds": round(seconds, 1)}
     if done_all:
         codes = progress.codes
