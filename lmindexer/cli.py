@@ -36,6 +36,16 @@ def _assign_ids(cfg):
     return assign_ids(cfg)
 
 
+def _baseline_ids(cfg):
+    from .ids.baseline_ids import baseline_ids
+    return baseline_ids(cfg)
+
+
+def _id_report(cfg):
+    from .eval.report import id_report
+    return id_report(cfg)
+
+
 def _run(cfg):
     """Every stage that exists, in order; each skips work that is already complete."""
     summary = {}
@@ -57,6 +67,12 @@ STAGES = {
                   "learn semantic IDs (LMIndexer) with Ray Train + DeepSpeed; writes <output_dir>/indexer"),
     "assign-ids": (_assign_ids, ["", "storage", "data", "model", "train", "assign", "ray"],
                    "give every document a unique ID with a trained indexer (Ray Data actor pool, resumable)"),
+    "baseline-ids": (_baseline_ids, ["", "storage", "data", "model", "indexer", "train", "assign", "baseline", "ray"],
+                     "IDs from a baseline method (hierarchical k-means, residual k-means, RQ-VAE, random) in the "
+                     "same table format"),
+    "id-report": (_id_report, ["", "storage", "data", "report", "ray"],
+                  "quality of ID tables (ours or peer JSON indexes): collisions, code usage, AMI/NMI vs labels; "
+                  "JSON, Markdown, PNG"),
     "run": (_run, ["", "storage", "data", "demo", "model", "indexer", "train", "assign", "ray"],
             "the whole pipeline on one config: prepare -> init-model -> learn-ids -> assign-ids"),
 }
@@ -88,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lmindexer: {e}", file=sys.stderr)
         return 2
     fn = STAGES[args.command][0]
-    ensure_ray(cfg)
+    if args.command != "id-report":  # the report reads tables on the driver alone
+        ensure_ray(cfg)
     result = fn(cfg, args.phase) if getattr(args, "phase", None) else fn(cfg)
     print(json.dumps(result, indent=2, default=str))
     return 0

@@ -120,9 +120,36 @@ class AssignConfig:
 
 
 @dataclass
+class BaselineConfig:
+    method: str = opt("rkmeans", "hkmeans (DSI hierarchical k-means) | rkmeans (residual k-means) | rqvae (TIGER) | "
+                                 "random; ID length and K come from indexer.num_positions / indexer.codebook_size")
+    embeddings: str = opt("encoder", "'encoder' (mean-pooled T5 encoder of baseline.encoder) or the corpus field "
+                                     "that holds each document's vector")
+    encoder: str = opt("", "T5 or indexer folder that embeds the documents (empty: <output_dir>/backbone)")
+    output: str = opt("", "ID table folder (empty: <output_dir>/ids-<method>)")
+    fit_sample: int = opt(100000, "documents the k-means methods fit on (RQ-VAE trains on all of them)")
+    rqvae_hidden: list = opt([256, 128], "RQ-VAE encoder MLP widths (the decoder mirrors them)")
+    rqvae_latent: int = opt(32, "RQ-VAE latent size")
+    rqvae_beta: float = opt(0.25, "RQ-VAE commitment weight")
+    rqvae_epochs: int = opt(20, "RQ-VAE training epochs")
+    rqvae_lr: float = opt(1e-3, "RQ-VAE learning rate")
+    rqvae_batch_size: int = opt(256, "RQ-VAE batch size per worker")
+
+
+@dataclass
+class ReportConfig:
+    tables: list = opt([], "ID tables to report, each PATH or NAME=PATH: an assign-ids/baseline-ids folder, or a "
+                           "peer JSON index {key: ['<a_12>', '<b_7>', ...]} (empty: <output_dir>/ids)")
+    key_field: str = opt("", "corpus field whose value keys the peer JSON tables (empty: the doc_id)")
+    output: str = opt("", "report folder (empty: <output_dir>/report)")
+
+
+@dataclass
 class RayConfig:
     address: str = opt("", "Ray cluster address (empty: start a local Ray; 'auto': the running cluster)")
     num_cpus: int = opt(0, "logical CPUs of a local Ray (0: twice the cores, so workers and Ray Data both fit)")
+    shuffle: str = opt("sort_shuffle_pull_based", "Ray Data shuffle for groupby: sort_shuffle_pull_based (tasks only; "
+                                                  "fastest to start) | hash_shuffle | shuffle_v2 (actor based)")
 
 
 @dataclass
@@ -136,6 +163,8 @@ class Config:
     indexer: IndexerConfig = field(default_factory=IndexerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     assign: AssignConfig = field(default_factory=AssignConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
 
@@ -149,6 +178,8 @@ CHOICES = {
     "train.zero_stage": {0, 1, 2, 3},
     "train.precision": {"auto", "fp32", "bf16"},
     "assign.collisions": {"suffix", "rebalance"},
+    "ray.shuffle": {"sort_shuffle_pull_based", "sort_shuffle_push_based", "hash_shuffle", "shuffle_v2"},
+    "baseline.method": {"hkmeans", "rkmeans", "rqvae", "random"},
 }
 
 

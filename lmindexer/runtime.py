@@ -15,13 +15,16 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def ensure_ray(cfg: Config) -> None:
-    """Connect to cfg.ray.address, or start a local Ray with more logical CPUs than cores.
+    """Connect to cfg.ray.address, or start a local Ray with more logical CPUs than cores; set the Ray Data
+    shuffle (the hash shuffle's aggregator actors cost seconds per groupby on small machines).
 
     On small machines Train workers and Ray Data tasks must run side by side, or Ray Data never gets scheduled.
     """
+    context = ray.data.DataContext.get_current()
+    context.shuffle_strategy = ray.data.context.ShuffleStrategy(cfg.ray.shuffle)
     if ray.is_initialized():
         return
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if cfg.ray.address:

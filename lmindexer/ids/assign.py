@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -25,6 +26,7 @@ from ray.data.expressions import col
 from .. import storage
 from ..config import Config
 from ..data.prepare import docs_path
+from ..models.indexer import CONFIG_FILE
 from ..runtime import shuffle_partitions
 from .infer import load_for_inference
 from .unique import code_key, rebalance_group, sid, suffix_group
@@ -58,10 +60,9 @@ def _round_name(files: list[str]) -> str:
     return "round-" + hashlib.sha1("\n".join(files).encode()).hexdigest()[:12]
 
 
-def assign_codes(cfg: Config, fs, out: str) -> None:
-    """Step 1: codes for every input shard not yet in a committed round."""
-    dfs, dpath = storage.filesystem(docs_path(cfg), cfg.storage)
-    files = storage.list_files(dfs, dpath)
+def encode_rounds(cfg: Config, fs, out: str, src_fs, files: list[str], columns: list[str], actor,
+                  actor_kwargs: dict) -> None:
+    """Step 1: `actor` turns the `columns` of every input shard not yet in a committed round into codes."""
     raw, done_dir = storage.join(out, "_codes"), storage.join(out, "_done")
     committed = {os.path.basename(i.path)[:-5]: storage.read_json(fs, i.path)["files"]
                  for i in fs.get_file_info(pafs.FileSelector(done_dir, allow_not_found=True))}
@@ -70,23 +71,20 @@ def assign_codes(cfg: Config, fs, out: str) -> None:
             fs.delete_dir(info.path)
     finished = {f for fl in committed.values() for f in fl}
     pending = [f for f in files if f not in finished]
-    log.info("assign-ids: %d shard(s), %d already done, %d to do", len(files), len(finished), len(pending))
-    indexer = cfg.assign.indexer or os.path.abspath(os.path.join(cfg.output_dir, "indexer"))
+    log.info("codes: %d shard(s), %d already done, %d to do", len(files), len(files) - len(pending), len(pending))
     step = max(1, cfg.assign.files_per_round)
     for i in range(0, len(pending), step):
         chunk, start = pending[i:i + step], time.time()
         name = _round_name(chunk)
-        ds = ray.data.read_parquet(chunk, filesystem=dfs).select_columns(["doc_id", "text"]).map_batches(
-            AssignActor, fn_constructor_kwargs={"path": indexer, "max_length": cfg.model.max_length,
-                                                "candidates": cfg.assign.candidates,
-                                                "bf16": cfg.train.precision != "fp32"},
+        ds = ray.data.read_parquet(chunk, filesystem=src_fs).select_columns(columns).map_batches(
+            actor, fn_constructor_kwargs=actor_kwargs,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.train.inference_actors),
             num_cpus=0 if cfg.train.use_gpu else 0.5, num_gpus=1 if cfg.train.use_gpu else 0,
             batch_size=cfg.train.inference_batch_size, batch_format="numpy")
         ds.write_parquet(storage.join(raw, name), filesystem=fs, mode="overwrite")
         storage.write_json(fs, storage.join(done_dir, name + ".json"), {"files": chunk})
-        log.info("assign-ids: round %d/%d (%d shard(s)) committed in %.1fs", i // step + 1,
-                 -(-len(pending) // step), len(chunk), time.time() - start)
+        log.info("codes: round %d/%d (%d shard(s)) committed in %.1fs", i // step + 1, -(-len(pending) // step),
+                 len(chunk), time.time() - start)
 
 
 def _with_keys(batch: pa.Table) -> pa.Table:
@@ -126,7 +124,19 @@ def _suffix(group: dict) -> pa.Table:
 def assign_ids(cfg: Config) -> dict:
     start = time.time()
     fs, out = storage.filesystem(ids_dir(cfg), cfg.storage)
-    assign_codes(cfg, fs, out)
+    dfs, dpath = storage.filesystem(docs_path(cfg), cfg.storage)
+    indexer = cfg.assign.indexer or os.path.abspath(os.path.join(cfg.output_dir, "indexer"))
+    encode_rounds(cfg, fs, out, dfs, storage.list_files(dfs, dpath), ["doc_id", "text"], AssignActor,
+                  {"path": indexer, "max_length": cfg.model.max_length, "candidates": cfg.assign.candidates,
+                   "bf16": cfg.train.precision != "fp32"})
+    with open(os.path.join(indexer, CONFIG_FILE)) as f:
+        size = json.load(f)["indexer"]["codebook_size"]
+    return make_unique(cfg, ids_dir(cfg), start, size)
+
+
+def make_unique(cfg: Config, uri: str, start: float, codebook_size: int) -> dict:
+    """Step 2 for any codes under <uri>/_codes: keep existing IDs, rebalance or suffix collisions, verify."""
+    fs, out = storage.filesystem(uri, cfg.storage)
     new = ray.data.read_parquet(storage.join(out, "_codes"), filesystem=fs).map_batches(
         lambda b: b.append_column("suffix", pa.array(np.full(b.num_rows, -1, dtype=np.int64))),
         batch_format="pyarrow")
@@ -149,7 +159,7 @@ def assign_ids(cfg: Config) -> dict:
                                                                                      batch_format="numpy")
     table = rows.groupby("key", num_partitions=shuffle_partitions()).map_groups(_suffix, batch_format="numpy")
     table.write_parquet(storage.join(out, "table"), filesystem=fs, mode="overwrite")
-    return _verify(cfg, fs, out, kept, time.time() - start)
+    return _verify(cfg, uri, kept, time.time() - start, codebook_size)
 
 
 def _repeated(ds, key: str) -> int:
@@ -158,21 +168,22 @@ def _repeated(ds, key: str) -> int:
     return counts.filter(expr=col("count()") > 1).count()
 
 
-def _verify(cfg: Config, fs, out: str, kept: int, seconds: float) -> dict:
+def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int) -> dict:
     """Documents in equal IDs out and no doc_id twice; the figures go next to the table as summary.json."""
+    fs, out = storage.filesystem(uri, cfg.storage)
     dfs, dpath = storage.filesystem(docs_path(cfg), cfg.storage)
     docs_in = sum(pq.ParquetFile(dfs.open_input_file(f)).metadata.num_rows for f in storage.list_files(dfs, dpath))
     table = ray.data.read_parquet(storage.join(out, "table"), filesystem=fs)
     rows = table.count()
     dup_docs = _repeated(table, "doc_id")  # sids are unique by construction: distinct keys, distinct suffixes
-    collided = table.filter(lambda r: r["suffix"] > 0).count()
+    collided = table.filter(expr=col("suffix") > 0).count()
     summary = {"documents_in": docs_in, "existing_kept": kept, "ids_out": rows,
                "duplicate_doc_ids": dup_docs, "documents_with_suffix": collided,
-               "collisions": cfg.assign.collisions, "table": storage.join(ids_dir(cfg), "table"),
+               "collisions": cfg.assign.collisions, "codebook_size": codebook_size, "table": storage.join(uri, "table"),
                "seconds": round(seconds, 1)}
     if dup_docs or (rows != docs_in if not kept else not kept <= rows <= kept + docs_in):
-        raise RuntimeError(f"assign-ids: counts do not add up: {summary}")
+        raise RuntimeError(f"ids: counts do not add up: {summary}")
     storage.write_json(fs, storage.join(out, "summary.json"), summary)
-    log.info("assign-ids: %d documents in, %d IDs out, all unique (%d with a suffix) in %.1fs", docs_in, rows,
+    log.info("ids: %d documents in, %d IDs out, all unique (%d with a suffix) in %.1fs", docs_in, rows,
              collided, seconds)
     return summary

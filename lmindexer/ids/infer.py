@@ -1,6 +1,8 @@
 """Batch inference with Ray Data: an autoscaling actor pool that loads an indexer once per actor."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import ray
 import torch
@@ -50,3 +52,46 @@ def run_indexer(cfg: Config, path: str, rows: np.ndarray, tables: dict, position
     parts = list(out.iter_batches(batch_size=None, batch_format="numpy"))
     order = np.argsort(np.concatenate([p["row"] for p in parts]))
     return {k: np.concatenate([p[k] for p in parts])[order] for k in parts[0] if k != "row"}
+
+
+class EmbedActor:
+    """Document vectors for the baseline ID methods: the mean-pooled encoder of a T5 (or indexer) folder, or a
+    vector stored in a corpus field (a column, or a key of the `extra` JSON)."""
+
+    def __init__(self, source: str, path: str, max_length: int, bf16: bool):
+        self.source, self.max_length = source, max_length
+        if source == "encoder":
+            from transformers import AutoTokenizer, T5EncoderModel
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = T5EncoderModel.from_pretrained(path).to(device).eval()
+            self.dtype = torch.bfloat16 if bf16 and device == "cuda" else None
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> dict:
+        if self.source != "encoder":
+            return {"doc_id": batch["doc_id"], "emb": field_vectors(batch, self.source)}
+        device = next(self.model.parameters()).device
+        enc = self.tokenizer(list(batch["text"]), max_length=self.max_length, truncation=True, padding=True,
+                             return_tensors="pt").to(device)
+        with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            h = self.model(**enc).last_hidden_state.float()
+        mask = enc["attention_mask"][..., None].float()
+        return {"doc_id": batch["doc_id"], "emb": ((h * mask).sum(1) / mask.sum(1)).cpu().numpy()}
+
+
+def field_vectors(batch: dict, name: str) -> np.ndarray:
+    """[n, d] float32 from a column or an `extra` key; a missing or ragged vector is an error naming the doc_id."""
+    if name in batch:
+        values = list(batch[name])
+    else:
+        values = [json.loads(e).get(name) if e else None for e in batch["extra"]]
+    out = []
+    for doc_id, v in zip(batch["doc_id"], values):
+        if v is None or isinstance(v, str) or not hasattr(v, "__len__") or len(v) == 0:
+            raise ValueError(f"document {doc_id!r}: field {name!r} holds no vector ({v!r})")
+        out.append(np.asarray(v, dtype=np.float32))
+    if len({len(v) for v in out}) > 1:
+        raise ValueError(f"field {name!r}: vectors of different lengths {sorted({len(v) for v in out})}")
+    return np.stack(out)

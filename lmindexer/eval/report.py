@@ -1,0 +1,222 @@
+"""`lmindexer id-report`: quality figures for any ID table, ours or another tool's, as JSON, Markdown and PNG plots.
+
+Reads our tables (assign-ids / baseline-ids folders: doc_id, codes, suffix) and peer JSON indexes
+({key: ['<a_12>', '<b_7>', ...]}, as TIGER/LETTER-style code releases write them); labels come from the prepared
+corpus, joined on doc_id (or on `report.key_field` for peer keys). Everything is computed on code arrays, so a
+table of millions of documents needs only n x T integers in memory.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .. import storage
+from ..config import Config
+from ..data.prepare import docs_path
+from .metrics import ami, code_usage, nmi
+
+log = logging.getLogger("lmindexer.report")
+PEER_TOKEN = re.compile(r"(\d+)\D*$")
+
+
+@dataclass
+class IdTable:
+    name: str
+    doc_ids: np.ndarray          # str, one per row
+    codes: np.ndarray            # [n, positions] int64
+    suffix: np.ndarray | None    # [n] for our tables; peers have none
+    codebook_size: int           # K for code usage (read from the table's summary, else max code + 1)
+
+
+def _split_spec(spec: str) -> tuple[str, str]:
+    name, sep, path = spec.partition("=")
+    if sep and "/" not in name and ":" not in name:
+        return name, path
+    return os.path.basename(spec.rstrip("/")) or spec, spec
+
+
+def read_table(spec: str, cfg: Config, keymap: dict | None = None) -> IdTable:
+    """One ID table from NAME=PATH or PATH (a table folder, its parent, or a peer .json index)."""
+    name, path = _split_spec(spec)
+    fs, p = storage.filesystem(path, cfg.storage)
+    if p.endswith(".json"):
+        data = storage.read_json(fs, p)
+        keys = list(data)
+        missing = [k for k in keys if keymap is not None and k not in keymap]
+        if missing:
+            raise ValueError(f"{spec}: {len(missing)} keys have no document with {cfg.report.key_field}=key "
+                             f"(first: {missing[:3]})")
+        codes = np.array([[int(PEER_TOKEN.search(tok).group(1)) for tok in data[k]] for k in keys], dtype=np.int64)
+        ids = np.array([keymap[k] if keymap is not None else k for k in keys], dtype=object)
+        return IdTable(name, ids, codes, None, int(codes.max()) + 1)
+    if storage.exists(fs, storage.join(p, "table")):
+        p = storage.join(p, "table")
+    table = pq.read_table(p, filesystem=fs, columns=["doc_id", "codes", "suffix"])
+    lists = table.column("codes").combine_chunks()
+    lengths = pc.list_value_length(lists).to_numpy()
+    if len(set(lengths.tolist())) > 1:
+        raise ValueError(f"{spec}: ID tables must have one code count per row, found {sorted(set(lengths))}")
+    codes = lists.flatten().to_numpy().astype(np.int64).reshape(len(table), -1)
+    summary = storage.join(os.path.dirname(p), "summary.json")
+    size = storage.read_json(fs, summary).get("codebook_size") if storage.exists(fs, summary) else None
+    return IdTable(name, table.column("doc_id").to_numpy(zero_copy_only=False).astype(object), codes,
+                   table.column("suffix").to_numpy(), size or int(codes.max()) + 1)
+
+
+def corpus_labels(cfg: Config) -> tuple[pa.Table, list[str]]:
+    """doc_id, the label fields (one column each) and, with report.key_field, that field as `key`."""
+    fs, path = storage.filesystem(docs_path(cfg), cfg.storage)
+    names = [c for c in ("doc_id", "label", "labels", "extra") if c in pq.read_schema(
+        fs.open_input_file(storage.list_files(fs, path)[0])).names]
+    docs = pq.read_table(path, filesystem=fs, columns=names)
+    fields = list(cfg.data.label_fields) or (["label"] if "label" in names else [])
+    cols = {"doc_id": docs.column("doc_id")}
+    if fields and "labels" in names:
+        rows = docs.column("labels").to_pylist()
+        for i, f in enumerate(fields):
+            cols[f] = pa.array([r[i] if r is not None and len(r) > i else None for r in rows], pa.string())
+    if cfg.report.key_field:
+        k = cfg.report.key_field
+        extra = [json.loads(e) if e else {} for e in docs.column("extra").to_pylist()] if "extra" in names else []
+        cols["key"] = pa.array([None if e.get(k) is None else str(e[k]) for e in extra], pa.string())
+    return pa.table(cols), [f for f in fields if f in cols]
+
+
+def _level_ids(codes: np.ndarray) -> list[np.ndarray]:
+    """A cluster number per document for each prefix length 1..T."""
+    return [np.unique(codes[:, : t + 1], axis=0, return_inverse=True)[1].reshape(-1) for t in range(codes.shape[1])]
+
+
+def figures(t: IdTable, labels: dict[str, np.ndarray]) -> dict:
+    """Every figure of the report for one table; `labels` holds one value (or None) per table row."""
+    n, positions = t.codes.shape
+    levels = _level_ids(t.codes)
+    sizes_full = np.bincount(levels[-1])
+    out = {"documents": int(n), "positions": int(positions), "codebook_size": t.codebook_size,
+           "distinct_prefixes": [int(lv.max()) + 1 for lv in levels],
+           "collision_rate": round(1 - (int(levels[-1].max()) + 1) / n, 4),
+           "largest_collision": int(sizes_full.max()),
+           "code_usage": [{k: round(v, 4) for k, v in code_usage(t.codes[:, p], t.codebook_size).items()}
+                          for p in range(positions)],
+           "cluster_sizes": {"first_code": _size_stats(np.bincount(levels[0])), "full_codes": _size_stats(sizes_full)}}
+    if t.suffix is not None:
+        out["max_suffix"] = int(t.suffix.max())
+        out["documents_with_suffix"] = int((t.suffix > 0).sum())
+    out["labels"] = {}
+    for name, values in labels.items():
+        has = np.array([v is not None for v in values])
+        if not has.any():
+            continue
+        y = values[has].astype(str)
+        out["labels"][name] = {"labelled": int(has.sum()), "classes": int(len(set(y))),
+                               "ami": [round(ami(y, lv[has]), 4) for lv in levels],
+                               "nmi": [round(nmi(y, lv[has]), 4) for lv in levels]}
+    return out
+
+
+def _size_stats(sizes: np.ndarray) -> dict:
+    sizes = sizes[sizes > 0]
+    return {"clusters": int(len(sizes)), "max": int(sizes.max()), "mean": round(float(sizes.mean()), 2),
+            "median": float(np.median(sizes)), "singletons": int((sizes == 1).sum())}
+
+
+def plot(t: IdTable, out_dir: str) -> list[str]:
+    """Code usage per position (codes by frequency) and cluster sizes (first code and full codes)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    positions = t.codes.shape[1]
+    fig, axes = plt.subplots(1, positions, figsize=(3.2 * positions, 2.8), squeeze=False)
+    for p, ax in enumerate(axes[0]):
+        counts = np.sort(np.bincount(t.codes[:, p], minlength=t.codebook_size))[::-1]
+        ax.bar(np.arange(len(counts)), counts, width=1.0)
+        ax.axhline(len(t.codes) / t.codebook_size, color="k", lw=0.8, ls="--")
+        ax.set(title=f"position {p + 1}", xlabel="codes, most used first", ylabel="documents" if p == 0 else "")
+    fig.suptitle(f"{t.name}: code usage (dashed: uniform)")
+    fig.tight_layout()
+    paths.append(os.path.join(out_dir, f"{t.name}-code-usage.png"))
+    fig.savefig(paths[-1], dpi=90)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    levels = _level_ids(t.codes)
+    for label, lv in (("first code", levels[0]), ("full codes", levels[-1])):
+        sizes = np.bincount(lv)
+        ax.hist(sizes[sizes > 0], bins=np.unique(np.geomspace(1, sizes.max() + 1, 30).astype(int)),
+                histtype="step", label=label)
+    ax.set(xscale="log", yscale="log", xlabel="documents per cluster", ylabel="clusters",
+           title=f"{t.name}: cluster sizes")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(os.path.join(out_dir, f"{t.name}-cluster-sizes.png"))
+    fig.savefig(paths[-1], dpi=90)
+    plt.close("all")
+    return paths
+
+
+def markdown(results: dict) -> str:
+    lines = ["# ID quality report", "",
+             "| IDs | docs | T | distinct prefixes | collision rate | largest collision | max suffix | "
+             "codes used (perplexity) per position |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        usage = " / ".join(f"{u['used']}/{r['codebook_size']} ({u['perplexity']:.0f})" for u in r["code_usage"])
+        lines.append(f"| {name} | {r['documents']} | {r['positions']} | "
+                     f"{' / '.join(map(str, r['distinct_prefixes']))} | {r['collision_rate']:.4f} | "
+                     f"{r['largest_collision']} | {r.get('max_suffix', '-')} | {usage} |")
+    label_names = sorted({lab for r in results.values() for lab in r["labels"]})
+    for lab in label_names:
+        lines += ["", f"## Agreement with `{lab}` (AMI / NMI of the prefix of length t)", "",
+                  "| IDs | labelled | t=1 AMI | full AMI | t=1 NMI | full NMI | AMI per prefix length |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, r in results.items():
+            s = r["labels"].get(lab)
+            if s:
+                lines.append(f"| {name} | {s['labelled']} | {s['ami'][0]:.4f} | {s['ami'][-1]:.4f} | "
+                             f"{s['nmi'][0]:.4f} | {s['nmi'][-1]:.4f} | {' / '.join(map(str, s['ami']))} |")
+    return "\n".join(lines) + "\n"
+
+
+def id_report(cfg: Config) -> dict:
+    specs = list(cfg.report.tables) or [storage.join(cfg.output_dir, "ids")]
+    out_dir = cfg.report.output or os.path.join(cfg.output_dir, "report")
+    os.makedirs(out_dir, exist_ok=True)
+    try:
+        corpus, fields = corpus_labels(cfg)
+    except FileNotFoundError:
+        corpus, fields = None, []
+        log.warning("id-report: no prepared corpus at %s, so no label scores", docs_path(cfg))
+    keymap = None
+    if cfg.report.key_field and corpus is not None:
+        keymap = {k: d for k, d in zip(corpus.column("key").to_pylist(), corpus.column("doc_id").to_pylist())
+                  if k is not None}
+    results, plots = {}, []
+    for spec in specs:
+        t = read_table(spec, cfg, keymap if spec.endswith(".json") else None)
+        labels = {}
+        if corpus is not None:
+            rows = pc.index_in(pa.array(t.doc_ids.astype(str)), value_set=corpus.column("doc_id")).to_numpy(
+                zero_copy_only=False)
+            found = ~np.isnan(rows.astype(float))
+            for f in fields:
+                values = np.array(corpus.column(f).to_pylist(), dtype=object)
+                labels[f] = np.where(found, values[np.nan_to_num(rows.astype(float)).astype(int)], None)
+        results[t.name] = figures(t, labels)
+        plots += plot(t, out_dir)
+        log.info("id-report: %s: %d documents, collision rate %.4f", t.name, len(t.codes),
+                 results[t.name]["collision_rate"])
+    with open(os.path.join(out_dir, "report.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+        f.write(markdown(results))
+    return {"report": os.path.join(out_dir, "report.md"), "json": os.path.join(out_dir, "report.json"),
+            "plots": plots, "tables": {n: {"collision_rate": r["collision_rate"],
+                                           **{lab: s["ami"][0] for lab, s in r["labels"].items()}}
+                                       for n, r in results.items()}}
