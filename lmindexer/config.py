@@ -104,7 +104,8 @@ class TrainConfig:
     max_failures: int = opt(2, "worker-group restarts allowed before a run fails")
     log_every_steps: int = opt(20, "steps between progress lines")
     storage_path: str = opt("", "where Ray Train keeps runs and checkpoints (empty: <output_dir>/ray); any URI")
-    inference_actors: int = opt(2, "actors of the Ray Data pool that embeds and assigns codes")
+    inference_actors: int = opt(2, "most actors of the Ray Data pool that embeds and assigns codes")
+    inference_min_actors: int = opt(1, "actors started at once; the pool grows to inference_actors while work waits")
     inference_batch_size: int = opt(256, "documents per inference batch")
 
 

@@ -28,7 +28,7 @@ from ..config import Config
 from ..data.prepare import docs_path
 from ..models.indexer import CONFIG_FILE
 from ..runtime import shuffle_partitions
-from .infer import load_for_inference
+from .infer import actor_pool, load_for_inference, spread
 from .unique import code_key, rebalance_group, sid, suffix_group
 
 log = logging.getLogger("lmindexer.assign")
@@ -61,7 +61,7 @@ def _round_name(files: list[str]) -> str:
 
 
 def encode_rounds(cfg: Config, fs, out: str, src_fs, files: list[str], columns: list[str], actor,
-                  actor_kwargs: dict) -> None:
+                  actor_kwargs: dict, actor_gpu: bool = True) -> None:
     """Step 1: `actor` turns the `columns` of every input shard not yet in a committed round into codes."""
     raw, done_dir = storage.join(out, "_codes"), storage.join(out, "_done")
     committed = {os.path.basename(i.path)[:-5]: storage.read_json(fs, i.path)["files"]
@@ -76,11 +76,8 @@ def encode_rounds(cfg: Config, fs, out: str, src_fs, files: list[str], columns: 
     for i in range(0, len(pending), step):
         chunk, start = pending[i:i + step], time.time()
         name = _round_name(chunk)
-        ds = ray.data.read_parquet(chunk, filesystem=src_fs).select_columns(columns).map_batches(
-            actor, fn_constructor_kwargs=actor_kwargs,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.train.inference_actors),
-            num_cpus=0 if cfg.train.use_gpu else 0.5, num_gpus=1 if cfg.train.use_gpu else 0,
-            batch_size=cfg.train.inference_batch_size, batch_format="numpy")
+        ds = spread(ray.data.read_parquet(chunk, filesystem=src_fs).select_columns(columns), cfg).map_batches(
+            actor, fn_constructor_kwargs=actor_kwargs, **actor_pool(cfg, gpu=actor_gpu))
         ds.write_parquet(storage.join(raw, name), filesystem=fs, mode="overwrite")
         storage.write_json(fs, storage.join(done_dir, name + ".json"), {"files": chunk})
         log.info("codes: round %d/%d (%d shard(s)) committed in %.1fs", i // step + 1, -(-len(pending) // step),

@@ -24,7 +24,7 @@ from ..models.bootstrap import init_model
 from ..train.loop import fit
 from .assign import encode_rounds, make_unique
 from .baselines import HierarchicalKMeans, ResidualKMeans, load_method, random_codes, save_method
-from .infer import EmbedActor
+from .infer import EmbedActor, actor_pool, spread
 from .rqvae import RqvaeTask, init_state
 
 log = logging.getLogger("lmindexer.baselines")
@@ -67,12 +67,10 @@ def embed_corpus(cfg: Config, fs, out: str) -> int:
     dfs, dpath = storage.filesystem(docs_path(cfg), cfg.storage)
     columns = ["doc_id", "text"] if source == "encoder" else None
     ds = ray.data.read_parquet(storage.list_files(dfs, dpath), filesystem=dfs)
-    ds = (ds.select_columns(columns) if columns else ds).map_batches(
+    ds = spread(ds.select_columns(columns) if columns else ds, cfg).map_batches(
         EmbedActor, fn_constructor_kwargs={"source": source, "path": encoder, "max_length": cfg.model.max_length,
                                            "bf16": cfg.train.precision != "fp32"},
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.train.inference_actors),
-        num_cpus=0 if cfg.train.use_gpu else 0.5, num_gpus=1 if cfg.train.use_gpu and source == "encoder" else 0,
-        batch_size=cfg.train.inference_batch_size, batch_format="numpy")
+        **actor_pool(cfg, gpu=source == "encoder"))
     ds.write_parquet(storage.join(out, "_emb"), filesystem=fs, mode="overwrite")
     rows = ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).count()
     storage.write_json(fs, marker, {"rows": rows, "source": source, "encoder": encoder})
@@ -121,7 +119,8 @@ def baseline_ids(cfg: Config) -> dict:
     else:
         kwargs["method_dir"] = fit_method(cfg, fs, out, embed_corpus(cfg, fs, out))
         src_fs, src, columns = fs, storage.join(out, "_emb"), ["doc_id", "emb"]
-    encode_rounds(cfg, fs, out, src_fs, storage.list_files(src_fs, src), columns, MethodActor, kwargs)
+    encode_rounds(cfg, fs, out, src_fs, storage.list_files(src_fs, src), columns, MethodActor, kwargs,
+                  actor_gpu=False)
     summary = make_unique(cfg, uri, start, ic.codebook_size)
     return {"method": b.method, **summary}
 

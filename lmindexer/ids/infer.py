@@ -40,15 +40,30 @@ class IndexerActor:
             return {"row": rows, "code": self.model.code_scores(h, self.position).argmax(-1).cpu().numpy()}
 
 
+def actor_pool(cfg: Config, gpu: bool = True) -> dict:
+    """map_batches arguments of the autoscaling actor pool every batch-inference step uses (a GPU per actor on
+    GPU clusters, half a CPU otherwise so Ray Data's read and write tasks keep running beside it)."""
+    gpu = gpu and cfg.train.use_gpu
+    most = max(1, cfg.train.inference_actors)
+    return {"compute": ray.data.ActorPoolStrategy(min_size=min(most, max(1, cfg.train.inference_min_actors)),
+                                                  max_size=most),
+            "num_cpus": 0 if gpu else 0.5, "num_gpus": 1 if gpu else 0,
+            "batch_size": cfg.train.inference_batch_size, "batch_format": "numpy"}
+
+
+def spread(ds: "ray.data.Dataset", cfg: Config) -> "ray.data.Dataset":
+    """Blocks of a few batches each, streamed: Ray Data reads many small files as one block, and a block goes to a
+    single actor, so without this one actor of the pool does all the work."""
+    return ds.repartition(target_num_rows_per_block=cfg.train.inference_batch_size * 4)
+
+
 def run_indexer(cfg: Config, path: str, rows: np.ndarray, tables: dict, position: int, mode: str) -> dict:
     """Results for the given rows, gathered on the driver in row order."""
     ds = ray.data.from_numpy(rows.astype(np.int64)).rename_columns({"data": "row"})
-    out = ds.map_batches(
+    out = spread(ds, cfg).map_batches(
         IndexerActor, fn_constructor_kwargs={"path": path, "tables": tables, "position": position, "mode": mode,
                                              "bf16": cfg.train.precision != "fp32"},
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.train.inference_actors),
-        num_cpus=0 if cfg.train.use_gpu else 0.5, num_gpus=1 if cfg.train.use_gpu else 0,
-        batch_size=cfg.train.inference_batch_size, batch_format="numpy")
+        **actor_pool(cfg))
     parts = list(out.iter_batches(batch_size=None, batch_format="numpy"))
     order = np.argsort(np.concatenate([p["row"] for p in parts]))
     return {k: np.concatenate([p[k] for p in parts])[order] for k in parts[0] if k != "row"}

@@ -26,7 +26,7 @@ from ..eval.metrics import ami, code_usage, nmi
 from ..models.bootstrap import init_model
 from ..models.indexer import SemanticIndexer
 from ..train.loop import fit
-from .infer import run_indexer
+from .infer import run_indexer, spread
 from .kmeans import kmeans
 from .negatives import prefix_groups
 from .task import HISTORY_FILE, IdLearningTask
@@ -61,7 +61,7 @@ def tokenize_corpus(cfg: Config, backbone: str) -> dict:
     if os.path.exists(cache):
         data = np.load(cache, allow_pickle=True)
         return {k: data[k] for k in data.files}
-    ds = load_docs(cfg).map_batches(Tokenize, fn_constructor_kwargs={"path": backbone,
+    ds = spread(load_docs(cfg), cfg).map_batches(Tokenize, fn_constructor_kwargs={"path": backbone,
                                                                      "max_length": cfg.model.max_length},
                                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.5,
                                     batch_size=1024, batch_format="numpy")
