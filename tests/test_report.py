@@ -45,6 +45,7 @@ def test_report_figures(setup):
     assert a["distinct_prefixes"] == [3, 12] and a["collision_rate"] == pytest.approx(1 - 12 / 60, abs=1e-4)
     assert a["largest_collision"] == 5 and a["max_suffix"] == 4 and a["documents_with_suffix"] == 48
     assert a["code_usage"][0]["used"] == 3 and a["code_usage"][0]["usage"] == pytest.approx(3 / 8)
+    assert a["code_usage"][0]["perplexity"] == pytest.approx(3.0) and a["code_usage"][1]["perplexity"] == pytest.approx(4.0)
     assert a["cluster_sizes"]["full_codes"] == {"clusters": 12, "max": 5, "mean": 5.0, "median": 5.0,
                                                 "singletons": 0}
     assert a["labels"]["category"]["ami"][0] == pytest.approx(1.0) and a["labels"]["category"]["labelled"] == 60
