@@ -127,8 +127,8 @@ def main() -> None:
     path = indexer(work, one)
     plain = plain_loop(path, one, threads=1)
     plain_all = plain_loop(path, one, threads=os.cpu_count() or 1)
-    runs = [assign(work, one, path, 1, args.docs), assign(work, one, path, 2, args.docs),
-            assign(work, ten, path, 2, 10 * args.docs)]
+    runs = [assign(work, base, path, actors, docs) for base, docs in ((one, args.docs), (ten, 10 * args.docs))
+            for actors in (1, 2)]
     same = pq.read_table(runs[0]["out"] / "table", columns=["doc_id", "codes"]).to_pandas().set_index("doc_id")
     texts_order = pq.read_table(one / "corpus" / "docs", columns=["doc_id"]).column("doc_id").to_pylist()
     agree = float(np.mean([list(same.codes[d]) == list(c) for d, c in zip(texts_order, plain["codes"])]))
@@ -145,7 +145,7 @@ def main() -> None:
               f"{r['docs_per_s'] / plain['docs_per_s']:.2f}x | {r['end_to_end_s']} | {r['driver_mib']} | "
               f"{r['largest_worker_mib']} | {r['all_processes_mib']} ({r['processes']}) |")
     print(f"\ncodes identical to the plain loop's for {agree:.1%} of documents; peak memory at 10x / 1x (2 actors): "
-          + ", ".join(f"{k.replace('_mib', '')} {runs[2][k] / runs[1][k]:.2f}x"
+          + ", ".join(f"{k.replace('_mib', '')} {runs[3][k] / runs[1][k]:.2f}x"
                       for k in ("driver_mib", "largest_worker_mib", "all_processes_mib")))
     with open(work / "bench_assign_throughput.json", "w") as f:
         json.dump({"plain": {k: v for k, v in plain.items() if k != "codes"},

@@ -1,6 +1,7 @@
 """Amazon Beauty: ID quality of LMIndexer next to every baseline method and the three published peer ID sets.
 
-Runs the real commands on the 12,101 Beauty items: learn-ids + assign-ids (LMIndexer), baseline-ids for hierarchical
+Runs the real commands on the 12,101 Beauty items: learn-ids + assign-ids (LMIndexer; collisions by suffix, and
+rebalanced to the next-nearest free last code), baseline-ids for hierarchical
 k-means, residual k-means, RQ-VAE and random IDs (same T and K; vectors = the trained model's mean-pooled encoder,
 i.e. the two-stage recipe, plus residual k-means on the untrained encoder as a floor), then id-report over all of
 them and the published RQ-VAE (TIGER), RK-means and LETTER IDs from CollisionGenRec (joined on letter_item_id).
@@ -49,6 +50,9 @@ def main() -> None:
     learn_ids(cfg)
     seconds["learn-ids"] = time.time() - start
     tables = [f"lmindexer={assign_ids(cfg)['table']}"]
+    rebalanced = load_config(ROOT / "configs" / "beauty.yaml", overrides + [
+        "assign.collisions=rebalance", f"assign.output={os.path.join(cfg.output_dir, 'ids-rebalance')}"])
+    tables.append(f"lmindexer-rebalance={assign_ids(rebalanced)['table']}")
     for method, encoder in (("hkmeans", indexer_dir(cfg)), ("rkmeans", indexer_dir(cfg)),
                             ("rqvae", indexer_dir(cfg)), ("random", ""), ("rkmeans", backbone_dir(cfg))):
         name = method if encoder != backbone_dir(cfg) else "rkmeans-untrained"

@@ -24,6 +24,11 @@ def filesystem(uri: str, storage: StorageConfig | None = None) -> tuple[pafs.Fil
     return pafs.LocalFileSystem(), posixpath.abspath(uri)
 
 
+def absolute(uri: str) -> str:
+    """A local path made absolute (Ray Train workers run in their own directories); URIs unchanged."""
+    return uri if "://" in uri else posixpath.abspath(uri)
+
+
 def join(base: str, *parts: str) -> str:
     return posixpath.join(base, *parts)
 

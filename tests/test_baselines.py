@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+import ray
 import torch
 
 from lmindexer.config import load_config
@@ -14,6 +15,7 @@ from lmindexer.eval.metrics import ami
 from lmindexer.ids.baseline_ids import baseline_ids
 from lmindexer.ids.baselines import HierarchicalKMeans, ResidualKMeans, load_method, random_codes, save_method
 from lmindexer.ids.rqvae import RQVAE
+from lmindexer.models.bootstrap import init_model
 
 
 def blobs(n=600, k=6, d=8, seed=0):
@@ -87,25 +89,44 @@ def corpus(ray_session, tmp_path_factory):
     return base
 
 
+QUICKSTART = os.path.join(os.path.dirname(__file__), "..", "configs", "quickstart.yaml")
+
+
 def run(base, method, *extra):
-    cfg = load_config("configs/quickstart.yaml", [
+    cfg = load_config(QUICKSTART, [
         f"output_dir={base}", f"baseline.method={method}", "indexer.num_positions=2", "indexer.codebook_size=8",
         "baseline.rqvae_epochs=2", "baseline.rqvae_batch_size=32", "baseline.rqvae_hidden=[32]",
         "baseline.rqvae_latent=8", *extra])
     summary = baseline_ids(cfg)
-    table = pq.read_table(os.path.join(base, f"ids-{method}", "table")).to_pandas()
-    return summary, table
+    return summary, pq.read_table(summary["table"]).to_pandas()
 
 
 @pytest.mark.parametrize("method", ["hkmeans", "rqvae", "random"])  # rkmeans: test_vectors_from_a_corpus_field
-def test_every_method_writes_the_assign_ids_table(corpus, method):
-    summary, table = run(corpus, method)
+def test_every_method_writes_the_assign_ids_table(corpus, method, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative output folder must mean the same to Ray Train workers
+    summary, table = run(corpus, method, f"baseline.output=ids-{method}")
     assert summary["documents_in"] == summary["ids_out"] == len(table) == 300
     assert list(table.columns) == ["doc_id", "codes", "suffix", "sid"]
     assert table.sid.is_unique and table.doc_id.is_unique and (table.codes.map(len) == 2).all()
     assert table.codes.map(max).max() < 8
     if method != "random":
-        assert os.path.exists(os.path.join(corpus, f"ids-{method}", "method", "method.json"))
+        assert os.path.exists(tmp_path / f"ids-{method}" / "method" / "method.json")
+
+
+def test_any_hugging_face_encoder_embeds(corpus, tmp_path):
+    """A tiny BERT saved with save_pretrained (the path MiniLM/MPNet folders take) embeds through AutoModel."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(init_model(load_config("configs/quickstart.yaml",
+                                                                     [f"output_dir={corpus}"])))
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(tmp_path / "bert")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    summary, table = run(corpus, "rkmeans", f"baseline.encoder={tmp_path / 'bert'}",
+                         f"baseline.output={tmp_path / 'ids'}")
+    assert summary["ids_out"] == 300
+    emb = ray.data.read_parquet(str(tmp_path / "ids" / "_emb"))
+    assert emb.count() == 300 and emb.take(1)[0]["emb"].shape == (32,)  # BERT's hidden size, not the T5's 64
 
 
 def test_vectors_from_a_corpus_field(ray_session, tmp_path):

@@ -5,6 +5,7 @@
    uncommitted rounds and does only the shards no committed round holds: exactly once, finished shards never redone.
 2. Uniqueness. Ray Data groups documents by prefix (rebalance) and by full code (suffix); documents of an existing
    ID table keep their IDs. The table (doc_id, codes, suffix, sid) is written to <ids>/table/ and counted.
+baseline-ids runs the same two steps (`encode_rounds`, `make_unique`) with its own actor.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ log = logging.getLogger("lmindexer.assign")
 
 
 def ids_dir(cfg: Config) -> str:
-    return cfg.assign.output or storage.join(cfg.output_dir, "ids")
+    return storage.absolute(cfg.assign.output or storage.join(cfg.output_dir, "ids"))
 
 
 class AssignActor:

@@ -31,7 +31,7 @@ log = logging.getLogger("lmindexer.baselines")
 
 
 def baseline_dir(cfg: Config) -> str:
-    return cfg.baseline.output or storage.join(cfg.output_dir, f"ids-{cfg.baseline.method}")
+    return storage.absolute(cfg.baseline.output or storage.join(cfg.output_dir, f"ids-{cfg.baseline.method}"))
 
 
 class MethodActor:

@@ -70,17 +70,19 @@ def run_indexer(cfg: Config, path: str, rows: np.ndarray, tables: dict, position
 
 
 class EmbedActor:
-    """Document vectors for the baseline ID methods: the mean-pooled encoder of a T5 (or indexer) folder, or a
-    vector stored in a corpus field (a column, or a key of the `extra` JSON)."""
+    """Document vectors for the baseline ID methods: the mean-pooled encoder of a T5 or indexer folder (or of any
+    Hugging Face encoder-only model: BERT, MiniLM, MPNet), or a vector stored in a corpus field (a column, or a key
+    of the `extra` JSON)."""
 
     def __init__(self, source: str, path: str, max_length: int, bf16: bool):
         self.source, self.max_length = source, max_length
         if source == "encoder":
-            from transformers import AutoTokenizer, T5EncoderModel
+            from transformers import AutoConfig, AutoModel, AutoTokenizer, T5EncoderModel
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = T5EncoderModel.from_pretrained(path).to(device).eval()
+            kind = T5EncoderModel if AutoConfig.from_pretrained(path).model_type == "t5" else AutoModel
+            self.model = kind.from_pretrained(path).to(device).eval()
             self.dtype = torch.bfloat16 if bf16 and device == "cuda" else None
 
     @torch.no_grad()

@@ -99,8 +99,7 @@ def train_worker(config: dict) -> None:
 
 
 def storage_path(cfg: Config) -> str:
-    path = cfg.train.storage_path or storage.join(cfg.output_dir, "ray")
-    return path if "://" in path else os.path.abspath(path)
+    return storage.absolute(cfg.train.storage_path or storage.join(cfg.output_dir, "ray"))
 
 
 def fit(cfg: Config, task, dataset: "ray.data.Dataset", fresh: bool = False) -> "ray.train.Result":
