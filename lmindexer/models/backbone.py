@@ -4,9 +4,10 @@ from __future__ import annotations
 import logging
 from typing import Iterable
 
-from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+from transformers import AutoConfig, AutoTokenizer, T5Config, T5ForConditionalGeneration
 
 from ..config import ModelConfig
+from .pretrained import resolve
 from .tokenizer import train_tokenizer
 
 log = logging.getLogger("lmindexer.models")
@@ -31,9 +32,14 @@ def build_t5(preset: str, vocab_size: int, dropout: float) -> T5ForConditionalGe
 def load_backbone(cfg: ModelConfig, texts: Iterable[str] | None = None):
     """(model, tokenizer): `from_pretrained(name_or_path)` when given, else a preset T5 and a corpus tokenizer."""
     if cfg.name_or_path:
-        log.info("loading T5 and tokenizer from %s", cfg.name_or_path)
-        tokenizer = AutoTokenizer.from_pretrained(cfg.name_or_path)
-        model = T5ForConditionalGeneration.from_pretrained(cfg.name_or_path, dropout_rate=cfg.dropout)
+        path = resolve(cfg.name_or_path)
+        kind = AutoConfig.from_pretrained(path).model_type
+        if kind != "t5":
+            raise ValueError(f"model.name_or_path={cfg.name_or_path} is a '{kind}' model; the semantic indexer needs "
+                             "a T5 (encoder-only models serve as baseline.encoder for baseline-ids)")
+        log.info("loading T5 and tokenizer from %s", path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = T5ForConditionalGeneration.from_pretrained(path, dropout_rate=cfg.dropout)
         return model, tokenizer
     if texts is None:
         raise ValueError("building a T5 from a preset needs the corpus texts to train its tokenizer")
