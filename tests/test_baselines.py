@@ -122,7 +122,9 @@ def test_any_hugging_face_encoder_embeds(corpus, tmp_path):
     BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=64)).save_pretrained(tmp_path / "bert")
     tokenizer.save_pretrained(tmp_path / "bert")
-    summary, table = run(corpus, "rkmeans", f"baseline.encoder={tmp_path / 'bert'}",
+    # RQ-VAE again in the same output_dir as the T5 one above: its Ray Train run must not resume that one's
+    # checkpoint (64-dimensional inputs, not 32)
+    summary, table = run(corpus, "rqvae", f"baseline.encoder={tmp_path / 'bert'}",
                          f"baseline.output={tmp_path / 'ids'}")
     assert summary["ids_out"] == 300
     emb = ray.data.read_parquet(str(tmp_path / "ids" / "_emb"))

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
@@ -98,7 +99,9 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
     meta = {"size": ic.codebook_size, "levels": ic.num_positions, "dim": int(sample.shape[1])}
     if b.method == "rqvae":
         task = RqvaeTask(init=init_state(int(sample.shape[1]), sample, cfg), out_dir=uri, storage=cfg.storage,
-                         epochs=b.rqvae_epochs, lr=b.rqvae_lr, batch_size=b.rqvae_batch_size, seed=cfg.seed)
+                         epochs=b.rqvae_epochs, lr=b.rqvae_lr, batch_size=b.rqvae_batch_size, seed=cfg.seed,
+                         # one Ray Train run per output folder: a re-run resumes it, another table never does
+                         name=f"baseline-rqvae-{hashlib.sha1(uri.encode()).hexdigest()[:10]}")
         fit(cfg, task, ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).select_columns(["emb"]))
     else:
         kind = HierarchicalKMeans if b.method == "hkmeans" else ResidualKMeans
