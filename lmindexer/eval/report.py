@@ -12,6 +12,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +35,12 @@ class IdTable:
     codes: np.ndarray            # [n, positions] int64
     suffix: np.ndarray | None    # [n] for our tables; peers have none
     codebook_size: int           # K for code usage (read from the table's summary, else max code + 1)
+
+    @cached_property
+    def levels(self) -> list[np.ndarray]:
+        """A cluster number per document for each prefix length 1..T."""
+        return [np.unique(self.codes[:, : t + 1], axis=0, return_inverse=True)[1].reshape(-1)
+                for t in range(self.codes.shape[1])]
 
 
 def _split_spec(spec: str) -> tuple[str, str]:
@@ -90,15 +97,10 @@ def corpus_labels(cfg: Config) -> tuple[pa.Table, list[str]]:
     return pa.table(cols), [f for f in fields if f in cols]
 
 
-def _level_ids(codes: np.ndarray) -> list[np.ndarray]:
-    """A cluster number per document for each prefix length 1..T."""
-    return [np.unique(codes[:, : t + 1], axis=0, return_inverse=True)[1].reshape(-1) for t in range(codes.shape[1])]
-
-
 def figures(t: IdTable, labels: dict[str, np.ndarray]) -> dict:
     """Every figure of the report for one table; `labels` holds one value (or None) per table row."""
     n, positions = t.codes.shape
-    levels = _level_ids(t.codes)
+    levels = t.levels
     sizes_full = np.bincount(levels[-1])
     out = {"documents": int(n), "positions": int(positions), "codebook_size": t.codebook_size,
            "distinct_prefixes": [int(lv.max()) + 1 for lv in levels],
@@ -147,8 +149,7 @@ def plot(t: IdTable, out_dir: str) -> list[str]:
     paths.append(os.path.join(out_dir, f"{t.name}-code-usage.png"))
     fig.savefig(paths[-1], dpi=90)
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    levels = _level_ids(t.codes)
-    for label, lv in (("first code", levels[0]), ("full codes", levels[-1])):
+    for label, lv in (("first code", t.levels[0]), ("full codes", t.levels[-1])):
         sizes = np.bincount(lv)
         ax.hist(sizes[sizes > 0], bins=np.unique(np.geomspace(1, sizes.max() + 1, 30).astype(int)),
                 histtype="step", label=label)
@@ -197,17 +198,15 @@ def id_report(cfg: Config) -> dict:
     if cfg.report.key_field and corpus is not None:
         keymap = {k: d for k, d in zip(corpus.column("key").to_pylist(), corpus.column("doc_id").to_pylist())
                   if k is not None}
+    label_values = {f: np.array(corpus.column(f).to_pylist() + [None], dtype=object) for f in fields}
     results, plots = {}, []
     for spec in specs:
         t = read_table(spec, cfg, keymap if spec.endswith(".json") else None)
         labels = {}
-        if corpus is not None:
-            rows = pc.index_in(pa.array(t.doc_ids.astype(str)), value_set=corpus.column("doc_id")).to_numpy(
-                zero_copy_only=False)
-            found = ~np.isnan(rows.astype(float))
-            for f in fields:
-                values = np.array(corpus.column(f).to_pylist(), dtype=object)
-                labels[f] = np.where(found, values[np.nan_to_num(rows.astype(float)).astype(int)], None)
+        if corpus is not None:  # a row not in the corpus points at the trailing None
+            rows = pc.fill_null(pc.index_in(pa.array(t.doc_ids.astype(str)), value_set=corpus.column("doc_id")),
+                                len(corpus)).to_numpy()
+            labels = {f: values[rows] for f, values in label_values.items()}
         results[t.name] = figures(t, labels)
         plots += plot(t, out_dir)
         log.info("id-report: %s: %d documents, collision rate %.4f", t.name, len(t.codes),

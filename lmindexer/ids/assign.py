@@ -30,6 +30,7 @@ from ..data.prepare import docs_path
 from ..models.indexer import CONFIG_FILE
 from ..runtime import shuffle_partitions
 from .infer import actor_pool, load_for_inference, spread
+from .learn import indexer_dir
 from .unique import code_key, rebalance_group, sid, suffix_group
 
 log = logging.getLogger("lmindexer.assign")
@@ -37,6 +38,13 @@ log = logging.getLogger("lmindexer.assign")
 
 def ids_dir(cfg: Config) -> str:
     return storage.absolute(cfg.assign.output or storage.join(cfg.output_dir, "ids"))
+
+
+def codes_table(doc_ids, codes: torch.Tensor, candidates: torch.Tensor, scores: torch.Tensor) -> pa.Table:
+    """What every code actor returns (plain lists, as read back): codes, and last-level candidates for rebalancing."""
+    as_list = lambda x, t: pa.array(x.cpu().tolist(), pa.list_(t))  # noqa: E731
+    return pa.table({"doc_id": doc_ids, "codes": as_list(codes, pa.int32()),
+                     "candidates": as_list(candidates, pa.int32()), "scores": as_list(scores.float(), pa.float32())})
 
 
 class AssignActor:
@@ -52,9 +60,7 @@ class AssignActor:
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             codes = self.model.generate_codes(enc["input_ids"], enc["attention_mask"])
             cand, score = self.model.candidates(enc["input_ids"], enc["attention_mask"], codes[:, :-1], self.k)
-        as_list = lambda x, t: pa.array(x.cpu().tolist(), pa.list_(t))  # noqa: E731  (plain lists, as read back)
-        return pa.table({"doc_id": batch["doc_id"], "codes": as_list(codes, pa.int32()),
-                         "candidates": as_list(cand, pa.int32()), "scores": as_list(score.float(), pa.float32())})
+        return codes_table(batch["doc_id"], codes, cand, score)
 
 
 def _round_name(files: list[str]) -> str:
@@ -123,7 +129,7 @@ def assign_ids(cfg: Config) -> dict:
     start = time.time()
     fs, out = storage.filesystem(ids_dir(cfg), cfg.storage)
     dfs, dpath = storage.filesystem(docs_path(cfg), cfg.storage)
-    indexer = cfg.assign.indexer or os.path.abspath(os.path.join(cfg.output_dir, "indexer"))
+    indexer = cfg.assign.indexer or indexer_dir(cfg)
     encode_rounds(cfg, fs, out, dfs, storage.list_files(dfs, dpath), ["doc_id", "text"], AssignActor,
                   {"path": indexer, "max_length": cfg.model.max_length, "candidates": cfg.assign.candidates,
                    "bf16": cfg.train.precision != "fp32"})

@@ -24,7 +24,7 @@ from ..data.prepare import docs_path
 from ..models.bootstrap import init_model
 from ..models.pretrained import resolve
 from ..train.loop import fit
-from .assign import encode_rounds, make_unique
+from .assign import codes_table, encode_rounds, make_unique
 from .baselines import HierarchicalKMeans, ResidualKMeans, load_method, random_codes, save_method
 from .infer import EmbedActor, actor_pool, spread
 from .rqvae import RqvaeTask, init_state
@@ -53,9 +53,7 @@ class MethodActor:
             cand, score = codes[:, -1:], torch.zeros(len(codes), 1)
         else:
             codes, cand, score = self.method.encode(torch.from_numpy(np.asarray(batch["emb"], np.float32)), self.k)
-        as_list = lambda x, t: pa.array(x.tolist(), pa.list_(t))  # noqa: E731
-        return pa.table({"doc_id": batch["doc_id"], "codes": as_list(codes, pa.int32()),
-                         "candidates": as_list(cand, pa.int32()), "scores": as_list(score.float(), pa.float32())})
+        return codes_table(batch["doc_id"], codes, cand, score)
 
 
 def embed_corpus(cfg: Config, fs, out: str) -> int:
@@ -98,7 +96,7 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
              ic.codebook_size, len(sample), sample.shape[1])
     meta = {"size": ic.codebook_size, "levels": ic.num_positions, "dim": int(sample.shape[1])}
     if b.method == "rqvae":
-        task = RqvaeTask(init=init_state(int(sample.shape[1]), sample, cfg), out_dir=uri, storage=cfg.storage,
+        task = RqvaeTask(init=init_state(sample, cfg), out_dir=uri, storage=cfg.storage,
                          epochs=b.rqvae_epochs, lr=b.rqvae_lr, batch_size=b.rqvae_batch_size, seed=cfg.seed,
                          # one Ray Train run per output folder: a re-run resumes it, another table never does
                          name=f"baseline-rqvae-{hashlib.sha1(uri.encode()).hexdigest()[:10]}")

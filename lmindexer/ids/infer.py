@@ -12,11 +12,16 @@ from ..models.indexer import SemanticIndexer
 from .task import shared
 
 
-def load_for_inference(path: str, bf16: bool):
-    """(indexer in eval mode on the best device, autocast dtype or None): bf16 only on GPU."""
+def inference_device(bf16: bool) -> tuple[str, torch.dtype | None]:
+    """(best device, autocast dtype or None): bf16 only on GPU."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = SemanticIndexer.from_pretrained(path).to(device).eval()
-    return model, (torch.bfloat16 if bf16 and device == "cuda" else None)
+    return device, (torch.bfloat16 if bf16 and device == "cuda" else None)
+
+
+def load_for_inference(path: str, bf16: bool):
+    """(indexer in eval mode on the best device, autocast dtype or None)."""
+    device, dtype = inference_device(bf16)
+    return SemanticIndexer.from_pretrained(path).to(device).eval(), dtype
 
 
 class IndexerActor:
@@ -79,11 +84,10 @@ class EmbedActor:
         if source == "encoder":
             from transformers import AutoConfig, AutoModel, AutoTokenizer, T5EncoderModel
 
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device, self.dtype = inference_device(bf16)
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             kind = T5EncoderModel if AutoConfig.from_pretrained(path).model_type == "t5" else AutoModel
             self.model = kind.from_pretrained(path).to(device).eval()
-            self.dtype = torch.bfloat16 if bf16 and device == "cuda" else None
 
     @torch.no_grad()
     def __call__(self, batch: dict) -> dict:

@@ -47,15 +47,14 @@ class RQVAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict:
         z = self.encoder(x)
-        r, quantized, quant_loss, codes = z, torch.zeros_like(z), 0.0, []
+        r, quantized, quant_loss = z, torch.zeros_like(z), 0.0
         for book in self.books:
-            idx = _sq_dist(r.detach(), book).argmin(1)
-            e = book[idx]
+            e = book[_sq_dist(r.detach(), book).argmin(1)]
             quant_loss = quant_loss + F.mse_loss(e, r.detach()) + self.beta * F.mse_loss(r, e.detach())
-            quantized, r, codes = quantized + e, r - e.detach(), codes + [idx]
+            quantized, r = quantized + e, r - e.detach()
         z_q = z + (quantized - z).detach()
         recon = F.mse_loss(self.decoder(z_q), x)
-        return {"loss": recon + quant_loss, "recon": recon, "quant": quant_loss, "codes": codes[0]}
+        return {"loss": recon + quant_loss, "recon": recon, "quant": quant_loss}
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, k: int):
@@ -106,11 +105,11 @@ class RqvaeTask:
                 save_method(fs, path, model, {**model.meta, "history": history})
 
 
-def init_state(dim: int, sample: torch.Tensor, cfg) -> dict:
+def init_state(sample: torch.Tensor, cfg) -> dict:
     """A seeded RQ-VAE with k-means codebooks, as plain tensors for the training task."""
     torch.manual_seed(cfg.seed)
     b, ic = cfg.baseline, cfg.indexer
-    model = RQVAE(dim, b.rqvae_hidden, b.rqvae_latent, ic.codebook_size, ic.num_positions, b.rqvae_beta)
+    model = RQVAE(sample.shape[1], b.rqvae_hidden, b.rqvae_latent, ic.codebook_size, ic.num_positions, b.rqvae_beta)
     model.init_codebooks(sample, ic.kmeans_iters, cfg.seed)
     return {"meta": model.meta, "state": {k: v.clone() for k, v in model.state_dict().items()}}
 
