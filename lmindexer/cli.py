@@ -46,6 +46,16 @@ def _id_report(cfg):
     return id_report(cfg)
 
 
+def _train_generator(cfg):
+    from .downstream.train import train_generator
+    return train_generator(cfg)
+
+
+def _evaluate(cfg):
+    from .downstream.evaluate import evaluate
+    return evaluate(cfg)
+
+
 def _run(cfg):
     """Every stage that exists, in order; each skips work that is already complete."""
     summary = {}
@@ -73,6 +83,12 @@ STAGES = {
     "id-report": (_id_report, ["", "storage", "data", "report", "ray"],
                   "quality of ID tables (ours or peer JSON indexes): collisions, code usage, AMI/NMI vs labels; "
                   "JSON, Markdown, PNG"),
+    "train-generator": (_train_generator, ["", "storage", "data", "model", "train", "generator", "ray"],
+                        "train a T5 to generate IDs (generator.task: retrieval or rec) with Ray Train + DeepSpeed, "
+                        "then evaluate it under the ID trie"),
+    "evaluate": (_evaluate, ["", "storage", "data", "train", "generator", "ray"],
+                 "Recall/NDCG/MRR/hit@K of a trained generator: trie-constrained beam search on a Ray Data actor "
+                 "pool"),
     "run": (_run, ["", "storage", "data", "demo", "model", "indexer", "train", "assign", "ray"],
             "the whole pipeline on one config: prepare -> init-model -> learn-ids -> assign-ids"),
 }

@@ -139,6 +139,33 @@ class BaselineConfig:
 
 
 @dataclass
+class GeneratorConfig:
+    task: str = opt("retrieval", "retrieval (query -> document ID; also product search) or rec (user history -> "
+                                 "next item ID)")
+    data: str = opt("", "retrieval: a BEIR folder (queries.jsonl, qrels/<split>.tsv); rec: a sequences file "
+                        "(`user item item ...` in time order) (empty: the demo's, with data.input=builtin:demo)")
+    ids: str = opt("", "ID table folder the generator learns to emit (empty: <output_dir>/ids)")
+    init: str = opt("", "T5 the generator starts from: a folder (backbone or indexer) or hub name "
+                        "(empty: <output_dir>/backbone)")
+    output: str = opt("", "generator folder (empty: <output_dir>/generator-<task>-<ids folder name>)")
+    codebook_init: bool = opt(True, "start the ID-token embeddings from the codebooks of the indexer that made the "
+                                    "IDs (when the ID table names one and the widths match)")
+    indexing: bool = opt(True, "retrieval: also train document text -> its ID (DSI/NCI indexing pairs)")
+    history: str = opt("text", "rec: the history as item texts (as LMIndexer) or as item IDs (as TIGER)")
+    max_history: int = opt(20, "rec: most recent items kept in the input, newest first")
+    max_source_length: int = opt(64, "input tokens (longer inputs are cut)")
+    max_train_examples: int = opt(0, "train on a seeded sample of this many examples (0: all)")
+    epochs: int = opt(10, "training epochs")
+    lr: float = opt(1e-3, "learning rate")
+    batch_size: int = opt(64, "examples per batch per worker")
+    eval_split: str = opt("test", "retrieval: the qrels split evaluated; rec: test (last item) or valid "
+                                  "(second to last)")
+    max_eval: int = opt(0, "evaluate a seeded sample of this many queries or users (0: all)")
+    ks: list = opt([1, 5, 10], "cut-offs K of Recall/NDCG/MRR/hit@K")
+    num_beams: int = opt(0, "beam width of the trie-constrained beam search (0: the largest K); never below it")
+
+
+@dataclass
 class ReportConfig:
     tables: list = opt([], "ID tables to report, each PATH or NAME=PATH: an assign-ids/baseline-ids folder, or a "
                            "peer JSON index {key: ['<a_12>', '<b_7>', ...]} (empty: <output_dir>/ids)")
@@ -166,6 +193,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     assign: AssignConfig = field(default_factory=AssignConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
@@ -182,6 +210,8 @@ CHOICES = {
     "assign.collisions": {"suffix", "rebalance"},
     "ray.shuffle": {"sort_shuffle_pull_based", "sort_shuffle_push_based", "hash_shuffle", "shuffle_v2"},
     "baseline.method": {"hkmeans", "rkmeans", "rqvae", "random"},
+    "generator.task": {"retrieval", "rec"},
+    "generator.history": {"text", "ids"},
 }
 
 

@@ -135,11 +135,12 @@ def assign_ids(cfg: Config) -> dict:
                    "bf16": cfg.train.precision != "fp32"})
     with open(os.path.join(indexer, CONFIG_FILE)) as f:
         size = json.load(f)["indexer"]["codebook_size"]
-    return make_unique(cfg, ids_dir(cfg), start, size)
+    return make_unique(cfg, ids_dir(cfg), start, size, {"method": "lmindexer", "indexer": storage.absolute(indexer)})
 
 
-def make_unique(cfg: Config, uri: str, start: float, codebook_size: int) -> dict:
-    """Step 2 for any codes under <uri>/_codes: keep existing IDs, rebalance or suffix collisions, verify."""
+def make_unique(cfg: Config, uri: str, start: float, codebook_size: int, source: dict) -> dict:
+    """Step 2 for any codes under <uri>/_codes: keep existing IDs, rebalance or suffix collisions, verify.
+    `source` (the method, and the indexer that made the codes) goes into summary.json."""
     fs, out = storage.filesystem(uri, cfg.storage)
     new = ray.data.read_parquet(storage.join(out, "_codes"), filesystem=fs).map_batches(
         lambda b: b.append_column("suffix", pa.array(np.full(b.num_rows, -1, dtype=np.int64))),
@@ -163,7 +164,7 @@ def make_unique(cfg: Config, uri: str, start: float, codebook_size: int) -> dict
                                                                                      batch_format="numpy")
     table = rows.groupby("key", num_partitions=shuffle_partitions()).map_groups(_suffix, batch_format="numpy")
     table.write_parquet(storage.join(out, "table"), filesystem=fs, mode="overwrite")
-    return _verify(cfg, uri, kept, time.time() - start, codebook_size)
+    return _verify(cfg, uri, kept, time.time() - start, codebook_size, source)
 
 
 def _repeated(ds, key: str) -> int:
@@ -172,7 +173,7 @@ def _repeated(ds, key: str) -> int:
     return counts.filter(expr=col("count()") > 1).count()
 
 
-def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int) -> dict:
+def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int, source: dict) -> dict:
     """Documents in equal IDs out and no doc_id twice; the figures go next to the table as summary.json."""
     fs, out = storage.filesystem(uri, cfg.storage)
     dfs, dpath = storage.filesystem(docs_path(cfg), cfg.storage)
@@ -181,7 +182,7 @@ def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int
     rows = table.count()
     dup_docs = _repeated(table, "doc_id")  # sids are unique by construction: distinct keys, distinct suffixes
     collided = table.filter(expr=col("suffix") > 0).count()
-    summary = {"documents_in": docs_in, "existing_kept": kept, "ids_out": rows,
+    summary = {**source, "documents_in": docs_in, "existing_kept": kept, "ids_out": rows,
                "duplicate_doc_ids": dup_docs, "documents_with_suffix": collided,
                "collisions": cfg.assign.collisions, "codebook_size": codebook_size, "table": storage.join(uri, "table"),
                "seconds": round(seconds, 1)}

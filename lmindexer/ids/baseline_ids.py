@@ -123,6 +123,5 @@ def baseline_ids(cfg: Config) -> dict:
         src_fs, src, columns = fs, storage.join(out, "_emb"), ["doc_id", "emb"]
     encode_rounds(cfg, fs, out, src_fs, storage.list_files(src_fs, src), columns, MethodActor, kwargs,
                   actor_gpu=False)
-    summary = make_unique(cfg, uri, start, ic.codebook_size)
-    return {"method": b.method, **summary}
+    return make_unique(cfg, uri, start, ic.codebook_size, {"method": b.method})
 

@@ -69,7 +69,12 @@ def run_indexer(cfg: Config, path: str, rows: np.ndarray, tables: dict, position
         IndexerActor, fn_constructor_kwargs={"path": path, "tables": tables, "position": position, "mode": mode,
                                              "bf16": cfg.train.precision != "fp32"},
         **actor_pool(cfg))
-    parts = list(out.iter_batches(batch_size=None, batch_format="numpy"))
+    return by_row(out)
+
+
+def by_row(ds: "ray.data.Dataset") -> dict:
+    """Every column but `row`, gathered on the driver in row order."""
+    parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
     order = np.argsort(np.concatenate([p["row"] for p in parts]))
     return {k: np.concatenate([p[k] for p in parts])[order] for k in parts[0] if k != "row"}
 

@@ -25,7 +25,7 @@ from ..data.prepare import load_docs
 from ..eval.metrics import ami, code_usage, nmi
 from ..models.bootstrap import init_model
 from ..models.indexer import SemanticIndexer
-from ..train.loop import fit
+from ..train.loop import fit, rows_dataset
 from .infer import run_indexer, spread
 from .kmeans import kmeans
 from .negatives import prefix_groups
@@ -71,15 +71,6 @@ def tokenize_corpus(cfg: Config, backbone: str) -> dict:
     np.savez(cache, **data)
     log.info("learn-ids: tokenised %d documents (max_length %d)", len(data["doc_id"]), cfg.model.max_length)
     return data
-
-
-def _train_dataset(input_ids: np.ndarray) -> "ray.data.Dataset":
-    return ray.data.from_numpy(np.arange(len(input_ids))).rename_columns({"data": "row"}).map_batches(
-        _attach_tokens, fn_kwargs={"tokens": ray.put(input_ids)}, batch_format="numpy")
-
-
-def _attach_tokens(batch: dict, tokens) -> dict:
-    return {"row": batch["row"], "input_ids": ray.get(tokens)[batch["row"]]}
 
 
 class Progress:
@@ -133,7 +124,7 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
         SemanticIndexer.from_backbone(backbone, ic, cfg.model.max_length).save_pretrained(first)
         progress.save("0:init", first)
     tables = {"tokens": ray.put(data["input_ids"])}
-    dataset = _train_dataset(data["input_ids"])
+    dataset = rows_dataset(input_ids=data["input_ids"])
     epochs = {"warmup": ic.warmup_epochs, "continuous": ic.continuous_epochs, "joint": ic.joint_epochs}
     plan = [(t, s) for t in range(1, ic.num_positions + 1) for s in STEPS if epochs.get(s, 1) > 0]
     if only:

@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections import defaultdict
 
+import numpy as np
 import ray
 import ray.train
 import torch
@@ -96,6 +97,19 @@ def train_worker(config: dict) -> None:
         progress["history"].append({**metrics, "epoch": epoch, "resumes": progress["resumes"]})
         _report(engine, progress, metrics)
     task.finish(engine, rank, progress["history"])
+
+
+def rows_dataset(**arrays: np.ndarray) -> "ray.data.Dataset":
+    """A dataset of row numbers with the rows of each array attached: the arrays go to the object store once and
+    every read task takes its rows from there."""
+    refs = {k: ray.put(v) for k, v in arrays.items()}
+    n = len(next(iter(arrays.values())))
+    return ray.data.from_numpy(np.arange(n)).rename_columns({"data": "row"}).map_batches(
+        _attach, fn_kwargs={"refs": refs}, batch_format="numpy")
+
+
+def _attach(batch: dict, refs: dict) -> dict:
+    return {"row": batch["row"], **{k: ray.get(r)[batch["row"]] for k, r in refs.items()}}
 
 
 def storage_path(cfg: Config) -> str:

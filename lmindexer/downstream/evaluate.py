@@ -1,0 +1,103 @@
+"""`lmindexer evaluate`: beam search under the ID trie with a Ray Data actor pool, then Recall/NDCG/MRR/hit@K.
+
+Writes <generator>/eval-<split>/metrics.json and predictions.parquet (key, ranked IDs, relevant IDs).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+import torch
+from transformers import LogitsProcessorList
+
+from .. import storage
+from ..config import Config
+from ..eval.ranking import mean_metrics
+from ..ids.infer import actor_pool, by_row, inference_device, spread
+from ..models.generator import GENERATOR_FILE, load_generator, load_id_vocab
+from ..train.loop import rows_dataset
+from .examples import build_examples, read_id_table
+from .trie import TrieLogitsProcessor, build_trie, trie_bytes
+
+log = logging.getLogger("lmindexer.downstream")
+
+
+def generator_dir(cfg: Config) -> str:
+    g = cfg.generator
+    ids_name = os.path.basename(os.path.normpath(g.ids)) if g.ids else "ids"
+    return storage.absolute(g.output or storage.join(cfg.output_dir, f"generator-{g.task}-{ids_name}"))
+
+
+def beam_width(cfg: Config) -> int:
+    g = cfg.generator
+    beams = g.num_beams or max(g.ks)
+    if beams < max(g.ks):
+        raise ValueError(f"generator.num_beams={beams} is below the largest K in generator.ks={g.ks}: the ranked "
+                         "list would be shorter than K")
+    return beams
+
+
+class GeneratorActor:
+    """Loads the generator once; per batch, the top `beams` IDs of each input, best first, as printed IDs."""
+
+    def __init__(self, path: str, trie, beams: int, bf16: bool):
+        model, tokenizer, self.vocab, _ = load_generator(path)
+        device, self.dtype = inference_device(bf16)
+        self.model = model.to(device).eval()
+        trie = ray.get(trie) if isinstance(trie, ray.ObjectRef) else trie
+        self.depth, self.beams = trie["depth"], beams
+        self.processor = TrieLogitsProcessor(trie, tokenizer.eos_token_id, tokenizer.pad_token_id)
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> dict:
+        device = next(self.model.parameters()).device
+        ids = torch.from_numpy(batch["input_ids"].astype(np.int64)).to(device)
+        with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            out = self.model.generate(input_ids=ids, attention_mask=(ids != 0).long(), num_beams=self.beams,
+                                      num_return_sequences=self.beams, max_new_tokens=self.depth + 1,
+                                      logits_processor=LogitsProcessorList([self.processor]), do_sample=False,
+                                      early_stopping=True)
+        sids = self.vocab.sids(out[:, 1: 1 + self.depth].cpu().numpy())
+        ranked = [" ".join(sids[i * self.beams:(i + 1) * self.beams]) for i in range(len(ids))]
+        return {"row": batch["row"], "ranked": np.array(ranked, dtype=object)}
+
+
+def evaluate(cfg: Config) -> dict:
+    g, start = cfg.generator, time.time()
+    path, beams = generator_dir(cfg), beam_width(cfg)
+    if not os.path.exists(os.path.join(path, "config.json")) or not os.path.exists(os.path.join(path,
+                                                                                                GENERATOR_FILE)):
+        raise FileNotFoundError(f"no trained generator at {path}: run train-generator first")
+    tokenizer, vocab, info = load_id_vocab(path)
+    table = read_id_table(cfg, info["ids"])
+    targets = vocab.tokens(table.codes, table.suffix)
+    sid_of = dict(zip(table.doc_ids, vocab.sids(targets)))
+    t0 = time.time()
+    trie = build_trie(targets)
+    log.info("evaluate: trie over %d IDs built in %.2fs (%.1f MiB)", len(targets), time.time() - t0,
+             trie_bytes(trie) / 2 ** 20)
+    data = build_examples(cfg, tokenizer, vocab, table, g.eval_split)
+    beams = min(beams, len(targets))
+    out = spread(rows_dataset(input_ids=data["sources"]), cfg).map_batches(GeneratorActor, fn_constructor_kwargs={"path": path, "trie": ray.put(trie), "beams": beams,
+                                                                "bf16": cfg.train.precision != "fp32"},
+                         **actor_pool(cfg))
+    ranked = [r.split(" ") for r in by_row(out)["ranked"]]
+    relevant = [{sid_of[d]: grade for d, grade in rel.items()} for rel in data["relevant"]]
+    metrics = {k: round(v, 4) for k, v in mean_metrics(ranked, relevant, g.ks).items()}
+    result = {"split": g.eval_split, "queries": len(ranked), "beams": beams, "metrics": metrics,
+              "counts": data["counts"], "seconds": round(time.time() - start, 1)}
+    folder = os.path.join(path, f"eval-{g.eval_split}")
+    os.makedirs(folder, exist_ok=True)
+    pq.write_table(pa.table({"key": [str(k) for k in data["keys"]], "ranked": ranked,
+                             "relevant": [sorted(r) for r in relevant]}), os.path.join(folder, "predictions.parquet"))
+    with open(os.path.join(folder, "metrics.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    log.info("evaluate %s (%s, %d queries): %s", g.task, g.eval_split, len(ranked),
+             " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if not k.startswith("ndcg_binary")))
+    return result

@@ -1,0 +1,136 @@
+"""Reads what the generator learns from (an ID table, the corpus, queries and qrels or user sequences) and turns it
+into token arrays: sources [N, max_source_length] and, for training, targets [N, T + 2] (the ID tokens, then eos).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from .. import storage
+from ..config import Config
+from ..data.loaders import read_qrels, read_queries, read_sequences
+from ..data.prepare import load_docs
+from ..models.generator import IdVocab
+from .tasks import history_pieces, pack, retrieval_examples, sample, split_sequences
+
+log = logging.getLogger("lmindexer.downstream")
+
+
+def ids_path(cfg: Config) -> str:
+    return storage.absolute(cfg.generator.ids or storage.join(cfg.output_dir, "ids"))
+
+
+def task_data(cfg: Config) -> str:
+    """The BEIR folder (retrieval) or sequences file (rec) of the generator's task."""
+    g = cfg.generator
+    if g.data:
+        return storage.absolute(g.data)
+    if cfg.data.input == "builtin:demo":
+        folder = storage.absolute(storage.join(cfg.output_dir, "demo_source"))
+        return folder if g.task == "retrieval" else storage.join(folder, "sequences.txt")
+    if g.task == "retrieval" and cfg.data.format in ("auto", "beir"):
+        return storage.absolute(cfg.data.input)
+    raise ValueError(f"set generator.data: the {'BEIR folder' if g.task == 'retrieval' else 'sequences file'} "
+                     f"for generator.task={g.task}")
+
+
+@dataclass
+class IdTable:
+    doc_ids: np.ndarray           # [N] str
+    codes: np.ndarray             # [N, T]
+    suffix: np.ndarray            # [N]
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def row(self) -> dict:
+        return {d: i for i, d in enumerate(self.doc_ids)}
+
+
+def read_id_table(cfg: Config, uri: str) -> IdTable:
+    fs, path = storage.filesystem(uri, cfg.storage)
+    table_path = storage.join(path, "table")
+    if not storage.exists(fs, table_path):
+        raise FileNotFoundError(f"no ID table at {uri}: run assign-ids or baseline-ids first")
+    t = pq.read_table(table_path, filesystem=fs, columns=["doc_id", "codes", "suffix"])
+    summary_path = storage.join(path, "summary.json")
+    summary = storage.read_json(fs, summary_path) if storage.exists(fs, summary_path) else {}
+    return IdTable(np.array(t.column("doc_id").to_pylist(), dtype=object),
+                   np.array(t.column("codes").to_pylist(), dtype=np.int64),
+                   t.column("suffix").to_numpy().astype(np.int64), summary)
+
+
+def id_targets(vocab: IdVocab, table: IdTable, eos: int) -> np.ndarray:
+    """[N, T + 2] int32: each document's ID tokens and eos, in table order."""
+    tokens = vocab.tokens(table.codes, table.suffix)
+    return np.concatenate([tokens, np.full((len(tokens), 1), eos)], 1).astype(np.int32)
+
+
+def _doc_tokens(cfg: Config, tokenizer, row: dict) -> list:
+    """Token ids (no eos) of each table document's text, in table order."""
+    texts = [""] * len(row)
+    for batch in load_docs(cfg).select_columns(["doc_id", "text"]).iter_batches(batch_size=8192,
+                                                                              batch_format="pyarrow"):
+        for d, t in zip(batch.column("doc_id").to_pylist(), batch.column("text").to_pylist()):
+            if d in row:
+                texts[row[d]] = t
+    return _tokens(tokenizer, texts, cfg.generator.max_source_length)
+
+
+def _tokens(tokenizer, texts: list, max_length: int) -> list:
+    enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length)
+    return [np.asarray(ids, dtype=np.int64) for ids in enc["input_ids"]]
+
+
+def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split: str) -> dict:
+    """{'sources', 'keys', 'counts'} plus 'targets' (row of the target document in the table) for split 'train',
+    or 'relevant' ([{doc_id: grade}]) for an evaluation split."""
+    g, eos = cfg.generator, tokenizer.eos_token_id
+    row, data = table.row, task_data(cfg)
+    counts: dict = {}
+    if g.task == "retrieval":
+        queries = read_queries(data)
+        examples, skipped = retrieval_examples(queries, read_qrels(data, split), row)
+        examples = sample(examples, g.max_eval if split != "train" else 0, cfg.seed)
+        query_tokens = _tokens(tokenizer, [queries[q] for q, _ in examples], g.max_source_length)
+        pieces, keys = [[t] for t in query_tokens], [q for q, _ in examples]
+        if split == "train":
+            targets = [row[d] for _, rel in examples for d in rel]
+            pieces = [p for p, (_, rel) in zip(pieces, examples) for _ in rel]
+            keys = [k for k, (_, rel) in zip(keys, examples) for _ in rel]
+            if g.indexing:
+                pieces += [[t] for t in _doc_tokens(cfg, tokenizer, row)]
+                keys += list(table.doc_ids)
+                targets += list(range(len(row)))
+                counts["indexing_pairs"] = len(row)
+        relevant = [rel for _, rel in examples]
+    else:
+        parts, skipped = split_sequences(read_sequences(data), row)
+        if split not in parts:
+            raise ValueError(f"generator.eval_split={split!r}: rec has the splits valid and test")
+        examples = sample(parts[split], g.max_train_examples if split == "train" else g.max_eval, cfg.seed)
+        item = (_doc_tokens(cfg, tokenizer, row) if g.history == "text"
+                else list(vocab.tokens(table.codes, table.suffix)))
+        pieces = [[item[row[i]] for i in history_pieces(h, g.max_history)] for _, h, _ in examples]
+        keys = [u for u, _, _ in examples]
+        targets = [row[t] for _, _, t in examples]
+        relevant = [{t: 1} for _, _, t in examples]
+    if split == "train" and g.task == "retrieval":
+        keep = sample(list(range(len(pieces))), g.max_train_examples, cfg.seed)
+        pieces, keys, targets = [pieces[i] for i in keep], [keys[i] for i in keep], [targets[i] for i in keep]
+    counts.update({f"skipped_{k}": v for k, v in skipped.items() if v})
+    counts["examples"] = len(pieces)
+    if counts["examples"] == 0:
+        raise ValueError(f"generator: no {split} examples in {data} match the ID table ({counts})")
+    for k, v in counts.items():
+        if k.startswith("skipped_"):
+            log.warning("generator %s/%s: %s = %d", g.task, split, k, v)
+    out = {"sources": pack(pieces, g.max_source_length, eos), "keys": np.array(keys, dtype=object),
+           "counts": counts}
+    if split == "train":
+        out["targets"] = np.asarray(targets, dtype=np.int64)
+    else:
+        out["relevant"] = relevant
+    return out

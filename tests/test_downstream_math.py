@@ -1,0 +1,108 @@
+"""The pure parts of the downstream half: the tensor trie and its decoding, ranking metrics, example builders."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import LogitsProcessorList, T5Config, T5ForConditionalGeneration
+
+from lmindexer.downstream.tasks import pack, retrieval_examples, sample, split_sequences
+from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
+from lmindexer.eval.ranking import mean_metrics, query_metrics
+
+EOS, PAD = 1, 0
+
+
+def random_ids(n=12, depth=3, low=3, high=20, seed=0):
+    return np.unique(np.random.default_rng(seed).integers(low, high, size=(n, depth)), axis=0)
+
+
+def test_trie_walks_to_exactly_the_valid_prefixes():
+    ids = random_ids(40, 4, high=9)
+    proc = TrieLogitsProcessor(build_trie(np.concatenate([ids, ids[:5]])), EOS, PAD)  # duplicates merge
+    valid = {tuple(r) for r in ids.tolist()}
+    for depth in range(1, 5):
+        prefixes = {p[:depth] for p in valid}
+        grid = np.array(np.meshgrid(*[np.arange(3, 9)] * depth)).reshape(depth, -1).T
+        nodes = proc.nodes(torch.from_numpy(grid))
+        assert {tuple(g) for g, n in zip(grid.tolist(), nodes.tolist()) if n >= 0} == prefixes
+    # the allowed next tokens after each prefix are exactly its children
+    scores = torch.zeros(1, 12)
+    for prefix in {p[:2] for p in valid}:
+        ids_so_far = torch.tensor([[0, *prefix]])
+        allowed = set(torch.isfinite(proc(ids_so_far, scores.clone())[0]).nonzero().flatten().tolist())
+        assert allowed == {p[2] for p in valid if p[:2] == prefix}
+    closed = proc(torch.tensor([[0, *ids[0]]]), scores.clone())[0]
+    assert torch.isfinite(closed).nonzero().flatten().tolist() == [EOS]
+
+
+def test_trie_rejects_empty_input():
+    with pytest.raises(ValueError, match="non-empty"):
+        build_trie(np.zeros((0, 3)))
+
+
+def test_beam_search_under_the_trie_emits_only_valid_ids_and_reaches_all():
+    """Pins the behaviour of the installed transformers' beam search with a custom LogitsProcessor."""
+    ids = random_ids()
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(T5Config(vocab_size=24, d_model=16, d_ff=32, num_layers=1, num_heads=2,
+                                                d_kv=8, pad_token_id=PAD, eos_token_id=EOS,
+                                                decoder_start_token_id=PAD)).eval()
+    proc = TrieLogitsProcessor(build_trie(ids), EOS, PAD)
+    x = torch.randint(3, 24, (3, 6))
+    out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), num_beams=len(ids),
+                         num_return_sequences=len(ids), max_new_tokens=4, do_sample=False, early_stopping=True,
+                         logits_processor=LogitsProcessorList([proc]))
+    valid = {tuple(r) for r in ids.tolist()}
+    for q in range(3):
+        rows = out[q * len(ids):(q + 1) * len(ids)]
+        assert (rows[:, 4] == EOS).all()
+        assert {tuple(r[1:4]) for r in rows.tolist()} == valid  # every ID once: all reachable, none invalid
+
+
+def test_trie_of_a_million_ids_is_compact():
+    ids = np.random.default_rng(0).integers(0, 256, size=(1_000_000, 4))
+    trie = build_trie(ids)
+    assert len(trie["child"]) == len(np.unique(ids, axis=0)) + len(np.unique(ids[:, :3], axis=0)) + \
+        len(np.unique(ids[:, :2], axis=0)) + len(np.unique(ids[:, :1], axis=0))
+
+
+def test_ranking_metrics_against_hand_computed_values():
+    ranked = ["a", "x", "b", "y", "c"]
+    rel = {"a": 2, "b": 1, "c": 1, "z": 3}  # z is never retrieved
+    m = query_metrics(ranked, rel, [1, 3, 5])
+    assert m["recall@1"] == 0.25 and m["recall@3"] == 0.5 and m["recall@5"] == 0.75
+    assert m["hit@1"] == 1.0 and m["mrr@5"] == 1.0
+    dcg3 = 2 + 1 / math.log2(4)
+    idcg3 = 3 + 2 / math.log2(3) + 1 / math.log2(4)  # the ideal list uses all relevant documents, z included
+    assert m["ndcg@3"] == pytest.approx(dcg3 / idcg3)
+    assert m["ndcg_binary@3"] == pytest.approx((1 + 0.5) / (1 + 1 / math.log2(3) + 0.5))
+    late = query_metrics(["x", "y", "a"], {"a": 1}, [1, 2, 3])
+    assert late["mrr@2"] == 0.0 and late["mrr@3"] == pytest.approx(1 / 3) and late["hit@2"] == 0.0
+    assert late["ndcg@3"] == pytest.approx(0.5)
+    mean = mean_metrics([["a"], ["x"]], [{"a": 1}, {"a": 1}], [1])
+    assert mean["recall@1"] == 0.5
+    with pytest.raises(ValueError):
+        query_metrics(["a"], {"a": 0}, [1])
+
+
+def test_leave_one_out_split_and_counted_skips():
+    split, skipped = split_sequences({"u1": ["a", "b", "c", "d", "e"], "u2": ["a", "q", "b"], "u3": ["a", "b"]},
+                                     {"a", "b", "c", "d", "e"})
+    assert split["test"] == [("u1", ["a", "b", "c", "d"], "e")]
+    assert split["valid"] == [("u1", ["a", "b", "c"], "d")]
+    assert split["train"] == [("u1", ["a"], "b"), ("u1", ["a", "b"], "c")]
+    assert skipped == {"item_without_id": 1, "user_with_under_3_items": 2}
+
+
+def test_retrieval_examples_count_what_they_cannot_use():
+    ex, skipped = retrieval_examples({"q1": "t", "q2": "t"}, {"q1": {"d1": 1, "dx": 1}, "q2": {"dx": 2},
+                                                               "q3": {"d1": 1}}, {"d1"})
+    assert ex == [("q1", {"d1": 1})]
+    assert skipped == {"query_without_text": 1, "relevant_doc_without_id": 2, "query_without_relevant_doc": 1}
+
+
+def test_pack_cuts_and_closes_with_eos():
+    out = pack([[np.array([5, 6]), np.array([7])], [np.arange(10, 20)]], 4, EOS)
+    assert out.tolist() == [[5, 6, 7, EOS], [10, 11, 12, EOS]]
+    assert sample(list(range(10)), 3, 0) == sorted(sample(list(range(10)), 3, 0)) and sample([1], 0, 0) == [1]

@@ -1,0 +1,83 @@
+"""Generative retrieval and recommendation end to end on a real local Ray: 2 Ray Train workers (DeepSpeed ZeRO-2 on
+CPU) train a tiny T5 to emit IDs, a Ray Data actor pool decodes under the trie; semantic IDs beat random IDs."""
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from lmindexer.config import load_config
+from lmindexer.data.loaders import read_sequences
+from lmindexer.data.prepare import prepare
+from lmindexer.downstream.examples import build_examples, read_id_table
+from lmindexer.downstream.tasks import split_sequences
+from lmindexer.downstream.evaluate import evaluate
+from lmindexer.downstream.train import train_generator
+from lmindexer.ids.baseline_ids import baseline_ids
+from lmindexer.models.bootstrap import init_model
+from lmindexer.models.generator import load_id_vocab
+
+pytestmark = pytest.mark.slow
+SETTINGS = ["demo.num_docs=400", "demo.num_users=300", "demo.num_queries=1000", "indexer.num_positions=2",
+            "indexer.codebook_size=8", "train.log_every_steps=0", "generator.lr=3e-3", "generator.batch_size=32",
+            "generator.ks=[1,10]"]
+
+
+@pytest.fixture(scope="module")
+def base(ray_session, tmp_path_factory):
+    """The demo corpus, the untrained tiny T5 and two ID tables: hierarchical k-means on that T5's mean-pooled
+    embeddings (lexical, so semantic enough for the demo) and random IDs."""
+    out = tmp_path_factory.mktemp("generator")
+    cfg = load_config("configs/quickstart.yaml", [f"output_dir={out}", *SETTINGS])
+    prepare(cfg)
+    init_model(cfg)
+    for method in ("hkmeans", "random"):
+        baseline_ids(load_config("configs/quickstart.yaml", [f"output_dir={out}", *SETTINGS,
+                                                             f"baseline.method={method}"]))
+    return out
+
+
+def run(base, task, method, *extra):
+    cfg = load_config("configs/quickstart.yaml", [f"output_dir={base}", *SETTINGS, f"generator.task={task}",
+                                                  f"generator.ids={base}/ids-{method}", *extra])
+    return cfg, train_generator(cfg)
+
+
+def test_recommendation_trains_and_decodes_valid_ids(base):
+    _, semantic = run(base, "rec", "hkmeans", "generator.epochs=10")
+    print("rec hit@10:", semantic["eval"]["metrics"]["hit@10"])
+    assert semantic["eval"]["queries"] == 300
+    assert semantic["eval"]["metrics"]["hit@10"] > 10 / 400  # a random ranking of the 400 items
+    preds = pq.read_table(os.path.join(semantic["generator"], "eval-test", "predictions.parquet")).to_pandas()
+    valid = set(pq.read_table(os.path.join(base, "ids-hkmeans", "table")).column("sid").to_pylist())
+    assert all(len(r) == 10 and set(r) <= valid and len(set(r)) == 10 for r in preds.ranked)
+    # the TIGER input: the history as ID tokens, newest first
+    cfg = load_config("configs/quickstart.yaml", [f"output_dir={base}", *SETTINGS, "generator.task=rec",
+                                                  "generator.history=ids", "generator.max_history=2"])
+    tokenizer, vocab, _ = load_id_vocab(os.path.join(semantic["generator"], "init"))
+    table = read_id_table(cfg, f"{base}/ids-hkmeans")
+    data = build_examples(cfg, tokenizer, vocab, table, "test")
+    user, history, _ = split_sequences(read_sequences(os.path.join(base, "demo_source", "sequences.txt")),
+                                       table.row)[0]["test"][0]
+    newest = [vocab.tokens(table.codes[[table.row[i]]], table.suffix[[table.row[i]]])[0] for i in history[::-1][:2]]
+    assert data["keys"][0] == user
+    assert data["sources"][0].tolist()[:7] == [*newest[0], *newest[1], tokenizer.eos_token_id]
+
+
+def test_retrieval_semantic_ids_beat_random_ids(base):
+    cfg, semantic = run(base, "retrieval", "hkmeans", "generator.epochs=15")
+    _, rand = run(base, "retrieval", "random", "generator.epochs=15")
+    print("retrieval recall@10: hkmeans", semantic["eval"]["metrics"]["recall@10"], "random",
+          rand["eval"]["metrics"]["recall@10"])
+    assert semantic["train"]["indexing_pairs"] == 400 and semantic["eval"]["queries"] == 200
+    # measured 0.305 against 0.15: about four standard errors apart over 200 queries
+    assert semantic["eval"]["metrics"]["recall@10"] > rand["eval"]["metrics"]["recall@10"]
+    with open(os.path.join(semantic["generator"], "generator.json")) as f:
+        assert json.load(f)["method"] == "hkmeans"
+    again = train_generator(cfg)  # trained already: only evaluates, with the same result
+    assert "train" not in again and again["eval"]["metrics"] == semantic["eval"]["metrics"]
+    wide = load_config("configs/quickstart.yaml", [f"output_dir={base}", *SETTINGS, "generator.task=retrieval",
+                                                   f"generator.ids={base}/ids-hkmeans", "generator.ks=[1,20]",
+                                                   "generator.num_beams=5"])
+    with pytest.raises(ValueError, match="num_beams=5 is below"):
+        evaluate(wide)
