@@ -35,8 +35,8 @@ SETS = {
     "scifact": {
         "config": ROOT / "configs" / "scifact.yaml", "data": SCIFACT,
         "ids": ["output_dir=runs/bench-scifact-ids", f"data.input={SCIFACT}", "model.preset=tiny",
-                "model.vocab_size=8000", "model.max_length=128", "indexer.num_positions=3",
-                "indexer.codebook_size=256", "indexer.continuous_epochs=2", "indexer.joint_epochs=2",
+                "model.vocab_size=8000", "model.max_length=64", "indexer.num_positions=3",
+                "indexer.codebook_size=256", "indexer.continuous_epochs=1", "indexer.joint_epochs=2",
                 "indexer.batch_size=32"],
         "generator": ["generator.task=retrieval", f"generator.data={SCIFACT}", "generator.max_source_length=64",
                       "generator.epochs=15", "generator.lr=3e-3", "generator.batch_size=64", "generator.ks=[1,5,10]",

@@ -7,6 +7,7 @@ of one constrained decoding step for a batch of beams, against a `prefix_allowed
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 import tracemalloc
@@ -15,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie, trie_bytes  # noqa: E402
 
@@ -52,6 +54,9 @@ def main() -> None:
           f"(peak while building {tensor_peak / 2**20:.1f} MiB)")
     print(f"dict trie:   {dict_s:.2f}s to build, {dict_bytes / 2**20:.1f} MiB kept")
     print(f"ratio dict/tensor: build time {dict_s / tensor_s:.1f}x, memory {dict_bytes / trie_bytes(trie):.1f}x")
+    result = {"ids": n, "edges": len(trie["child"]), "tensor_build_s": round(tensor_s, 3),
+              "tensor_mib": round(trie_bytes(trie) / 2**20, 1), "dict_build_s": round(dict_s, 3),
+              "dict_mib": round(dict_bytes / 2**20, 1), "step_ms": {}}
 
     beams, vocab = 1000, VOCAB_OFFSET + 768 + 4
     proc = TrieLogitsProcessor(trie, EOS, PAD)
@@ -78,6 +83,10 @@ def main() -> None:
         dict_step = (time.perf_counter() - start) / 5
         print(f"one decoding step, {beams} beams, depth {depth}: tensor {tensor_step * 1e3:.1f} ms, "
               f"dict walk {dict_step * 1e3:.1f} ms (ratio {dict_step / tensor_step:.1f}x)")
+        result["step_ms"][depth] = {"tensor": round(tensor_step * 1e3, 2), "dict": round(dict_step * 1e3, 2)}
+    out = ROOT / "runs" / "bench-trie.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

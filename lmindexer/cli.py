@@ -5,6 +5,7 @@ jobs/ calls `main()` with the same arguments, so `ray job submit` and the CLI ru
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -57,14 +58,62 @@ def _evaluate(cfg):
 
 
 def _run(cfg):
-    """Every stage that exists, in order; each skips work that is already complete."""
-    summary = {}
-    for name in ("prepare", "init-model", "learn-ids", "assign-ids"):
+    """The whole pipeline in order; each stage skips work that is already complete, so a re-run resumes."""
+    steps = [("prepare", _prepare_once), ("init-model", _init_model), ("learn-ids", _learn_ids), ("assign-ids", _assign_ids),
+             ("id-report", _id_report)]
+    for task in cfg.generator.run_tasks:
+        steps.append((f"train-generator ({task})", lambda c, t=task: _train_generator(with_task(c, t))))
+    summary, seconds, total = {}, {}, time.time()
+    for i, (name, fn) in enumerate(steps, 1):
         start = time.time()
-        log.info("== %s ==", name)
-        summary[name] = STAGES[name][0](cfg)
-        log.info("== %s done in %.1fs ==", name, time.time() - start)
+        log.info("== [%d/%d] %s ==", i, len(steps), name)
+        summary[name] = fn(cfg)
+        seconds[name] = round(time.time() - start, 1)
+        log.info("== [%d/%d] %s done in %.1fs ==", i, len(steps), name, seconds[name])
+    summary["seconds"] = {**seconds, "total": round(time.time() - total, 1)}
+    log.info("%s", overview(summary))
     return summary
+
+
+def with_task(cfg, task: str):
+    """A copy of cfg whose generator does `task`."""
+    out = copy.deepcopy(cfg)
+    out.generator.task = task
+    return out
+
+
+def _prepare_once(cfg):
+    """prepare, unless the corpus is already there (its summary.json is written last)."""
+    from .data.prepare import corpus_dir
+    from .storage import exists, filesystem, join, read_json
+
+    fs, corpus = filesystem(corpus_dir(cfg), cfg.storage)
+    done = join(corpus, "summary.json")
+    return read_json(fs, done) if exists(fs, done) else _prepare(cfg)
+
+
+def overview(summary: dict) -> str:
+    """The end-of-run summary: where the outputs are, ID quality, generator metrics, time per step."""
+    lines = ["run summary"]
+    ids = summary.get("assign-ids", {})
+    if ids:
+        lines.append(f"  IDs: {ids['ids_out']} documents in {ids['table']} ({ids['documents_with_suffix']} with a "
+                     "collision suffix)")
+    report = summary.get("id-report", {})
+    if report:
+        with open(report["json"]) as f:
+            figures = next(iter(json.load(f).values()))
+        lines.append(f"  ID report: {report['report']}; distinct prefixes per level "
+                     f"{figures['distinct_prefixes']}, collision rate {figures['collision_rate']}")
+        for label, scores in figures.get("labels", {}).items():
+            lines.append(f"    AMI vs {label} by prefix length: {scores['ami']}")
+    for name, result in summary.items():
+        if name.startswith("train-generator"):
+            m = result["eval"]["metrics"]
+            lines.append(f"  {name}: {result['generator']}; " + ", ".join(
+                f"{k} {v:.4f}" for k, v in m.items() if k.startswith(("recall@", "ndcg@", "mrr@"))))
+    lines.append("  seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()))
+    return "\n".join(lines)
 
 
 # name -> (function, config sections shown in --help, one-line help)
@@ -89,8 +138,9 @@ STAGES = {
     "evaluate": (_evaluate, ["", "storage", "data", "train", "generator", "ray"],
                  "Recall/NDCG/MRR/hit@K of a trained generator: trie-constrained beam search on a Ray Data actor "
                  "pool"),
-    "run": (_run, ["", "storage", "data", "demo", "model", "indexer", "train", "assign", "ray"],
-            "the whole pipeline on one config: prepare -> init-model -> learn-ids -> assign-ids"),
+    "run": (_run, ["", "storage", "data", "demo", "model", "indexer", "train", "assign", "report", "generator", "ray"],
+            "the whole pipeline on one config: prepare -> init-model -> learn-ids -> assign-ids -> id-report -> "
+            "train-generator + evaluate for each of generator.run_tasks; re-running resumes"),
 }
 
 

@@ -163,6 +163,8 @@ class GeneratorConfig:
     max_eval: int = opt(0, "evaluate a seeded sample of this many queries or users (0: all)")
     ks: list = opt([1, 5, 10], "cut-offs K of Recall/NDCG/MRR/hit@K")
     num_beams: int = opt(0, "beam width of the trie-constrained beam search (0: the largest K); never below it")
+    run_tasks: list = opt([], "tasks (retrieval, rec) `lmindexer run` trains and evaluates a generator for after the "
+                              "IDs, each with the rest of this section (empty: none)")
 
 
 @dataclass
@@ -212,6 +214,7 @@ CHOICES = {
     "baseline.method": {"hkmeans", "rkmeans", "rqvae", "random"},
     "generator.task": {"retrieval", "rec"},
     "generator.history": {"text", "ids"},
+    "generator.run_tasks": {"retrieval", "rec"},
 }
 
 
@@ -259,8 +262,9 @@ def _apply(obj, data: dict, prefix: str = ""):
             _apply(current, value, full + ".")
             continue
         value = _coerce(full, value, hints[key])
-        if full in CHOICES and value not in CHOICES[full]:
-            raise ConfigError(f"config key '{full}': {value!r} is not one of {sorted(CHOICES[full], key=str)}")
+        for v in (value if isinstance(value, list) else [value]) if full in CHOICES else []:
+            if v not in CHOICES[full]:
+                raise ConfigError(f"config key '{full}': {v!r} is not one of {sorted(CHOICES[full], key=str)}")
         setattr(obj, key, value)
 
 

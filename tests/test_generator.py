@@ -18,7 +18,7 @@ from lmindexer.models.bootstrap import init_model
 from lmindexer.models.generator import load_id_vocab
 
 pytestmark = pytest.mark.slow
-SETTINGS = ["demo.num_docs=400", "demo.num_users=300", "demo.num_queries=1000", "indexer.num_positions=2",
+SETTINGS = ["demo.num_docs=400", "demo.num_users=400", "demo.num_queries=1000", "indexer.num_positions=2",
             "indexer.codebook_size=8", "train.log_every_steps=0", "generator.lr=3e-3", "generator.batch_size=32",
             "generator.ks=[1,10]"]
 
@@ -44,9 +44,9 @@ def run(base, task, method, *extra):
 
 
 def test_recommendation_trains_and_decodes_valid_ids(base):
-    _, semantic = run(base, "rec", "hkmeans", "generator.epochs=10")
+    _, semantic = run(base, "rec", "hkmeans", "generator.epochs=15")
     print("rec hit@10:", semantic["eval"]["metrics"]["hit@10"])
-    assert semantic["eval"]["queries"] == 300
+    assert semantic["eval"]["queries"] == 400
     assert semantic["eval"]["metrics"]["hit@10"] > 10 / 400  # a random ranking of the 400 items
     preds = pq.read_table(os.path.join(semantic["generator"], "eval-test", "predictions.parquet")).to_pandas()
     valid = set(pq.read_table(os.path.join(base, "ids-hkmeans", "table")).column("sid").to_pylist())
