@@ -57,6 +57,11 @@ def _evaluate(cfg):
     return evaluate(cfg)
 
 
+def _tune(cfg):
+    from .tune import tune_search
+    return tune_search(cfg)
+
+
 def _run(cfg):
     """The whole pipeline in order; each stage skips work that is already complete, so a re-run resumes."""
     steps = [("prepare", _prepare_once), ("init-model", _init_model), ("learn-ids", _learn_ids), ("assign-ids", _assign_ids),
@@ -138,6 +143,9 @@ STAGES = {
     "evaluate": (_evaluate, ["", "storage", "data", "train", "generator", "ray"],
                  "Recall/NDCG/MRR/hit@K of a trained generator: trie-constrained beam search on a Ray Data actor "
                  "pool"),
+    "tune": (_tune, ["", "storage", "data", "model", "indexer", "train", "generator", "tune", "ray"],
+             "Ray Tune search (random/grid, ASHA) over learn-ids or the generator; trials table, best.yaml, plot; "
+             "re-running resumes"),
     "run": (_run, ["", "storage", "data", "demo", "model", "indexer", "train", "assign", "report", "generator", "ray"],
             "the whole pipeline on one config: prepare -> init-model -> learn-ids -> assign-ids -> id-report -> "
             "train-generator + evaluate for each of generator.run_tasks; re-running resumes"),

@@ -168,6 +168,22 @@ class GeneratorConfig:
 
 
 @dataclass
+class TuneConfig:
+    target: str = opt("learn-ids", "what each trial trains: learn-ids, or generator (train-generator + evaluate)")
+    space: dict = opt({}, "search space {'section.key': [kind, ...]}: choice or grid with values, uniform, loguniform "
+                          "or randint with low and high")
+    num_samples: int = opt(4, "trials drawn from the space (with grid keys: repeats of the whole grid)")
+    objective: str = opt("", "what ranks the trials; learn-ids: ami (first code vs the first label field), recon, "
+                             "perplexity (last position's codes) or collision_rate; generator: recall@K, ndcg@K, "
+                             "mrr@K, hit@K or loss (empty: ami with labels, else recon; recall@<largest K>)")
+    scheduler: str = opt("asha", "asha (stop weak trials early on the per-epoch training loss) or fifo (no stopping)")
+    grace_period: int = opt(1, "ASHA: epochs every trial runs before it may be stopped")
+    reduction_factor: int = opt(2, "ASHA: the share 1/reduction_factor of trials that go on at each rung")
+    max_concurrent: int = opt(0, "trials at once (0: as many as half the cluster's CPUs, or its GPUs, fit)")
+    output: str = opt("", "experiment folder (empty: <output_dir>/tune); re-running the command resumes it")
+
+
+@dataclass
 class ReportConfig:
     tables: list = opt([], "ID tables to report, each PATH or NAME=PATH: an assign-ids/baseline-ids folder, or a "
                            "peer JSON index {key: ['<a_12>', '<b_7>', ...]} (empty: <output_dir>/ids)")
@@ -196,6 +212,7 @@ class Config:
     assign: AssignConfig = field(default_factory=AssignConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
@@ -215,6 +232,8 @@ CHOICES = {
     "generator.task": {"retrieval", "rec"},
     "generator.history": {"text", "ids"},
     "generator.run_tasks": {"retrieval", "rec"},
+    "tune.target": {"learn-ids", "generator"},
+    "tune.scheduler": {"asha", "fifo"},
 }
 
 
@@ -245,6 +264,9 @@ def _coerce(key: str, value, typ):
             return value
         if isinstance(value, str):
             return [v for v in value.split(",") if v]
+    elif typ is dict:
+        if isinstance(value, dict):
+            return value
     raise ConfigError(f"config key '{key}': expected {typ.__name__}, got {type(value).__name__} ({value!r})")
 
 
@@ -297,6 +319,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for o in overrides or []:
         _apply(cfg, parse_override(o))
     return cfg
+
+
+def override(cfg: Config, key: str, value) -> None:
+    """Set one dotted key, with the same checks as a command-line override."""
+    _apply(cfg, _nest(key, value))
 
 
 def to_dict(cfg) -> dict:

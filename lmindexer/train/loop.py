@@ -116,6 +116,16 @@ def storage_path(cfg: Config) -> str:
     return storage.absolute(cfg.train.storage_path or storage.join(cfg.output_dir, "ray"))
 
 
+def _tune_callbacks() -> list:
+    """Inside a Ray Tune trial (lmindexer tune), forward every report to Tune so its scheduler sees each epoch."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    try:
+        return [TuneReportCallback()]
+    except RuntimeError:  # not in a Tune session
+        return []
+
+
 def fit(cfg: Config, task, dataset: "ray.data.Dataset", fresh: bool = False) -> "ray.train.Result":
     """One TorchTrainer run for `task`; a run of the same name under the same storage resumes where it stopped,
     unless `fresh` discards that run first."""
@@ -131,7 +141,7 @@ def fit(cfg: Config, task, dataset: "ray.data.Dataset", fresh: bool = False) -> 
         torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
         run_config=RunConfig(name=task.name, storage_path=storage_path(cfg),
                              failure_config=FailureConfig(max_failures=cfg.train.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=_tune_callbacks()),
         datasets={"train": dataset},
     )
     log.info("%s: %d worker(s), engine=%s%s, %d epoch(s)", task.name, cfg.train.num_workers, cfg.train.engine,
