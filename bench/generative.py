@@ -1,6 +1,6 @@
 """Generative retrieval (SciFact) and sequential recommendation (Amazon Beauty): the same generator trained on
-LMIndexer IDs, hierarchical k-means, RQ-VAE and random IDs (and MiniLM-based baselines when the [minilm] extra is
-installed), printed as one table.
+LMIndexer IDs, hierarchical k-means, RQ-VAE and random IDs (with --minilm, also the MiniLM-based baselines of the
+[minilm] extra), printed as one table.
 
 The ID tables come from the same commands as bench/beauty_ids.py (which they share, and reuse when present):
 SciFact's are made here under runs/bench-scifact-ids, Beauty's under runs/bench-beauty-ids. Every generator starts
@@ -10,6 +10,7 @@ generator learns to use, not how good generative retrieval can be.
 
     .venv/bin/python bench/generative.py                    # both
     .venv/bin/python bench/generative.py scifact            # one of them
+    .venv/bin/python bench/generative.py --minilm           # plus MiniLM + k-means / RQ-VAE IDs
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from lmindexer.downstream.train import train_generator  # noqa: E402
 from lmindexer.runtime import setup_logging  # noqa: E402
 
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact" / "derived_beir"
+MINILM = "--minilm" in sys.argv  # also the MiniLM-based baselines (the [minilm] extra)
 COLUMNS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]
 
 SETS = {
@@ -39,7 +41,7 @@ SETS = {
                 "indexer.codebook_size=256", "indexer.continuous_epochs=1", "indexer.joint_epochs=2",
                 "indexer.batch_size=32"],
         "generator": ["generator.task=retrieval", f"generator.data={SCIFACT}", "generator.max_source_length=64",
-                      "generator.epochs=15", "generator.lr=3e-3", "generator.batch_size=64", "generator.ks=[1,5,10]",
+                      "generator.epochs=10", "generator.lr=3e-3", "generator.batch_size=64", "generator.ks=[1,5,10]",
                       "generator.eval_split=test"],
     },
     "beauty": {
@@ -47,8 +49,8 @@ SETS = {
         "ids": BEAUTY_OVERRIDES,
         "generator": ["generator.task=rec", f"generator.data={BEAUTY}/original/CIKM2020-S3Rec/data/Beauty.txt",
                       "generator.history=ids", "generator.max_history=15", "generator.max_source_length=64",
-                      "generator.max_train_examples=40000", "generator.epochs=4", "generator.lr=3e-3",
-                      "generator.batch_size=128", "generator.max_eval=3000", "generator.ks=[1,5,10]",
+                      "generator.max_train_examples=20000", "generator.epochs=3", "generator.lr=3e-3",
+                      "generator.batch_size=128", "generator.max_eval=2000", "generator.ks=[1,5,10]",
                       "generator.eval_split=test"],
     },
 }
@@ -58,7 +60,8 @@ def run_set(name: str) -> list:
     spec = SETS[name]
     if not Path(spec["data"]).exists():
         sys.exit(f"{name}: data not found at {spec['data']}")
-    runs = baseline_runs(load_config(spec["config"], spec["ids"]), methods=("hkmeans", "rqvae"))
+    runs = [r for r in baseline_runs(load_config(spec["config"], spec["ids"]), methods=("hkmeans", "rqvae"))
+            if MINILM or not r[0].startswith("minilm-")]
     tables, _ = make_tables(spec["config"], spec["ids"], runs, rebalance=False)
     rows = []
     for method, table in tables.items():
@@ -75,7 +78,7 @@ def run_set(name: str) -> list:
 
 def main() -> None:
     setup_logging()
-    names = sys.argv[1:] or list(SETS)
+    names = [a for a in sys.argv[1:] if a in SETS] or list(SETS)
     rows = [r for n in names for r in run_set(n)]
     print("\n| set | IDs | queries | " + " | ".join(COLUMNS) + " | train examples | seconds |")
     print("|---|---|---:|" + "---:|" * len(COLUMNS) + "---:|---:|")

@@ -182,7 +182,8 @@ def write_results(cfg: Config, grid, objective: str, mode: str, out: str) -> dic
     for r in grid:
         m = r.metrics or {}
         finished = objective in m and "trial_seconds" in m
-        status = "error" if r.error else ("done" if finished else "stopped early")
+        status = ("error" if r.error else "done" if finished else "stopped early" if m.get("done")
+                  else "unfinished")
         params = {k: v for k, v in (r.config or {}).items()}
         rows.append({"trial": os.path.basename(r.path), "status": status, objective: m.get(objective) if finished
                      else None, f"last {step}": m.get(step), "epochs reported": m.get("training_iteration"), **params})
@@ -199,7 +200,8 @@ def write_results(cfg: Config, grid, objective: str, mode: str, out: str) -> dic
             f.write("| " + " | ".join(_cell(row[c]) for c in columns) + " |\n")
     summary = {"experiment": out, "objective": objective, "mode": mode, "trials": len(rows),
                "stopped_early": sum(r["status"] == "stopped early" for r in rows),
-               "errors": sum(r["status"] == "error" for r in rows), "table": os.path.join(out, "trials.md")}
+               "errors": sum(r["status"] == "error" for r in rows),
+               "unfinished": sum(r["status"] == "unfinished" for r in rows), "table": os.path.join(out, "trials.md")}
     if rows and rows[0][objective] is not None:
         best = from_dict(to_dict(cfg))
         for key in cfg.tune.space:
@@ -211,6 +213,9 @@ def write_results(cfg: Config, grid, objective: str, mode: str, out: str) -> dic
     summary["plot"] = _plot(grid, objective, step, out)
     log.info("tune: %d trials (%d stopped early, %d errors); best %s = %s; %s", len(rows), summary["stopped_early"],
              summary["errors"], objective, rows[0][objective] if rows else None, summary["table"])
+    if summary["unfinished"]:
+        log.warning("tune: %d trial(s) unfinished (the search was interrupted): run the same command again to resume",
+                    summary["unfinished"])
     return summary
 
 
