@@ -1,6 +1,6 @@
 """Training throughput of the shared Ray Train loop against a plain single-process PyTorch loop, same model and data.
 
-The model is the generator (a `tiny` T5 with ID tokens) on synthetic source/target token rows; the same batch size,
+The model is the generator (a `tiny` T5 with ID tokens) on random source/target token rows; the same batch size,
 optimizer (AdamW) and steps go through (a) a plain loop: one process, no Ray, and (b) `train.loop.fit` with 1 and 2
 Ray Train workers, DeepSpeed ZeRO-2 and DDP. Examples/s of the Ray runs come from the loop's own `epoch_seconds` of
 the last epoch (warm; start-up is reported apart), so the ratio compares steady-state training.
@@ -26,6 +26,8 @@ sys.path.insert(0, str(ROOT))
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.downstream.train import GeneratorTask  # noqa: E402
 from lmindexer.models.backbone import build_t5  # noqa: E402
+from lmindexer.models.generator import build_generator  # noqa: E402
+from lmindexer.models.tokenizer import train_tokenizer  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 from lmindexer.train.loop import fit, rows_dataset  # noqa: E402
 
@@ -59,8 +61,11 @@ def main() -> None:
     sources = rng.integers(3, VOCAB, size=(n, SOURCE)).astype(np.int32)
     labels = np.concatenate([rng.integers(3, VOCAB, size=(n, TARGET - 1)), np.ones((n, 1))], 1).astype(np.int32)
     work = tempfile.mkdtemp(prefix="bench-train-")
-    init = os.path.join(work, "init")
-    build_t5("tiny", VOCAB, 0.1).save_pretrained(init)
+    base, init = os.path.join(work, "t5"), os.path.join(work, "init")
+    tokenizer = train_tokenizer((f"w{i} w{i * 7 % 997} w{i * 13 % 991}" for i in range(20000)), VOCAB)
+    build_t5("tiny", len(tokenizer), 0.1).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    build_generator(base, TARGET - 1, 64, 1, init)  # the generator's start folder, as train-generator makes it
     results = {"examples": n, "batch_size": BATCH, "plain_examples_per_s": round(plain(init, sources, labels), 1),
                "runs": []}
     print(f"plain loop: {results['plain_examples_per_s']} examples/s", flush=True)

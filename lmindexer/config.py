@@ -193,7 +193,8 @@ class ReportConfig:
 
 @dataclass
 class RayConfig:
-    address: str = opt("", "Ray cluster address (empty: start a local Ray; 'auto': the running cluster)")
+    address: str = opt("", "Ray cluster address (empty: $RAY_ADDRESS, set inside `ray job submit`, else start a local "
+                           "Ray; 'auto': the running cluster)")
     num_cpus: int = opt(0, "logical CPUs of a local Ray (0: twice the cores, so workers and Ray Data both fit)")
     shuffle: str = opt("sort_shuffle_pull_based", "Ray Data shuffle for groupby: sort_shuffle_pull_based (tasks only; "
                                                   "fastest to start) | hash_shuffle | shuffle_v2 (actor based)")

@@ -27,8 +27,9 @@ def ensure_ray(cfg: Config) -> None:
     context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if cfg.ray.address:
-        ray.init(address=cfg.ray.address, log_to_driver=True)
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS", "")  # `ray job submit` sets RAY_ADDRESS
+    if address:
+        ray.init(address=address, log_to_driver=True)
     else:
         ray.init(address="local", num_cpus=cfg.ray.num_cpus or 2 * (os.cpu_count() or 1), include_dashboard=False)
 
