@@ -31,6 +31,7 @@ from lmindexer.runtime import setup_logging  # noqa: E402
 
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact" / "derived_beir"
 MINILM = "--minilm" in sys.argv  # also the MiniLM-based baselines (the [minilm] extra)
+OUT = ROOT / "runs" / "bench-generative.json"
 COLUMNS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]
 
 SETS = {
@@ -49,14 +50,14 @@ SETS = {
         "ids": BEAUTY_OVERRIDES,
         "generator": ["generator.task=rec", f"generator.data={BEAUTY}/original/CIKM2020-S3Rec/data/Beauty.txt",
                       "generator.history=ids", "generator.max_history=15", "generator.max_source_length=64",
-                      "generator.max_train_examples=20000", "generator.epochs=3", "generator.lr=3e-3",
+                      "generator.max_train_examples=12000", "generator.epochs=3", "generator.lr=3e-3",
                       "generator.batch_size=128", "generator.max_eval=2000", "generator.ks=[1,5,10]",
                       "generator.eval_split=test"],
     },
 }
 
 
-def run_set(name: str) -> list:
+def run_set(name: str, done: list) -> list:
     spec = SETS[name]
     if not Path(spec["data"]).exists():
         sys.exit(f"{name}: data not found at {spec['data']}")
@@ -73,21 +74,22 @@ def run_set(name: str) -> list:
                      "train_examples": result.get("train", {}).get("examples", ""),
                      "seconds": round(time.time() - start)})
         print(json.dumps(rows[-1]), flush=True)
+        OUT.write_text(json.dumps(done + rows, indent=2))  # after every row: a stopped run keeps what it measured
     return rows
 
 
 def main() -> None:
     setup_logging()
     names = [a for a in sys.argv[1:] if a in SETS] or list(SETS)
-    rows = [r for n in names for r in run_set(n)]
+    rows = []
+    for n in names:
+        rows += run_set(n, rows)
     print("\n| set | IDs | queries | " + " | ".join(COLUMNS) + " | train examples | seconds |")
     print("|---|---|---:|" + "---:|" * len(COLUMNS) + "---:|---:|")
     for r in rows:
         print(f"| {r['set']} | {r['ids']} | {r['queries']} | " + " | ".join(f"{r[c]:.4f}" for c in COLUMNS)
               + f" | {r['train_examples']} | {r['seconds']} |")
-    out = ROOT / "runs" / "bench-generative.json"
-    out.write_text(json.dumps(rows, indent=2))
-    print(f"\n(rows also in {out})")
+    print(f"\n(rows also in {OUT})")
 
 
 if __name__ == "__main__":
