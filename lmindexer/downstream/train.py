@@ -13,13 +13,12 @@ import shutil
 import time
 from dataclasses import dataclass
 
-import ray
 from transformers import AutoTokenizer, T5ForConditionalGeneration
 
 from ..config import Config
 from ..models.bootstrap import backbone_dir
 from ..models.generator import GENERATOR_FILE, build_generator, indexer_codebooks, load_id_vocab
-from ..train.loop import fit, rows_dataset
+from ..train.loop import fit, rows_dataset, shuffled_batches
 from .evaluate import beam_width, evaluate, generator_dir
 from .examples import build_examples, id_targets, ids_path, read_id_table
 
@@ -41,10 +40,7 @@ class GeneratorTask:
         return T5ForConditionalGeneration.from_pretrained(self.init_dir)
 
     def batches(self, shard, epoch: int):
-        rank = ray.train.get_context().get_world_rank()
-        for b in shard.iter_torch_batches(batch_size=self.batch_size, drop_last=True,
-                                          local_shuffle_buffer_size=self.batch_size * 8,
-                                          local_shuffle_seed=self.seed + epoch * 1000 + rank):
+        for b in shuffled_batches(shard, self.batch_size, self.seed, epoch):
             ids = b["input_ids"].long()
             yield {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": b["labels"].long()}
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import ray.train
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import storage
+from ..train.loop import shuffled_batches
 from .baselines import residual_encode, residual_fit, save_method
 from .kmeans import _sq_dist
 
@@ -86,10 +86,7 @@ class RqvaeTask:
         return RQVAE.from_tensors(self.init["state"], self.init["meta"]).train()
 
     def batches(self, shard, epoch: int):
-        rank = ray.train.get_context().get_world_rank()
-        for b in shard.iter_torch_batches(batch_size=self.batch_size, drop_last=True,
-                                          local_shuffle_buffer_size=self.batch_size * 8,
-                                          local_shuffle_seed=self.seed + epoch * 1000 + rank):
+        for b in shuffled_batches(shard, self.batch_size, self.seed, epoch):
             yield {"x": b["emb"].float()}
 
     def on_step(self, out: dict) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from ..eval.metrics import code_usage
 from ..models.indexer import SemanticIndexer
-from ..train.loop import all_reduce_sum
+from ..train.loop import all_reduce_sum, shuffled_batches
 from .negatives import sample_negatives
 
 HISTORY_FILE = "train_history.json"
@@ -51,9 +51,7 @@ class IdLearningTask:
         rank = ray.train.get_context().get_world_rank()
         rng = np.random.default_rng([self.seed, epoch, rank])
         t = self.position
-        for b in shard.iter_torch_batches(batch_size=self.batch_size, drop_last=True,
-                                          local_shuffle_buffer_size=self.batch_size * 8,
-                                          local_shuffle_seed=self.seed + epoch * 1000 + rank):
+        for b in shuffled_batches(shard, self.batch_size, self.seed, epoch):
             rows = b["row"].numpy()
             ids = b["input_ids"].long()
             prefix = torch.from_numpy(codes[rows, : t - 1].astype(np.int64))

@@ -99,6 +99,14 @@ def train_worker(config: dict) -> None:
     task.finish(engine, rank, progress["history"])
 
 
+def shuffled_batches(shard, batch_size: int, seed: int, epoch: int):
+    """Torch batches of a worker's shard, shuffled differently per epoch and rank; a partial last batch is dropped so
+    every rank takes the same number of steps."""
+    rank = ray.train.get_context().get_world_rank()
+    return shard.iter_torch_batches(batch_size=batch_size, drop_last=True, local_shuffle_buffer_size=batch_size * 8,
+                                    local_shuffle_seed=seed + epoch * 1000 + rank)
+
+
 def rows_dataset(**arrays: np.ndarray) -> "ray.data.Dataset":
     """A dataset of row numbers with the rows of each array attached: the arrays go to the object store once and
     every read task takes its rows from there."""
