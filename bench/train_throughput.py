@@ -5,11 +5,15 @@ optimizer (AdamW) and steps go through (a) a plain loop: one process, no Ray, an
 Ray Train workers, DeepSpeed ZeRO-2 and DDP. Examples/s of the Ray runs come from the loop's own `epoch_seconds` of
 the last epoch (warm; start-up is reported apart), so the ratio compares steady-state training.
 
-    .venv/bin/python bench/train_throughput.py            # 8,192 examples, 3 epochs per run
-    .venv/bin/python bench/train_throughput.py 2048
+    .venv/bin/python bench/train_throughput.py                    # 8,192 examples, 3 epochs per run
+    .venv/bin/python bench/train_throughput.py --examples 2048
+    python bench/train_throughput.py --gpu --preset base --examples 32768   # one GPU: bf16, 1 worker per run
+
+With --gpu the plain loop runs on the GPU under bf16 autocast and each Ray run has one GPU worker (bf16).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -34,28 +38,40 @@ from lmindexer.train.loop import fit, rows_dataset  # noqa: E402
 VOCAB, SOURCE, TARGET, BATCH, EPOCHS = 2000, 64, 5, 64, 3
 
 
-def plain(init: str, sources: np.ndarray, labels: np.ndarray) -> float:
-    """Examples/s of one process, one thread per core (torch's default)."""
+def plain(init: str, sources: np.ndarray, labels: np.ndarray, device: str) -> float:
+    """Examples/s of one process (CPU: one thread per core, torch's default; GPU: bf16 autocast), last of EPOCHS."""
     from transformers import T5ForConditionalGeneration
 
     torch.manual_seed(0)
-    model = T5ForConditionalGeneration.from_pretrained(init).train()
+    model = T5ForConditionalGeneration.from_pretrained(init).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    order = np.random.default_rng(0).permutation(len(sources))
-    start = time.perf_counter()
-    for i in range(0, len(order) - BATCH + 1, BATCH):
-        rows = order[i:i + BATCH]
-        ids = torch.from_numpy(sources[rows]).long()
-        loss = model(input_ids=ids, attention_mask=(ids != 0).long(), labels=torch.from_numpy(labels[rows]).long()).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return (len(order) // BATCH * BATCH) / (time.perf_counter() - start)
+    for epoch in range(EPOCHS):
+        order = np.random.default_rng(epoch).permutation(len(sources))
+        start = time.perf_counter()
+        for i in range(0, len(order) - BATCH + 1, BATCH):
+            rows = order[i:i + BATCH]
+            ids = torch.from_numpy(sources[rows]).long().to(device)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+                loss = model(input_ids=ids, attention_mask=(ids != 0).long(),
+                             labels=torch.from_numpy(labels[rows]).long().to(device)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return (len(order) // BATCH * BATCH) / seconds
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 8192
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--examples", type=int, default=8192)
+    parser.add_argument("--preset", default="tiny", help="T5 shape (tiny, mini, small, base)")
+    parser.add_argument("--gpu", action="store_true", help="one GPU: bf16, one worker per Ray run")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench-train.json"))
+    args = parser.parse_args()
+    n = args.examples
     setup_logging()
     rng = np.random.default_rng(0)
     sources = rng.integers(3, VOCAB, size=(n, SOURCE)).astype(np.int32)
@@ -63,15 +79,19 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="bench-train-")
     base, init = os.path.join(work, "t5"), os.path.join(work, "init")
     tokenizer = train_tokenizer((f"w{i} w{i * 7 % 997} w{i * 13 % 991}" for i in range(20000)), VOCAB)
-    build_t5("tiny", len(tokenizer), 0.1).save_pretrained(base)
+    build_t5(args.preset, len(tokenizer), 0.1).save_pretrained(base)
     tokenizer.save_pretrained(base)
     build_generator(base, TARGET - 1, 64, 1, init)  # the generator's start folder, as train-generator makes it
-    results = {"examples": n, "batch_size": BATCH, "plain_examples_per_s": round(plain(init, sources, labels), 1),
-               "runs": []}
+    device = "cuda" if args.gpu else "cpu"
+    results = {"examples": n, "batch_size": BATCH, "preset": args.preset, "device": device,
+               "gpu": torch.cuda.get_device_name() if args.gpu else None,
+               "plain_examples_per_s": round(plain(init, sources, labels, device), 1), "runs": []}
     print(f"plain loop: {results['plain_examples_per_s']} examples/s", flush=True)
-    for workers, engine in ((1, "deepspeed"), (2, "deepspeed"), (2, "ddp")):
+    runs = ((1, "deepspeed"), (1, "ddp")) if args.gpu else ((1, "deepspeed"), (2, "deepspeed"), (2, "ddp"))
+    for workers, engine in runs:
         cfg = load_config(overrides=[f"output_dir={work}/{engine}-{workers}", f"train.num_workers={workers}",
-                                     f"train.engine={engine}", "train.log_every_steps=0"])
+                                     f"train.engine={engine}", "train.log_every_steps=0",
+                                     f"train.use_gpu={str(args.gpu).lower()}"])
         ensure_ray(cfg)
         task = GeneratorTask(init, os.path.join(work, f"out-{engine}-{workers}"), f"bench-{engine}-{workers}",
                              EPOCHS, 1e-3, BATCH // workers)  # the same global batch
@@ -85,15 +105,16 @@ def main() -> None:
                                 "ratio_to_plain": round(rate / results["plain_examples_per_s"], 2),
                                 "run_seconds": round(total, 1), "epochs": EPOCHS})
         print(json.dumps(results["runs"][-1]), flush=True)
-    print(f"\n{n} examples, global batch {BATCH}, tiny T5, {os.cpu_count()} cores\n")
+    where = results["gpu"] or f"{os.cpu_count()} cores"
+    print(f"\n{n} examples, global batch {BATCH}, {args.preset} T5, {where}\n")
     print("| run | examples/s (last epoch) | ratio to the plain loop | whole run incl. start-up (s) |")
     print("|---|---:|---:|---:|")
-    print(f"| plain loop, 1 process | {results['plain_examples_per_s']} | 1.00 | |")
+    print(f"| plain loop, 1 process{', bf16 autocast' if args.gpu else ''} | {results['plain_examples_per_s']} | 1.00 | |")
     for r in results["runs"]:
         print(f"| Ray Train, {r['workers']} worker(s), {r['engine']} | {r['examples_per_s']} | {r['ratio_to_plain']} | "
               f"{r['run_seconds']} |")
-    out = ROOT / "runs" / "bench-train.json"
-    out.parent.mkdir(exist_ok=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
 
 

@@ -44,7 +44,7 @@ def run(base, task, method, *extra):
 
 
 def test_recommendation_trains_and_decodes_valid_ids(base):
-    _, semantic = run(base, "rec", "hkmeans", "generator.epochs=15")
+    _, semantic = run(base, "rec", "hkmeans", "generator.epochs=10")
     print("rec hit@10:", semantic["eval"]["metrics"]["hit@10"])
     assert semantic["eval"]["queries"] == 400
     assert semantic["eval"]["metrics"]["hit@10"] > 10 / 400  # a random ranking of the 400 items
@@ -65,8 +65,8 @@ def test_recommendation_trains_and_decodes_valid_ids(base):
 
 
 def test_retrieval_semantic_ids_beat_random_ids(base):
-    cfg, semantic = run(base, "retrieval", "hkmeans", "generator.epochs=15")
-    _, rand = run(base, "retrieval", "random", "generator.epochs=15")
+    cfg, semantic = run(base, "retrieval", "hkmeans", "generator.epochs=10")
+    _, rand = run(base, "retrieval", "random", "generator.epochs=10")
     print("retrieval recall@10: hkmeans", semantic["eval"]["metrics"]["recall@10"], "random",
           rand["eval"]["metrics"]["recall@10"])
     assert semantic["train"]["indexing_pairs"] == 400 and semantic["eval"]["queries"] == 200

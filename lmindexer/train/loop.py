@@ -29,8 +29,11 @@ PROGRESS = "progress.json"
 
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum a CPU tensor over the workers; NCCL only reduces GPU tensors, so it makes the trip there and back."""
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(values)
+        on = values.to(ray.train.torch.get_device()) if dist.get_backend() == "nccl" else values
+        dist.all_reduce(on)
+        return on.cpu()
     return values
 
 
@@ -101,10 +104,11 @@ def train_worker(config: dict) -> None:
 
 def shuffled_batches(shard, batch_size: int, seed: int, epoch: int):
     """Torch batches of a worker's shard, shuffled differently per epoch and rank; a partial last batch is dropped so
-    every rank takes the same number of steps."""
+    every rank takes the same number of steps. Batches stay on the CPU (tasks index tables with their row numbers);
+    the engine moves model inputs to the worker's device."""
     rank = ray.train.get_context().get_world_rank()
     return shard.iter_torch_batches(batch_size=batch_size, drop_last=True, local_shuffle_buffer_size=batch_size * 8,
-                                    local_shuffle_seed=seed + epoch * 1000 + rank)
+                                    local_shuffle_seed=seed + epoch * 1000 + rank, device="cpu")
 
 
 def rows_dataset(**arrays: np.ndarray) -> "ray.data.Dataset":
