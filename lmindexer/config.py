@@ -88,6 +88,8 @@ class IndexerConfig:
     batch_size: int = opt(32, "documents per batch per worker")
     kmeans_sample: int = opt(100000, "documents embedded to fit each codebook's k-means")
     kmeans_iters: int = opt(50, "k-means iterations")
+    output: str = opt("", "where the trained indexer goes (empty: <output_dir>/indexer); a URI gets a copy of the "
+                          "folder learn-ids keeps in <output_dir>/learn_ids")
 
 
 @dataclass

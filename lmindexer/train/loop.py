@@ -141,17 +141,17 @@ def _tune_callbacks() -> list:
 def fit(cfg: Config, task, dataset: "ray.data.Dataset", fresh: bool = False) -> "ray.train.Result":
     """One TorchTrainer run for `task`; a run of the same name under the same storage resumes where it stopped,
     unless `fresh` discards that run first."""
-    if fresh:
-        fs, path = storage.filesystem(storage.join(storage_path(cfg), task.name), cfg.storage)
-        if storage.exists(fs, path):
-            fs.delete_dir(path)
+    fs, root = storage.filesystem(storage_path(cfg), cfg.storage)
+    if fresh and storage.exists(fs, storage.join(root, task.name)):
+        fs.delete_dir(storage.join(root, task.name))
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"cfg": to_dict(cfg), "task": task},
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
                                      resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
         torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
-        run_config=RunConfig(name=task.name, storage_path=storage_path(cfg),
+        run_config=RunConfig(name=task.name, storage_path=root,
+                             storage_filesystem=fs if storage.is_uri(storage_path(cfg)) else None,
                              failure_config=FailureConfig(max_failures=cfg.train.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=_tune_callbacks()),
         datasets={"train": dataset},
