@@ -204,7 +204,7 @@ class RayConfig:
 
 @dataclass
 class Config:
-    output_dir: str = opt("runs/default", "folder (or URI) for every output of a run")
+    output_dir: str = opt("runs/default", "local or shared (NFS) folder for every output of a run")
     seed: int = opt(0, "random seed for every step")
     storage: StorageConfig = field(default_factory=StorageConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -321,6 +321,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         _apply(cfg, yaml.safe_load(p.read_text()) or {})
     for o in overrides or []:
         _apply(cfg, parse_override(o))
+    if "://" in cfg.output_dir:
+        raise ConfigError(f"output_dir={cfg.output_dir}: output_dir must be a local or shared (NFS) folder; put URIs "
+                          "in data.input, data.output, assign.output, baseline.output, indexer.output or "
+                          "train.storage_path")
     return cfg
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -159,3 +160,14 @@ def test_failing_job_reports_failed_with_its_cause(cluster, tmp_path):
     logs = ray_cli("job", "logs", f"--address={cluster['address']}", "lmi-broken", env=cluster["env"])
     assert "input not found" in logs.stdout and "no-such-corpus.jsonl" in logs.stdout, logs.stdout[-3000:]
     assert job.returncode != 0
+
+
+def test_runtime_env_brings_every_dependency_the_image_lacks():
+    with open(ROOT / "deploy" / "runtime_env.yaml") as f:
+        env = yaml.safe_load(f)
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        deps = tomllib.load(f)["project"]["dependencies"]
+    name = re.compile(r"^[A-Za-z0-9_.-]+")
+    needed = {name.match(d).group(0).lower() for d in deps} - {"ray", "torch"}
+    assert needed == {name.match(p).group(0).lower() for p in env["pip"]}
+    assert env["working_dir"] == "."

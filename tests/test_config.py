@@ -41,3 +41,8 @@ def test_round_trip_and_help_lists_every_option():
     for name in to_dict(cfg)["indexer"]:
         assert f"indexer.{name}=" in text
     assert "seed=0" in text
+
+
+def test_output_dir_uri_is_refused_with_where_uris_go():
+    with pytest.raises(ConfigError, match="indexer.output"):
+        load_config(overrides=["output_dir=s3://bucket/run"])
