@@ -19,6 +19,8 @@ def ensure_ray(cfg: Config) -> None:
     shuffle (the hash shuffle's aggregator actors cost seconds per groupby on small machines).
 
     On small machines Train workers and Ray Data tasks must run side by side, or Ray Data never gets scheduled.
+    A local Ray serves its dashboard (127.0.0.1:8265, or the next free port): Ray Train's placement-group cleaner
+    asks the State API, which lives there, and without it logs a warning every second of every run.
     """
     context = ray.data.DataContext.get_current()
     context.shuffle_strategy = ray.data.context.ShuffleStrategy(cfg.ray.shuffle)
@@ -31,7 +33,8 @@ def ensure_ray(cfg: Config) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(address="local", num_cpus=cfg.ray.num_cpus or 2 * (os.cpu_count() or 1), include_dashboard=False)
+        ray.init(address="local", num_cpus=cfg.ray.num_cpus or 2 * (os.cpu_count() or 1), include_dashboard=True,
+                 dashboard_host="127.0.0.1")
 
 
 def shuffle_partitions() -> int:
