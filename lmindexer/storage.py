@@ -81,16 +81,19 @@ def is_uri(path: str) -> bool:
 
 def local_folder(uri: str, storage: StorageConfig | None = None) -> str:
     """A model folder at a URI, copied once per machine into a cache (`$LMINDEXER_CACHE`, else the temp folder) so
-    `from_pretrained` can read it; local paths as they are. Safe when several actors of one node ask at once."""
+    `from_pretrained` can read it; local paths as they are. The cache key covers every file's size and time, so a
+    folder rewritten at the same URI is fetched again. Safe when several actors of one node ask at once."""
     if not is_uri(uri):
         return uri
-    cache = os.path.join(os.environ.get("LMINDEXER_CACHE") or tempfile.gettempdir(), "lmindexer-folders")
-    target = os.path.join(cache, hashlib.sha1(uri.encode()).hexdigest()[:16])
-    if os.path.exists(target):
-        return target
     fs, path = filesystem(uri, storage)
     if not exists(fs, path):
         raise FileNotFoundError(f"model folder not found: {uri}")
+    files = sorted((i.path, i.size, i.mtime_ns) for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                   if i.type == pafs.FileType.File)
+    cache = os.path.join(os.environ.get("LMINDEXER_CACHE") or tempfile.gettempdir(), "lmindexer-folders")
+    target = os.path.join(cache, hashlib.sha1(repr((uri, files)).encode()).hexdigest()[:16])
+    if os.path.exists(target):
+        return target
     os.makedirs(cache, exist_ok=True)
     part = tempfile.mkdtemp(dir=cache, prefix=".part-")
     pafs.copy_files(path, part, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())

@@ -56,6 +56,11 @@ def test_local_folder_and_put_folder_round_trip(s3, tmp_path):
     storage.put_folder(str(tmp_path / "model"), "s3://lmi/round-trip/model", cfg)
     local = storage.local_folder("s3://lmi/round-trip/model", cfg)
     assert (Path(local) / "config.json").read_text() == "{}"
+    assert storage.local_folder("s3://lmi/round-trip/model", cfg) == local  # cached
+    (tmp_path / "model" / "config.json").write_text('{"retrained": true}')
+    storage.put_folder(str(tmp_path / "model"), "s3://lmi/round-trip/model", cfg)  # rewritten at the same URI
+    assert (Path(storage.local_folder("s3://lmi/round-trip/model", cfg)) / "config.json").read_text() == \
+        '{"retrained": true}'
     assert storage.local_folder(str(tmp_path), cfg) == str(tmp_path)  # local paths untouched
     with pytest.raises(FileNotFoundError, match="model folder not found"):
         storage.local_folder("s3://lmi/no-such-model", cfg)
