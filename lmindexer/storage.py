@@ -23,14 +23,14 @@ def filesystem(uri: str, storage: StorageConfig | None = None) -> tuple[pafs.Fil
         if storage.s3_region:
             kwargs["region"] = storage.s3_region
         return pafs.S3FileSystem(**kwargs), uri[len("s3://"):].rstrip("/")
-    if "://" in uri:
+    if is_uri(uri):
         return pafs.FileSystem.from_uri(uri)
     return pafs.LocalFileSystem(), posixpath.abspath(uri)
 
 
 def absolute(uri: str) -> str:
     """A local path made absolute (Ray Train workers run in their own directories); URIs unchanged."""
-    return uri if "://" in uri else posixpath.abspath(uri)
+    return uri if is_uri(uri) else posixpath.abspath(uri)
 
 
 def join(base: str, *parts: str) -> str:

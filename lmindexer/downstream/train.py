@@ -18,7 +18,6 @@ from transformers import AutoTokenizer, T5ForConditionalGeneration
 from ..config import Config
 from ..models.bootstrap import backbone_dir
 from ..models.generator import GENERATOR_FILE, build_generator, indexer_codebooks, load_id_vocab
-from ..models.pretrained import resolve
 from ..train.loop import fit, rows_dataset, shuffled_batches
 from .evaluate import beam_width, evaluate, generator_dir
 from .examples import build_examples, id_targets, ids_path, read_id_table
@@ -67,7 +66,7 @@ def _init(cfg: Config, out: str, table) -> str:
     if os.path.exists(os.path.join(init_dir, GENERATOR_FILE)):
         return init_dir
     indexer = table.summary.get("indexer", "")
-    books = indexer_codebooks(resolve(indexer, cfg.storage)) if g.codebook_init and indexer else None
+    books = indexer_codebooks(indexer, cfg.storage) if g.codebook_init and indexer else None
     info = build_generator(g.init or backbone_dir(cfg), table.codes.shape[1], int(table.summary.get(
         "codebook_size", table.codes.max() + 1)), int(table.suffix.max()) + 1, init_dir, books,
         {"task": g.task, "ids": ids_path(cfg), "method": table.summary.get("method", "")})

@@ -10,7 +10,6 @@ baseline-ids runs the same two steps (`encode_rounds`, `make_unique`) with its o
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -28,7 +27,6 @@ from .. import storage
 from ..config import Config, StorageConfig
 from ..data.prepare import docs_path
 from ..models.indexer import CONFIG_FILE
-from ..models.pretrained import resolve
 from ..runtime import shuffle_partitions
 from .infer import actor_pool, load_for_inference, spread
 from .learn import indexer_dir
@@ -134,8 +132,8 @@ def assign_ids(cfg: Config) -> dict:
     encode_rounds(cfg, fs, out, dfs, storage.list_files(dfs, dpath), ["doc_id", "text"], AssignActor,
                   {"path": indexer, "max_length": cfg.model.max_length, "candidates": cfg.assign.candidates,
                    "bf16": cfg.train.precision != "fp32", "storage": cfg.storage})
-    with open(os.path.join(resolve(indexer, cfg.storage), CONFIG_FILE)) as f:
-        size = json.load(f)["indexer"]["codebook_size"]
+    ifs, ipath = storage.filesystem(indexer, cfg.storage)
+    size = storage.read_json(ifs, storage.join(ipath, CONFIG_FILE))["indexer"]["codebook_size"]
     return make_unique(cfg, ids_dir(cfg), start, size, {"method": "lmindexer", "indexer": storage.absolute(indexer)})
 
 

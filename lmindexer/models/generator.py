@@ -10,9 +10,11 @@ import os
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load
 from transformers import AutoTokenizer, T5ForConditionalGeneration
 
+from .. import storage
+from ..config import StorageConfig
 from .pretrained import resolve
 
 GENERATOR_FILE = "generator.json"
@@ -55,12 +57,15 @@ class IdVocab:
         return {"positions": self.positions, "codebook_size": self.size, "suffixes": self.suffixes}
 
 
-def indexer_codebooks(path: str) -> torch.Tensor | None:
-    """[T, K, d] codebooks of an indexer folder (None if the folder is no indexer)."""
-    weights = os.path.join(path, "indexer.safetensors")
-    if not os.path.exists(weights):
+def indexer_codebooks(path: str, storage_cfg: StorageConfig | None = None) -> torch.Tensor | None:
+    """[T, K, d] codebooks of an indexer folder, local or at a URI (None if the folder is no indexer). Only the
+    indexer's own weights file is read, not the T5 beside it."""
+    fs, folder = storage.filesystem(path, storage_cfg)
+    weights = storage.join(folder, "indexer.safetensors")
+    if not storage.exists(fs, weights):
         return None
-    state = load_file(weights)
+    with fs.open_input_stream(weights) as f:
+        state = load(f.read())
     books = sorted((k for k in state if k.startswith("codebooks.")), key=lambda k: int(k.split(".")[1]))
     return torch.stack([state[k] for k in books])
 

@@ -141,7 +141,8 @@ def _tune_callbacks() -> list:
 def fit(cfg: Config, task, dataset: "ray.data.Dataset", fresh: bool = False) -> "ray.train.Result":
     """One TorchTrainer run for `task`; a run of the same name under the same storage resumes where it stopped,
     unless `fresh` discards that run first."""
-    fs, root = storage.filesystem(storage_path(cfg), cfg.storage)
+    uri = storage_path(cfg)
+    fs, root = storage.filesystem(uri, cfg.storage)
     if fresh and storage.exists(fs, storage.join(root, task.name)):
         fs.delete_dir(storage.join(root, task.name))
     trainer = TorchTrainer(
@@ -151,7 +152,7 @@ def fit(cfg: Config, task, dataset: "ray.data.Dataset", fresh: bool = False) -> 
                                      resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
         torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
         run_config=RunConfig(name=task.name, storage_path=root,
-                             storage_filesystem=fs if storage.is_uri(storage_path(cfg)) else None,
+                             storage_filesystem=fs if storage.is_uri(uri) else None,
                              failure_config=FailureConfig(max_failures=cfg.train.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=_tune_callbacks()),
         datasets={"train": dataset},
