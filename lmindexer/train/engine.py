@@ -42,6 +42,9 @@ class Engine:
             opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
             self.model, self.optimizer, _, _ = deepspeed.initialize(
                 model=model, optimizer=opt, config=deepspeed_config(cfg, batch_size))
+            if cfg.zero_stage == 3:
+                for weight in getattr(model, "external_weights", list)():
+                    deepspeed.zero.register_external_parameter(model, weight)
             self.module = self.model.module
         else:
             self.module = model.to(self.device)
