@@ -87,6 +87,8 @@ class IndexerConfig:
     warmup_epochs: int = opt(0, "epochs training the reconstructor alone (encoder frozen)")
     continuous_epochs: int = opt(1, "epochs without the codebook (continuous h_t), before k-means")
     joint_epochs: int = opt(2, "epochs of encoder + codebook + reconstructor after k-means")
+    trained_positions: int = opt(0, "positions that get the epochs above (0: all); later ones only take k-means on "
+                                    "their conditioned states and assignment (cheap, for large pretrained backbones)")
     lr: float = opt(1e-3, "learning rate")
     batch_size: int = opt(32, "documents per batch per worker")
     kmeans_sample: int = opt(100000, "documents embedded to fit each codebook's k-means")

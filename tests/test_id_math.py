@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from lmindexer.config import IndexerConfig, ModelConfig
 from lmindexer.eval.metrics import ami
 from lmindexer.ids.kmeans import assign, kmeans
+from lmindexer.ids.learn import schedule
 from lmindexer.ids.losses import contrastive_loss
 from lmindexer.ids.negatives import prefix_groups, sample_negatives
 from lmindexer.models.backbone import load_backbone
@@ -172,3 +173,12 @@ def test_indexer_round_trips_through_from_pretrained(indexer, tmp_path):
     again = SemanticIndexer.from_pretrained(str(tmp_path)).eval()
     assert torch.equal(again.generate_codes(ids, mask), idx.generate_codes(ids, mask))
     assert again.cfg == idx.cfg and len(again.tokenizer) == len(idx.tokenizer)
+
+
+def test_schedule_trains_only_the_first_positions_when_asked():
+    ic = IndexerConfig(num_positions=3, warmup_epochs=0, continuous_epochs=1, joint_epochs=2)
+    assert schedule(ic)[:5] == [(1, "continuous"), (1, "kmeans"), (1, "joint"), (1, "assign"), (2, "continuous")]
+    assert len(schedule(ic)) == 12
+    ic.trained_positions, ic.continuous_epochs = 1, 0
+    assert schedule(ic) == [(1, "kmeans"), (1, "joint"), (1, "assign"), (2, "kmeans"), (2, "assign"),
+                            (3, "kmeans"), (3, "assign")]

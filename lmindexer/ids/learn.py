@@ -2,7 +2,7 @@
 
 For t = 1..T: (a) warm up the reconstructor, (b) train with the continuous h_t, (c) k-means on the model's own h_t
 to initialise codebook t, (d) train encoder + codebook + reconstructor, (e) assign code t to every document (hard
-negatives for t+1 come from these prefixes). Each step writes an indexer snapshot and is recorded in
+negatives for t+1 come from these prefixes); (a), (b) and (d) only at the first `indexer.trained_positions`. Each step writes an indexer snapshot and is recorded in
 <output_dir>/learn_ids/progress.json, so re-running the command continues where it stopped.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from transformers import AutoTokenizer
 
 from .. import storage
-from ..config import Config
+from ..config import Config, IndexerConfig
 from ..data.prepare import load_docs
 from ..eval.metrics import ami, code_usage, nmi
 from ..models.bootstrap import init_model
@@ -110,6 +110,18 @@ def _label_scores(labels: np.ndarray, codes: np.ndarray) -> dict:
     return {"ami": round(ami(labels[has].astype(str), keys), 4), "nmi": round(nmi(labels[has].astype(str), keys), 4)}
 
 
+def phase_epochs(ic: IndexerConfig) -> dict:
+    return {"warmup": ic.warmup_epochs, "continuous": ic.continuous_epochs, "joint": ic.joint_epochs}
+
+
+def schedule(ic: IndexerConfig) -> list[tuple[int, str]]:
+    """(position, step) in order: training steps with epochs, up to indexer.trained_positions; k-means and assignment
+    at every position."""
+    epochs, trained = phase_epochs(ic), ic.trained_positions or ic.num_positions
+    return [(t, s) for t in range(1, ic.num_positions + 1) for s in STEPS
+            if s not in epochs or (epochs[s] > 0 and t <= trained)]
+
+
 def learn_ids(cfg: Config, only: str | None = None) -> dict:
     start = time.time()
     ic = cfg.indexer
@@ -126,8 +138,8 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
         progress.save("0:init", first)
     tables = {"tokens": ray.put(data["input_ids"])}
     dataset = rows_dataset(input_ids=data["input_ids"])
-    epochs = {"warmup": ic.warmup_epochs, "continuous": ic.continuous_epochs, "joint": ic.joint_epochs}
-    plan = [(t, s) for t in range(1, ic.num_positions + 1) for s in STEPS if epochs.get(s, 1) > 0]
+    epochs = phase_epochs(ic)
+    plan = schedule(ic)
     if only:
         pos, _, step = only.partition(":")
         if (int(pos), step) not in plan:
