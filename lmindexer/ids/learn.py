@@ -2,8 +2,9 @@
 
 For t = 1..T: (a) warm up the reconstructor, (b) train with the continuous h_t, (c) k-means on the model's own h_t
 to initialise codebook t, (d) train encoder + codebook + reconstructor, (e) assign code t to every document (hard
-negatives for t+1 come from these prefixes); (a), (b) and (d) only at the first `indexer.trained_positions`. Each step writes an indexer snapshot and is recorded in
-<output_dir>/learn_ids/progress.json, so re-running the command continues where it stopped.
+negatives for t+1 come from these prefixes); (a), (b) and (d) only at the first `indexer.trained_positions`. Each
+step writes an indexer snapshot and is recorded in <output_dir>/learn_ids/progress.json, so re-running the command
+continues where it stopped.
 """
 from __future__ import annotations
 
