@@ -42,7 +42,7 @@ PEERS = BEAUTY / "original" / "CollisionGenRec" / "data" / "Beauty" / "indexes"
 
 def make_tables(config: Path, overrides: list, runs: list, rebalance: bool = True) -> tuple[dict, dict]:
     """({name: ID table folder}, {step: seconds}): prepare, learn-ids + assign-ids (LMIndexer), then baseline-ids for
-    each (name, method, encoder) of `runs`. Every step skips work that is already complete."""
+    each (name, method, encoder, *overrides) of `runs`. Every step skips work that is already complete."""
     cfg = load_config(config, overrides)
     ensure_ray(cfg)
     seconds, tables = {}, {}
@@ -55,11 +55,11 @@ def make_tables(config: Path, overrides: list, runs: list, rebalance: bool = Tru
     if rebalance:
         tables["lmindexer-rebalance"] = os.path.dirname(assign_ids(load_config(config, overrides + [
             "assign.collisions=rebalance", f"assign.output={os.path.join(cfg.output_dir, 'ids-rebalance')}"]))["table"])
-    for name, method, encoder in runs:
+    for name, method, encoder, *extra in runs:
         out = os.path.join(cfg.output_dir, f"ids-{name}")
         step = time.time()
         run = load_config(config, overrides + [f"baseline.method={method}", f"baseline.encoder={encoder}",
-                                               f"baseline.output={out}"])
+                                               f"baseline.output={out}", *extra])
         tables[name] = os.path.dirname(baseline_ids(run)["table"])
         seconds[name] = time.time() - step
     return tables, seconds
@@ -96,7 +96,10 @@ def main() -> None:
     args = [a for a in sys.argv[1:] if a != "--minilm"]
     config, overrides = ROOT / "configs" / "beauty.yaml", (MINILM_OVERRIDES if minilm else OVERRIDES) + args
     cfg = load_config(config, overrides)
-    runs = ([(f"minilm-{m}", m, "minilm-offline") for m in ("hkmeans", "rkmeans", "rqvae")] if minilm
+    # with --minilm, a control: k-means with K=64, whose code perplexity is close to what LMIndexer's first position
+    # ends with, since a first-level AMI read alone rewards fewer codes in use
+    runs = ([(f"minilm-{m}", m, "minilm-offline") for m in ("hkmeans", "rkmeans", "rqvae")]
+            + [("minilm-hkmeans-k64", "hkmeans", "minilm-offline", "indexer.codebook_size=64")] if minilm
             else baseline_runs(cfg))
     tables, seconds = make_tables(config, overrides, runs)
     tables = [f"{name}={path}" for name, path in tables.items()]

@@ -10,7 +10,10 @@ generator learns to use, not how good generative retrieval can be.
 
     .venv/bin/python bench/generative.py                    # both
     .venv/bin/python bench/generative.py scifact            # one of them
-    .venv/bin/python bench/generative.py --minilm           # plus MiniLM + k-means / RQ-VAE IDs
+    .venv/bin/python bench/generative.py --minilm           # plus MiniLM + k-means / RQ-VAE IDs, and on Beauty
+                                                            # LMIndexer on MiniLM (bench/beauty_ids.py --minilm)
+Rows of a set not run this time are kept in runs/bench-generative.json; generators already trained are only
+evaluated again.
 """
 from __future__ import annotations
 
@@ -64,11 +67,17 @@ def run_set(name: str, done: list) -> list:
     runs = [r for r in baseline_runs(load_config(spec["config"], spec["ids"]), methods=("hkmeans", "rqvae"))
             if MINILM or not r[0].startswith("minilm-")]
     tables, _ = make_tables(spec["config"], spec["ids"], runs, rebalance=False)
+    if MINILM and name == "beauty":  # LMIndexer on the MiniLM backbone, from `bench/beauty_ids.py --minilm`
+        minilm = ROOT / "runs" / "bench-beauty-ids-minilm" / "ids"
+        if not (minilm / "summary.json").exists():
+            sys.exit(f"no MiniLM LMIndexer IDs at {minilm}: run .venv/bin/python bench/beauty_ids.py --minilm first")
+        tables["lmindexer-minilm"] = str(minilm)
     rows = []
+    outputs = {"lmindexer-minilm": ["generator.output=runs/bench-beauty-ids/generator-rec-lmindexer-minilm"]}
     for method, table in tables.items():
         start = time.time()
         result = train_generator(load_config(spec["config"], spec["ids"] + spec["generator"] + [
-            f"generator.ids={table}"]))
+            f"generator.ids={table}"] + outputs.get(method, [])))
         ev = result["eval"]
         rows.append({"set": name, "ids": method, "queries": ev["queries"], **{c: ev["metrics"][c] for c in COLUMNS},
                      "train_examples": result.get("train", {}).get("examples", ""),
@@ -81,7 +90,7 @@ def run_set(name: str, done: list) -> list:
 def main() -> None:
     setup_logging()
     names = [a for a in sys.argv[1:] if a in SETS] or list(SETS)
-    rows = []
+    rows = [r for r in json.loads(OUT.read_text()) if r["set"] not in names] if OUT.exists() else []  # other sets
     for n in names:
         rows += run_set(n, rows)
     print("\n| set | IDs | queries | " + " | ".join(COLUMNS) + " | train examples | seconds |")

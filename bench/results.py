@@ -2,7 +2,8 @@
 
 Run the benchmarks first (each prints its own figures too), then this:
 
-    .venv/bin/python bench/beauty_ids.py && .venv/bin/python bench/generative.py
+    .venv/bin/python bench/beauty_ids.py && .venv/bin/python bench/beauty_ids.py --minilm
+    .venv/bin/python bench/generative.py
     .venv/bin/python bench/assign_throughput.py && .venv/bin/python bench/trie_scale.py
     .venv/bin/python bench/train_throughput.py
     .venv/bin/python bench/results.py
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs"
 SOURCES = {
     "beauty": (RUNS / "bench-beauty-ids" / "report" / "report.json", "bench/beauty_ids.py"),
+    "beauty-minilm": (RUNS / "bench-beauty-ids-minilm" / "report" / "report.json", "bench/beauty_ids.py --minilm"),
     "generative": (RUNS / "bench-generative.json", "bench/generative.py"),
     "assign": (RUNS / "bench-assign" / "bench_assign_throughput.json", "bench/assign_throughput.py"),
     "trie": (RUNS / "bench-trie.json", "bench/trie_scale.py"),
@@ -120,6 +122,14 @@ AMI is adjusted mutual information between the ID prefix and the item category (
 rate is the share of items that share their full code with another item before the suffix is added.
 
 {section("beauty", beauty_section)}
+### The same on a pretrained backbone: all-MiniLM-L6-v2 (the `[minilm]` extra)
+
+LMIndexer with `model.backbone=encoder` on MiniLM (22.6M parameters, pretrained), next to the two-stage methods on
+the same MiniLM's mean-pooled embeddings, backbone for backbone, at T=3 and K=256; settings in
+`configs/beauty-minilm.yaml` (k-means start, one joint epoch at position 1, k-means on the conditioned states at
+positions 2-3). A first-level AMI read alone favours fewer codes in use: read it with the perplexity beside it.
+
+{section("beauty-minilm", beauty_section)}
 ## Generative retrieval (SciFact) and recommendation (Amazon Beauty)
 
 The same generator (tiny T5 from scratch; LMIndexer's ID-token embeddings start from its codebooks) trained on each
