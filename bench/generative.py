@@ -81,6 +81,7 @@ def run_set(name: str, done: list) -> list:
         ev = result["eval"]
         rows.append({"set": name, "ids": method, "queries": ev["queries"], **{c: ev["metrics"][c] for c in COLUMNS},
                      "train_examples": result.get("train", {}).get("examples", ""),
+                     "trained": "train" in result,  # False: an earlier run's generator, only evaluated here
                      "seconds": round(time.time() - start)})
         print(json.dumps(rows[-1]), flush=True)
         OUT.write_text(json.dumps(done + rows, indent=2))  # after every row: a stopped run keeps what it measured
