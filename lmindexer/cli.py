@@ -8,6 +8,7 @@ import argparse
 import copy
 import json
 import logging
+import os
 import sys
 import time
 
@@ -183,7 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     fn = STAGES[args.command][0]
     if args.command != "id-report":  # the report reads tables on the driver alone
         ensure_ray(cfg)
-    result = fn(cfg, args.phase) if getattr(args, "phase", None) else fn(cfg)
+    try:
+        result = fn(cfg, args.phase) if getattr(args, "phase", None) else fn(cfg)
+    except KeyboardInterrupt:
+        # Ray's shutdown at exit can hang when Ctrl-C lands inside one of its calls; a local Ray's processes share
+        # this process's fate, so leaving at once loses nothing that a re-run needs
+        print(f"lmindexer: {args.command} interrupted; finished work is kept, run the same command to resume",
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
