@@ -1,5 +1,6 @@
 """One real local Ray for the whole test run (small CPU count, no dashboard), and paths to shared data."""
 import os
+import signal
 from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -18,6 +19,12 @@ from lmindexer.config import load_config  # noqa: E402
 from lmindexer.runtime import ensure_ray  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def ctrl_c_able() -> None:
+    """preexec_fn of a command a test interrupts: a shell without job control starts background jobs with SIGINT
+    ignored, and a child inherits that, so the test's Ctrl-C would go unheard (seen with `make test &`)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def shared_data(rel: str) -> Path:

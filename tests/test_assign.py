@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import ctrl_c_able
 from lmindexer.config import IndexerConfig, load_config
 from lmindexer.data.prepare import prepare
 from lmindexer.ids.assign import assign_ids
@@ -88,12 +89,12 @@ def test_crash_and_rerun_redoes_no_finished_shard(indexed, tmp_path):
     out = tmp_path / "ids"
     args = [sys.executable, "-m", "lmindexer.cli", "assign-ids", "--config", "configs/quickstart.yaml",
             f"output_dir={indexed}", f"assign.output={out}", "assign.files_per_round=1", "ray.num_cpus=4"]
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able)
     end = time.time() + 300
     while len(glob.glob(f"{out}/_done/*.json")) < 2:
         assert time.time() < end and first.poll() is None, "the first run did not commit two rounds"
         time.sleep(0.2)
-    first.send_signal(signal.SIGINT)  # Ctrl-C: the command stops at once, wherever in Ray it is
+    first.send_signal(signal.SIGINT)  # Ctrl-C
     log1, _ = first.communicate(timeout=60)
     assert first.returncode == 130 and "assign-ids interrupted" in log1, log1[-3000:]
     markers = {m: os.path.getmtime(m) for m in glob.glob(f"{out}/_done/*.json")}

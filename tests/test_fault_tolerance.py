@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 
+from conftest import ctrl_c_able
 from lmindexer.ids.learn import learn_ids
 from test_learn_ids import config, corpus  # noqa: F401  (the shared corpus fixture)
 
@@ -34,7 +35,7 @@ def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F81
             "indexer.num_positions=1", "indexer.codebook_size=8", "indexer.batch_size=8",
             "indexer.continuous_epochs=2", "indexer.joint_epochs=0", "train.checkpoint_every_steps=10",
             "train.log_every_steps=0", "ray.num_cpus=4"]
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able)
     wait_for(f"{out}/ray/learn-ids-p1-continuous/{REGISTERED}")
     first.send_signal(signal.SIGINT)
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ctrl_c_able
 from lmindexer.config import ConfigError, load_config
 from lmindexer.tune import search_space, tune_search
 
@@ -53,7 +54,8 @@ def test_asha_search_stops_weak_trials_resumes_and_writes_a_best_config(ray_sess
     experiment = tmp_path / "tune"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "lmindexer.cli", "tune", *settings(tmp_path)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=ctrl_c_able)
     deadline = time.time() + 600
     while not finished_trials(experiment) and time.time() < deadline and proc.poll() is None:
         time.sleep(2)
