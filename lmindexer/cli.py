@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = fn(cfg, args.phase) if getattr(args, "phase", None) else fn(cfg)
     except KeyboardInterrupt:
-        # Ray's shutdown at exit can hang when Ctrl-C lands inside one of its calls; a local Ray's processes share
+        # Ray's shutdown at exit takes ~10 s after a Ctrl-C inside one of its calls; a local Ray's processes share
         # this process's fate, so leaving at once loses nothing that a re-run needs
         print(f"lmindexer: {args.command} interrupted; finished work is kept, run the same command to resume",
               file=sys.stderr, flush=True)
