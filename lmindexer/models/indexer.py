@@ -178,14 +178,14 @@ class SemanticIndexer(nn.Module):
         return top.indices, top.values
 
     def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits over the document vocabulary (ID tokens are never document text) of the reconstructor's states:
-        T5's LM head, or a head tied to the encoder's word embeddings."""
-        words = self.state["id_token_offset"]
+        """Vocabulary logits of the reconstructor's states: T5's LM head, or a head tied to the encoder's word
+        embeddings over the document vocabulary only (codebook vectors copied into the ID tokens' rows would
+        otherwise dominate its softmax)."""
         if self.kind == "encoder":
-            return F.linear(hidden, self.backbone.get_input_embeddings().weight[:words])
+            return F.linear(hidden, self.backbone.get_input_embeddings().weight[:self.state["id_token_offset"]])
         if self.backbone.config.tie_word_embeddings:
             hidden = hidden * self.backbone.config.d_model ** -0.5
-        return self.backbone.lm_head(hidden)[..., :words]
+        return self.backbone.lm_head(hidden)
 
     def forward(self, input_ids, attention_mask, prefix, neg_input_ids=None, neg_attention_mask=None,
                 neg_prefix=None) -> dict:
