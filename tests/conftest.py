@@ -1,4 +1,4 @@
-"""One real local Ray for the whole test run (small CPU count, no dashboard), and paths to shared data."""
+"""A real local Ray per test module (small CPU count), and paths to shared data."""
 import os
 import signal
 from pathlib import Path
@@ -34,8 +34,17 @@ def shared_data(rel: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_session():
     ensure_ray(load_config(overrides=["ray.num_cpus=4"]))
     yield
-    ray.shutdown()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_ray_per_module():
+    """Each test module ends its local Ray, whoever started it: one Ray kept for the whole run (~40 min, hundreds
+    of pipelines, other tests' clusters started and killed beside it) once stopped delivering an actor's ALIVE
+    notice to the driver, and the next Ray Data actor pool waited for it forever (seen on a fresh clone, twice)."""
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
