@@ -33,7 +33,7 @@ def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F81
     args = [sys.executable, "-m", "lmindexer.cli", "learn-ids", "--config", "configs/quickstart.yaml",
             f"output_dir={out}", f"data.output={base}/corpus", f"model.name_or_path={backbone}",
             "indexer.num_positions=1", "indexer.codebook_size=8", "indexer.batch_size=8",
-            "indexer.continuous_epochs=2", "indexer.joint_epochs=0", "train.checkpoint_every_steps=10",
+            "indexer.continuous_epochs=1", "indexer.joint_epochs=0", "train.checkpoint_every_steps=10",
             "train.log_every_steps=0", "ray.num_cpus=4"]
     first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able)
     wait_for(f"{out}/ray/learn-ids-p1-continuous/{REGISTERED}")
