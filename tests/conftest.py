@@ -44,7 +44,7 @@ def ray_session():
 def fresh_ray_per_module():
     """Each test module ends its local Ray, whoever started it: one Ray kept for the whole run (~40 min, hundreds
     of pipelines, other tests' clusters started and killed beside it) once stopped delivering an actor's ALIVE
-    notice to the driver, and the next Ray Data actor pool waited for it forever (seen on a fresh clone, twice)."""
+    notice to the driver, and the next Ray Data actor pool waited for it forever (seen in CI and on a fresh clone)."""
     yield
     if ray.is_initialized():
         ray.shutdown()

@@ -138,9 +138,8 @@ def test_whole_pipeline_through_ray_job_submit_on_two_nodes(cluster, tmp_path):
         assert time.time() < deadline, nodes  # the second node never joined
         time.sleep(2)
     out = tmp_path / "run"
-    # without the generator (test_generator trains and decodes it on Ray Train and Ray Data): ~80 s less
     job = submit(cluster, "lmi-pipeline", "python", "jobs/pipeline.py", "--config", "configs/ci-tiny.yaml",
-                 f"output_dir={out}", "generator.run_tasks=[]")
+                 f"output_dir={out}")
     assert job.returncode == 0, (job.stdout + job.stderr)[-5000:]
     assert "Job 'lmi-pipeline' succeeded" in status(cluster, "lmi-pipeline")
     assert "200 documents in, 200 IDs out" in job.stdout
