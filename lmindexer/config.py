@@ -83,7 +83,28 @@ class IndexerConfig:
     contrastive_weight: float = opt(0.1, "weight of the contrastive loss")
     contrastive_temperature: float = opt(0.1, "temperature of the contrastive loss")
     commitment_weight: float = opt(1.0, "weight of the commitment loss (positions >= 2)")
-    hard_negatives: bool = opt(True, "from position 2 on, add a document with the same ID prefix as a negative")
+    hard_negatives: bool = opt(True, "contrastive=inbatch: from position 2 on, add a document with the same ID prefix "
+                                     "as a negative")
+    contrastive: str = opt("prefix", "from position 2 on: prefix (as the original code: batches hold groups of "
+                                     "documents that share their ID prefix, and each document must pick its own "
+                                     "second view among its group's; documents alone in their group are skipped) or "
+                                     "inbatch (all in-batch views plus one same-prefix hard negative). Position 1 "
+                                     "always uses in-batch negatives")
+    prefix_group: int = opt(5, "contrastive=prefix: same-prefix documents placed together in a batch (the document "
+                               "and up to prefix_group-1 candidates; the original code: 1 + 4)")
+    prefix_similarity: str = opt("dot", "contrastive=prefix: dot (raw dot products, as the original code) or cos "
+                                        "(cosine / contrastive_temperature)")
+    prefix_weight: float = opt(1.0, "contrastive=prefix: weight of the same-prefix contrastive loss (original: 1)")
+    residual: bool = opt(False, "codebook t scores h_t minus the vectors of the earlier codes (residual "
+                                "quantization in the model's own state space); its k-means runs on those residuals")
+    usage_weight: float = opt(0.0, "weight of the code-usage term log K - H(mean code distribution of the batch), "
+                                   "a guard against codebook collapse in joint training (0: off)")
+    recon_vocab: str = opt("corpus", "backbone=encoder: the reconstruction head's vocabulary: corpus (the tokens that "
+                                     "occur in the tokenised corpus; a 30k-token head is most of a CPU step) or full "
+                                     "(every document token of the tokenizer)")
+    frozen_layers: int = opt(0, "backbone=encoder: the lowest N transformer layers are frozen and run once per batch "
+                                "without gradients, with the ID slots hidden; the slots join from layer N on "
+                                "(cheaper positions on CPU: 0 = the whole encoder trains and sees the slots)")
     warmup_epochs: int = opt(0, "epochs training the reconstructor alone (encoder frozen)")
     continuous_epochs: int = opt(1, "epochs without the codebook (continuous h_t), before k-means")
     joint_epochs: int = opt(2, "epochs of encoder + codebook + reconstructor after k-means")
@@ -232,6 +253,9 @@ CHOICES = {
     "model.backbone": {"t5", "encoder"},
     "model.preset": {"tiny", "mini", "small", "base"},
     "indexer.selection": {"dot", "l2"},
+    "indexer.contrastive": {"prefix", "inbatch"},
+    "indexer.prefix_similarity": {"dot", "cos"},
+    "indexer.recon_vocab": {"corpus", "full"},
     "train.engine": {"deepspeed", "ddp"},
     "train.zero_stage": {0, 1, 2, 3},
     "train.precision": {"auto", "fp32", "bf16"},

@@ -158,7 +158,7 @@ def test_phases_choose_what_trains(indexer):
     idx.set_phase("joint", 2)
     assert [b.weight.requires_grad for b in idx.codebooks] == [False, True, False]
     idx.train()
-    out = idx(ids, mask, torch.zeros(4, 1, dtype=torch.long))
+    out = idx(ids, mask, torch.zeros(4, 1, dtype=torch.long), group=torch.tensor([0, 0, 1, 1]))
     assert {"recon", "contrastive", "commitment", "codes", "loss"} <= set(out)
     out["loss"].backward()
     assert idx.codebooks[1].weight.grad is not None and idx.codebooks[0].weight.grad is None

@@ -72,3 +72,46 @@ def ami(labels, codes) -> float:
     emi = _expected_mutual_info(ra, rb, n)
     denom = (ha + hb) / 2 - emi
     return float((_mutual_info(cells, ra, rb) - emi) / denom) if abs(denom) > 1e-12 else 0.0
+
+
+def collision_rate(codes: np.ndarray) -> float:
+    """Share of documents that need a non-zero suffix: 1 - distinct code tuples / documents. (A group of m documents
+    with the same T codes keeps one at suffix 0 and moves m - 1 to suffixes 1..m-1.)"""
+    codes = np.asarray(codes).reshape(len(codes), -1)
+    return 1.0 - len(np.unique(codes, axis=0)) / max(len(codes), 1)
+
+
+def _groups(codes: np.ndarray, length: int) -> np.ndarray:
+    """A group number per row for its prefix of `length` codes (all rows in group 0 for length 0)."""
+    if length == 0:
+        return np.zeros(len(codes), dtype=np.int64)
+    return np.unique(codes[:, :length], axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def split_stats(codes: np.ndarray) -> list[dict]:
+    """For each position t: how the code at t splits the documents that share the codes before it.
+
+    `cond_entropy` is H(c_t | c_<t) in nats (= H(c_<=t) - H(c_<t), from the empirical counts), `cond_perplexity`
+    its exp (the number of equally used child codes it is worth; 1 means c_t is a function of the earlier codes),
+    `children` the mean / median / max number of distinct codes at t under one prefix of length t-1 and `one_child`
+    the share of those prefixes with a single child. At t=1 the "prefix" is the whole corpus."""
+    codes = np.asarray(codes).reshape(len(codes), -1)
+    out = []
+    for t in range(1, codes.shape[1] + 1):
+        parent, child = _groups(codes, t - 1), _groups(codes, t)
+        h = _entropy(np.bincount(child)) - _entropy(np.bincount(parent))
+        pairs = np.unique(np.stack([parent, child], 1), axis=0)
+        kids = np.bincount(pairs[:, 0])
+        out.append({"position": t, "cond_entropy": round(h, 4), "cond_perplexity": round(math.exp(h), 2),
+                    "children_mean": round(float(kids.mean()), 2), "children_median": float(np.median(kids)),
+                    "children_max": int(kids.max()), "one_child": round(float((kids == 1).mean()), 4),
+                    "prefixes": int(len(kids))})
+    return out
+
+
+def conditional_perplexity(pairs: np.ndarray) -> float:
+    """exp H(code | parent) from a [parents, K] count matrix."""
+    pairs = np.asarray(pairs, dtype=np.float64)
+    if pairs.sum() == 0:
+        return 0.0
+    return round(math.exp(_entropy(pairs.reshape(-1)) - _entropy(pairs.sum(1))), 2)

@@ -26,7 +26,8 @@ def load_for_inference(path: str, bf16: bool, storage: StorageConfig | None = No
 
 
 class IndexerActor:
-    """Per batch of row indices: h_t (mode 'embed') or code t given the stored earlier codes ('assign')."""
+    """Per batch of row indices: what codebook t scores (mode 'embed': h_t, or its residual with indexer.residual)
+    or code t given the stored earlier codes ('assign')."""
 
     def __init__(self, path: str, tables: dict, position: int, mode: str, bf16: bool):
         self.model, self.dtype = load_for_inference(path, bf16)
@@ -40,10 +41,12 @@ class IndexerActor:
         mask = (tokens != self.model.tokenizer.pad_token_id).long()
         with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype is not None):
             prefix = torch.from_numpy(shared(self.tables["codes"])[rows, : self.position - 1].astype(np.int64))
-            h = self.model.states(tokens, mask, prefix.to(self.device))[:, -1].float()
-            if self.mode == "embed":
-                return {"row": rows, "h": h.cpu().numpy()}
-            return {"row": rows, "code": self.model.code_scores(h, self.position).argmax(-1).cpu().numpy()}
+            prefix = prefix.to(self.device)
+            h = self.model.states(tokens, mask, prefix)[:, -1].float()
+            if self.mode == "embed":  # what codebook t will score: h_t, or its residual
+                return {"row": rows, "h": self.model.query(h, prefix, self.position).cpu().numpy()}
+            return {"row": rows,
+                    "code": self.model.code_scores(h, self.position, prefix).argmax(-1).cpu().numpy()}
 
 
 def actor_pool(cfg: Config, gpu: bool = True) -> dict:

@@ -24,7 +24,7 @@ from transformers import AutoTokenizer
 from .. import storage
 from ..config import Config, IndexerConfig
 from ..data.prepare import load_docs
-from ..eval.metrics import ami, code_usage, nmi
+from ..eval.metrics import ami, code_usage, collision_rate, nmi, split_stats
 from ..models.bootstrap import init_model
 from ..models.indexer import SemanticIndexer
 from ..train.loop import fit, rows_dataset
@@ -135,7 +135,10 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
     progress = Progress(cfg, n)
     if not progress.snapshot:
         first = os.path.join(progress.dir, "snapshot-0-init")
-        SemanticIndexer.from_backbone(backbone, ic, cfg.model.max_length).save_pretrained(first)
+        model = SemanticIndexer.from_backbone(backbone, ic, cfg.model.max_length)
+        if model.kind == "encoder" and ic.recon_vocab == "corpus":
+            model.state["recon_vocab"] = np.unique(data["input_ids"]).tolist()
+        model.save_pretrained(first)
         progress.save("0:init", first)
     tables = {"tokens": ray.put(data["input_ids"])}
     dataset = rows_dataset(input_ids=data["input_ids"])
@@ -179,9 +182,12 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             model.set_id_embeddings(t)
             model.state["positions_done"] = t
             model.save_pretrained(out)
+            split = split_stats(progress.codes[:, :t])[-1]
             metrics = {**code_usage(progress.codes[:, t - 1], ic.codebook_size),
                        **_label_scores(data["label"], progress.codes[:, :t]),
-                       "distinct_prefixes": int(len(np.unique(progress.codes[:, :t], axis=0)))}
+                       "distinct_prefixes": int(len(np.unique(progress.codes[:, :t], axis=0))),
+                       "cond_perplexity": split["cond_perplexity"], "children_mean": split["children_mean"],
+                       "suffix_share": round(collision_rate(progress.codes[:, :t]), 4)}
         progress.save(key, out, metrics)
         log.info("learn-ids: position %d %s done in %.1fs %s", t, step, time.time() - step_start, metrics)
     return _finish(cfg, progress, data, time.time() - start)
@@ -196,7 +202,8 @@ def _finish(cfg: Config, progress: Progress, data: dict, seconds: float) -> dict
                "documents": int(len(data["doc_id"])), "steps": progress.metrics, "seconds": round(seconds, 1)}
     if done_all:
         codes = progress.codes
-        summary["collision_rate"] = round(1 - len(np.unique(codes, axis=0)) / len(codes), 4)
+        summary["collision_rate"] = round(collision_rate(codes), 4)  # share of documents needing a suffix
+        summary["split"] = split_stats(codes)
         summary["first_position"] = _label_scores(data["label"], codes[:, :1])
         model = SemanticIndexer.from_pretrained(progress.snapshot)
         model.state["history"] = [summary]

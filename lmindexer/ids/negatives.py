@@ -26,3 +26,28 @@ def sample_negatives(rows: np.ndarray, groups: dict[str, np.ndarray], rng: np.ra
     same = groups["order"][start + np.minimum(k, size - 1)]
     other = (rows + rng.integers(1, max(n, 2), size=len(rows))) % n
     return np.where(size > 1, same, other)
+
+
+def prefix_ids(prefixes: np.ndarray) -> np.ndarray:
+    """A group number per row, equal for rows with the same ID prefix (all 0 for an empty prefix)."""
+    if prefixes.shape[1] == 0:
+        return np.zeros(len(prefixes), dtype=np.int64)
+    return np.unique(prefixes, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def prefix_batches(rows: np.ndarray, groups: np.ndarray, batch_size: int, group_size: int,
+                   rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches of `rows` made of same-prefix pieces: each prefix group's rows (in random order) are cut into pieces
+    of up to `group_size`, the pieces are shuffled and laid end to end, and the result is cut into len(rows) //
+    batch_size batches (the same count on every worker with equal shards; a piece may straddle two batches)."""
+    rows = rng.permutation(rows)
+    g = groups[rows]
+    order = np.argsort(g, kind="stable")
+    rows, g = rows[order], g[order]
+    first = np.r_[True, g[1:] != g[:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(g)), 0))
+    piece = np.cumsum(first | ((np.arange(len(g)) - start) % max(group_size, 1) == 0)) - 1
+    rank = rng.permutation(piece[-1] + 1 if len(piece) else 0)
+    rows = rows[np.argsort(rank[piece], kind="stable")]
+    n = len(rows) // batch_size
+    return [rows[i * batch_size:(i + 1) * batch_size] for i in range(n)]

@@ -9,10 +9,10 @@ import numpy as np
 import ray
 import torch
 
-from ..eval.metrics import code_usage
+from ..eval.metrics import code_usage, conditional_perplexity
 from ..models.indexer import SemanticIndexer
 from ..train.loop import all_reduce_sum, shuffled_batches
-from .negatives import sample_negatives
+from .negatives import prefix_batches, prefix_ids, sample_negatives
 
 HISTORY_FILE = "train_history.json"
 
@@ -43,7 +43,13 @@ class IdLearningTask:
         model = SemanticIndexer.from_pretrained(self.init_dir, dropout=self.dropout)
         model.set_phase(self.phase, self.position)
         self._pad = model.tokenizer.pad_token_id
-        self._counts = torch.zeros(model.cfg.codebook_size, dtype=torch.float64)
+        self._cfg = model.cfg
+        self._parents = prefix_ids(shared(self.tables["codes"])[:, : self.position - 1])
+        parents = int(self._parents.max()) + 1
+        # (parent prefix, code) counts of the codes chosen in an epoch: the conditional perplexity per epoch
+        self._pairs = parents * model.cfg.codebook_size <= 4_000_000
+        self._counts = torch.zeros(parents if self._pairs else 1, model.cfg.codebook_size, dtype=torch.float64)
+        self._batch_parents = None
         return model
 
     def batches(self, shard, epoch: int):
@@ -52,27 +58,43 @@ class IdLearningTask:
         rank = ray.train.get_context().get_world_rank()
         rng = np.random.default_rng([self.seed, epoch, rank])
         t = self.position
-        for b in shuffled_batches(shard, self.batch_size, self.seed, epoch):
+        grouped = t > 1 and self._cfg.contrastive == "prefix" and self.phase != "warmup"
+        if grouped:  # this worker's rows, in batches of same-prefix groups
+            rows = np.concatenate([b["row"] for b in shard.iter_batches(batch_size=4096, batch_format="numpy")])
+            source = ({"row": torch.from_numpy(r), "input_ids": torch.from_numpy(tokens[r])}
+                      for r in prefix_batches(rows, self._parents, self.batch_size, self._cfg.prefix_group, rng))
+        else:
+            source = shuffled_batches(shard, self.batch_size, self.seed, epoch)
+        for b in source:
             rows = b["row"].numpy()
             ids = b["input_ids"].long()
             prefix = torch.from_numpy(codes[rows, : t - 1].astype(np.int64))
             batch = {"input_ids": ids, "attention_mask": (ids != self._pad).long(), "prefix": prefix}
-            if groups is not None:
+            self._batch_parents = torch.from_numpy(self._parents[rows])
+            if grouped:
+                batch["group"] = self._batch_parents
+            elif groups is not None:
                 neg = torch.from_numpy(tokens[sample_negatives(rows, groups, rng)].astype(np.int64))
                 batch.update(neg_input_ids=neg, neg_attention_mask=(neg != self._pad).long(), neg_prefix=prefix)
             yield batch
 
     def on_step(self, out: dict) -> None:
         if "codes" in out:
-            self._counts += torch.bincount(out["codes"].cpu(), minlength=len(self._counts)).double()
+            parents = self._batch_parents if self._pairs else torch.zeros_like(self._batch_parents)
+            index = parents * self._counts.shape[1] + out["codes"].cpu()
+            self._counts.view(-1).index_add_(0, index, torch.ones(len(index), dtype=torch.float64))
 
     def epoch_metrics(self) -> dict:
         if self.phase != "joint":
             return {}
-        counts = all_reduce_sum(self._counts.clone()).numpy()
+        pairs = all_reduce_sum(self._counts.clone()).numpy()
         self._counts.zero_()
+        counts = pairs.sum(0)
         usage = code_usage(np.repeat(np.arange(len(counts)), counts.astype(np.int64)), len(counts))
-        return {"code_usage": usage["usage"], "code_perplexity": usage["perplexity"]}
+        out = {"code_usage": usage["usage"], "code_perplexity": usage["perplexity"]}
+        if self._pairs and self.position > 1:
+            out["cond_perplexity"] = conditional_perplexity(pairs)
+        return out
 
     def finish(self, engine, rank: int, history: list) -> None:
         with engine.full_weights() as model:

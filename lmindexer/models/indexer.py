@@ -20,9 +20,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer
+from transformers.masking_utils import create_bidirectional_mask
 
 from ..config import IndexerConfig
-from ..ids.losses import contrastive_loss, reconstruction_loss
+from ..ids.losses import contrastive_loss, prefix_contrastive_loss, reconstruction_loss, usage_loss
 from .backbone import backbone_kind, load_backbone_model
 from .quantizer import Codebook
 from .reconstructor import Reconstructor, reconstruction_mask
@@ -57,7 +58,22 @@ class SemanticIndexer(nn.Module):
         self.register_buffer("special_ids", torch.tensor(sorted({i for i in (
             tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id)
             if i is not None} or {-1})), persistent=False)
+        self.recon_vocab = self.recon_index = None
+        if self.kind == "encoder" and self.state.get("recon_vocab"):  # the head covers the corpus's tokens only
+            vocab = torch.tensor(self.state["recon_vocab"], dtype=torch.long)
+            index = torch.full((backbone.get_input_embeddings().weight.shape[0],), -1, dtype=torch.long)
+            index[vocab] = torch.arange(len(vocab))
+            self.register_buffer("recon_vocab", vocab, persistent=False)
+            self.register_buffer("recon_index", index, persistent=False)
         self.phase, self.position = "joint", 1
+        if cfg.frozen_layers:
+            layers = getattr(getattr(backbone, "encoder", None), "layer", None)
+            if self.kind != "encoder" or layers is None or not hasattr(backbone, "embeddings"):
+                raise ValueError("indexer.frozen_layers needs model.backbone=encoder with a BERT-style encoder "
+                                 "(embeddings + encoder.layer, e.g. BERT, MiniLM)")
+            if cfg.frozen_layers >= len(layers):
+                raise ValueError(f"indexer.frozen_layers={cfg.frozen_layers} leaves none of the backbone's "
+                                 f"{len(layers)} layers to train: lower it")
 
     # ---- construction and persistence -------------------------------------------------------------------
     @classmethod
@@ -115,6 +131,9 @@ class SemanticIndexer(nn.Module):
         self.phase, self.position = phase, position
         for p in self.backbone.parameters():
             p.requires_grad = phase != "warmup"
+        for layer in self.frozen():
+            for p in layer.parameters():
+                p.requires_grad = False
         for t, book in enumerate(self.codebooks, 1):
             book.weight.requires_grad = phase == "joint" and t == position
 
@@ -128,9 +147,30 @@ class SemanticIndexer(nn.Module):
     def id_tokens(self, position, codes: torch.Tensor) -> torch.Tensor:
         return self.state["id_token_offset"] + (position - 1) * self.cfg.codebook_size + codes
 
+    def frozen(self) -> list[nn.Module]:
+        """The encoder layers indexer.frozen_layers keeps frozen (none for T5 or by default)."""
+        return list(self.backbone.encoder.layer[:self.cfg.frozen_layers]) if self.cfg.frozen_layers else []
+
     # ---- forward -----------------------------------------------------------------------------------------
-    def states(self, input_ids, attention_mask, prefix, every: bool = False) -> torch.Tensor:
-        """[B, t, d] (every) or [B, 1, d]: h_1..h_t, or h_t alone, for t = prefix length + 1."""
+    def lower_states(self, input_ids, attention_mask) -> torch.Tensor | None:
+        """With indexer.frozen_layers=N: the document's states after the N frozen layers, computed once per batch
+        without gradients and with the ID slots hidden (so they do not depend on the prefix and every copy of the
+        batch shares them); None otherwise."""
+        if not self.frozen():
+            return None
+        slots = self.cfg.num_positions - 1
+        ids = torch.cat([input_ids.new_zeros(input_ids.shape[0], slots), input_ids], 1)
+        mask = torch.cat([attention_mask.new_zeros(input_ids.shape[0], slots), attention_mask], 1)
+        with torch.no_grad():
+            hidden = self.backbone.embeddings(input_ids=ids)
+            ext = create_bidirectional_mask(config=self.backbone.config, inputs_embeds=hidden, attention_mask=mask)
+            for layer in self.frozen():
+                hidden = layer(hidden, ext)
+        return hidden[:, slots:]
+
+    def states(self, input_ids, attention_mask, prefix, every: bool = False, lower=None) -> torch.Tensor:
+        """[B, t, d] (every) or [B, 1, d]: h_1..h_t, or h_t alone, for t = prefix length + 1. `lower`: the
+        batch's lower_states, when the caller already has them."""
         if self.kind == "t5":
             enc = self.backbone.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             start = torch.full((input_ids.shape[0], 1), self.backbone.config.decoder_start_token_id,
@@ -140,9 +180,9 @@ class SemanticIndexer(nn.Module):
                                         encoder_attention_mask=attention_mask).last_hidden_state
             return out if every else out[:, -1:]
         shown = list(range(prefix.shape[1] + 1)) if every else [prefix.shape[1]]
-        return self._encoder_states(input_ids, attention_mask, prefix, shown)
+        return self._encoder_states(input_ids, attention_mask, prefix, shown, lower)
 
-    def _encoder_states(self, input_ids, attention_mask, prefix, shown: list[int]) -> torch.Tensor:
+    def _encoder_states(self, input_ids, attention_mask, prefix, shown: list[int], lower=None) -> torch.Tensor:
         """[B, len(shown), d]: the mean document state with the first n ID slots visible, for each n in `shown`,
         in one batched pass."""
         b, slots, device = input_ids.shape[0], self.cfg.num_positions - 1, input_ids.device
@@ -151,13 +191,32 @@ class SemanticIndexer(nn.Module):
         ids = torch.cat([self.id_tokens(torch.arange(1, slots + 1, device=device), codes), input_ids], 1)
         visible = torch.arange(slots, device=device)[None] < torch.tensor(shown, device=device)[:, None]
         mask = torch.cat([visible.repeat_interleave(b, 0), attention_mask.bool().repeat(len(shown), 1)], 1)
-        out = self.backbone(input_ids=ids.repeat(len(shown), 1), attention_mask=mask.long()).last_hidden_state
+        if self.frozen():  # the slots join the document's frozen lower states at the first trained layer
+            lower = self.lower_states(input_ids, attention_mask) if lower is None else lower
+            hidden = torch.cat([self.backbone.embeddings(input_ids=ids)[:, :slots], lower], 1)
+            hidden = hidden.repeat(len(shown), 1, 1)
+            ext = create_bidirectional_mask(config=self.backbone.config, inputs_embeds=hidden,
+                                            attention_mask=mask.long())
+            for layer in self.backbone.encoder.layer[self.cfg.frozen_layers:]:
+                hidden = layer(hidden, ext)
+            out = hidden
+        else:
+            out = self.backbone(input_ids=ids.repeat(len(shown), 1), attention_mask=mask.long()).last_hidden_state
         doc = attention_mask[..., None].to(out.dtype).repeat(len(shown), 1, 1)
         pooled = (out[:, slots:] * doc).sum(1) / doc.sum(1).clamp(min=1)
         return pooled.view(len(shown), b, -1).transpose(0, 1)
 
-    def code_scores(self, h: torch.Tensor, position: int) -> torch.Tensor:
-        logits, _, _ = self.codebooks[position - 1](h, selection=self.cfg.selection)
+    def query(self, h: torch.Tensor, prefix: torch.Tensor, position: int) -> torch.Tensor:
+        """What codebook `position` scores: h_t, or with indexer.residual h_t minus the vectors of the earlier codes
+        (`prefix` holds at least position-1 codes)."""
+        if not self.cfg.residual or position == 1:
+            return h
+        earlier = [self.codebooks[s](codes=prefix[:, s].long()).detach() for s in range(position - 1)]
+        return h - torch.stack(earlier).sum(0).to(h.dtype)
+
+    def code_scores(self, h: torch.Tensor, position: int, prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of codebook `position` for the states h (prefix: the earlier codes, needed with residual)."""
+        logits, _, _ = self.codebooks[position - 1](self.query(h, prefix, position), selection=self.cfg.selection)
         return logits
 
     @torch.no_grad()
@@ -166,14 +225,14 @@ class SemanticIndexer(nn.Module):
         prefix = torch.zeros(input_ids.shape[0], 0, dtype=torch.long, device=input_ids.device)
         for t in range(1, (positions or self.state["positions_done"]) + 1):
             h = self.states(input_ids, attention_mask, prefix)[:, -1]
-            prefix = torch.cat([prefix, self.code_scores(h, t).argmax(-1, keepdim=True)], 1)
+            prefix = torch.cat([prefix, self.code_scores(h, t, prefix).argmax(-1, keepdim=True)], 1)
         return prefix
 
     @torch.no_grad()
     def candidates(self, input_ids, attention_mask, prefix, k: int):
         """(top-k codes, their scores) for the position after `prefix`, best first."""
         h = self.states(input_ids, attention_mask, prefix)[:, -1]
-        scores = self.code_scores(h, prefix.shape[1] + 1)
+        scores = self.code_scores(h, prefix.shape[1] + 1, prefix)
         top = scores.topk(min(k, scores.shape[-1]), dim=-1)
         return top.indices, top.values
 
@@ -182,43 +241,65 @@ class SemanticIndexer(nn.Module):
         embeddings over the document vocabulary only (codebook vectors copied into the ID tokens' rows would
         otherwise dominate its softmax)."""
         if self.kind == "encoder":
-            return F.linear(hidden, self.backbone.get_input_embeddings().weight[:self.state["id_token_offset"]])
+            weight = self.backbone.get_input_embeddings().weight
+            rows = weight[self.recon_vocab] if self.recon_vocab is not None else weight[:self.state["id_token_offset"]]
+            return F.linear(hidden, rows)
         if self.backbone.config.tie_word_embeddings:
             hidden = hidden * self.backbone.config.d_model ** -0.5
         return self.backbone.lm_head(hidden)
 
     def forward(self, input_ids, attention_mask, prefix, neg_input_ids=None, neg_attention_mask=None,
-                neg_prefix=None) -> dict:
-        """Losses of the current phase and position on one batch."""
+                neg_prefix=None, group=None) -> dict:
+        """Losses of the current phase and position on one batch. `group`: a number per row, equal for rows that
+        share their ID prefix (the same-prefix contrastive loss); neg_*: one hard negative per row (inbatch)."""
         t, cfg = self.position, self.cfg
         commit = t > 1 and self.phase != "warmup"
+        lower = self.lower_states(input_ids, attention_mask)
         with torch.set_grad_enabled(self.phase != "warmup" and torch.is_grad_enabled()):
-            states = self.states(input_ids, attention_mask, prefix, every=commit)
+            states = self.states(input_ids, attention_mask, prefix, every=commit, lower=lower)
         h = states[:, -1]
+        q = self.query(h, prefix, t)
         out = {}
         slots = [self.codebooks[s](codes=prefix[:, s].long()).detach() for s in range(t - 1)]
         if self.phase == "joint":
-            _, z, codes = self.codebooks[t - 1](h, selection=cfg.selection, temperature=cfg.temperature,
-                                                gumbel=cfg.gumbel and self.training)
+            logits, z, codes = self.codebooks[t - 1](q, selection=cfg.selection, temperature=cfg.temperature,
+                                                     gumbel=cfg.gumbel and self.training)
             out["codes"] = codes
+            if cfg.usage_weight > 0:
+                out["usage"] = usage_loss(logits, cfg.temperature)
         else:
-            z = h
+            z = q
         slots = torch.stack(slots + [z], 1)
         valid = attention_mask.bool() & ~torch.isin(input_ids, self.special_ids)
         mask = reconstruction_mask(attention_mask, slots.shape[1], cfg.mask_ratio_first if t == 1
                                    else cfg.mask_ratio_later)
         hidden = self.reconstructor(slots.sum(1), slots, self.backbone.get_input_embeddings()(input_ids), mask)
-        out["recon"], out["accuracy"] = reconstruction_loss(self.token_logits(hidden), input_ids, valid)
+        targets = input_ids
+        if self.recon_index is not None:
+            targets = self.recon_index[input_ids]
+            valid = valid & (targets >= 0)
+        # the vocabulary head only where there is a target: it is most of a step's cost on a CPU
+        out["recon"], out["accuracy"] = reconstruction_loss(self.token_logits(hidden[valid]), targets[valid],
+                                                            torch.ones_like(targets[valid], dtype=torch.bool))
         loss = out["recon"]
-        if self.phase != "warmup" and cfg.contrastive_weight > 0:
-            h2 = self.states(input_ids, attention_mask, prefix)[:, -1]  # a second dropout view
-            neg = None
-            if neg_input_ids is not None:
-                neg = self.states(neg_input_ids, neg_attention_mask, neg_prefix)[:, -1]
-            out["contrastive"] = contrastive_loss(h, h2, cfg.contrastive_temperature, neg)
-            loss = loss + cfg.contrastive_weight * out["contrastive"]
+        if "usage" in out:
+            loss = loss + cfg.usage_weight * out["usage"]
+        same_prefix = t > 1 and cfg.contrastive == "prefix"
+        weight = cfg.prefix_weight if same_prefix else cfg.contrastive_weight
+        if self.phase != "warmup" and weight > 0 and (group is not None or not same_prefix):
+            h2 = self.states(input_ids, attention_mask, prefix, lower=lower)[:, -1]  # a second dropout view
+            if same_prefix:
+                out["contrastive"] = prefix_contrastive_loss(q, self.query(h2, prefix, t), group,
+                                                             cfg.prefix_similarity, cfg.contrastive_temperature)
+            else:
+                neg = None
+                if neg_input_ids is not None:
+                    neg = self.states(neg_input_ids, neg_attention_mask, neg_prefix)[:, -1]
+                out["contrastive"] = contrastive_loss(h, h2, cfg.contrastive_temperature, neg)
+            loss = loss + weight * out["contrastive"]
         if commit:
-            terms = [F.cross_entropy(self.code_scores(states[:, s], s + 1), prefix[:, s].long()) for s in range(t - 1)]
+            terms = [F.cross_entropy(self.code_scores(states[:, s], s + 1, prefix), prefix[:, s].long())
+                     for s in range(t - 1)]
             out["commitment"] = torch.stack(terms).mean()
             loss = loss + cfg.commitment_weight * out["commitment"]
         out["loss"] = loss

@@ -1,0 +1,127 @@
+"""The pieces that make later ID positions split their parent's documents: the conditional-entropy figures,
+same-prefix batches and contrast, the code-usage guard, residual scoring and frozen lower layers."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lmindexer.config import IndexerConfig, ModelConfig
+from lmindexer.eval.metrics import collision_rate, conditional_perplexity, split_stats
+from lmindexer.ids.losses import prefix_contrastive_loss, usage_loss
+from lmindexer.ids.negatives import prefix_batches, prefix_ids
+from lmindexer.models.backbone import load_backbone
+from lmindexer.models.indexer import SemanticIndexer
+
+
+def test_split_stats_exact_values_on_a_hand_made_table():
+    codes = np.array([[0, 0], [0, 1], [1, 0], [1, 0]])
+    first, second = split_stats(codes)
+    assert first["cond_entropy"] == pytest.approx(math.log(2), abs=1e-4)  # H(c1), prefix = corpus
+    assert first["children_mean"] == 2 and first["prefixes"] == 1
+    # H(c1, c2) over counts (1, 1, 2) minus H(c1) over (2, 2)
+    h = -(2 * 0.25 * math.log(0.25) + 0.5 * math.log(0.5)) - math.log(2)
+    assert second["cond_entropy"] == pytest.approx(h, abs=1e-4)
+    assert second["cond_perplexity"] == pytest.approx(math.exp(h), abs=0.01)
+    assert second["children_mean"] == 1.5 and second["children_max"] == 2 and second["one_child"] == 0.5
+    assert collision_rate(codes) == 0.25  # one of four documents needs suffix 1
+    assert collision_rate(np.array([[0, 0], [0, 0], [0, 0]])) == pytest.approx(2 / 3)
+
+
+def test_a_position_that_copies_its_parent_has_conditional_perplexity_one():
+    parent = np.repeat(np.arange(8), 10)
+    copied = np.stack([parent, parent * 3 % 8], 1)  # c2 is a function of c1
+    assert split_stats(copied)[1]["cond_perplexity"] == 1.0 and split_stats(copied)[1]["one_child"] == 1.0
+    spread = np.stack([parent, np.tile(np.arange(10), 8)], 1)  # c2 independent of c1, 10 even children
+    assert split_stats(spread)[1]["cond_perplexity"] == pytest.approx(10.0, abs=0.01)
+    pairs = np.zeros((8, 16))
+    pairs[np.arange(8), np.arange(8)] = 5
+    assert conditional_perplexity(pairs) == 1.0
+    assert conditional_perplexity(np.ones((8, 4))) == pytest.approx(4.0)
+
+
+def test_prefix_batches_keep_same_prefix_documents_together():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(30), rng.integers(1, 12, 30))
+    rows = rng.permutation(len(groups))[: len(groups) - 3]
+    batches = prefix_batches(rows, groups, 16, 5, rng)
+    assert len(batches) == len(rows) // 16 and all(len(b) == 16 for b in batches)
+    flat = np.concatenate(batches)
+    assert len(set(flat)) == len(flat) and set(flat) <= set(rows)
+    runs = np.r_[True, groups[flat][1:] != groups[flat][:-1]]  # same-prefix pieces lie end to end
+    lengths = np.diff(np.r_[np.flatnonzero(runs), len(flat)])
+    assert lengths.mean() > 2.5
+    assert prefix_ids(np.zeros((4, 0), dtype=np.int64)).tolist() == [0, 0, 0, 0]
+    assert prefix_ids(np.array([[3, 1], [2, 0], [3, 1]])).tolist() == [1, 0, 1]
+
+
+def test_prefix_contrast_only_compares_documents_of_one_prefix():
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 8), torch.randn(5, 8)
+    group = torch.tensor([0, 0, 1, 1, 2])  # row 4 is alone: skipped
+    logits = a @ b.T
+    want = np.mean([-torch.log_softmax(logits[i, [i - i % 2, i - i % 2 + 1]], 0)[i % 2].item() for i in range(4)])
+    assert prefix_contrastive_loss(a, b, group).item() == pytest.approx(want, rel=1e-5)
+    b2 = b.clone()
+    b2[2:] = torch.randn(3, 8)  # other groups' rows do not enter rows 0-1's loss
+    half = prefix_contrastive_loss(a[:2], b2[:2], group[:2])
+    assert half.item() == pytest.approx(prefix_contrastive_loss(a[:2], b[:2], group[:2]).item())
+    alone = prefix_contrastive_loss(a, b, torch.arange(5))
+    assert alone.item() == 0.0 and alone.requires_grad is False or alone.item() == 0.0
+    cos = prefix_contrastive_loss(a, b, group, "cos", 0.1)
+    assert torch.isfinite(cos) and cos.item() != pytest.approx(want)
+
+
+def test_usage_loss_is_zero_when_spread_and_log_k_when_collapsed():
+    assert usage_loss(torch.zeros(4, 8)).item() == pytest.approx(0.0, abs=1e-6)
+    collapsed = torch.full((6, 8), -50.0)
+    collapsed[:, 3] = 50.0
+    assert usage_loss(collapsed).item() == pytest.approx(math.log(8), abs=1e-4)
+    logits = torch.randn(32, 8, requires_grad=True)
+    usage_loss(logits).backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def _indexer(tmp_path, backbone, **indexer):
+    texts = [f"item {i} colour {i % 5} size {i % 3}" for i in range(100)]
+    model, tok = load_backbone(ModelConfig(vocab_size=200, backbone=backbone), texts)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    idx = SemanticIndexer.from_backbone(str(tmp_path), IndexerConfig(num_positions=3, codebook_size=4, **indexer), 12)
+    enc = idx.tokenizer(texts[:4], max_length=12, truncation=True, padding="max_length", return_tensors="pt")
+    return idx.eval(), enc["input_ids"], enc["attention_mask"]
+
+
+def test_frozen_lower_layers_share_states_and_get_no_gradients(tmp_path):
+    idx, ids, mask = _indexer(tmp_path, "encoder", frozen_layers=1)
+    one, two = torch.zeros(4, 1, dtype=torch.long), torch.ones(4, 1, dtype=torch.long)
+    with torch.no_grad():
+        a, b = idx.states(ids, mask, one, every=True), idx.states(ids, mask, two, every=True)
+        lower = idx.lower_states(ids, mask)
+        again = idx.states(ids, mask, two, lower=lower)
+    assert torch.allclose(a[:, 0], b[:, 0], atol=1e-5)  # position 1 does not see code 1
+    assert not torch.allclose(a[:, 1], b[:, 1])  # position 2 does, through the trained layers
+    assert torch.allclose(again[:, 0], b[:, 1], atol=1e-5)
+    idx.set_phase("joint", 2)
+    idx.train()
+    out = idx(ids, mask, one, group=torch.tensor([0, 0, 1, 1]))
+    out["loss"].backward()
+    layers = idx.backbone.encoder.layer
+    assert all(p.grad is None for p in layers[0].parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in layers[1].parameters())
+    with pytest.raises(ValueError, match="frozen_layers"):
+        _indexer(tmp_path / "t5", "t5", frozen_layers=1)
+
+
+def test_residual_scores_what_the_earlier_codes_leave(tmp_path):
+    idx, ids, mask = _indexer(tmp_path, "t5", residual=True, selection="l2")
+    idx.state["positions_done"] = 3
+    h = torch.randn(4, idx.backbone.config.d_model)
+    prefix = torch.tensor([[0, 1], [1, 2], [2, 3], [3, 0]])
+    q = idx.query(h, prefix, 3)
+    assert torch.allclose(q, h - idx.codebooks[0].weight[prefix[:, 0]] - idx.codebooks[1].weight[prefix[:, 1]])
+    assert torch.equal(idx.query(h, prefix, 1), h)
+    codes = idx.generate_codes(ids, mask)
+    with torch.no_grad():
+        h3 = idx.states(ids, mask, codes[:, :2])[:, -1]
+    assert torch.equal(idx.code_scores(h3, 3, codes[:, :2]).argmax(-1), codes[:, 2])
