@@ -19,6 +19,7 @@ its tables go to runs/bench-beauty-ids-minilm.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 import time
@@ -56,13 +57,28 @@ def make_tables(config: Path, overrides: list, runs: list, rebalance: bool = Tru
         tables["lmindexer-rebalance"] = os.path.dirname(assign_ids(load_config(config, overrides + [
             "assign.collisions=rebalance", f"assign.output={os.path.join(cfg.output_dir, 'ids-rebalance')}"]))["table"])
     for name, method, encoder, *extra in runs:
-        out = os.path.join(cfg.output_dir, f"ids-{name}")
         step = time.time()
-        run = load_config(config, overrides + [f"baseline.method={method}", f"baseline.encoder={encoder}",
-                                               f"baseline.output={out}", *extra])
-        tables[name] = os.path.dirname(baseline_ids(run)["table"])
+        tables[name] = baseline_table(config, overrides, name, method, encoder, *extra)
         seconds[name] = time.time() - step
     return tables, seconds
+
+
+def baseline_table(config: Path, overrides: list, name: str, method: str, encoder: str, *extra: str) -> str:
+    """baseline-ids with `method` on `encoder`'s vectors into <output_dir>/ids-<name>; the table folder."""
+    out = os.path.join(load_config(config, overrides).output_dir, f"ids-{name}")
+    run = load_config(config, overrides + [f"baseline.method={method}", f"baseline.encoder={encoder}",
+                                           f"baseline.output={out}", *extra])
+    return os.path.dirname(baseline_ids(run)["table"])
+
+
+def matched_control(config: Path, overrides: list) -> tuple[str, str]:
+    """(name, table) of MiniLM + k-means whose K is LMIndexer's first-level code perplexity (rounded): a first-level
+    AMI read alone rewards fewer codes in use, so LMIndexer's is compared with k-means at the same granularity."""
+    cfg = load_config(config, overrides)
+    with open(os.path.join(cfg.output_dir, "learn_ids", "progress.json")) as f:
+        k = max(2, round(json.load(f)["metrics"]["1:assign"]["perplexity"]))
+    name = f"minilm-hkmeans-k{k}"
+    return name, baseline_table(config, overrides, name, "hkmeans", "minilm-offline", f"indexer.codebook_size={k}")
 
 
 def baseline_runs(cfg, methods=("hkmeans", "rkmeans", "rqvae")) -> list:
@@ -79,13 +95,11 @@ def baseline_runs(cfg, methods=("hkmeans", "rkmeans", "rqvae")) -> list:
 OVERRIDES = ["output_dir=runs/bench-beauty-ids", f"data.input={BEAUTY}/derived/items.jsonl", "model.preset=tiny",
              "model.vocab_size=8000", "model.max_length=32", "indexer.num_positions=3", "indexer.codebook_size=256",
              "indexer.continuous_epochs=2", "indexer.joint_epochs=2", "indexer.batch_size=32"]
-# A pretrained backbone: codebook 1 starts from k-means on its own embeddings (no continuous epoch), then one joint
-# epoch at a fine-tuning learning rate; positions 2-3 take k-means on their conditioned states only (a joint epoch
-# there costs 40-50 min on 2 cores); one worker with both cores (no gradient all-reduce of 22M weights).
-MINILM_OVERRIDES = OVERRIDES[1:] + [
-    "output_dir=runs/bench-beauty-ids-minilm", "model.backbone=encoder", "model.name_or_path=minilm-offline",
-    "indexer.continuous_epochs=0", "indexer.joint_epochs=1", "indexer.trained_positions=1", "indexer.lr=1e-4",
-    "train.num_workers=1", "train.cpus_per_worker=2"]
+# A pretrained backbone, as configs/beauty-minilm.yaml: each codebook starts from k-means on the model's own states
+# (residuals), then one joint epoch per position at a fine-tuning learning rate with the same-prefix contrastive loss,
+# the lower 4 of MiniLM's 6 layers frozen; one worker with both cores (no gradient all-reduce of 22M weights).
+MINILM_OVERRIDES = ["output_dir=runs/bench-beauty-ids-minilm", f"data.input={BEAUTY}/derived/items.jsonl",
+                    "model.max_length=32", "indexer.num_positions=3", "indexer.codebook_size=256"]
 
 
 def main() -> None:
@@ -94,14 +108,14 @@ def main() -> None:
     setup_logging()
     minilm = "--minilm" in sys.argv
     args = [a for a in sys.argv[1:] if a != "--minilm"]
-    config, overrides = ROOT / "configs" / "beauty.yaml", (MINILM_OVERRIDES if minilm else OVERRIDES) + args
+    config = ROOT / "configs" / ("beauty-minilm.yaml" if minilm else "beauty.yaml")
+    overrides = (MINILM_OVERRIDES if minilm else OVERRIDES) + args
     cfg = load_config(config, overrides)
-    # with --minilm, a control: k-means with K=64, whose code perplexity is close to what LMIndexer's first position
-    # ends with, since a first-level AMI read alone rewards fewer codes in use
-    runs = ([(f"minilm-{m}", m, "minilm-offline") for m in ("hkmeans", "rkmeans", "rqvae")]
-            + [("minilm-hkmeans-k64", "hkmeans", "minilm-offline", "indexer.codebook_size=64")] if minilm
-            else baseline_runs(cfg))
+    runs = [(f"minilm-{m}", m, "minilm-offline") for m in ("hkmeans", "rkmeans", "rqvae")] if minilm \
+        else baseline_runs(cfg)
     tables, seconds = make_tables(config, overrides, runs)
+    if minilm:
+        name, tables[name] = matched_control(config, overrides)
     tables = [f"{name}={path}" for name, path in tables.items()]
     for peer in ("rqvae", "rkmeans", "letter"):
         path = PEERS / f"{peer}_native" / "Beauty.index.json"

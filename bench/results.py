@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -30,11 +31,20 @@ SOURCES = {
 
 
 def section(name: str, render) -> str:
-    """`render` of the named benchmark's JSON, or a line saying which benchmark to run."""
+    """`render` of the named benchmark's JSON between markers; where this machine has no JSON for it, the section
+    as the current RESULTS.md has it (measured in an earlier run, elsewhere), else a line saying what to run."""
     path, script = SOURCES[name]
-    if not path.exists():
-        return f"_Not measured yet: run `.venv/bin/python {script}`._\n"
-    return render(json.loads(path.read_text()))
+    if path.exists():
+        body = render(json.loads(path.read_text()))
+    else:
+        old = re.search(rf"<!-- {re.escape(name)} -->\n(.*?)<!-- /{re.escape(name)} -->", _current(), re.S)
+        body = old.group(1) if old else f"_Not measured yet: run `.venv/bin/python {script}`._\n"
+    return f"<!-- {name} -->\n{body.rstrip()}\n<!-- /{name} -->\n"
+
+
+def _current() -> str:
+    path = ROOT / "RESULTS.md"
+    return path.read_text() if path.exists() else ""
 
 
 def machine() -> str:

@@ -94,9 +94,12 @@ class IndexerConfig:
                                "and up to prefix_group-1 candidates; the original code: 1 + 4)")
     prefix_similarity: str = opt("dot", "contrastive=prefix: dot (raw dot products, as the original code) or cos "
                                         "(cosine / contrastive_temperature)")
+    view_drop: float = opt(0.0, "share of document tokens hidden from the second contrastive view (0: the views "
+                                "differ by dropout only)")
     prefix_weight: float = opt(1.0, "contrastive=prefix: weight of the same-prefix contrastive loss (original: 1)")
-    residual: bool = opt(False, "codebook t scores h_t minus the vectors of the earlier codes (residual "
-                                "quantization in the model's own state space); its k-means runs on those residuals")
+    residual: bool = opt(False, "codebook t scores h_t centred on its prefix: minus one learned offset per earlier "
+                                "(position, code), fitted at the k-means step as the mean of h_t over the documents "
+                                "with that code, and k-means runs on the centred states")
     usage_weight: float = opt(0.0, "weight of the code-usage term log K - H(mean code distribution of the batch), "
                                    "a guard against codebook collapse in joint training (0: off)")
     recon_vocab: str = opt("corpus", "backbone=encoder: the reconstruction head's vocabulary: corpus (the tokens that "

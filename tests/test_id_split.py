@@ -12,6 +12,7 @@ from lmindexer.ids.losses import prefix_contrastive_loss, usage_loss
 from lmindexer.ids.negatives import prefix_batches, prefix_ids
 from lmindexer.models.backbone import load_backbone
 from lmindexer.models.indexer import SemanticIndexer
+from lmindexer.models.quantizer import fit_offsets
 
 
 def test_split_stats_exact_values_on_a_hand_made_table():
@@ -118,10 +119,41 @@ def test_residual_scores_what_the_earlier_codes_leave(tmp_path):
     idx.state["positions_done"] = 3
     h = torch.randn(4, idx.backbone.config.d_model)
     prefix = torch.tensor([[0, 1], [1, 2], [2, 3], [3, 0]])
+    book = idx.codebooks[2]
+    assert book.offsets.shape == (2, 4, h.shape[1]) and idx.codebooks[0].offsets is None
+    with torch.no_grad():
+        book.offsets.normal_()
     q = idx.query(h, prefix, 3)
-    assert torch.allclose(q, h - idx.codebooks[0].weight[prefix[:, 0]] - idx.codebooks[1].weight[prefix[:, 1]])
+    assert torch.allclose(q, h - book.offsets[0][prefix[:, 0]] - book.offsets[1][prefix[:, 1]])
     assert torch.equal(idx.query(h, prefix, 1), h)
     codes = idx.generate_codes(ids, mask)
     with torch.no_grad():
         h3 = idx.states(ids, mask, codes[:, :2])[:, -1]
     assert torch.equal(idx.code_scores(h3, 3, codes[:, :2]).argmax(-1), codes[:, 2])
+
+
+def test_corpus_vocabulary_head_scores_only_corpus_tokens(tmp_path):
+    idx, ids, mask = _indexer(tmp_path, "encoder")
+    vocab = torch.unique(ids).tolist()
+    idx.state["recon_vocab"] = vocab
+    idx.save_pretrained(str(tmp_path / "saved"))
+    again = SemanticIndexer.from_pretrained(str(tmp_path / "saved"))
+    assert again.recon_vocab.tolist() == vocab and again.recon_index[vocab[3]] == 3
+    assert again.token_logits(torch.randn(2, again.backbone.config.hidden_size)).shape == (2, len(vocab))
+    again.set_phase("joint", 1)
+    out = again(ids, mask, torch.zeros(4, 0, dtype=torch.long))
+    assert torch.isfinite(out["recon"]) and out["recon"] < math.log(len(vocab)) * 1.5
+
+
+def test_fit_offsets_centre_each_prefix_group():
+    torch.manual_seed(0)
+    prefix = torch.randint(0, 4, (400, 1))
+    means = torch.randn(4, 6) * 5
+    h = means[prefix[:, 0]] + torch.randn(400, 6) * 0.1
+    off = fit_offsets(h, prefix, 5)
+    assert torch.allclose(off[0, :4], means, atol=0.05) and torch.equal(off[0, 4], torch.zeros(6))
+    centred = h - off[0][prefix[:, 0]]
+    for g in range(4):  # every group's centred states have mean 0: nothing left of the prefix
+        assert centred[prefix[:, 0] == g].mean(0).abs().max() < 1e-4
+    two = torch.cat([prefix, torch.randint(0, 3, (400, 1))], 1)
+    assert fit_offsets(h, two, 5).shape == (2, 5, 6)

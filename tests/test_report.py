@@ -43,6 +43,11 @@ def test_report_figures(setup):
     assert a["documents"] == p["documents"] == 60
     assert a["distinct_prefixes"] == [3, 12] and a["collision_rate"] == pytest.approx(1 - 12 / 60, abs=1e-4)
     assert a["largest_collision"] == 5 and a["max_suffix"] == 4 and a["documents_with_suffix"] == 48
+    # the collision rate is exactly the share of documents with a non-zero suffix; here every document is in a group
+    assert a["collision_rate"] == pytest.approx(a["documents_with_suffix"] / 60) and a["in_collision"] == 1.0
+    assert [s["children_mean"] for s in a["split"]] == [3.0, 4.0]  # 3 first codes, 12 pairs
+    assert a["split"][1]["cond_perplexity"] == pytest.approx(4.0, abs=0.01)
+    assert p["split"][1]["cond_perplexity"] == pytest.approx(30.0, abs=0.01) and p["in_collision"] == 0.0
     assert a["code_usage"][0]["used"] == 3 and a["code_usage"][0]["usage"] == pytest.approx(3 / 8)
     assert a["code_usage"][0]["perplexity"] == pytest.approx(3.0) and a["code_usage"][1]["perplexity"] == pytest.approx(4.0)
     assert a["cluster_sizes"]["full_codes"] == {"clusters": 12, "max": 5, "mean": 5.0, "median": 5.0,

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from .. import storage
 from ..config import Config
 from ..data.prepare import docs_path
-from .metrics import ami, code_usage, nmi
+from .metrics import ami, code_usage, collision_rate, nmi, split_stats
 
 log = logging.getLogger("lmindexer.report")
 PEER_TOKEN = re.compile(r"(\d+)\D*$")
@@ -104,8 +104,12 @@ def figures(t: IdTable, labels: dict[str, np.ndarray]) -> dict:
     sizes_full = np.bincount(levels[-1])
     out = {"documents": int(n), "positions": int(positions), "codebook_size": t.codebook_size,
            "distinct_prefixes": [int(lv.max()) + 1 for lv in levels],
-           "collision_rate": round(1 - (int(levels[-1].max()) + 1) / n, 4),
+           # share of documents that need a non-zero suffix (1 - distinct T-code IDs / documents)
+           "collision_rate": round(collision_rate(t.codes), 4),
+           # share of documents whose T codes some other document shares (every member of a collision group)
+           "in_collision": round(float(sizes_full[sizes_full > 1].sum()) / n, 4),
            "largest_collision": int(sizes_full.max()),
+           "split": split_stats(t.codes),
            "code_usage": [{k: round(v, 4) for k, v in code_usage(t.codes[:, p], t.codebook_size).items()}
                           for p in range(positions)],
            "cluster_sizes": {"first_code": _size_stats(np.bincount(levels[0])), "full_codes": _size_stats(sizes_full)}}
@@ -165,13 +169,21 @@ def plot(t: IdTable, out_dir: str) -> list[str]:
 
 def markdown(results: dict) -> str:
     lines = ["# ID quality report", "",
-             "| IDs | docs | T | distinct prefixes | collision rate | largest collision | max suffix | "
-             "codes used (perplexity) per position |", "|---|---|---|---|---|---|---|---|"]
+             "Collision rate: the share of documents that need a non-zero suffix (1 - distinct IDs / documents). "
+             "In a collision: the share whose codes another document shares. Conditional perplexity at t: "
+             "exp H(c_t | c_<t), the number of evenly used child codes a prefix splits into (1: c_t is a function of "
+             "the earlier codes); children: mean distinct codes at t under one prefix of length t-1.", "",
+             "| IDs | docs | T | distinct prefixes | collision rate | in a collision | largest collision | max suffix "
+             "| codes used (perplexity) per position | conditional perplexity per position | children per prefix |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         usage = " / ".join(f"{u['used']}/{r['codebook_size']} ({u['perplexity']:.0f})" for u in r["code_usage"])
+        cond = " / ".join(f"{s['cond_perplexity']:.1f}" for s in r["split"])
+        kids = " / ".join(f"{s['children_mean']:.1f}" for s in r["split"][1:]) or "-"
         lines.append(f"| {name} | {r['documents']} | {r['positions']} | "
                      f"{' / '.join(map(str, r['distinct_prefixes']))} | {r['collision_rate']:.4f} | "
-                     f"{r['largest_collision']} | {r.get('max_suffix', '-')} | {usage} |")
+                     f"{r['in_collision']:.4f} | {r['largest_collision']} | {r.get('max_suffix', '-')} | {usage} | "
+                     f"{cond} | {kids} |")
     label_names = sorted({lab for r in results.values() for lab in r["labels"]})
     for lab in label_names:
         lines += ["", f"## Agreement with `{lab}` (AMI / NMI of the prefix of length t)", "",

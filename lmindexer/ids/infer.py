@@ -26,8 +26,7 @@ def load_for_inference(path: str, bf16: bool, storage: StorageConfig | None = No
 
 
 class IndexerActor:
-    """Per batch of row indices: what codebook t scores (mode 'embed': h_t, or its residual with indexer.residual)
-    or code t given the stored earlier codes ('assign')."""
+    """Per batch of row indices: h_t (mode 'embed') or code t given the stored earlier codes ('assign')."""
 
     def __init__(self, path: str, tables: dict, position: int, mode: str, bf16: bool):
         self.model, self.dtype = load_for_inference(path, bf16)
@@ -43,8 +42,8 @@ class IndexerActor:
             prefix = torch.from_numpy(shared(self.tables["codes"])[rows, : self.position - 1].astype(np.int64))
             prefix = prefix.to(self.device)
             h = self.model.states(tokens, mask, prefix)[:, -1].float()
-            if self.mode == "embed":  # what codebook t will score: h_t, or its residual
-                return {"row": rows, "h": self.model.query(h, prefix, self.position).cpu().numpy()}
+            if self.mode == "embed":
+                return {"row": rows, "h": h.cpu().numpy()}
             return {"row": rows,
                     "code": self.model.code_scores(h, self.position, prefix).argmax(-1).cpu().numpy()}
 

@@ -27,6 +27,7 @@ from ..data.prepare import load_docs
 from ..eval.metrics import ami, code_usage, collision_rate, nmi, split_stats
 from ..models.bootstrap import init_model
 from ..models.indexer import SemanticIndexer
+from ..models.quantizer import fit_offsets
 from ..train.loop import fit, rows_dataset
 from .infer import run_indexer, spread
 from .kmeans import kmeans
@@ -170,10 +171,15 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
         elif step == "kmeans":
             rng = np.random.default_rng(cfg.seed + t)
             rows = np.sort(rng.choice(n, size=min(n, ic.kmeans_sample), replace=False))
-            h = run_indexer(cfg, progress.snapshot, rows, tables, t, "embed")["h"]
-            centres = kmeans(torch.from_numpy(h), ic.codebook_size, iters=ic.kmeans_iters, seed=cfg.seed + t)
+            h = torch.from_numpy(run_indexer(cfg, progress.snapshot, rows, tables, t, "embed")["h"])
             model = SemanticIndexer.from_pretrained(progress.snapshot)
-            model.codebooks[t - 1].weight.data.copy_(centres)
+            book = model.codebooks[t - 1]
+            if book.offsets is not None:  # centre h_t on its prefix before clustering (indexer.residual)
+                prefix = torch.from_numpy(progress.codes[rows, : t - 1].astype(np.int64))
+                book.offsets.data.copy_(fit_offsets(h, prefix, ic.codebook_size))
+                h = book.centre(h, prefix).detach()
+            centres = kmeans(h, ic.codebook_size, iters=ic.kmeans_iters, seed=cfg.seed + t)
+            book.weight.data.copy_(centres)
             model.save_pretrained(out)
             metrics = {"points": len(rows)}
         else:  # assign

@@ -50,7 +50,8 @@ class SemanticIndexer(nn.Module):
         self.backbone, self.tokenizer, self.cfg, self.max_length = backbone, tokenizer, cfg, max_length
         self.kind = "t5" if backbone.config.model_type == "t5" else "encoder"
         width, heads, ff, dropout = _dims(backbone.config)
-        self.codebooks = nn.ModuleList(Codebook(cfg.codebook_size, width) for _ in range(cfg.num_positions))
+        self.codebooks = nn.ModuleList(Codebook(cfg.codebook_size, width, t if cfg.residual else 0)
+                                       for t in range(cfg.num_positions))
         self.reconstructor = Reconstructor(width, heads, ff, cfg.recon_layers, max_length, dropout)
         self.state = state or {"positions_done": 0, "history": [],
                                "id_token_offset": tokenizer.convert_tokens_to_ids("<id_1_0>")}
@@ -58,13 +59,13 @@ class SemanticIndexer(nn.Module):
         self.register_buffer("special_ids", torch.tensor(sorted({i for i in (
             tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id)
             if i is not None} or {-1})), persistent=False)
-        self.recon_vocab = self.recon_index = None
+        vocab = index = None
         if self.kind == "encoder" and self.state.get("recon_vocab"):  # the head covers the corpus's tokens only
             vocab = torch.tensor(self.state["recon_vocab"], dtype=torch.long)
             index = torch.full((backbone.get_input_embeddings().weight.shape[0],), -1, dtype=torch.long)
             index[vocab] = torch.arange(len(vocab))
-            self.register_buffer("recon_vocab", vocab, persistent=False)
-            self.register_buffer("recon_index", index, persistent=False)
+        self.register_buffer("recon_vocab", vocab, persistent=False)
+        self.register_buffer("recon_index", index, persistent=False)
         self.phase, self.position = "joint", 1
         if cfg.frozen_layers:
             layers = getattr(getattr(backbone, "encoder", None), "layer", None)
@@ -135,7 +136,8 @@ class SemanticIndexer(nn.Module):
             for p in layer.parameters():
                 p.requires_grad = False
         for t, book in enumerate(self.codebooks, 1):
-            book.weight.requires_grad = phase == "joint" and t == position
+            for p in book.parameters():
+                p.requires_grad = phase == "joint" and t == position
 
     def set_id_embeddings(self, position: int) -> None:
         """Copy codebook t into the input embeddings of the tokens <id_t_k>, which the backbone reads."""
@@ -207,16 +209,13 @@ class SemanticIndexer(nn.Module):
         return pooled.view(len(shown), b, -1).transpose(0, 1)
 
     def query(self, h: torch.Tensor, prefix: torch.Tensor, position: int) -> torch.Tensor:
-        """What codebook `position` scores: h_t, or with indexer.residual h_t minus the vectors of the earlier codes
-        (`prefix` holds at least position-1 codes)."""
-        if not self.cfg.residual or position == 1:
-            return h
-        earlier = [self.codebooks[s](codes=prefix[:, s].long()).detach() for s in range(position - 1)]
-        return h - torch.stack(earlier).sum(0).to(h.dtype)
+        """What codebook `position` scores: h_t, or with indexer.residual h_t centred on its prefix (minus the
+        codebook's offsets of the earlier codes; `prefix` holds at least position-1 codes)."""
+        return self.codebooks[position - 1](h, prefix=prefix, query=True)
 
     def code_scores(self, h: torch.Tensor, position: int, prefix: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of codebook `position` for the states h (prefix: the earlier codes, needed with residual)."""
-        logits, _, _ = self.codebooks[position - 1](self.query(h, prefix, position), selection=self.cfg.selection)
+        logits, _, _ = self.codebooks[position - 1](h, selection=self.cfg.selection, prefix=prefix)
         return logits
 
     @torch.no_grad()
@@ -262,8 +261,8 @@ class SemanticIndexer(nn.Module):
         out = {}
         slots = [self.codebooks[s](codes=prefix[:, s].long()).detach() for s in range(t - 1)]
         if self.phase == "joint":
-            logits, z, codes = self.codebooks[t - 1](q, selection=cfg.selection, temperature=cfg.temperature,
-                                                     gumbel=cfg.gumbel and self.training)
+            logits, z, codes = self.codebooks[t - 1](h, selection=cfg.selection, temperature=cfg.temperature,
+                                                     gumbel=cfg.gumbel and self.training, prefix=prefix)
             out["codes"] = codes
             if cfg.usage_weight > 0:
                 out["usage"] = usage_loss(logits, cfg.temperature)
@@ -287,7 +286,13 @@ class SemanticIndexer(nn.Module):
         same_prefix = t > 1 and cfg.contrastive == "prefix"
         weight = cfg.prefix_weight if same_prefix else cfg.contrastive_weight
         if self.phase != "warmup" and weight > 0 and (group is not None or not same_prefix):
-            h2 = self.states(input_ids, attention_mask, prefix, lower=lower)[:, -1]  # a second dropout view
+            if cfg.view_drop > 0 and self.training:  # a second view that also lacks some of the document's tokens
+                keep = (torch.rand(attention_mask.shape, device=attention_mask.device) >= cfg.view_drop)
+                keep[:, 0] = True
+                view_mask = attention_mask * keep.to(attention_mask.dtype)
+                h2 = self.states(input_ids, view_mask, prefix)[:, -1]
+            else:  # a second dropout view
+                h2 = self.states(input_ids, attention_mask, prefix, lower=lower)[:, -1]
             if same_prefix:
                 out["contrastive"] = prefix_contrastive_loss(q, self.query(h2, prefix, t), group,
                                                              cfg.prefix_similarity, cfg.contrastive_temperature)

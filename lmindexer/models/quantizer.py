@@ -24,18 +24,48 @@ def straight_through(logits: torch.Tensor, codebook: torch.Tensor, temperature: 
     return (hard - soft.detach() + soft) @ codebook, codes
 
 
-class Codebook(nn.Module):
-    """K code vectors for one ID position; called as a module so ZeRO-3 gathers its weight."""
+def fit_offsets(h: torch.Tensor, prefix: torch.Tensor, size: int) -> torch.Tensor:
+    """[P, K, d] offsets o such that h ~ sum_s o[s, prefix[:, s]] (one backfitting pass: o[0] is the mean of h per
+    first code, o[1] the mean of what is left per second code, ...); codes no row holds get 0."""
+    h = h.float()
+    offsets = torch.zeros(prefix.shape[1], size, h.shape[1])
+    left = h.clone()
+    for s in range(prefix.shape[1]):
+        codes = prefix[:, s].long()
+        sums = torch.zeros(size, h.shape[1]).index_add_(0, codes, left)
+        counts = torch.bincount(codes, minlength=size).clamp_min(1).float()[:, None]
+        offsets[s] = sums / counts
+        left = left - offsets[s][codes]
+    return offsets
 
-    def __init__(self, size: int, dim: int):
+
+class Codebook(nn.Module):
+    """K code vectors for one ID position; called as a module so ZeRO-3 gathers its weights.
+
+    With `prefix_offsets` = P > 0 (indexer.residual at position P + 1) it also holds one offset vector per earlier
+    (position, code) and scores h minus the offsets of the document's earlier codes: h centred on its prefix, so the
+    codebook splits the documents of a prefix instead of telling prefixes apart again."""
+
+    def __init__(self, size: int, dim: int, prefix_offsets: int = 0):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(size, dim) * dim ** -0.5)
+        self.offsets = nn.Parameter(torch.zeros(prefix_offsets, size, dim)) if prefix_offsets else None
+
+    def centre(self, h: torch.Tensor, prefix: torch.Tensor | None) -> torch.Tensor:
+        if self.offsets is None:
+            return h
+        shift = sum(self.offsets[s][prefix[:, s].long()] for s in range(self.offsets.shape[0]))
+        return h - shift.to(h.dtype)
 
     def forward(self, h: torch.Tensor | None = None, codes: torch.Tensor | None = None, selection: str = "dot",
-                temperature: float = 1.0, gumbel: bool = False):
-        """codes -> their vectors; h -> (logits, quantized h, codes)."""
+                temperature: float = 1.0, gumbel: bool = False, prefix: torch.Tensor | None = None,
+                query: bool = False):
+        """codes -> their vectors; h (+ prefix) -> (logits, quantized query, codes), or the query alone."""
         if codes is not None:
             return self.weight[codes]
-        logits = code_logits(h, self.weight, selection)
+        q = self.centre(h, prefix)
+        if query:
+            return q
+        logits = code_logits(q, self.weight, selection)
         z, chosen = straight_through(logits, self.weight, temperature, gumbel)
         return logits, z, chosen

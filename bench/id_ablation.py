@@ -1,0 +1,126 @@
+"""Which change makes LMIndexer's later ID positions split their parents: an ablation on a labelled corpus.
+
+Every row runs the real commands (prepare, learn-ids, assign-ids with suffixes, no rebalancing) with the pretrained
+all-MiniLM-L6-v2 as an encoder-only backbone, every position trained, and one change switched off against `all`:
+the same-prefix contrastive loss (-> in-batch negatives + one hard negative, the landed behaviour), residual
+scoring, L2 code selection (-> dot), the code-usage term, training of positions 2..T (-> k-means only), and the
+landed recipe with all of them off. Two-stage rows embed with the same MiniLM: hierarchical k-means, residual k-means
+and RQ-VAE at the same T and K. Then id-report over all of them, and one line per row with the figures that say
+whether later positions split (collision rate = share of documents that need a suffix; conditional perplexity
+exp H(c_t | c_<t); distinct prefixes; first-level perplexity and AMI against the labels).
+
+    .venv/bin/python bench/id_ablation.py                       # Beauty, 3,000 seeded items, T=3, K=32
+    .venv/bin/python bench/id_ablation.py --corpus agnews       # AG News train (4,000), T=3, K=32
+    .venv/bin/python bench/id_ablation.py --only all,no-residual
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from beauty_ids import make_tables  # noqa: E402
+from lmindexer.config import load_config  # noqa: E402
+from lmindexer.eval.report import id_report  # noqa: E402
+from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+# the recipe under test: every position trained, 2 of MiniLM's 6 layers trained (the lower 4 frozen, run once per
+# batch), one joint epoch per position at a fine-tuning learning rate
+ALL = ["indexer.contrastive=prefix", "indexer.residual=true", "indexer.selection=l2", "indexer.usage_weight=0.1",
+       "indexer.trained_positions=0", "indexer.frozen_layers=4"]
+VARIANTS = {
+    "all": [],
+    "no-prefix-contrast": ["indexer.contrastive=inbatch"],
+    "no-residual": ["indexer.residual=false"],
+    "dot-selection": ["indexer.selection=dot"],
+    "no-usage-term": ["indexer.usage_weight=0"],
+    "only-position-1-trained": ["indexer.trained_positions=1"],
+    "landed-recipe": ["indexer.contrastive=inbatch", "indexer.residual=false", "indexer.selection=dot",
+                      "indexer.usage_weight=0", "indexer.trained_positions=1"],
+}
+BASELINES = [("minilm-hkmeans", "hkmeans", "minilm-offline"), ("minilm-rkmeans", "rkmeans", "minilm-offline"),
+             ("minilm-rqvae", "rqvae", "minilm-offline")]
+
+
+def corpus(name: str, size: int) -> tuple[Path, list]:
+    """(config file, overrides) of the corpus; Beauty is cut to a seeded sample of `size` items."""
+    if name == "beauty":
+        items = DATA / "amazon_beauty" / "derived" / "items.jsonl"
+        sample = ROOT / "runs" / "data" / f"beauty-{size}.jsonl"
+        if not sample.exists():
+            rows = items.read_text().splitlines()
+            random.Random(0).shuffle(rows)
+            sample.parent.mkdir(parents=True, exist_ok=True)
+            sample.write_text("\n".join(rows[:size]) + "\n")
+        return ROOT / "configs" / "beauty-minilm.yaml", [f"data.input={sample}"]
+    return ROOT / "configs" / "ag_news.yaml", [
+        "model.backbone=encoder", "model.name_or_path=minilm-offline", "model.max_length=48",
+        "indexer.continuous_epochs=0", "indexer.joint_epochs=1", "indexer.lr=1e-4", "train.num_workers=1",
+        "train.cpus_per_worker=2"]
+
+
+def row(name: str, r: dict, seconds: float | None) -> str:
+    labels = list(r["labels"].values())
+    first = labels[0]["ami"][0] if labels else float("nan")
+    second = labels[-1]["ami"][1] if labels and len(labels[-1]["ami"]) > 1 else float("nan")
+    cond = " / ".join(f"{s['cond_perplexity']:.1f}" for s in r["split"][1:])
+    return (f"| {name} | {r['collision_rate']:.4f} | {' / '.join(map(str, r['distinct_prefixes']))} | {cond} | "
+            f"{r['code_usage'][0]['perplexity']:.0f} | {first:.4f} | {second:.4f} | "
+            f"{'-' if seconds is None else f'{seconds:.0f}'} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", choices=["beauty", "agnews"], default="beauty")
+    ap.add_argument("--size", type=int, default=3000, help="Beauty items in the sample")
+    ap.add_argument("--only", default="", help="comma-separated variants (default: all of them)")
+    ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    setup_logging()
+    config, base = corpus(args.corpus, args.size)
+    base += ["indexer.num_positions=3", "indexer.codebook_size=32", *ALL, *args.overrides]
+    root = ROOT / "runs" / f"ablation-{args.corpus}"
+    chosen = [v for v in VARIANTS if not args.only or v in args.only.split(",")]
+    ensure_ray(load_config(config, base))
+    tables, seconds = {}, {}
+    for i, name in enumerate(chosen):
+        runs = BASELINES if i == 0 and not args.no_baselines else []
+        start = time.time()
+        made, steps = make_tables(config, base + VARIANTS[name] + [f"output_dir={root / name}"], runs,
+                                  rebalance=False)
+        tables[name] = made.pop("lmindexer")
+        seconds[name] = steps["learn-ids"]
+        tables.update(made)
+        print(f"{name}: {time.time() - start:.0f} s", flush=True)
+    specs = [f"{n}={p}" for n, p in tables.items()]
+    report = load_config(config, base + [f"output_dir={root / chosen[0]}", f"report.tables=[{', '.join(specs)}]",
+                                         f"report.output={root / 'report'}"])
+    out = id_report(report)
+    results = json.load(open(out["json"]))
+    cfg = load_config(config, base)
+    labels = list(next(iter(results.values()))["labels"])
+    print(f"\n{args.corpus}: {next(iter(results.values()))['documents']} documents, T={cfg.indexer.num_positions}, "
+          f"K={cfg.indexer.codebook_size}, MiniLM backbone, 1 joint epoch per trained position; "
+          f"labels {labels} (AMI of the first code vs the first, of the 2-code prefix vs the last)\n")
+    print("| IDs | collision rate | distinct prefixes | cond. perplexity t=2 / t=3 | first-level perplexity | "
+          "AMI t=1 | AMI 2-prefix | learn-ids s |")
+    print("|---|---:|---|---|---:|---:|---:|---:|")
+    for name, r in results.items():
+        print(row(name, r, seconds.get(name)))
+    print(f"\nfull report: {out['report']}")
+    os.makedirs(root, exist_ok=True)
+    json.dump({"results": results, "seconds": seconds}, open(root / "ablation.json", "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
