@@ -9,7 +9,7 @@ and RQ-VAE at the same T and K. Then id-report over all of them, and one line pe
 whether later positions split (collision rate = share of documents that need a suffix; conditional perplexity
 exp H(c_t | c_<t); distinct prefixes; first-level perplexity and AMI against the labels).
 
-    .venv/bin/python bench/id_ablation.py                       # Beauty, 3,000 seeded items, T=3, K=32
+    .venv/bin/python bench/id_ablation.py                       # Beauty, 2,000 seeded items, T=3, K=32
     .venv/bin/python bench/id_ablation.py --corpus agnews       # AG News train (4,000), T=3, K=32
     .venv/bin/python bench/id_ablation.py --only all,no-residual
 """
@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from beauty_ids import make_tables  # noqa: E402
+from results import split_section  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.eval.report import id_report  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
@@ -35,8 +36,8 @@ from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 # the recipe under test: every position trained, 2 of MiniLM's 6 layers trained (the lower 4 frozen, run once per
 # batch), one joint epoch per position at a fine-tuning learning rate
-ALL = ["indexer.contrastive=prefix", "indexer.residual=true", "indexer.selection=l2", "indexer.usage_weight=0.1",
-       "indexer.trained_positions=0", "indexer.frozen_layers=4"]
+ALL = ["indexer.contrastive=prefix", "indexer.prefix_similarity=cos", "indexer.residual=true", "indexer.selection=l2",
+       "indexer.usage_weight=0.1", "indexer.trained_positions=0", "indexer.frozen_layers=4"]
 VARIANTS = {
     "all": [],
     "no-prefix-contrast": ["indexer.contrastive=inbatch"],
@@ -68,20 +69,10 @@ def corpus(name: str, size: int) -> tuple[Path, list]:
         "train.cpus_per_worker=2"]
 
 
-def row(name: str, r: dict, seconds: float | None) -> str:
-    labels = list(r["labels"].values())
-    first = labels[0]["ami"][0] if labels else float("nan")
-    second = labels[-1]["ami"][1] if labels and len(labels[-1]["ami"]) > 1 else float("nan")
-    cond = " / ".join(f"{s['cond_perplexity']:.1f}" for s in r["split"][1:])
-    return (f"| {name} | {r['collision_rate']:.4f} | {' / '.join(map(str, r['distinct_prefixes']))} | {cond} | "
-            f"{r['code_usage'][0]['perplexity']:.0f} | {first:.4f} | {second:.4f} | "
-            f"{'-' if seconds is None else f'{seconds:.0f}'} |")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", choices=["beauty", "agnews"], default="beauty")
-    ap.add_argument("--size", type=int, default=3000, help="Beauty items in the sample")
+    ap.add_argument("--size", type=int, default=2000, help="Beauty items in the sample")
     ap.add_argument("--only", default="", help="comma-separated variants (default: all of them)")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("overrides", nargs="*")
@@ -108,18 +99,16 @@ def main() -> None:
     out = id_report(report)
     results = json.load(open(out["json"]))
     cfg = load_config(config, base)
-    labels = list(next(iter(results.values()))["labels"])
-    print(f"\n{args.corpus}: {next(iter(results.values()))['documents']} documents, T={cfg.indexer.num_positions}, "
-          f"K={cfg.indexer.codebook_size}, MiniLM backbone, 1 joint epoch per trained position; "
-          f"labels {labels} (AMI of the first code vs the first, of the 2-code prefix vs the last)\n")
-    print("| IDs | collision rate | distinct prefixes | cond. perplexity t=2 / t=3 | first-level perplexity | "
-          "AMI t=1 | AMI 2-prefix | learn-ids s |")
-    print("|---|---:|---|---|---:|---:|---:|---:|")
-    for name, r in results.items():
-        print(row(name, r, seconds.get(name)))
-    print(f"\nfull report: {out['report']}")
+    first = next(iter(results.values()))
+    labels = list(first["labels"])
+    title = (f"**{args.corpus}**: {first['documents']:,} documents, T={cfg.indexer.num_positions}, "
+             f"K={cfg.indexer.codebook_size}, MiniLM backbone, one joint epoch per trained position, 1 worker with 2 "
+             f"CPUs; AMI of the first code against `{labels[0]}`, of the 2-code prefix against `{labels[-1]}`.")
+    data = {"title": title, "results": results, "seconds": seconds}
+    print("\n" + split_section(data))
+    print(f"full report: {out['report']}")
     os.makedirs(root, exist_ok=True)
-    json.dump({"results": results, "seconds": seconds}, open(root / "ablation.json", "w"), indent=1)
+    json.dump(data, open(root / "ablation.json", "w"), indent=1)
 
 
 if __name__ == "__main__":

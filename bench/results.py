@@ -23,6 +23,8 @@ RUNS = ROOT / "runs"
 SOURCES = {
     "beauty": (RUNS / "bench-beauty-ids" / "report" / "report.json", "bench/beauty_ids.py"),
     "beauty-minilm": (RUNS / "bench-beauty-ids-minilm" / "report" / "report.json", "bench/beauty_ids.py --minilm"),
+    "ablation-beauty": (RUNS / "ablation-beauty" / "ablation.json", "bench/id_ablation.py"),
+    "ablation-agnews": (RUNS / "ablation-agnews" / "ablation.json", "bench/id_ablation.py --corpus agnews"),
     "generative": (RUNS / "bench-generative.json", "bench/generative.py"),
     "assign": (RUNS / "bench-assign" / "bench_assign_throughput.json", "bench/assign_throughput.py"),
     "trie": (RUNS / "bench-trie.json", "bench/trie_scale.py"),
@@ -64,6 +66,23 @@ def beauty_section(data) -> str:
         lines.append(f"| {name} | {l2[0]} | {l3[0]} | {f['collision_rate']} | "
                      f"{' / '.join(map(str, f['distinct_prefixes']))} | "
                      f"{' / '.join(str(round(u['perplexity'])) for u in f['code_usage'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def split_section(data) -> str:
+    """One line per ID table: the figures that say whether later positions split their parents."""
+    lines = [f"{data.get('title', '')}", "",
+             "| IDs | collision rate | distinct prefixes per level | conditional perplexity t=2 / t=3 | "
+             "first-level perplexity | AMI t=1 | AMI 2-code prefix | learn-ids s |", "|---|---:|---|---|---:|---:|---:|---:|"]
+    for name, r in data["results"].items():
+        labels = list(r["labels"].values())
+        first = f"{labels[0]['ami'][0]:.4f}" if labels else "-"
+        second = f"{labels[-1]['ami'][1]:.4f}" if labels and len(labels[-1]["ami"]) > 1 else "-"
+        cond = " / ".join(f"{s['cond_perplexity']:.1f}" for s in r["split"][1:])
+        seconds = data["seconds"].get(name)
+        lines.append(f"| {name} | {r['collision_rate']:.4f} | {' / '.join(map(str, r['distinct_prefixes']))} | "
+                     f"{cond} | {r['code_usage'][0]['perplexity']:.0f} | {first} | {second} | "
+                     f"{'-' if seconds is None else round(seconds)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -143,6 +162,15 @@ the same MiniLM's mean-pooled embeddings, backbone for backbone, at T=3 and K=25
 positions 2-3). A first-level AMI read alone favours fewer codes in use: read it with the perplexity beside it.
 
 {section("beauty-minilm", beauty_section)}
+### Which change makes later positions split: ablation
+
+`bench/id_ablation.py`: LMIndexer on MiniLM with every position trained (one joint epoch each) and one change
+switched off at a time against `all`; the landed recipe has them all off. Two-stage rows on the same MiniLM's
+embeddings. The collision rate is the share of documents that need a non-zero suffix; the conditional perplexity
+exp H(c_t | c_<t) is 1 when code t is a function of the earlier codes.
+
+{section("ablation-beauty", split_section)}
+{section("ablation-agnews", split_section)}
 ## Generative retrieval (SciFact) and recommendation (Amazon Beauty)
 
 The same generator (tiny T5 from scratch; LMIndexer's ID-token embeddings start from its codebooks) trained on each

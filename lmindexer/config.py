@@ -74,7 +74,8 @@ class ModelConfig:
 class IndexerConfig:
     num_positions: int = opt(3, "ID length T (positions learned one after another)")
     codebook_size: int = opt(64, "codes K per position")
-    selection: str = opt("dot", "dot (argmax h.E, as the paper) or l2 (nearest code)")
+    selection: str = opt("l2", "l2 (nearest code, as the k-means that starts each codebook) or dot (argmax h.E, as "
+                               "the paper; favours codes of large norm)")
     temperature: float = opt(1.0, "tau of softmax(h.E/tau) in the straight-through estimator")
     gumbel: bool = opt(False, "add Gumbel noise to the code logits while training")
     mask_ratio_first: float = opt(0.5, "share of context tokens hidden from the reconstructor at position 1")
@@ -92,15 +93,16 @@ class IndexerConfig:
                                      "always uses in-batch negatives")
     prefix_group: int = opt(5, "contrastive=prefix: same-prefix documents placed together in a batch (the document "
                                "and up to prefix_group-1 candidates; the original code: 1 + 4)")
-    prefix_similarity: str = opt("dot", "contrastive=prefix: dot (raw dot products, as the original code) or cos "
-                                        "(cosine / contrastive_temperature)")
+    prefix_similarity: str = opt("cos", "contrastive=prefix: cos (cosine / contrastive_temperature) or dot (raw dot "
+                                        "products, as the original code; with dropout views its loss is ~0 from the "
+                                        "first steps here, so no gradient)")
     view_drop: float = opt(0.0, "share of document tokens hidden from the second contrastive view (0: the views "
                                 "differ by dropout only)")
     prefix_weight: float = opt(1.0, "contrastive=prefix: weight of the same-prefix contrastive loss (original: 1)")
-    residual: bool = opt(False, "codebook t scores h_t centred on its prefix: minus one learned offset per earlier "
+    residual: bool = opt(True, "codebook t scores h_t centred on its prefix: minus one learned offset per earlier "
                                 "(position, code), fitted at the k-means step as the mean of h_t over the documents "
                                 "with that code, and k-means runs on the centred states")
-    usage_weight: float = opt(0.0, "weight of the code-usage term log K - H(mean code distribution of the batch), "
+    usage_weight: float = opt(0.1, "weight of the code-usage term log K - H(mean code distribution of the batch), "
                                    "a guard against codebook collapse in joint training (0: off)")
     recon_vocab: str = opt("corpus", "backbone=encoder: the reconstruction head's vocabulary: corpus (the tokens that "
                                      "occur in the tokenised corpus; a 30k-token head is most of a CPU step) or full "
