@@ -26,6 +26,7 @@ SOURCES = {
     "ablation-beauty": (RUNS / "ablation-beauty" / "ablation.json", "bench/id_ablation.py"),
     "ablation-agnews": (RUNS / "ablation-agnews" / "ablation.json", "bench/id_ablation.py --corpus agnews"),
     "generative": (RUNS / "bench-generative.json", "bench/generative.py"),
+    "reference": (RUNS / "bench-reference.json", "bench/reference.py"),
     "assign": (RUNS / "bench-assign" / "bench_assign_throughput.json", "bench/assign_throughput.py"),
     "trie": (RUNS / "bench-trie.json", "bench/trie_scale.py"),
     "train": (RUNS / "bench-train.json", "bench/train_throughput.py"),
@@ -57,15 +58,17 @@ def machine() -> str:
 
 
 def beauty_section(data) -> str:
-    lines = ["| IDs | AMI first code vs category_l2 | AMI first code vs category_l3 | collision rate | "
-             "distinct prefixes per level | perplexity per level |", "|---|---:|---:|---:|---|---|"]
+    lines = ["| IDs | AMI first code vs category_l2 | AMI first code vs category_l3 | AMI 2-code prefix vs "
+             "category_l3 | collision rate | distinct prefixes per level | perplexity per level | conditional "
+             "perplexity t=2 / t=3 |", "|---|---:|---:|---:|---:|---|---|---|"]
     for name, f in data.items():
         labels = f.get("labels", {})
         l2 = labels.get("category_l2", {}).get("ami", [None])
-        l3 = labels.get("category_l3", {}).get("ami", [None])
-        lines.append(f"| {name} | {l2[0]} | {l3[0]} | {f['collision_rate']} | "
+        l3 = labels.get("category_l3", {}).get("ami", [None, None])
+        cond = " / ".join(f"{s['cond_perplexity']:.1f}" for s in f["split"][1:]) if "split" in f else "-"
+        lines.append(f"| {name} | {l2[0]} | {l3[0]} | {l3[1] if len(l3) > 1 else '-'} | {f['collision_rate']} | "
                      f"{' / '.join(map(str, f['distinct_prefixes']))} | "
-                     f"{' / '.join(str(round(u['perplexity'])) for u in f['code_usage'])} |")
+                     f"{' / '.join(str(round(u['perplexity'])) for u in f['code_usage'])} | {cond} |")
     return "\n".join(lines) + "\n"
 
 
@@ -83,6 +86,18 @@ def split_section(data) -> str:
         lines.append(f"| {name} | {r['collision_rate']:.4f} | {' / '.join(map(str, r['distinct_prefixes']))} | "
                      f"{cond} | {r['code_usage'][0]['perplexity']:.0f} | {first} | {second} | "
                      f"{'-' if seconds is None else round(seconds)} |")
+    return "\n".join(lines) + "\n"
+
+
+def reference_section(data) -> str:
+    """Reference recommenders on every user, each figure with its 95% bootstrap interval."""
+    cols = ["recall@5", "ndcg@5", "recall@10", "ndcg@10"]
+    lines = [f"{data['data']}, {data['split']} split: {data['users']:,} users, full ranking over {data['items']:,} "
+             f"items, history left out; mean [95% bootstrap interval] ({data['seconds']} s in all).", "",
+             "| method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for r in data["rows"]:
+        lines.append(f"| {r['method']} | " + " | ".join(f"{r[c][0]:.4f} [{r[c][1]:.4f}, {r[c][2]:.4f}]"
+                                                        for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -151,15 +166,19 @@ first, to gain most: its IDs come from the language model itself, which is the p
 
 T=3 positions, K=256 codes per position for our tables; the published tables (CollisionGenRec) use T=4, K=256.
 AMI is adjusted mutual information between the ID prefix and the item category (higher is better); the collision
-rate is the share of items that share their full code with another item before the suffix is added.
+rate is the share of items that need a non-zero suffix, 1 - (distinct T-code IDs) / items (a group of m items with
+the same codes keeps one at suffix 0).
 
 {section("beauty", beauty_section)}
 ### The same on a pretrained backbone: all-MiniLM-L6-v2 (the `[minilm]` extra)
 
 LMIndexer with `model.backbone=encoder` on MiniLM (22.6M parameters, pretrained), next to the two-stage methods on
 the same MiniLM's mean-pooled embeddings, backbone for backbone, at T=3 and K=256; settings in
-`configs/beauty-minilm.yaml` (k-means start, one joint epoch at position 1, k-means on the conditioned states at
-positions 2-3). A first-level AMI read alone favours fewer codes in use: read it with the perplexity beside it.
+`configs/beauty-minilm.yaml`: every position trained for one joint epoch (k-means start on the prefix-centred
+states, same-prefix contrast, usage term, the lower 4 of 6 layers frozen). A first-level AMI read alone favours
+fewer codes in use: read it with the perplexity beside it, and against the k-means control whose K is LMIndexer's
+first-level perplexity (`minilm-hkmeans-k<K>`). The columns after the perplexity say whether positions 2 and 3 split
+their parents: the conditional perplexity exp H(c_t | c_<t) is 1 when code t is a function of the earlier codes.
 
 {section("beauty-minilm", beauty_section)}
 ### Which change makes later positions split: ablation
@@ -182,6 +201,12 @@ do not rank the ID methods. The `lmindexer-minilm` row's generator is the same t
 random, since MiniLM's 384-wide codebooks do not fit the T5's 64-wide embeddings.
 
 {section("generative", generative_section)}
+### Reference recommenders on Amazon Beauty (every test user)
+
+What a practitioner runs first, in the same leave-one-out split and metrics as the generators (`bench/reference.py`,
+`lmindexer.downstream.baselines`): a generator that does not beat these has not learned to recommend.
+
+{section("reference", reference_section)}
 ## Batch ID assignment throughput
 
 {section("assign", assign_section)}

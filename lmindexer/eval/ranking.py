@@ -16,7 +16,8 @@ def _dcg(gains) -> float:
 
 
 def query_metrics(ranked: list, relevant: dict, ks) -> dict:
-    """Metrics of one ranked list against {doc: grade > 0}."""
+    """Metrics of one ranked list against {doc: grade > 0}; a document listed twice counts at its first place only."""
+    ranked = list(dict.fromkeys(ranked))
     rel = {d: g for d, g in relevant.items() if g > 0}
     if not rel:
         raise ValueError("a query needs at least one relevant document")
@@ -42,3 +43,21 @@ def mean_metrics(ranked_lists: list, relevant: list, ks) -> dict:
         raise ValueError("no queries to evaluate")
     per = [query_metrics(r, rel, ks) for r, rel in zip(ranked_lists, relevant)]
     return {k: float(np.mean([p[k] for p in per])) for k in per[0]}
+
+
+def per_query(ranked_lists: list, relevant: list, ks) -> dict[str, np.ndarray]:
+    """Each metric per query, as arrays (for means and bootstrap intervals)."""
+    per = [query_metrics(r, rel, ks) for r, rel in zip(ranked_lists, relevant)]
+    return {k: np.array([p[k] for p in per]) for k in per[0]}
+
+
+def bootstrap_ci(values: np.ndarray, samples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-query values (queries resampled with replacement)."""
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = np.empty(samples)
+    for s in range(0, samples, 100):  # 100 resamples at a time bound the memory for large query sets
+        n = min(100, samples - s)
+        means[s:s + n] = values[rng.integers(0, len(values), size=(n, len(values)))].mean(1)
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))

@@ -1,0 +1,52 @@
+"""Reference recommenders a practitioner runs first, as pure functions over the same leave-one-out split the
+generator uses: most popular, last-item transition counts and recent-item co-occurrence. Each ranks every example's
+candidates best first, with the example's own history left out and popularity filling the rest of the list.
+
+Counts come only from the histories of the evaluated split (every item a user saw before the target), so nothing
+of a target leaks into them.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+
+def _counts(histories: list) -> tuple[list, dict, dict]:
+    """(items by popularity, best first; next-item counts per item; co-occurrence within the 3 following items)."""
+    pop, trans, cooc = Counter(), defaultdict(Counter), defaultdict(Counter)
+    for h in histories:
+        pop.update(h)
+        for i, a in enumerate(h):
+            for j, b in enumerate(h[i + 1:i + 4]):
+                if j == 0:
+                    trans[a][b] += 1
+                cooc[a][b] += 1
+    return [i for i, _ in pop.most_common()], trans, cooc
+
+
+def _fill(scores: Counter, popular: list, history: list, k: int) -> list:
+    seen = set(history)
+    ranked = [i for i, _ in sorted(scores.items(), key=lambda x: (-x[1], str(x[0]))) if i not in seen][:k]
+    taken = set(ranked)
+    for i in popular:
+        if len(ranked) >= k:
+            break
+        if i not in seen and i not in taken:
+            ranked.append(i)
+            taken.add(i)
+    return ranked
+
+
+def rec_baselines(histories: list, k: int) -> dict[str, list]:
+    """{method: [ranked list of k items per history]} for `most-popular`, `last-item transitions` and
+    `co-occurrence (last 3)`; `histories` are the evaluated examples' histories, oldest first."""
+    popular, trans, cooc = _counts(histories)
+    out = {"most-popular": [], "last-item transitions": [], "co-occurrence (last 3)": []}
+    for h in histories:
+        out["most-popular"].append(_fill(Counter(), popular, h, k))
+        out["last-item transitions"].append(_fill(trans.get(h[-1], Counter()) if h else Counter(), popular, h, k))
+        recent = Counter()
+        for j, a in enumerate(reversed(h[-3:]), 1):  # the newest item counts most
+            for b, c in cooc.get(a, {}).items():
+                recent[b] += c / j
+        out["co-occurrence (last 3)"].append(_fill(recent, popular, h, k))
+    return out
