@@ -1,6 +1,7 @@
 """Reference figures a generator must beat, in the harness and metrics the generators use: Amazon Beauty next-item
 recommendation by most popular, last-item transition counts and recent-item co-occurrence, on every test user
-(leave-one-out, full ranking over all items, the user's history left out), with 95% bootstrap intervals.
+(leave-one-out, full ranking over all items, the user's history left out), and SciFact retrieval by BM25 on every
+test query, with 95% bootstrap intervals.
 
     .venv/bin/python bench/reference.py                 # test split (last item); --split valid for the one before
 
@@ -17,14 +18,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lmindexer.data.loaders import read_sequences  # noqa: E402
-from lmindexer.downstream.baselines import rec_baselines  # noqa: E402
+from lmindexer.data.loaders import read_qrels, read_queries, read_sequences  # noqa: E402
+from lmindexer.downstream.baselines import bm25_rank, rec_baselines  # noqa: E402
 from lmindexer.downstream.tasks import split_sequences  # noqa: E402
 from lmindexer.eval.ranking import bootstrap_ci, per_query  # noqa: E402
 
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon_beauty" / "original" / "CIKM2020-S3Rec" / "data" / "Beauty.txt"
+SCIFACT = ROOT.parent / "shared" / "data" / "scifact" / "derived_beir"
 OUT = ROOT / "runs" / "bench-reference.json"
 KS = [5, 10]
+
+
+def row(method: str, ranked: list, relevant: list) -> dict:
+    """Mean and 95% bootstrap interval of each metric."""
+    per = per_query(ranked, relevant, KS)
+    out = {"method": method, "queries": len(ranked)}
+    for k in ("recall@5", "ndcg@5", "recall@10", "ndcg@10"):
+        lo, hi = bootstrap_ci(per[k])
+        out[k] = [round(float(per[k].mean()), 4), round(lo, 4), round(hi, 4)]
+    return out
+
+
+def scifact(split: str) -> dict:
+    """BM25 over the 5,183 abstracts (title + text) for every query of the split's qrels."""
+    start = time.time()
+    docs = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").read_text().splitlines() if line.strip()]
+    queries, qrels = read_queries(str(SCIFACT)), read_qrels(str(SCIFACT), split)
+    keys = [q for q in qrels if q in queries]
+    ranked = bm25_rank([d["_id"] for d in docs], [f"{d.get('title', '')} {d['text']}" for d in docs],
+                       [queries[q] for q in keys], max(KS))
+    return {"data": "BEIR SciFact (claims -> abstracts)", "split": split, "queries": len(keys), "documents": len(docs),
+            "rows": [row("BM25 (bm25s)", ranked, [qrels[q] for q in keys])], "seconds": round(time.time() - start, 1)}
 
 
 def main() -> None:
@@ -40,16 +64,12 @@ def main() -> None:
     examples = split[args.split]
     histories = [h for _, h, _ in examples]
     relevant = [{target: 1} for _, _, target in examples]
-    rows = []
-    for method, ranked in rec_baselines(histories, max(KS)).items():
-        per = per_query(ranked, relevant, KS)
-        row = {"method": method, "users": len(examples)}
-        for k in ("recall@5", "ndcg@5", "recall@10", "ndcg@10"):
-            lo, hi = bootstrap_ci(per[k])
-            row[k] = [round(float(per[k].mean()), 4), round(lo, 4), round(hi, 4)]
-        rows.append(row)
-    data = {"data": "Amazon Beauty (CIKM2020-S3Rec Beauty.txt)", "split": args.split, "users": len(examples),
-            "items": len(items), "skipped": dict(skipped), "rows": rows, "seconds": round(time.time() - start, 1)}
+    rows = [row(method, ranked, relevant) for method, ranked in rec_baselines(histories, max(KS)).items()]
+    data = {"beauty": {"data": "Amazon Beauty (CIKM2020-S3Rec Beauty.txt)", "split": args.split,
+                       "users": len(examples), "items": len(items), "skipped": dict(skipped), "rows": rows,
+                       "seconds": round(time.time() - start, 1)}}
+    if SCIFACT.exists():
+        data["scifact"] = scifact("test")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(data, indent=1))
     sys.path.insert(0, str(ROOT / "bench"))

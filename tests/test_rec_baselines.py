@@ -31,3 +31,12 @@ def test_duplicates_count_once_and_the_interval_covers_the_mean():
     assert per["recall@1"].tolist() == [1.0, 0.0]
     with pytest.raises(ValueError):
         query_metrics(["a"], {}, [1])
+
+
+def test_bm25_finds_the_document_that_shares_the_query_words():
+    from lmindexer.downstream.baselines import bm25_rank
+
+    docs = ["the cat sat on the mat", "stock markets fell sharply today", "a recipe for lemon cake",
+            "cats and dogs living together"]
+    ranked = bm25_rank(["d0", "d1", "d2", "d3"], docs, ["lemon cake recipe", "markets stock"], k=2)
+    assert ranked[0][0] == "d2" and ranked[1][0] == "d1" and len(ranked[0]) == 2
