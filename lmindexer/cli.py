@@ -118,9 +118,14 @@ def overview(summary: dict) -> str:
             lines.append(f"    AMI vs {label} by prefix length: {scores['ami']}")
     for name, result in summary.items():
         if name.startswith("train-generator"):
-            m = result["eval"]["metrics"]
-            lines.append(f"  {name}: {result['generator']}; " + ", ".join(
-                f"{k} {v:.4f}" for k, v in m.items() if k.startswith(("recall@", "ndcg@", "mrr@"))))
+            ev = result["eval"]
+            lines.append(f"  {name}: {result['generator']}")
+            rows = [("generator", ev["metrics"], ev.get("intervals", {}))] + [
+                (method, r["metrics"], r["intervals"]) for method, r in ev.get("reference", {}).items()]
+            for label, m, ci in rows:
+                lines.append(f"    {label:<24}" + ", ".join(
+                    f"{k} {v:.4f}" + (f" [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" if k in ci else "")
+                    for k, v in m.items() if k.startswith(("recall@", "ndcg@")) and not k.endswith("@1")))
     lines.append("  seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()))
     return "\n".join(lines)
 

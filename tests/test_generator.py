@@ -48,6 +48,10 @@ def test_recommendation_trains_and_decodes_valid_ids(base):
     print("rec hit@10:", semantic["eval"]["metrics"]["hit@10"])
     assert semantic["eval"]["queries"] == 400
     assert semantic["eval"]["metrics"]["hit@10"] > 10 / 400  # a random ranking of the 400 items
+    ref = semantic["eval"]["reference"]  # the count recommenders on the same users, with intervals
+    assert set(ref) == {"most-popular", "last-item transitions", "co-occurrence (last 3)"}
+    lo, hi = semantic["eval"]["intervals"]["recall@10"]
+    assert lo <= semantic["eval"]["metrics"]["recall@10"] <= hi
     preds = pq.read_table(os.path.join(semantic["generator"], "eval-test", "predictions.parquet")).to_pandas()
     valid = set(pq.read_table(os.path.join(base, "ids-hkmeans", "table")).column("sid").to_pylist())
     assert all(len(r) == 10 and set(r) <= valid and len(set(r)) == 10 for r in preds.ranked)
@@ -72,6 +76,7 @@ def test_retrieval_semantic_ids_beat_random_ids(base):
     assert semantic["train"]["indexing_pairs"] == 400 and semantic["eval"]["queries"] == 200
     # measured 0.305 against 0.15: about four standard errors apart over 200 queries
     assert semantic["eval"]["metrics"]["recall@10"] > rand["eval"]["metrics"]["recall@10"]
+    assert semantic["eval"]["reference"]["BM25"]["metrics"]["recall@10"] > 0.3  # the demo's queries share words
     with open(os.path.join(semantic["generator"], "generator.json")) as f:
         assert json.load(f)["method"] == "hkmeans"
     again = train_generator(cfg)  # trained already: only evaluates, with the same result

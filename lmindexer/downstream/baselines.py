@@ -36,10 +36,11 @@ def _fill(scores: Counter, popular: list, history: list, k: int) -> list:
     return ranked
 
 
-def rec_baselines(histories: list, k: int) -> dict[str, list]:
+def rec_baselines(histories: list, k: int, counted: list | None = None) -> dict[str, list]:
     """{method: [ranked list of k items per history]} for `most-popular`, `last-item transitions` and
-    `co-occurrence (last 3)`; `histories` are the evaluated examples' histories, oldest first."""
-    popular, trans, cooc = _counts(histories)
+    `co-occurrence (last 3)`; `histories` are the evaluated examples' histories, oldest first, and the counts come
+    from `counted` (default: the same histories; every history of the split when only a sample is evaluated)."""
+    popular, trans, cooc = _counts(histories if counted is None else counted)
     out = {"most-popular": [], "last-item transitions": [], "co-occurrence (last 3)": []}
     for h in histories:
         out["most-popular"].append(_fill(Counter(), popular, h, k))
@@ -62,3 +63,10 @@ def bm25_rank(doc_ids: list, texts: list, queries: list, k: int) -> list:
     found, _ = index.retrieve(bm25s.tokenize(queries, show_progress=False), k=min(k, len(doc_ids)),
                               show_progress=False)
     return [[doc_ids[i] for i in row] for row in found]
+
+
+def reference_rankings(task: str, inputs: dict, doc_ids: list, texts: list | None, k: int) -> dict[str, list]:
+    """{method: ranked doc ids per evaluated example}: BM25 for retrieval, the count recommenders for rec."""
+    if task == "retrieval":
+        return {"BM25": bm25_rank(doc_ids, texts, inputs["queries"], k)}
+    return rec_baselines(inputs["histories"], k, inputs["all_histories"])

@@ -18,11 +18,12 @@ from transformers import LogitsProcessorList
 
 from .. import storage
 from ..config import Config
-from ..eval.ranking import mean_metrics
+from ..eval.ranking import bootstrap_ci, per_query
 from ..ids.infer import actor_pool, by_row, inference_device, spread
 from ..models.generator import GENERATOR_FILE, load_generator, load_id_vocab
 from ..train.loop import rows_dataset
-from .examples import build_examples, read_id_table
+from .baselines import reference_rankings
+from .examples import build_examples, doc_texts, read_id_table
 from .trie import TrieLogitsProcessor, build_trie, trie_bytes
 
 log = logging.getLogger("lmindexer.downstream")
@@ -89,9 +90,15 @@ def evaluate(cfg: Config) -> dict:
                          **actor_pool(cfg))
     ranked = [r.split(" ") for r in by_row(out)["ranked"]]
     relevant = [{sid_of[d]: grade for d, grade in rel.items()} for rel in data["relevant"]]
-    metrics = {k: round(v, 4) for k, v in mean_metrics(ranked, relevant, g.ks).items()}
+    metrics, intervals = summarise(ranked, relevant, g.ks)
+    texts = doc_texts(cfg, table.row) if g.task == "retrieval" else None
+    reference = {}
+    for method, docs in reference_rankings(g.task, data["inputs"], list(table.doc_ids), texts, max(g.ks)).items():
+        m, ci = summarise(docs, data["relevant"], g.ks)
+        reference[method] = {"metrics": m, "intervals": ci}
     result = {"split": g.eval_split, "queries": len(ranked), "beams": beams, "metrics": metrics,
-              "counts": data["counts"], "seconds": round(time.time() - start, 1)}
+              "intervals": intervals, "reference": reference, "counts": data["counts"],
+              "seconds": round(time.time() - start, 1)}
     folder = os.path.join(path, f"eval-{g.eval_split}")
     os.makedirs(folder, exist_ok=True)
     pq.write_table(pa.table({"key": [str(k) for k in data["keys"]], "ranked": ranked,
@@ -100,4 +107,16 @@ def evaluate(cfg: Config) -> dict:
         json.dump(result, f, indent=2)
     log.info("evaluate %s (%s, %d queries): %s", g.task, g.eval_split, len(ranked),
              " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if not k.startswith("ndcg_binary")))
+    for method, r in reference.items():
+        log.info("evaluate %s reference %s: %s", g.task, method,
+                 " ".join(f"{k}={v:.4f}" for k, v in r["metrics"].items() if k.startswith(("recall@", "ndcg@"))))
     return result
+
+
+def summarise(ranked: list, relevant: list, ks) -> tuple[dict, dict]:
+    """(mean of each metric, its 95% bootstrap interval over queries)."""
+    per = per_query(ranked, relevant, ks)
+    means = {k: round(float(v.mean()), 4) for k, v in per.items()}
+    intervals = {k: [round(x, 4) for x in bootstrap_ci(v)] for k, v in per.items()
+                 if k.startswith(("recall@", "ndcg@"))}
+    return means, intervals

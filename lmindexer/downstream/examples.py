@@ -68,15 +68,20 @@ def id_targets(vocab: IdVocab, table: IdTable, eos: int) -> np.ndarray:
     return np.concatenate([tokens, np.full((len(tokens), 1), eos)], 1).astype(np.int32)
 
 
-def _doc_tokens(cfg: Config, tokenizer, row: dict) -> list:
-    """Token ids (no eos) of each table document's text, in table order."""
+def doc_texts(cfg: Config, row: dict) -> list:
+    """Each table document's text, in table order."""
     texts = [""] * len(row)
     for batch in load_docs(cfg).select_columns(["doc_id", "text"]).iter_batches(batch_size=8192,
                                                                               batch_format="pyarrow"):
         for d, t in zip(batch.column("doc_id").to_pylist(), batch.column("text").to_pylist()):
             if d in row:
                 texts[row[d]] = t
-    return _tokens(tokenizer, texts, cfg.generator.max_source_length)
+    return texts
+
+
+def _doc_tokens(cfg: Config, tokenizer, row: dict) -> list:
+    """Token ids (no eos) of each table document's text, in table order."""
+    return _tokens(tokenizer, doc_texts(cfg, row), cfg.generator.max_source_length)
 
 
 def _tokens(tokenizer, texts: list, max_length: int) -> list:
@@ -86,7 +91,8 @@ def _tokens(tokenizer, texts: list, max_length: int) -> list:
 
 def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split: str) -> dict:
     """{'sources', 'keys', 'counts'} plus 'targets' (row of the target document in the table) for split 'train',
-    or 'relevant' ([{doc_id: grade}]) for an evaluation split."""
+    or 'relevant' ([{doc_id: grade}]) and 'inputs' for an evaluation split: the query texts (retrieval), or the
+    histories and every history of the split (rec), for the reference methods."""
     g, eos = cfg.generator, tokenizer.eos_token_id
     row, data = table.row, task_data(cfg)
     counts: dict = {}
@@ -106,6 +112,7 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
                 targets += list(range(len(row)))
                 counts["indexing_pairs"] = len(row)
         relevant = [rel for _, rel in examples]
+        inputs = {"queries": [queries[q] for q, _ in examples]}
     else:
         parts, skipped = split_sequences(read_sequences(data), row)
         if split not in parts:
@@ -117,6 +124,7 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
         keys = [u for u, _, _ in examples]
         targets = [row[t] for _, _, t in examples]
         relevant = [{t: 1} for _, _, t in examples]
+        inputs = {"histories": [h for _, h, _ in examples], "all_histories": [h for _, h, _ in parts[split]]}
     if split == "train" and g.task == "retrieval":
         keep = sample(list(range(len(pieces))), g.max_train_examples, cfg.seed)
         pieces, keys, targets = [pieces[i] for i in keep], [keys[i] for i in keep], [targets[i] for i in keep]
@@ -132,5 +140,5 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
     if split == "train":
         out["targets"] = np.asarray(targets, dtype=np.int64)
     else:
-        out["relevant"] = relevant
+        out["relevant"], out["inputs"] = relevant, inputs
     return out
