@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -70,3 +71,13 @@ def test_report_cli_and_unknown_peer_keys(setup, capsys):
     cfg = load_config(overrides=[f"output_dir={base}", f"report.tables=[{peer}]", "report.key_field=nope"])
     with pytest.raises(ValueError, match="keys have no document"):
         id_report(cfg)
+
+
+def test_unlabelled_documents_are_left_out_of_label_figures():
+    from lmindexer.eval.report import IdTable, figures
+
+    codes = np.array([[0], [0], [1], [1], [1], [0]])
+    t = IdTable("t", np.array([f"d{i}" for i in range(6)], dtype=object), codes, None, 2)
+    labels = {"category": np.array(["a", "a", "b", "b", "", None], dtype=object)}
+    scores = figures(t, labels)["labels"]["category"]
+    assert scores["labelled"] == 4 and scores["classes"] == 2 and scores["ami"][0] == 1.0

@@ -118,7 +118,7 @@ def figures(t: IdTable, labels: dict[str, np.ndarray]) -> dict:
         out["documents_with_suffix"] = int((t.suffix > 0).sum())
     out["labels"] = {}
     for name, values in labels.items():
-        has = np.array([v is not None for v in values])
+        has = np.array([v is not None and v != "" for v in values])  # unlabelled documents are left out
         if not has.any():
             continue
         y = values[has].astype(str)

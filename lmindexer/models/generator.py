@@ -67,7 +67,8 @@ def indexer_codebooks(path: str, storage_cfg: StorageConfig | None = None) -> to
         return None
     with fs.open_input_stream(weights) as f:
         state = load(f.read())
-    books = sorted((k for k in state if k.startswith("codebooks.")), key=lambda k: int(k.split(".")[1]))
+    books = sorted((k for k in state if k.startswith("codebooks.") and k.endswith(".weight")),
+                   key=lambda k: int(k.split(".")[1]))
     return torch.stack([state[k] for k in books])
 
 

@@ -117,7 +117,7 @@ class SemanticIndexer(nn.Module):
         missing, unexpected = model.load_state_dict(load_file(os.path.join(path, WEIGHTS_FILE)), strict=False)
         if unexpected or any(not k.startswith("backbone.") for k in missing):
             raise ValueError(f"{path}: indexer weights do not match (missing {missing}, unexpected {unexpected})")
-        return model
+        return model.eval()  # as Hugging Face models load: dropout off, so codes match the ID table
 
     def external_weights(self) -> list[nn.Parameter]:
         """Weights used outside their own module's forward (the tied reconstruction head), which ZeRO-3 must be told
