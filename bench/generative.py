@@ -45,7 +45,7 @@ SETS = {
                 "indexer.codebook_size=256", "indexer.continuous_epochs=1", "indexer.joint_epochs=2",
                 "indexer.batch_size=32"],
         "generator": ["generator.task=retrieval", f"generator.data={SCIFACT}", "generator.max_source_length=64",
-                      "generator.epochs=10", "generator.lr=3e-3", "generator.batch_size=64", "generator.ks=[1,5,10]",
+                      "generator.epochs=10", "generator.lr=3e-3", "generator.batch_size=128", "generator.ks=[1,5,10]",
                       "generator.eval_split=test"],
     },
     "beauty": {
@@ -54,7 +54,7 @@ SETS = {
         "generator": ["generator.task=rec", f"generator.data={BEAUTY}/original/CIKM2020-S3Rec/data/Beauty.txt",
                       "generator.history=ids", "generator.max_history=15", "generator.max_source_length=64",
                       "generator.max_train_examples=12000", "generator.epochs=3", "generator.lr=3e-3",
-                      "generator.batch_size=128", "generator.max_eval=2000", "generator.ks=[1,5,10]",
+                      "generator.batch_size=256", "generator.max_eval=2000", "generator.ks=[1,5,10]",
                       "generator.eval_split=test"],
     },
 }

@@ -188,9 +188,18 @@ class GeneratorConfig:
     max_history: int = opt(20, "rec: most recent items kept in the input, newest first")
     max_source_length: int = opt(64, "input tokens (longer inputs are cut)")
     max_train_examples: int = opt(0, "train on a seeded sample of this many examples (0: all)")
-    epochs: int = opt(10, "training epochs")
+    epochs: int = opt(10, "training epochs (at most: see patience)")
     lr: float = opt(1e-3, "learning rate")
-    batch_size: int = opt(64, "examples per batch per worker")
+    batch_size: int = opt(64, "examples per optimizer step over all workers (the global batch; each of the "
+                              "train.num_workers workers takes batch_size / num_workers)")
+    lr_schedule: str = opt("linear", "learning-rate schedule after a linear warm-up: linear (decay to 0), cosine or "
+                                     "constant")
+    warmup: float = opt(0.05, "share of the optimizer steps spent warming the learning rate up")
+    val_examples: int = opt(500, "validation examples decoded under the trie after every epoch (rec: the second-to-"
+                                 "last item of seeded users; retrieval: qrels/dev.tsv, else 10% of the train queries, "
+                                 "at most this many, held out of training); the best epoch's weights are kept "
+                                 "(0: no validation, the last epoch's weights)")
+    patience: int = opt(3, "epochs without a better validation recall@<largest K> before training stops (0: never)")
     eval_split: str = opt("test", "retrieval: the qrels split evaluated; rec: test (last item) or valid "
                                   "(second to last)")
     max_eval: int = opt(0, "evaluate a seeded sample of this many queries or users (0: all)")
@@ -268,6 +277,7 @@ CHOICES = {
     "ray.shuffle": {"sort_shuffle_pull_based", "sort_shuffle_push_based", "hash_shuffle", "shuffle_v2"},
     "baseline.method": {"hkmeans", "rkmeans", "rqvae", "random"},
     "generator.task": {"retrieval", "rec"},
+    "generator.lr_schedule": {"linear", "cosine", "constant"},
     "generator.history": {"text", "ids"},
     "generator.run_tasks": {"retrieval", "rec"},
     "tune.target": {"learn-ids", "generator"},

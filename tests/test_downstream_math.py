@@ -106,3 +106,23 @@ def test_pack_cuts_and_closes_with_eos():
     out = pack([[np.array([5, 6]), np.array([7])], [np.arange(10, 20)]], 4, EOS)
     assert out.tolist() == [[5, 6, 7, EOS], [10, 11, 12, EOS]]
     assert sample(list(range(10)), 3, 0) == sorted(sample(list(range(10)), 3, 0)) and sample([1], 0, 0) == [1]
+
+
+def test_learning_rate_schedule_warms_up_then_decays():
+    from lmindexer.train.engine import lr_multiplier
+
+    assert lr_multiplier(0, 100, 0.1, "linear") == pytest.approx(0.1)
+    assert lr_multiplier(9, 100, 0.1, "linear") == pytest.approx(1.0)
+    assert lr_multiplier(55, 100, 0.1, "linear") == pytest.approx(0.5)
+    assert lr_multiplier(99, 100, 0.1, "cosine") < 0.01 and lr_multiplier(55, 100, 0.1, "cosine") == pytest.approx(0.5)
+    assert lr_multiplier(50, 100, 0.1, "constant") == 1.0
+
+
+def test_held_out_queries_are_seeded_and_disjoint():
+    from lmindexer.downstream.tasks import hold_out
+
+    qrels = {f"q{i}": {"d": 1} for i in range(100)}
+    kept, held = hold_out(qrels, 0.1, 500, seed=0)
+    assert len(held) == 10 and len(kept) == 90 and not set(kept) & set(held)
+    assert hold_out(qrels, 0.1, 500, seed=0)[1] == held and hold_out(qrels, 0.1, 4, seed=0)[1].keys() <= qrels.keys()
+    assert len(hold_out(qrels, 0.1, 4, seed=0)[1]) == 4 and hold_out(qrels, 0.1, 0, seed=0) == (qrels, {})

@@ -44,6 +44,16 @@ def beam_width(cfg: Config) -> int:
     return beams
 
 
+def beam_search(model, processor, depth: int, beams: int, input_ids: torch.Tensor, dtype) -> torch.Tensor:
+    """[n * beams, depth] ID tokens of the `beams` best IDs of each input, best first, under the trie."""
+    with torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None):
+        out = model.generate(input_ids=input_ids, attention_mask=(input_ids != 0).long(), num_beams=beams,
+                             num_return_sequences=beams, max_new_tokens=depth + 1,
+                             logits_processor=LogitsProcessorList([processor]), do_sample=False,
+                             early_stopping=True)
+    return out[:, 1: 1 + depth]
+
+
 class GeneratorActor:
     """Loads the generator once; per batch, the top `beams` IDs of each input, best first, as printed IDs."""
 
@@ -59,12 +69,8 @@ class GeneratorActor:
     def __call__(self, batch: dict) -> dict:
         device = next(self.model.parameters()).device
         ids = torch.from_numpy(batch["input_ids"].astype(np.int64)).to(device)
-        with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            out = self.model.generate(input_ids=ids, attention_mask=(ids != 0).long(), num_beams=self.beams,
-                                      num_return_sequences=self.beams, max_new_tokens=self.depth + 1,
-                                      logits_processor=LogitsProcessorList([self.processor]), do_sample=False,
-                                      early_stopping=True)
-        sids = self.vocab.sids(out[:, 1: 1 + self.depth].cpu().numpy())
+        out = beam_search(self.model, self.processor, self.depth, self.beams, ids, self.dtype)
+        sids = self.vocab.sids(out.cpu().numpy())
         ranked = [" ".join(sids[i * self.beams:(i + 1) * self.beams]) for i in range(len(ids))]
         return {"row": batch["row"], "ranked": np.array(ranked, dtype=object)}
 

@@ -14,7 +14,10 @@ from ..config import Config
 from ..data.loaders import read_qrels, read_queries, read_sequences
 from ..data.prepare import load_docs
 from ..models.generator import IdVocab
-from .tasks import history_pieces, pack, retrieval_examples, sample, split_sequences
+from .tasks import hold_out, history_pieces, pack, retrieval_examples, sample, split_sequences
+
+VALIDATION = "validation"  # the split the generator is validated on after every epoch
+HELD_OUT_SHARE = 0.1       # retrieval sets without qrels/dev.tsv: this share of the train queries is held out
 
 log = logging.getLogger("lmindexer.downstream")
 
@@ -89,17 +92,35 @@ def _tokens(tokenizer, texts: list, max_length: int) -> list:
     return [np.asarray(ids, dtype=np.int64) for ids in enc["input_ids"]]
 
 
+def retrieval_qrels(cfg: Config, data: str, split: str) -> dict:
+    """qrels of a split; `train` without the held-out validation queries and `validation` = qrels/dev.tsv, or
+    where there is none, the held-out share of the train queries."""
+    g = cfg.generator
+    if split not in ("train", VALIDATION):
+        return read_qrels(data, split)
+    if split == VALIDATION:
+        try:
+            return read_qrels(data, "dev")
+        except FileNotFoundError:
+            pass
+    elif not g.val_examples:
+        return read_qrels(data, "train")
+    kept, held = hold_out(read_qrels(data, "train"), HELD_OUT_SHARE, g.val_examples, cfg.seed)
+    return held if split == VALIDATION else kept
+
+
 def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split: str) -> dict:
     """{'sources', 'keys', 'counts'} plus 'targets' (row of the target document in the table) for split 'train',
     or 'relevant' ([{doc_id: grade}]) and 'inputs' for an evaluation split: the query texts (retrieval), or the
     histories and every history of the split (rec), for the reference methods."""
     g, eos = cfg.generator, tokenizer.eos_token_id
     row, data = table.row, task_data(cfg)
+    limit = {"train": 0, VALIDATION: g.val_examples}.get(split, g.max_eval)
     counts: dict = {}
     if g.task == "retrieval":
         queries = read_queries(data)
-        examples, skipped = retrieval_examples(queries, read_qrels(data, split), row)
-        examples = sample(examples, g.max_eval if split != "train" else 0, cfg.seed)
+        examples, skipped = retrieval_examples(queries, retrieval_qrels(cfg, data, split), row)
+        examples = sample(examples, limit, cfg.seed)
         query_tokens = _tokens(tokenizer, [queries[q] for q, _ in examples], g.max_source_length)
         pieces, keys = [[t] for t in query_tokens], [q for q, _ in examples]
         if split == "train":
@@ -115,9 +136,10 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
         inputs = {"queries": [queries[q] for q, _ in examples]}
     else:
         parts, skipped = split_sequences(read_sequences(data), row)
+        split = "valid" if split == VALIDATION else split
         if split not in parts:
             raise ValueError(f"generator.eval_split={split!r}: rec has the splits valid and test")
-        examples = sample(parts[split], g.max_train_examples if split == "train" else g.max_eval, cfg.seed)
+        examples = sample(parts[split], g.max_train_examples if split == "train" else limit, cfg.seed)
         item = (_doc_tokens(cfg, tokenizer, row) if g.history == "text"
                 else list(vocab.tokens(table.codes, table.suffix)))
         pieces = [[item[row[i]] for i in history_pieces(h, g.max_history)] for _, h, _ in examples]

@@ -66,3 +66,13 @@ def sample(items: list, limit: int, seed: int) -> list:
         return items
     keep = np.sort(np.random.default_rng(seed).choice(len(items), size=limit, replace=False))
     return [items[i] for i in keep]
+
+
+def hold_out(qrels: dict, share: float, limit: int, seed: int) -> tuple[dict, dict]:
+    """(kept, held out): a seeded `share` of the queries, at most `limit`, held out for validation (for BEIR sets
+    without a dev split, so the generator is validated on queries it never trained on)."""
+    keys = sorted(qrels)
+    n = min(limit, int(len(keys) * share)) if limit else 0
+    out = set(np.random.default_rng(seed).choice(len(keys), size=n, replace=False).tolist()) if n else set()
+    held = {k for i, k in enumerate(keys) if i in out}
+    return {k: v for k, v in qrels.items() if k not in held}, {k: v for k, v in qrels.items() if k in held}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 
 import torch
@@ -12,6 +13,18 @@ from ..config import TrainConfig
 
 def use_bf16(cfg: TrainConfig) -> bool:
     return cfg.precision == "bf16" or (cfg.precision == "auto" and cfg.use_gpu)
+
+
+def lr_multiplier(step: int, total: int, warmup: float, kind: str) -> float:
+    """Learning-rate factor at optimizer step `step` of `total`: a linear warm-up over the first `warmup` share of
+    the steps, then constant, linear decay to 0 or cosine decay to 0."""
+    if kind == "constant" or total <= 0:
+        return 1.0
+    ramp = max(1, int(total * warmup))
+    if step < ramp:
+        return (step + 1) / ramp
+    left = max(0.0, 1 - (step - ramp) / max(1, total - ramp))
+    return left if kind == "linear" else 0.5 * (1 - math.cos(math.pi * left))
 
 
 def deepspeed_config(cfg: TrainConfig, batch_size: int) -> dict:
@@ -30,7 +43,8 @@ def deepspeed_config(cfg: TrainConfig, batch_size: int) -> dict:
 class Engine:
     """Wraps a model and an AdamW optimizer (a torch one: no DeepSpeed op has to be compiled)."""
 
-    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, lr: float, batch_size: int):
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, lr: float, batch_size: int, lr_lambda=None):
+        """`lr_lambda`: step -> learning-rate factor (a schedule), stepped after every optimizer step."""
         import ray.train.torch
 
         self.cfg, self.kind = cfg, cfg.engine
@@ -40,8 +54,9 @@ class Engine:
             import deepspeed
 
             opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-            self.model, self.optimizer, _, _ = deepspeed.initialize(
-                model=model, optimizer=opt, config=deepspeed_config(cfg, batch_size))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda else None
+            self.model, self.optimizer, _, self.scheduler = deepspeed.initialize(
+                model=model, optimizer=opt, lr_scheduler=sched, config=deepspeed_config(cfg, batch_size))
             if cfg.zero_stage == 3:
                 for weight in getattr(model, "external_weights", list)():
                     deepspeed.zero.register_external_parameter(model, weight)
@@ -53,6 +68,7 @@ class Engine:
             self.model = ray.train.torch.prepare_model(self.module, move_to_device=False,
                                                        parallel_strategy_kwargs={"find_unused_parameters": True})
             self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda) if lr_lambda else None
 
     def __call__(self, **batch):
         return self.model(**{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()})
@@ -67,6 +83,8 @@ class Engine:
             torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
 
     def train(self, mode: bool = True) -> None:
         self.model.train(mode)
@@ -77,7 +95,8 @@ class Engine:
         if self.kind == "deepspeed":
             self.model.save_checkpoint(path, tag="ckpt")
         elif dist.get_rank() == 0:
-            torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict()},
+            torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict() if self.scheduler else None},
                        os.path.join(path, "ddp.pt"))
 
     def load(self, path: str) -> None:
@@ -87,6 +106,8 @@ class Engine:
         state = torch.load(os.path.join(path, "ddp.pt"), map_location=self.device, weights_only=False)
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler"):
+            self.scheduler.load_state_dict(state["scheduler"])
 
     @contextlib.contextmanager
     def full_weights(self):

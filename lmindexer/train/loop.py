@@ -2,6 +2,9 @@
 
 A *task* object says what is trained: `build()` the model, `batches(shard, epoch)` its inputs, `on_step(out)` and
 `epoch_metrics()` for extra figures, `finish(engine, rank, history)` to save the result. The loop does the rest.
+Optional: `lr_lambda()` (a learning-rate schedule), and where `validates` is true, `validate(engine, rank)` ->
+metrics identical on every rank, after every epoch, with `monitor` (the metric to maximise), `keep_best(engine,
+rank)` (called when it improves) and `patience` (epochs without improvement before training stops; 0: never).
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ def _report(engine: Engine, progress: dict, metrics: dict) -> None:
             with open(os.path.join(d, PROGRESS), "w") as f:
                 json.dump(progress, f)
         checkpoint = Checkpoint.from_directory(d) if os.listdir(d) else None
-        scalars = {k: v for k, v in progress.items() if k != "history"}
+        scalars = {k: v for k, v in progress.items() if k != "history" and v is not None}
         ray.train.report({**metrics, **scalars}, checkpoint=checkpoint)
 
 
@@ -53,8 +56,10 @@ def train_worker(config: dict) -> None:
     cfg, task = from_dict(config["cfg"]), config["task"]
     rank = ray.train.get_context().get_world_rank()
     torch.manual_seed(cfg.seed + rank)
-    engine = Engine(task.build(), cfg.train, task.lr, task.batch_size)
-    progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "resumes": 0, "history": []}
+    lr_lambda = task.lr_lambda() if hasattr(task, "lr_lambda") else None
+    engine = Engine(task.build(), cfg.train, task.lr, task.batch_size, lr_lambda)
+    progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "resumes": 0, "history": [], "best": None,
+                "since_best": 0}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
@@ -92,6 +97,17 @@ def train_worker(config: dict) -> None:
         metrics = {k: float(totals[j] / max(totals[-1], 1)) for j, k in enumerate(keys)}
         metrics.update(task.epoch_metrics())
         metrics["epoch_seconds"] = round(time.time() - start, 1)
+        stop = False
+        if getattr(task, "validates", False):
+            engine.train(False)
+            metrics.update(task.validate(engine, rank))
+            value = metrics[task.monitor]
+            if progress.get("best") is None or value > progress["best"]:
+                progress.update(best=value, since_best=0, best_epoch=epoch + 1)
+                task.keep_best(engine, rank)
+            else:
+                progress["since_best"] = progress.get("since_best", 0) + 1
+            stop = bool(task.patience) and progress["since_best"] >= task.patience
         if rank == 0:
             print(f"[{task.name}] epoch {epoch + 1}/{task.epochs} done: "
                   + " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())), flush=True)
@@ -99,6 +115,12 @@ def train_worker(config: dict) -> None:
         progress.update(epoch=epoch, step_in_epoch=0, step=step)
         progress["history"].append({**metrics, "epoch": epoch, "resumes": progress["resumes"]})
         _report(engine, progress, metrics)
+        if stop:
+            if rank == 0:
+                print(f"[{task.name}] early stop after epoch {epoch}: {task.monitor} has not improved for "
+                      f"{progress['since_best']} epochs (best {progress['best']:.4f} at epoch "
+                      f"{progress['best_epoch']})", flush=True)
+            break
     task.finish(engine, rank, progress["history"])
 
 
