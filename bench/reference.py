@@ -4,8 +4,11 @@ recommendation by most popular, last-item transition counts and recent-item co-o
 test query, with 95% bootstrap intervals.
 
     .venv/bin/python bench/reference.py                 # test split (last item); --split valid for the one before
+    .venv/bin/python bench/reference.py --sasrec        # plus SASRec trained with Ray Train (minutes)
 
-No Ray and no training: seconds on 2 cores. Writes runs/bench-reference.json (bench/results.py puts it in RESULTS.md).
+Without --sasrec: no Ray and no training, seconds on 2 cores. Writes runs/bench-reference.json (bench/results.py
+puts it in RESULTS.md). SASRec trains on every user's sequence without its last two items (validation and test
+targets held out), as the SASRec paper does.
 """
 from __future__ import annotations
 
@@ -39,6 +42,37 @@ def row(method: str, ranked: list, relevant: list) -> dict:
     return out
 
 
+def sasrec(split: dict, args) -> tuple[list, dict]:
+    """(ranked item lists for the evaluated examples, settings): SASRec trained on the shared Ray Train loop."""
+    from lmindexer.config import load_config
+    from lmindexer.downstream.sasrec import SASRec, SASRecConfig, SASRecTask, rank, training_rows
+    from lmindexer.runtime import ensure_ray
+    from lmindexer.train.loop import fit, rows_dataset
+
+    examples = split[args.split]
+    number = {}
+    for _, h, t in examples:
+        for i in h + [t]:
+            number.setdefault(i, len(number) + 1)
+    cfg = SASRecConfig(items=len(number), max_len=50, dim=64, layers=2, heads=2, dropout=args.sasrec_dropout)
+    # every user's items before the validation target: the test split's histories less their last item
+    train = [[number[i] for i in h[:-1]] for _, h, _ in split["test"] if len(h) >= 3]
+    inputs, labels = training_rows(train, cfg.max_len)
+    out = ROOT / "runs" / "bench-sasrec"
+    run = load_config(overrides=[f"output_dir={out}", "train.num_workers=1", "train.cpus_per_worker=2",
+                                 "train.engine=ddp", "train.log_every_steps=0"])
+    ensure_ray(run)
+    start = time.time()
+    fit(run, SASRecTask(cfg, str(out / "model"), args.sasrec_epochs, 1e-3, 128, seed=0),
+        rows_dataset(input_ids=inputs, labels=labels), fresh=True)
+    model = SASRec.from_pretrained(str(out / "model"))
+    item_of = {n: i for i, n in number.items()}
+    ranked = [[item_of[n] for n in row] for row in rank(model, [[number[i] for i in h] for _, h, _ in examples],
+                                                         max(KS))]
+    return ranked, {"epochs": args.sasrec_epochs, "dropout": args.sasrec_dropout, "train_rows": len(train),
+                    "seconds": round(time.time() - start, 1)}
+
+
 def scifact(split: str) -> dict:
     """BM25 over the 5,183 abstracts (title + text) for every query of the split's qrels."""
     start = time.time()
@@ -54,6 +88,9 @@ def scifact(split: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", choices=["test", "valid"], default="test")
+    ap.add_argument("--sasrec", action="store_true", help="also train and evaluate SASRec (Ray Train)")
+    ap.add_argument("--sasrec-epochs", type=int, default=50)
+    ap.add_argument("--sasrec-dropout", type=float, default=0.5)
     args = ap.parse_args()
     if not BEAUTY.exists():
         sys.exit(f"Amazon Beauty sequences are not at {BEAUTY}")
@@ -65,6 +102,10 @@ def main() -> None:
     histories = [h for _, h, _ in examples]
     relevant = [{target: 1} for _, _, target in examples]
     rows = [row(method, ranked, relevant) for method, ranked in rec_baselines(histories, max(KS)).items()]
+    if args.sasrec:
+        ranked, settings = sasrec(split, args)
+        rows.append({**row(f"SASRec ({settings['epochs']} epochs, Ray Train)", ranked, relevant),
+                     "settings": settings})
     data = {"beauty": {"data": "Amazon Beauty (CIKM2020-S3Rec Beauty.txt)", "split": args.split,
                        "users": len(examples), "items": len(items), "skipped": dict(skipped), "rows": rows,
                        "seconds": round(time.time() - start, 1)}}
