@@ -65,7 +65,8 @@ def beauty_section(data) -> str:
         labels = f.get("labels", {})
         l2 = labels.get("category_l2", {}).get("ami", [None])
         l3 = labels.get("category_l3", {}).get("ami", [None, None])
-        cond = " / ".join(f"{s['cond_perplexity']:.1f}" for s in f["split"][1:]) if "split" in f else "-"
+        cond = " / ".join(f"{s['cond_perplexity']:.1f} (≤{s.get('cond_perplexity_max', float('nan')):.1f})"
+                          for s in f["split"][1:]) if "split" in f else "-"
         lines.append(f"| {name} | {l2[0]} | {l3[0]} | {l3[1] if len(l3) > 1 else '-'} | {f['collision_rate']} | "
                      f"{' / '.join(map(str, f['distinct_prefixes']))} | "
                      f"{' / '.join(str(round(u['perplexity'])) for u in f['code_usage'])} | {cond} |")
@@ -81,7 +82,8 @@ def split_section(data) -> str:
         labels = list(r["labels"].values())
         first = f"{labels[0]['ami'][0]:.4f}" if labels else "-"
         second = f"{labels[-1]['ami'][1]:.4f}" if labels and len(labels[-1]["ami"]) > 1 else "-"
-        cond = " / ".join(f"{s['cond_perplexity']:.1f}" for s in r["split"][1:])
+        cond = " / ".join(f"{s['cond_perplexity']:.1f} (≤{s.get('cond_perplexity_max', float('nan')):.1f})"
+                          for s in r["split"][1:])
         seconds = data["seconds"].get(name)
         lines.append(f"| {name} | {r['collision_rate']:.4f} | {' / '.join(map(str, r['distinct_prefixes']))} | "
                      f"{cond} | {r['code_usage'][0]['perplexity']:.0f} | {first} | {second} | "

@@ -25,6 +25,8 @@ def test_split_stats_exact_values_on_a_hand_made_table():
     assert second["cond_entropy"] == pytest.approx(h, abs=1e-4)
     assert second["cond_perplexity"] == pytest.approx(math.exp(h), abs=0.01)
     assert second["children_mean"] == 1.5 and second["children_max"] == 2 and second["one_child"] == 0.5
+    assert second["cond_perplexity_max"] == pytest.approx(2.0)  # 4 documents over 2 even prefixes
+    assert first["cond_perplexity_max"] == pytest.approx(4.0)
     assert collision_rate(codes) == 0.25  # one of four documents needs suffix 1
     assert collision_rate(np.array([[0, 0], [0, 0], [0, 0]])) == pytest.approx(2 / 3)
 

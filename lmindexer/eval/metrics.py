@@ -94,15 +94,19 @@ def split_stats(codes: np.ndarray) -> list[dict]:
     `cond_entropy` is H(c_t | c_<t) in nats (= H(c_<=t) - H(c_<t), from the empirical counts), `cond_perplexity`
     its exp (the number of equally used child codes it is worth; 1 means c_t is a function of the earlier codes),
     `children` the mean / median / max number of distinct codes at t under one prefix of length t-1 and `one_child`
-    the share of those prefixes with a single child. At t=1 the "prefix" is the whole corpus."""
+    the share of those prefixes with a single child. `cond_perplexity_max` is the most it can be: exp H(document |
+    c_<t), reached when every document of a prefix gets a code of its own (a prefix of m documents has at most m
+    children, so deep positions of a small corpus cannot reach K). At t=1 the "prefix" is the whole corpus."""
     codes = np.asarray(codes).reshape(len(codes), -1)
     out = []
     for t in range(1, codes.shape[1] + 1):
         parent, child = _groups(codes, t - 1), _groups(codes, t)
-        h = _entropy(np.bincount(child)) - _entropy(np.bincount(parent))
+        h_parent = _entropy(np.bincount(parent))
+        h = _entropy(np.bincount(child)) - h_parent
         pairs = np.unique(np.stack([parent, child], 1), axis=0)
         kids = np.bincount(pairs[:, 0])
         out.append({"position": t, "cond_entropy": round(h, 4), "cond_perplexity": round(math.exp(h), 2),
+                    "cond_perplexity_max": round(math.exp(math.log(len(codes)) - h_parent), 2),
                     "children_mean": round(float(kids.mean()), 2), "children_median": float(np.median(kids)),
                     "children_max": int(kids.max()), "one_child": round(float((kids == 1).mean()), 4),
                     "prefixes": int(len(kids))})

@@ -172,13 +172,14 @@ def markdown(results: dict) -> str:
              "Collision rate: the share of documents that need a non-zero suffix (1 - distinct IDs / documents). "
              "In a collision: the share whose codes another document shares. Conditional perplexity at t: "
              "exp H(c_t | c_<t), the number of evenly used child codes a prefix splits into (1: c_t is a function of "
-             "the earlier codes); children: mean distinct codes at t under one prefix of length t-1.", "",
+             "the earlier codes; in brackets the most it can be, every document of a prefix on a code of its own); "
+             "children: mean distinct codes at t under one prefix of length t-1.", "",
              "| IDs | docs | T | distinct prefixes | collision rate | in a collision | largest collision | max suffix "
              "| codes used (perplexity) per position | conditional perplexity per position | children per prefix |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         usage = " / ".join(f"{u['used']}/{r['codebook_size']} ({u['perplexity']:.0f})" for u in r["code_usage"])
-        cond = " / ".join(f"{s['cond_perplexity']:.1f}" for s in r["split"])
+        cond = " / ".join(f"{s['cond_perplexity']:.1f} (≤{s['cond_perplexity_max']:.1f})" for s in r["split"])
         kids = " / ".join(f"{s['children_mean']:.1f}" for s in r["split"][1:]) or "-"
         lines.append(f"| {name} | {r['documents']} | {r['positions']} | "
                      f"{' / '.join(map(str, r['distinct_prefixes']))} | {r['collision_rate']:.4f} | "
