@@ -11,7 +11,7 @@ exp H(c_t | c_<t); distinct prefixes; first-level perplexity and AMI against the
 
     .venv/bin/python bench/id_ablation.py                       # Beauty, 2,000 seeded items, T=3, K=32
     .venv/bin/python bench/id_ablation.py --corpus agnews       # AG News train (4,000), T=3, K=32
-    .venv/bin/python bench/id_ablation.py --only all,no-residual
+    .venv/bin/python bench/id_ablation.py --only all,landed-recipe --baselines hkmeans   # a subset
 """
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ BASELINES = [("minilm-hkmeans", "hkmeans", "minilm-offline"), ("minilm-rkmeans",
 
 
 def corpus(name: str, size: int) -> tuple[Path, list]:
-    """(config file, overrides) of the corpus; Beauty is cut to a seeded sample of `size` items."""
+    """(config file, overrides) of the corpus; Beauty is cut to a seeded sample of `size` items, AG News is its
+    4,000-document train file."""
     if name == "beauty":
         items = DATA / "amazon_beauty" / "derived" / "items.jsonl"
         sample = ROOT / "runs" / "data" / f"beauty-{size}.jsonl"
@@ -74,7 +75,8 @@ def main() -> None:
     ap.add_argument("--corpus", choices=["beauty", "agnews"], default="beauty")
     ap.add_argument("--size", type=int, default=2000, help="Beauty items in the sample")
     ap.add_argument("--only", default="", help="comma-separated variants (default: all of them)")
-    ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--baselines", default="hkmeans,rkmeans,rqvae",
+                    help="two-stage methods on MiniLM to add (comma-separated; empty: none)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     setup_logging()
@@ -85,7 +87,8 @@ def main() -> None:
     ensure_ray(load_config(config, base))
     tables, seconds = {}, {}
     for i, name in enumerate(chosen):
-        runs = BASELINES if i == 0 and not args.no_baselines else []
+        wanted = [m for m in args.baselines.split(",") if m]
+        runs = [b for b in BASELINES if b[1] in wanted] if i == 0 else []
         start = time.time()
         made, steps = make_tables(config, base + VARIANTS[name] + [f"output_dir={root / name}"], runs,
                                   rebalance=False)
