@@ -19,7 +19,6 @@ its tables go to runs/bench-beauty-ids-minilm.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -28,8 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.data.prepare import prepare  # noqa: E402
+from lmindexer.eval.metrics import code_usage  # noqa: E402
 from lmindexer.eval.report import id_report  # noqa: E402
 from lmindexer.ids.assign import assign_ids  # noqa: E402
 from lmindexer.ids.baseline_ids import baseline_ids  # noqa: E402
@@ -71,12 +74,12 @@ def baseline_table(config: Path, overrides: list, name: str, method: str, encode
     return os.path.dirname(baseline_ids(run)["table"])
 
 
-def matched_control(config: Path, overrides: list) -> tuple[str, str]:
-    """(name, table) of MiniLM + k-means whose K is LMIndexer's first-level code perplexity (rounded): a first-level
-    AMI read alone rewards fewer codes in use, so LMIndexer's is compared with k-means at the same granularity."""
-    cfg = load_config(config, overrides)
-    with open(os.path.join(cfg.output_dir, "learn_ids", "progress.json")) as f:
-        k = max(2, round(json.load(f)["metrics"]["1:assign"]["perplexity"]))
+def matched_control(config: Path, overrides: list, table: str) -> tuple[str, str]:
+    """(name, table) of MiniLM + k-means whose K is the first-level code perplexity (rounded) of LMIndexer's ID
+    table: a first-level AMI read alone rewards fewer codes in use, so LMIndexer's is compared with k-means at the
+    same granularity."""
+    codes = pq.read_table(os.path.join(table, "table"), columns=["codes"]).column("codes").to_pylist()
+    k = max(2, round(code_usage(np.array([c[0] for c in codes]), 1 + max(c[0] for c in codes))["perplexity"]))
     name = f"minilm-hkmeans-k{k}"
     return name, baseline_table(config, overrides, name, "hkmeans", "minilm-offline", f"indexer.codebook_size={k}")
 
@@ -115,7 +118,7 @@ def main() -> None:
         else baseline_runs(cfg)
     tables, seconds = make_tables(config, overrides, runs)
     if minilm:
-        name, tables[name] = matched_control(config, overrides)
+        name, tables[name] = matched_control(config, overrides, tables["lmindexer"])
     tables = [f"{name}={path}" for name, path in tables.items()]
     for peer in ("rqvae", "rkmeans", "letter"):
         path = PEERS / f"{peer}_native" / "Beauty.index.json"

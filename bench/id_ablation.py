@@ -45,6 +45,7 @@ VARIANTS = {
     "dot-selection": ["indexer.selection=dot"],
     "no-usage-term": ["indexer.usage_weight=0"],
     "only-position-1-trained": ["indexer.trained_positions=1"],
+    "commitment-5": ["indexer.commitment_weight=5"],
     "landed-recipe": ["indexer.contrastive=inbatch", "indexer.residual=false", "indexer.selection=dot",
                       "indexer.usage_weight=0", "indexer.trained_positions=1"],
 }
@@ -70,6 +71,17 @@ def corpus(name: str, size: int) -> tuple[Path, list]:
         "train.cpus_per_worker=2"]
 
 
+def kept(run_dir: Path) -> float:
+    """Share of documents whose codes at the end of learn-ids (each position assigned right after its training) are
+    the codes the final indexer gives them (assign-ids): how well training later positions kept the earlier codes."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    learned = pq.read_table(run_dir / "learn_ids" / "codes.parquet").to_pandas().set_index("doc_id")
+    final = pq.read_table(run_dir / "ids" / "table").to_pandas().set_index("doc_id").loc[learned.index]
+    return round(float((np.stack(learned.codes.values) == np.stack(final.codes.values)).all(1).mean()), 4)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", choices=["beauty", "agnews"], default="beauty")
@@ -85,7 +97,7 @@ def main() -> None:
     root = ROOT / "runs" / f"ablation-{args.corpus}"
     chosen = [v for v in VARIANTS if not args.only or v in args.only.split(",")]
     ensure_ray(load_config(config, base))
-    tables, seconds = {}, {}
+    tables, seconds, stable = {}, {}, {}
     for i, name in enumerate(chosen):
         wanted = [m for m in args.baselines.split(",") if m]
         runs = [b for b in BASELINES if b[1] in wanted] if i == 0 else []
@@ -94,6 +106,7 @@ def main() -> None:
                                   rebalance=False)
         tables[name] = made.pop("lmindexer")
         seconds[name] = steps["learn-ids"]
+        stable[name] = kept(root / name)
         tables.update(made)
         print(f"{name}: {time.time() - start:.0f} s", flush=True)
     specs = [f"{n}={p}" for n, p in tables.items()]
@@ -107,7 +120,7 @@ def main() -> None:
     title = (f"**{args.corpus}**: {first['documents']:,} documents, T={cfg.indexer.num_positions}, "
              f"K={cfg.indexer.codebook_size}, MiniLM backbone, one joint epoch per trained position, 1 worker with 2 "
              f"CPUs; AMI of the first code against `{labels[0]}`, of the 2-code prefix against `{labels[-1]}`.")
-    data = {"title": title, "results": results, "seconds": seconds}
+    data = {"title": title, "results": results, "seconds": seconds, "kept": stable}
     print("\n" + split_section(data))
     print(f"full report: {out['report']}")
     os.makedirs(root, exist_ok=True)

@@ -77,7 +77,8 @@ def split_section(data) -> str:
     """One line per ID table: the figures that say whether later positions split their parents."""
     lines = [f"{data.get('title', '')}", "",
              "| IDs | collision rate | distinct prefixes per level | conditional perplexity t=2 / t=3 | "
-             "first-level perplexity | AMI t=1 | AMI 2-code prefix | learn-ids s |", "|---|---:|---|---|---:|---:|---:|---:|"]
+             "first-level perplexity | AMI t=1 | AMI 2-code prefix | codes kept | learn-ids s |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|"]
     for name, r in data["results"].items():
         labels = list(r["labels"].values())
         first = f"{labels[0]['ami'][0]:.4f}" if labels else "-"
@@ -85,9 +86,10 @@ def split_section(data) -> str:
         cond = " / ".join(f"{s['cond_perplexity']:.1f} (≤{s.get('cond_perplexity_max', float('nan')):.1f})"
                           for s in r["split"][1:])
         seconds = data["seconds"].get(name)
+        kept = data.get("kept", {}).get(name)
         lines.append(f"| {name} | {r['collision_rate']:.4f} | {' / '.join(map(str, r['distinct_prefixes']))} | "
                      f"{cond} | {r['code_usage'][0]['perplexity']:.0f} | {first} | {second} | "
-                     f"{'-' if seconds is None else round(seconds)} |")
+                     f"{'-' if kept is None else kept} | {'-' if seconds is None else round(seconds)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -192,7 +194,9 @@ their parents: the conditional perplexity exp H(c_t | c_<t) is 1 when code t is 
 `bench/id_ablation.py`: LMIndexer on MiniLM with every position trained (one joint epoch each) and one change
 switched off at a time against `all`; the landed recipe has them all off. Two-stage rows on the same MiniLM's
 embeddings. The collision rate is the share of documents that need a non-zero suffix; the conditional perplexity
-exp H(c_t | c_<t) is 1 when code t is a function of the earlier codes.
+exp H(c_t | c_<t) is 1 when code t is a function of the earlier codes (in brackets the most it can be). "Codes kept":
+the share of documents whose codes, as assigned right after each position's training, are still what the final
+indexer gives them, i.e. how well training later positions kept the earlier codes (the commitment loss's job).
 
 {section("ablation-beauty", split_section)}
 {section("ablation-agnews", split_section)}
