@@ -59,7 +59,8 @@ def test_zero2_two_positions_learns_useful_codes(corpus, tmp_path):
     # copied its parent would give a conditional perplexity of 1 and one child per prefix
     split = summary["split"][1]
     assert split["cond_perplexity"] > 2.5 and split["children_mean"] > 3
-    assert summary["collision_rate"] < 0.75 and steps["2:assign"]["suffix_share"] == summary["collision_rate"]
+    distinct = round((1 - summary["collision_rate"]) * 480)  # 480 documents, at most 8 x 8 = 64 distinct IDs
+    assert distinct > 32 and steps["2:assign"]["suffix_share"] == summary["collision_rate"]
     within, overall = same_label_agreement(str(out), corpus[0])
     assert within > overall * 1.2
     idx = SemanticIndexer.from_pretrained(summary["indexer"])

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 import ray
+import torch
 from transformers import AutoTokenizer, T5ForConditionalGeneration
 
 from ..config import Config
