@@ -51,9 +51,9 @@ class DataConfig:
 
 @dataclass
 class DemoConfig:
-    num_docs: int = opt(2000, "documents in the embedded demo corpus")
-    num_users: int = opt(300, "user sessions in the demo corpus")
-    num_queries: int = opt(400, "queries with known relevant documents")
+    num_docs: int = opt(1000, "documents in the embedded demo corpus")
+    num_users: int = opt(1000, "user sessions in the demo corpus")
+    num_queries: int = opt(3000, "queries with known relevant documents")
 
 
 @dataclass
@@ -184,12 +184,16 @@ class GeneratorConfig:
     codebook_init: bool = opt(True, "start the ID-token embeddings from the codebooks of the indexer that made the "
                                     "IDs (when the ID table names one and the widths match)")
     indexing: bool = opt(True, "retrieval: also train document text -> its ID (DSI/NCI indexing pairs)")
+    indexing_views: int = opt(0, "retrieval: also this many short pseudo-queries per document (2-6 of its words in "
+                                 "order, NCI's document-as-query) -> its ID, so every document is met as a query")
     history: str = opt("text", "rec: the history as item texts (as LMIndexer) or as item IDs (as TIGER)")
     max_history: int = opt(20, "rec: most recent items kept in the input, newest first")
     max_source_length: int = opt(64, "input tokens (longer inputs are cut)")
     max_train_examples: int = opt(0, "train on a seeded sample of this many examples (0: all)")
     epochs: int = opt(10, "training epochs (at most: see patience)")
     lr: float = opt(1e-3, "learning rate")
+    dropout: float = opt(0.1, "dropout while training (a small T5 trained from scratch memorises its IDs several "
+                              "times faster with 0)")
     batch_size: int = opt(64, "examples per optimizer step over all workers (the global batch; each of the "
                               "train.num_workers workers takes batch_size / num_workers)")
     lr_schedule: str = opt("linear", "learning-rate schedule after a linear warm-up: linear (decay to 0), cosine or "

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LogitsProcessorList, T5Config, T5ForConditionalGeneration
 
-from lmindexer.downstream.tasks import pack, retrieval_examples, sample, split_sequences
+from lmindexer.downstream.tasks import pack, retrieval_examples, sample, split_sequences, word_views
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
 from lmindexer.eval.ranking import mean_metrics, query_metrics
 
@@ -126,3 +126,14 @@ def test_held_out_queries_are_seeded_and_disjoint():
     assert len(held) == 10 and len(kept) == 90 and not set(kept) & set(held)
     assert hold_out(qrels, 0.1, 500, seed=0)[1] == held and hold_out(qrels, 0.1, 4, seed=0)[1].keys() <= qrels.keys()
     assert len(hold_out(qrels, 0.1, 4, seed=0)[1]) == 4 and hold_out(qrels, 0.1, 0, seed=0) == (qrels, {})
+
+
+def test_word_views_keep_document_words_in_order():
+    text = "a b c d e f g h"
+    views = word_views(text, 50, np.random.default_rng(0))
+    assert len(views) == 50 and word_views("", 3, np.random.default_rng(0)) == []
+    for v in views:
+        words = v.split()
+        assert 2 <= len(words) <= 6 and words == sorted(words) and set(words) <= set(text.split())
+    assert len(set(views)) > 10  # views differ
+    assert word_views("x y", 2, np.random.default_rng(0)) == ["x y", "x y"]  # never more words than the text has

@@ -3,19 +3,22 @@ CPU) train a tiny T5 to emit IDs, a Ray Data actor pool decodes under the trie; 
 import json
 import os
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from lmindexer.config import load_config
 from lmindexer.data.loaders import read_sequences
 from lmindexer.data.prepare import prepare
 from lmindexer.downstream.examples import build_examples, read_id_table
 from lmindexer.downstream.tasks import split_sequences
-from lmindexer.downstream.evaluate import evaluate
+from lmindexer.downstream.evaluate import beam_search, evaluate
 from lmindexer.downstream.train import train_generator
 from lmindexer.ids.baseline_ids import baseline_ids
 from lmindexer.models.bootstrap import init_model
-from lmindexer.models.generator import load_id_vocab
+from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
+from lmindexer.models.generator import load_generator, load_id_vocab
 
 pytestmark = pytest.mark.slow
 SETTINGS = ["demo.num_docs=400", "demo.num_users=400", "demo.num_queries=1000", "indexer.num_positions=2",
@@ -87,3 +90,22 @@ def test_retrieval_semantic_ids_beat_random_ids(base):
     with pytest.raises(ValueError, match="num_beams=5 is below"):
         evaluate(wide)
 
+
+def test_generator_memorises_a_few_hundred_examples(base):
+    """The overfit check: trained on 200 examples, the generator must decode its own training targets (recall@1
+    near 1); a generator that cannot is broken whatever the test metrics say."""
+    cfg, result = run(base, "rec", "hkmeans", "generator.max_train_examples=200", "generator.epochs=50",
+                      "generator.val_examples=0", "generator.lr_schedule=constant", "generator.batch_size=32",
+                      "generator.lr=3e-3", "generator.dropout=0.0",
+                      "generator.max_eval=20", f"generator.output={base}/overfit")
+    model, tokenizer, vocab, _ = load_generator(result["generator"])
+    table = read_id_table(cfg, f"{base}/ids-hkmeans")
+    data = build_examples(cfg, tokenizer, vocab, table, "train")
+    targets = vocab.tokens(table.codes, table.suffix)
+    trie = build_trie(targets)
+    processor = TrieLogitsProcessor(trie, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    decoded = beam_search(model.eval(), processor, trie["depth"], 1,
+                          torch.from_numpy(data["sources"].astype(np.int64)), None)
+    recall_at_1 = (decoded.numpy() == targets[data["targets"]]).all(1).mean()
+    print("training recall@1:", recall_at_1, "examples:", len(data["targets"]))
+    assert len(data["targets"]) == 200 and recall_at_1 >= 0.9

@@ -30,7 +30,13 @@ def _vocab(rng: random.Random, n: int, taken: set) -> list[str]:
 
 
 def make_demo(cfg: DemoConfig, seed: int = 0) -> dict:
-    """Documents, queries, qrels and user sequences as plain Python data."""
+    """Documents, queries, qrels and user sequences as plain Python data.
+
+    A document is a product: brand (per department) + product line (per shelf) + two shelf words, and a body of
+    shelf/aisle/department/generic words. A query names a product as a shopper would (brand, line, one title word
+    and one body word, shuffled); queries are drawn per document with replacement, so most test documents also have
+    other (different) training queries, as in DSI's NQ/MS MARCO splits. A session stays on one shelf and walks its
+    product series (the next product of the series, another product of the shelf, or now and then anything)."""
     rng = random.Random(seed)
     taken: set = set()
     generic = _vocab(rng, 60, taken)
@@ -39,8 +45,8 @@ def make_demo(cfg: DemoConfig, seed: int = 0) -> dict:
         top = {"name": f"dept-{a}", "words": _vocab(rng, 8, taken), "brands": _vocab(rng, 5, taken), "subs": []}
         for b in range(SUB):
             sub = {"name": f"dept-{a}/aisle-{b}", "words": _vocab(rng, 8, taken),
-                   "leaves": [{"name": f"dept-{a}/aisle-{b}/shelf-{c}", "words": _vocab(rng, 8, taken)}
-                              for c in range(LEAF)]}
+                   "leaves": [{"name": f"dept-{a}/aisle-{b}/shelf-{c}", "words": _vocab(rng, 8, taken),
+                               "lines": _vocab(rng, 4, taken)} for c in range(LEAF)]}
             top["subs"].append(sub)
         tree.append(top)
     docs = []
@@ -48,11 +54,11 @@ def make_demo(cfg: DemoConfig, seed: int = 0) -> dict:
         top = rng.choice(tree)
         sub = rng.choice(top["subs"])
         leaf = rng.choice(sub["leaves"])
-        title = " ".join([rng.choice(top["brands"])] + rng.sample(leaf["words"], 2) + [rng.choice(sub["words"])])
+        title = [rng.choice(top["brands"]), rng.choice(leaf["lines"])] + rng.sample(leaf["words"], 2)
         body = rng.sample(leaf["words"], 3) + rng.sample(sub["words"], 2) + rng.sample(top["words"], 2) + \
             rng.sample(generic, 4)
         rng.shuffle(body)
-        docs.append({"_id": f"d{i}", "title": title, "text": " ".join(body), "category": top["name"],
+        docs.append({"_id": f"d{i}", "title": " ".join(title), "text": " ".join(body), "category": top["name"],
                      "subcategory": sub["name"], "shelf": leaf["name"]})
     by_shelf: dict = {}
     for d in docs:
@@ -60,14 +66,20 @@ def make_demo(cfg: DemoConfig, seed: int = 0) -> dict:
     queries, qrels = [], []
     for q in range(cfg.num_queries):
         d = rng.choice(docs)
-        words = d["title"].split()[1:3] + rng.sample(d["text"].split(), 1)
+        title = d["title"].split()
+        words = title[:2] + [rng.choice(title[2:]), rng.choice(d["text"].split())]
+        rng.shuffle(words)
         queries.append({"_id": f"q{q}", "text": " ".join(words)})
         qrels.append((f"q{q}", d["_id"], 1))
     sequences = []
     for u in range(cfg.num_users):
-        shelf = rng.choice(list(by_shelf))
-        length = rng.randint(5, 12)
-        items = [rng.choice(by_shelf[shelf]) if rng.random() < 0.8 else rng.choice(docs)["_id"] for _ in range(length)]
+        series = by_shelf[rng.choice(list(by_shelf))]
+        at = rng.randrange(len(series))
+        items = []
+        for _ in range(rng.randint(5, 12)):
+            r = rng.random()
+            at = (at + 1) % len(series) if r < 0.6 else rng.randrange(len(series)) if r < 0.9 else at
+            items.append(series[at] if r < 0.9 else rng.choice(docs)["_id"])
         sequences.append((f"u{u}", items))
     return {"docs": docs, "queries": queries, "qrels": qrels, "sequences": sequences}
 

@@ -14,7 +14,7 @@ from ..config import Config
 from ..data.loaders import read_qrels, read_queries, read_sequences
 from ..data.prepare import load_docs
 from ..models.generator import IdVocab
-from .tasks import hold_out, history_pieces, pack, retrieval_examples, sample, split_sequences
+from .tasks import hold_out, history_pieces, pack, retrieval_examples, sample, split_sequences, word_views
 
 VALIDATION = "validation"  # the split the generator is validated on after every epoch
 HELD_OUT_SHARE = 0.1       # retrieval sets without qrels/dev.tsv: this share of the train queries is held out
@@ -128,10 +128,18 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
             pieces = [p for p, (_, rel) in zip(pieces, examples) for _ in rel]
             keys = [k for k, (_, rel) in zip(keys, examples) for _ in rel]
             if g.indexing:
-                pieces += [[t] for t in _doc_tokens(cfg, tokenizer, row)]
+                texts = doc_texts(cfg, row)
+                pieces += [[t] for t in _tokens(tokenizer, texts, g.max_source_length)]
                 keys += list(table.doc_ids)
                 targets += list(range(len(row)))
                 counts["indexing_pairs"] = len(row)
+                if g.indexing_views:
+                    rng = np.random.default_rng(cfg.seed)
+                    views = [(i, v) for i, t in enumerate(texts) for v in word_views(t, g.indexing_views, rng)]
+                    pieces += [[t] for t in _tokens(tokenizer, [v for _, v in views], g.max_source_length)]
+                    keys += [table.doc_ids[i] for i, _ in views]
+                    targets += [i for i, _ in views]
+                    counts["indexing_views"] = len(views)
         relevant = [rel for _, rel in examples]
         inputs = {"queries": [queries[q] for q, _ in examples]}
     else:

@@ -44,6 +44,17 @@ def split_sequences(sequences: dict, known) -> tuple[dict, Counter]:
     return split, skipped
 
 
+def word_views(text: str, views: int, rng: np.random.Generator, low: int = 2, high: int = 6) -> list[str]:
+    """`views` short pseudo-queries of a document: each keeps `low`..`high` of its words, in their order (the
+    "document as query" views NCI and DSI-QG train on, so a generator meets query-length inputs for every document)."""
+    words = text.split()
+    out = []
+    for _ in range(views if words else 0):
+        k = min(int(rng.integers(low, high + 1)), len(words))
+        out.append(" ".join(words[j] for j in np.sort(rng.choice(len(words), size=k, replace=False))))
+    return out
+
+
 def history_pieces(history: list, max_items: int) -> list:
     """The most recent `max_items` items, newest first."""
     return history[::-1][:max_items]

@@ -45,6 +45,7 @@ class GeneratorTask:
     warmup: float = 0.0
     val: dict | None = None     # {"sources": ref [V, L], "targets": ref [V, depth], "trie": ref, "ks": [...]}
     patience: int = 0
+    dropout: float = 0.1
 
     @property
     def validates(self) -> bool:
@@ -55,7 +56,7 @@ class GeneratorTask:
         return f"val_recall@{max(self.val['ks'])}"
 
     def build(self) -> T5ForConditionalGeneration:
-        return T5ForConditionalGeneration.from_pretrained(self.init_dir)
+        return T5ForConditionalGeneration.from_pretrained(self.init_dir, dropout_rate=self.dropout)
 
     def lr_lambda(self):
         total, warmup, kind = self.steps_per_epoch * self.epochs, self.warmup, self.schedule
@@ -162,7 +163,7 @@ def train_generator(cfg: Config) -> dict:
             summary["validation"] = v["counts"]
         steps = len(labels) // (per_worker * cfg.train.num_workers)
         task = GeneratorTask(init_dir, out, name, g.epochs, g.lr, per_worker, cfg.seed, steps, g.lr_schedule,
-                             g.warmup, val, g.patience)
+                             g.warmup, val, g.patience, g.dropout)
         fit(cfg, task, rows_dataset(input_ids=data["sources"], labels=labels).random_shuffle())
     summary["train_seconds"] = round(time.time() - start, 1)
     summary["eval"] = evaluate(cfg)
