@@ -7,6 +7,8 @@ import torch
 from lmindexer.config import ModelConfig
 from lmindexer.models.backbone import PRESETS, load_backbone
 from lmindexer.models.generator import build_generator, load_generator
+from lmindexer.models.quantizer import Codebook, code_logits
+from lmindexer.train.engine import forward_precision
 
 TEXTS = [f"product {i} with shade {i % 7} and brand b{i % 5}" for i in range(200)]
 
@@ -53,3 +55,43 @@ def test_generator_adds_id_tokens_with_codebook_embeddings(tmp_path):
         vocab.tokens(np.array([[4, 0]]), np.array([0]))
     # a codebook of another width is ignored (random ID embeddings) rather than forced in
     assert not build_generator(str(tmp_path / "t5"), 2, 4, 3, str(tmp_path / "g2"), torch.randn(2, 4, 7))["codebook_init"]
+
+
+def test_code_selection_is_fp32_under_bf16_autocast():
+    """Codes picked under bf16 autocast equal the fp32 codes (near-tied codes swap when logits are bf16)."""
+    torch.manual_seed(0)
+    book = Codebook(256, 768)
+    with torch.no_grad():
+        book.weight.copy_(torch.randn(1, 768) + 0.01 * torch.randn(256, 768))  # close codes: bf16 would swap them
+    h = torch.randn(512, 768)
+    for selection in ("dot", "l2"):
+        want = book(h, selection=selection)[2]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = book(h, selection=selection)[2]
+        assert torch.equal(got, want), selection
+        bf16 = code_logits(h.bfloat16(), book.weight.bfloat16(), selection).argmax(-1)
+        assert not torch.equal(bf16, want)  # the check can fail: in bf16 the choice does change
+
+
+def test_ddp_bf16_keeps_fp32_weights_and_small_updates():
+    """train.engine=ddp with bf16: the forward runs in autocast, weights and AdamW stay fp32, so 100 steps at lr
+    1e-4 move a weight as fp32 training does (a bf16 weight of 0.5 would not move at all)."""
+    def run(bf16: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(8, 1)
+        with torch.no_grad():
+            model.weight.fill_(0.5)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
+        x, y = torch.randn(64, 8), torch.randn(64, 1)
+        for _ in range(100):
+            with forward_precision("ddp", bf16, "cpu"):
+                loss = (model(x).float() - y).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        assert model.weight.dtype == torch.float32
+        return model.weight.detach()
+
+    fp32, bf16 = run(False), run(True)
+    assert (fp32 - 0.5).abs().max() > 5e-3  # the weights did move
+    assert torch.allclose(bf16, fp32, atol=1e-3)

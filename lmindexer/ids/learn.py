@@ -105,7 +105,7 @@ class Progress:
 
 
 def _label_scores(labels: np.ndarray, codes: np.ndarray) -> dict:
-    has = np.array([x is not None and x == x for x in labels])
+    has = np.array([x is not None and x == x and x != "" for x in labels])  # "" is how a missing label is read
     if not has.any():
         return {}
     keys = ["-".join(map(str, c)) for c in codes[has]]

@@ -54,18 +54,23 @@ class Codebook(nn.Module):
     def centre(self, h: torch.Tensor, prefix: torch.Tensor | None) -> torch.Tensor:
         if self.offsets is None:
             return h
-        shift = sum(self.offsets[s][prefix[:, s].long()] for s in range(self.offsets.shape[0]))
+        shift = sum(self.offsets[s][prefix[:, s].long()].float() for s in range(self.offsets.shape[0]))
         return h - shift.to(h.dtype)
 
     def forward(self, h: torch.Tensor | None = None, codes: torch.Tensor | None = None, selection: str = "dot",
                 temperature: float = 1.0, gumbel: bool = False, prefix: torch.Tensor | None = None,
                 query: bool = False):
-        """codes -> their vectors; h (+ prefix) -> (logits, quantized query, codes), or the query alone."""
+        """codes -> their vectors; h (+ prefix) -> (logits, quantized query, codes), or the query alone.
+
+        Selection runs in fp32 whatever the autocast or weight dtype (in bf16 close codes swap: at d=768 a third of
+        the argmaxes changed); the query and quantized vectors come back in h's dtype."""
         if codes is not None:
             return self.weight[codes]
-        q = self.centre(h, prefix)
-        if query:
-            return q
-        logits = code_logits(q, self.weight, selection)
-        z, chosen = straight_through(logits, self.weight, temperature, gumbel)
-        return logits, z, chosen
+        with torch.autocast(h.device.type, enabled=False):
+            q = self.centre(h.float(), prefix)
+            if query:
+                return q.to(h.dtype)
+            weight = self.weight.float()
+            logits = code_logits(q, weight, selection)
+            z, chosen = straight_through(logits, weight, temperature, gumbel)
+        return logits, z.to(h.dtype), chosen

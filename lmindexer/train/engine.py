@@ -27,6 +27,15 @@ def lr_multiplier(step: int, total: int, warmup: float, kind: str) -> float:
     return left if kind == "linear" else 0.5 * (1 - math.cos(math.pi * left))
 
 
+def forward_precision(engine: str, bf16: bool, device) -> contextlib.AbstractContextManager:
+    """The forward pass's precision context. DeepSpeed keeps fp32 master weights itself (its bf16 optimizer); DDP
+    keeps fp32 weights and AdamW state and runs the forward in bf16 autocast, so small updates are not lost to bf16
+    rounding (a bf16 weight of 0.5 never moves at lr 1e-4)."""
+    if engine == "deepspeed" or not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
 def deepspeed_config(cfg: TrainConfig, batch_size: int) -> dict:
     return {
         "train_micro_batch_size_per_gpu": batch_size,
@@ -61,17 +70,16 @@ class Engine:
                 for weight in getattr(model, "external_weights", list)():
                     deepspeed.zero.register_external_parameter(model, weight)
             self.module = self.model.module
-        else:
+        else:  # fp32 weights and optimizer state; bf16 only inside autocast (see __call__)
             self.module = model.to(self.device)
-            if use_bf16(cfg):
-                self.module = self.module.to(torch.bfloat16)
             self.model = ray.train.torch.prepare_model(self.module, move_to_device=False,
                                                        parallel_strategy_kwargs={"find_unused_parameters": True})
             self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda) if lr_lambda else None
 
     def __call__(self, **batch):
-        return self.model(**{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()})
+        with forward_precision(self.kind, use_bf16(self.cfg), self.device):
+            return self.model(**{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()})
 
     def step(self, loss: torch.Tensor) -> None:
         if self.kind == "deepspeed":
