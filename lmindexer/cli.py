@@ -38,6 +38,18 @@ def _assign_ids(cfg):
     return assign_ids(cfg)
 
 
+def _assign_once(cfg):
+    """assign-ids, unless the table of the current indexer is already complete (`run` re-runs do no work)."""
+    from .ids.assign import finished_table, ids_dir
+
+    done = finished_table(cfg)
+    if done is None:
+        return _assign_ids(cfg)
+    log.info("assign-ids: the ID table at %s is complete for this indexer; skipped (delete it to assign again)",
+             ids_dir(cfg))
+    return done
+
+
 def _baseline_ids(cfg):
     from .ids.baseline_ids import baseline_ids
     return baseline_ids(cfg)
@@ -68,7 +80,7 @@ def _run(cfg):
     if cfg.model.backbone == "encoder" and cfg.generator.run_tasks and not cfg.generator.init:
         raise ConfigError("model.backbone=encoder: the generators of generator.run_tasks need a T5 to start from; "
                           "set generator.init (a T5 folder or hub name), or generator.run_tasks=[]")
-    steps = [("prepare", _prepare_once), ("init-model", _init_model), ("learn-ids", _learn_ids), ("assign-ids", _assign_ids),
+    steps = [("prepare", _prepare_once), ("init-model", _init_model), ("learn-ids", _learn_ids), ("assign-ids", _assign_once),
              ("id-report", _id_report)]
     for task in cfg.generator.run_tasks:
         steps.append((f"train-generator ({task})", lambda c, t=task: _train_generator(with_task(c, t))))

@@ -242,6 +242,8 @@ class RayConfig:
     address: str = opt("", "Ray cluster address (empty: $RAY_ADDRESS, set inside `ray job submit`, else start a local "
                            "Ray; 'auto': the running cluster)")
     num_cpus: int = opt(0, "logical CPUs of a local Ray (0: twice the cores, so workers and Ray Data both fit)")
+    dashboard: bool = opt(True, "a local Ray serves its dashboard (127.0.0.1:8265 or the next free port); when it "
+                                "cannot start (a busy machine), Ray starts again without it, with a warning")
     shuffle: str = opt("sort_shuffle_pull_based", "Ray Data shuffle for groupby: sort_shuffle_pull_based (tasks only; "
                                                   "fastest to start) | hash_shuffle | shuffle_v2 (actor based)")
 

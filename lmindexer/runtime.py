@@ -9,6 +9,8 @@ import ray.data
 
 from .config import Config
 
+log = logging.getLogger("lmindexer")
+
 
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -32,9 +34,17 @@ def ensure_ray(cfg: Config) -> None:
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS", "")  # `ray job submit` sets RAY_ADDRESS
     if address:
         ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(address="local", num_cpus=cfg.ray.num_cpus or 2 * (os.cpu_count() or 1), include_dashboard=True,
-                 dashboard_host="127.0.0.1")
+        return
+    local = {"address": "local", "num_cpus": cfg.ray.num_cpus or 2 * (os.cpu_count() or 1)}
+    if cfg.ray.dashboard:
+        try:
+            ray.init(**local, include_dashboard=True, dashboard_host="127.0.0.1")
+            return
+        except Exception as err:  # e.g. "The current node timed out during startup" on a loaded machine
+            ray.shutdown()
+            log.warning("local Ray did not start with its dashboard (%s); starting it without (ray.dashboard=false "
+                        "skips this try)", str(err).splitlines()[0][:200])
+    ray.init(**local, include_dashboard=False)
 
 
 def shuffle_partitions() -> int:

@@ -52,11 +52,17 @@ def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F81
 
 
 def kill_a_worker_after_first_checkpoint(pattern: str, killed: list) -> None:
+    """SIGKILL one Ray Train worker of this test's own Ray (a descendant of this process: the local Ray started
+    here), never another run's on the same machine."""
     wait_for(pattern)
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if any("RayTrainWorker" in part for part in (proc.info["cmdline"] or [])):
-            os.kill(proc.info["pid"], signal.SIGKILL)
-            killed.append(proc.info["pid"])
+    for proc in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            cmdline = proc.cmdline()
+        except psutil.Error:
+            continue
+        if any("RayTrainWorker" in part for part in cmdline):
+            os.kill(proc.pid, signal.SIGKILL)
+            killed.append(proc.pid)
             return
 
 

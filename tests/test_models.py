@@ -95,3 +95,9 @@ def test_ddp_bf16_keeps_fp32_weights_and_small_updates():
     fp32, bf16 = run(False), run(True)
     assert (fp32 - 0.5).abs().max() > 5e-3  # the weights did move
     assert torch.allclose(bf16, fp32, atol=1e-3)
+
+
+def test_worker_threads_share_the_cores():
+    from lmindexer.train.loop import worker_threads
+    assert worker_threads(0.5, 2, 2) == 1 and worker_threads(0.5, 1, 2) == 2 and worker_threads(0.5, 4, 2) == 1
+    assert worker_threads(2, 1, 16) == 2 and worker_threads(3.0, 8, 16) == 3

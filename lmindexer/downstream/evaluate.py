@@ -102,7 +102,8 @@ def evaluate(cfg: Config) -> dict:
     for method, docs in reference_rankings(g.task, data["inputs"], list(table.doc_ids), texts, max(g.ks)).items():
         m, ci = summarise(docs, data["relevant"], g.ks)
         reference[method] = {"metrics": m, "intervals": ci}
-    result = {"split": g.eval_split, "queries": len(ranked), "beams": beams, "metrics": metrics,
+    result = {"split": g.eval_split, "queries": len(ranked), "beams": beams, "ks": list(g.ks),
+              "max_eval": g.max_eval, "metrics": metrics,
               "intervals": intervals, "reference": reference, "counts": data["counts"],
               "seconds": round(time.time() - start, 1)}
     folder = os.path.join(path, f"eval-{g.eval_split}")
@@ -117,6 +118,20 @@ def evaluate(cfg: Config) -> dict:
         log.info("evaluate %s reference %s: %s", g.task, method,
                  " ".join(f"{k}={v:.4f}" for k, v in r["metrics"].items() if k.startswith(("recall@", "ndcg@"))))
     return result
+
+
+def finished_evaluation(cfg: Config) -> dict | None:
+    """The saved evaluation of the generator as it is now (metrics.json newer than its weights, with the same
+    split, cut-offs, beams and sample), else None: train-generator then does not decode again."""
+    g, path = cfg.generator, generator_dir(cfg)
+    saved, weights = os.path.join(path, f"eval-{g.eval_split}", "metrics.json"), os.path.join(path, "config.json")
+    if not os.path.exists(saved) or not os.path.exists(weights) or os.path.getmtime(saved) < os.path.getmtime(weights):
+        return None
+    with open(saved) as f:
+        result = json.load(f)
+    same = (result.get("ks"), result.get("max_eval"), result.get("beams")) == (list(g.ks), g.max_eval,
+                                                                               beam_width(cfg))
+    return result if same else None
 
 
 def summarise(ranked: list, relevant: list, ks) -> tuple[dict, dict]:

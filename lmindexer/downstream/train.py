@@ -23,7 +23,7 @@ from ..models.generator import GENERATOR_FILE, build_generator, indexer_codebook
 from ..ids.task import shared
 from ..train.engine import lr_multiplier
 from ..train.loop import all_reduce_sum, fit, rows_dataset, shuffled_batches
-from .evaluate import beam_search, beam_width, evaluate, generator_dir
+from .evaluate import beam_search, beam_width, evaluate, finished_evaluation, generator_dir
 from .examples import VALIDATION, build_examples, id_targets, ids_path, read_id_table
 from .trie import TrieLogitsProcessor, build_trie
 
@@ -166,5 +166,9 @@ def train_generator(cfg: Config) -> dict:
                              g.warmup, val, g.patience, g.dropout)
         fit(cfg, task, rows_dataset(input_ids=data["sources"], labels=labels).random_shuffle())
     summary["train_seconds"] = round(time.time() - start, 1)
-    summary["eval"] = evaluate(cfg)
+    done = finished_evaluation(cfg) if "train" not in summary else None
+    if done is not None:
+        log.info("generator: evaluated before (%s); not decoded again (run `lmindexer evaluate` to redo it)",
+                 os.path.join(out, f"eval-{g.eval_split}", "metrics.json"))
+    summary["eval"] = done or evaluate(cfg)
     return summary

@@ -137,6 +137,20 @@ def assign_ids(cfg: Config) -> dict:
     return make_unique(cfg, ids_dir(cfg), start, size, {"method": "lmindexer", "indexer": storage.absolute(indexer)})
 
 
+def finished_table(cfg: Config) -> dict | None:
+    """The summary of an ID table assign-ids already finished with the current indexer (its summary.json is written
+    last and is newer than the indexer's weights), else None: `run` then skips the step."""
+    fs, out = storage.filesystem(ids_dir(cfg), cfg.storage)
+    indexer = storage.absolute(cfg.assign.indexer or indexer_dir(cfg))
+    ifs, ipath = storage.filesystem(indexer, cfg.storage)
+    done, weights = storage.join(out, "summary.json"), storage.join(ipath, CONFIG_FILE)
+    if not storage.exists(fs, done) or not storage.exists(ifs, weights):
+        return None
+    summary = storage.read_json(fs, done)
+    newer = fs.get_file_info(done).mtime >= ifs.get_file_info(weights).mtime
+    return summary if newer and summary.get("indexer") == indexer and not cfg.assign.existing else None
+
+
 def make_unique(cfg: Config, uri: str, start: float, codebook_size: int, source: dict) -> dict:
     """Step 2 for any codes under <uri>/_codes: keep existing IDs, rebalance or suffix collisions, verify.
     `source` (the method, and the indexer that made the codes) goes into summary.json."""

@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -51,10 +52,30 @@ def _report(engine: Engine, progress: dict, metrics: dict) -> None:
         ray.train.report({**metrics, **scalars}, checkpoint=checkpoint)
 
 
+def worker_threads(cpus_per_worker: float, workers: int, cores: int) -> int:
+    """torch threads of a CPU worker: its whole reserved CPUs, or for a fractional reservation its share of the
+    machine's cores (torch's default, every core per worker, oversubscribes the CPUs when workers share a machine)."""
+    if cpus_per_worker >= 1:
+        return int(cpus_per_worker)
+    return max(1, cores // max(1, workers))
+
+
+def quiet_worker() -> None:
+    """A worker's log keeps lmindexer's lines: DeepSpeed's per-step torch.distributed deprecation warnings and Ray
+    Train's per-report INFO lines ("Reporting training result", "Checkpoint successfully created") are dropped."""
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed.*")
+    warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.*")
+    for name in ("ray.train", "ray.train.v2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def train_worker(config: dict) -> None:
     """Runs on every Ray Train worker."""
     cfg, task = from_dict(config["cfg"]), config["task"]
     rank = ray.train.get_context().get_world_rank()
+    quiet_worker()
+    if not cfg.train.use_gpu:
+        torch.set_num_threads(worker_threads(cfg.train.cpus_per_worker, cfg.train.num_workers, os.cpu_count() or 1))
     torch.manual_seed(cfg.seed + rank)
     lr_lambda = task.lr_lambda() if hasattr(task, "lr_lambda") else None
     engine = Engine(task.build(), cfg.train, task.lr, task.batch_size, lr_lambda)
