@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import tempfile
+import threading
 import time
 import warnings
 from collections import defaultdict
@@ -188,7 +190,7 @@ def fit(cfg: Config, task, dataset: "ray.data.Dataset", fresh: bool = False) -> 
     fs, root = storage.filesystem(uri, cfg.storage)
     if fresh and storage.exists(fs, storage.join(root, task.name)):
         fs.delete_dir(storage.join(root, task.name))
-    trainer = TorchTrainer(
+    trainer = _Trainer(
         train_worker,
         train_loop_config={"cfg": to_dict(cfg), "task": task},
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
@@ -202,5 +204,26 @@ def fit(cfg: Config, task, dataset: "ray.data.Dataset", fresh: bool = False) -> 
     )
     log.info("%s: %d worker(s), engine=%s%s, %d epoch(s)", task.name, cfg.train.num_workers, cfg.train.engine,
              f" ZeRO-{cfg.train.zero_stage}" if cfg.train.engine == "deepspeed" else "", task.epochs)
-    return trainer.fit()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        return trainer.fit()
+    finally:  # Ray Train's handler would otherwise outlive the run and swallow a later Ctrl-C
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
+
+
+class _Trainer(TorchTrainer):
+    """TorchTrainer whose Ctrl-C stops the run and raises KeyboardInterrupt in the driver at once (Ray's own
+    handler aborts gracefully and returns, so the command went on to its next step). Checkpoints already reported
+    are kept: running the command again resumes."""
+
+    def _register_sigint_handler(self, controller) -> None:
+        def stop(signum, frame):
+            try:
+                ray.get(controller.abort.remote(), timeout=5)
+            except Exception:  # noqa: BLE001 - the controller may be gone already; stopping is what matters
+                pass
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, stop)
 
