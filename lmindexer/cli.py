@@ -40,13 +40,14 @@ def _assign_ids(cfg):
 
 def _assign_once(cfg):
     """assign-ids, unless the table of the current indexer is already complete (`run` re-runs do no work)."""
-    from .ids.assign import finished_table, ids_dir
+    from .ids.assign import finished_table
+    from .paths import RunLayout
 
     done = finished_table(cfg)
     if done is None:
         return _assign_ids(cfg)
     log.info("assign-ids: the ID table at %s is complete for this indexer; skipped (delete it to assign again)",
-             ids_dir(cfg))
+             RunLayout(cfg).ids)
     return done
 
 
@@ -105,10 +106,10 @@ def with_task(cfg, task: str):
 
 def _prepare_once(cfg):
     """prepare, unless the corpus is already there (its summary.json is written last)."""
-    from .data.prepare import corpus_dir
+    from .paths import RunLayout
     from .storage import exists, filesystem, join, read_json
 
-    fs, corpus = filesystem(corpus_dir(cfg), cfg.storage)
+    fs, corpus = filesystem(RunLayout(cfg).corpus, cfg.storage)
     done = join(corpus, "summary.json")
     return read_json(fs, done) if exists(fs, done) else _prepare(cfg)
 

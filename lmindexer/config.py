@@ -42,7 +42,7 @@ class DataConfig:
     label_fields: list = opt([], "fields kept as labels: the first becomes `label`, all of them `labels`")
     keep_extra: bool = opt(True, "keep the other input fields as extra string columns (non-strings JSON-encoded)")
     csv_columns: list = opt([], "column names for CSV/TSV files without a header line")
-    output: str = opt("", "output folder of sharded parquet (empty: <output_dir>/docs)")
+    output: str = opt("", "prepared corpus folder; its shards go to docs/ inside it (empty: <output_dir>/corpus)")
     rows_per_shard: int = opt(50000, "rows per output parquet file")
     on_bad: str = opt("skip", "skip (count, log, keep in <output>/_skipped) or error (stop at the first bad row)")
     max_text_chars: int = opt(20000, "documents longer than this are handled by on_long")

@@ -21,8 +21,7 @@ import yaml
 from ray import tune
 
 from .config import Config, ConfigError, from_dict, override, to_dict
-from .data.prepare import corpus_dir
-from .storage import absolute, join
+from .paths import RunLayout
 
 log = logging.getLogger("lmindexer.tune")
 KINDS = {"choice": tune.choice, "grid": tune.grid_search, "uniform": tune.uniform, "loguniform": tune.loguniform,
@@ -133,15 +132,15 @@ def _prepare_shared(cfg: Config) -> dict:
     from .models.bootstrap import init_model
 
     base = copy.deepcopy(cfg)
-    if not os.path.exists(os.path.join(corpus_dir(cfg), "summary.json")):
+    if not os.path.exists(os.path.join(RunLayout(cfg).corpus, "summary.json")):
         prepare(cfg)
-    base.data.output = absolute(corpus_dir(cfg))
+    base.data.output = RunLayout(cfg).corpus
     backbone = init_model(cfg)
     base.model.name_or_path = backbone
     if cfg.tune.target == "generator":
-        from .downstream.examples import ids_path, task_data
+        from .downstream.examples import task_data
 
-        base.generator.ids = ids_path(cfg)
+        base.generator.ids = RunLayout(cfg).generator_ids
         base.generator.init = cfg.generator.init or backbone
         base.generator.data = task_data(cfg)
     return to_dict(base)
@@ -152,7 +151,7 @@ def tune_search(cfg: Config) -> dict:
     space = search_space(t.space)
     objective = objective_of(cfg)
     mode = "min" if objective in LOWER_IS_BETTER else "max"
-    out = absolute(t.output or join(cfg.output_dir, "tune"))
+    out = RunLayout(cfg).tune
     storage, name = os.path.dirname(out), os.path.basename(out)
     base = _prepare_shared(cfg)
     trainable = tune.with_resources(tune.with_parameters(run_trial, base=base, target=t.target, objective=objective,

@@ -17,17 +17,10 @@ from .. import storage
 from ..config import Config
 from ..runtime import shuffle_partitions
 from .readers import OUTPUT_COLUMNS, BadInputError, parse_file
+from ..paths import RunLayout
 
 log = logging.getLogger("lmindexer.prepare")
 SHOW_SKIPPED = 10
-
-
-def corpus_dir(cfg: Config) -> str:
-    return cfg.data.output or storage.join(cfg.output_dir, "corpus")
-
-
-def docs_path(cfg: Config) -> str:
-    return storage.join(corpus_dir(cfg), "docs")
 
 
 def resolve_input(cfg: Config):
@@ -35,7 +28,7 @@ def resolve_input(cfg: Config):
     data = cfg.data
     if data.input == "builtin:demo":
         from .synthetic import write_demo
-        folder = storage.join(cfg.output_dir, "demo_source")
+        folder = RunLayout(cfg).demo_source
         write_demo(folder, cfg.demo, cfg.seed)
         data = type(data)(**{**data.__dict__, "input": folder, "format": "beir"})
     if not data.input:
@@ -68,7 +61,7 @@ def _mark_duplicates(batch: pa.Table, first: dict) -> pa.Table:
 def prepare(cfg: Config) -> dict:
     start = time.time()
     fs, files, data = resolve_input(cfg)
-    out = corpus_dir(cfg)
+    out = RunLayout(cfg).corpus
     out_fs, out_path = storage.filesystem(out, cfg.storage)
     log.info("prepare: %d input file(s) from %s -> %s", len(files), data.input, out)
     index = {}
@@ -128,8 +121,8 @@ def _unwrap(e: Exception) -> Exception:
 
 
 def load_docs(cfg: Config) -> "ray.data.Dataset":
-    fs, path = storage.filesystem(docs_path(cfg), cfg.storage)
+    fs, path = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
     if not storage.exists(fs, path):
-        raise FileNotFoundError(f"no prepared corpus at {docs_path(cfg)}: run `lmindexer prepare` first")
+        raise FileNotFoundError(f"no prepared corpus at {RunLayout(cfg).docs}: run `lmindexer prepare` first")
     return ray.data.read_parquet(path, filesystem=fs)
 

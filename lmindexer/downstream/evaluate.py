@@ -16,7 +16,6 @@ import ray
 import torch
 from transformers import LogitsProcessorList
 
-from .. import storage
 from ..config import Config
 from ..eval.ranking import bootstrap_ci, per_query
 from ..ids.infer import actor_pool, by_row, inference_device, spread
@@ -25,14 +24,9 @@ from ..train.loop import rows_dataset
 from .baselines import reference_rankings
 from .examples import build_examples, doc_texts, read_id_table
 from .trie import TrieLogitsProcessor, build_trie, trie_bytes
+from ..paths import RunLayout
 
 log = logging.getLogger("lmindexer.downstream")
-
-
-def generator_dir(cfg: Config) -> str:
-    g = cfg.generator
-    ids_name = os.path.basename(os.path.normpath(g.ids)) if g.ids else "ids"
-    return storage.absolute(g.output or storage.join(cfg.output_dir, f"generator-{g.task}-{ids_name}"))
 
 
 def beam_width(cfg: Config) -> int:
@@ -77,7 +71,7 @@ class GeneratorActor:
 
 def evaluate(cfg: Config) -> dict:
     g, start = cfg.generator, time.time()
-    path, beams = generator_dir(cfg), beam_width(cfg)
+    path, beams = RunLayout(cfg).generator, beam_width(cfg)
     if not os.path.exists(os.path.join(path, "config.json")) or not os.path.exists(os.path.join(path,
                                                                                                 GENERATOR_FILE)):
         raise FileNotFoundError(f"no trained generator at {path}: run train-generator first")
@@ -123,7 +117,7 @@ def evaluate(cfg: Config) -> dict:
 def finished_evaluation(cfg: Config) -> dict | None:
     """The saved evaluation of the generator as it is now (metrics.json newer than its weights, with the same
     split, cut-offs, beams and sample), else None: train-generator then does not decode again."""
-    g, path = cfg.generator, generator_dir(cfg)
+    g, path = cfg.generator, RunLayout(cfg).generator
     saved, weights = os.path.join(path, f"eval-{g.eval_split}", "metrics.json"), os.path.join(path, "config.json")
     if not os.path.exists(saved) or not os.path.exists(weights) or os.path.getmtime(saved) < os.path.getmtime(weights):
         return None

@@ -14,6 +14,7 @@ from ..config import Config
 from ..data.loaders import read_qrels, read_queries, read_sequences
 from ..data.prepare import load_docs
 from ..models.generator import IdVocab
+from ..paths import RunLayout
 from .tasks import hold_out, history_pieces, pack, retrieval_examples, sample, split_sequences, word_views
 
 VALIDATION = "validation"  # the split the generator is validated on after every epoch
@@ -22,17 +23,13 @@ HELD_OUT_SHARE = 0.1       # retrieval sets without qrels/dev.tsv: this share of
 log = logging.getLogger("lmindexer.downstream")
 
 
-def ids_path(cfg: Config) -> str:
-    return storage.absolute(cfg.generator.ids or storage.join(cfg.output_dir, "ids"))
-
-
 def task_data(cfg: Config) -> str:
     """The BEIR folder (retrieval) or sequences file (rec) of the generator's task."""
     g = cfg.generator
     if g.data:
         return storage.absolute(g.data)
     if cfg.data.input == "builtin:demo":
-        folder = storage.absolute(storage.join(cfg.output_dir, "demo_source"))
+        folder = RunLayout(cfg).demo_source
         return folder if g.task == "retrieval" else storage.join(folder, "sequences.txt")
     if g.task == "retrieval" and cfg.data.format in ("auto", "beir"):
         return storage.absolute(cfg.data.input)

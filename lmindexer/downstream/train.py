@@ -18,13 +18,13 @@ import torch
 from transformers import AutoTokenizer, T5ForConditionalGeneration
 
 from ..config import Config
-from ..models.bootstrap import backbone_dir
+from ..paths import RunLayout
 from ..models.generator import GENERATOR_FILE, build_generator, indexer_codebooks, load_id_vocab
 from ..ids.task import shared
 from ..train.engine import lr_multiplier
 from ..train.loop import all_reduce_sum, fit, rows_dataset, shuffled_batches
-from .evaluate import beam_search, beam_width, evaluate, finished_evaluation, generator_dir
-from .examples import VALIDATION, build_examples, id_targets, ids_path, read_id_table
+from .evaluate import beam_search, beam_width, evaluate, finished_evaluation
+from .examples import VALIDATION, build_examples, id_targets, read_id_table
 from .trie import TrieLogitsProcessor, build_trie
 
 log = logging.getLogger("lmindexer.downstream")
@@ -124,9 +124,9 @@ def _init(cfg: Config, out: str, table) -> str:
         return init_dir
     indexer = table.summary.get("indexer", "")
     books = indexer_codebooks(indexer, cfg.storage) if g.codebook_init and indexer else None
-    info = build_generator(g.init or backbone_dir(cfg), table.codes.shape[1], int(table.summary.get(
+    info = build_generator(g.init or RunLayout(cfg).backbone, table.codes.shape[1], int(table.summary.get(
         "codebook_size", table.codes.max() + 1)), int(table.suffix.max()) + 1, init_dir, books,
-        {"task": g.task, "ids": ids_path(cfg), "method": table.summary.get("method", "")})
+        {"task": g.task, "ids": RunLayout(cfg).generator_ids, "method": table.summary.get("method", "")})
     log.info("generator: start model %s with %d ID positions of %d codes and %d suffixes (ID embeddings from %s)",
              info["init"], info["positions"], info["codebook_size"], info["suffixes"],
              "the indexer's codebooks" if info["codebook_init"] else "random")
@@ -135,11 +135,11 @@ def _init(cfg: Config, out: str, table) -> str:
 
 def train_generator(cfg: Config) -> dict:
     g, start = cfg.generator, time.time()
-    out = generator_dir(cfg)
+    out = RunLayout(cfg).generator
     beam_width(cfg)  # a bad beam setting fails now, not after training
-    table = read_id_table(cfg, ids_path(cfg))
+    table = read_id_table(cfg, RunLayout(cfg).generator_ids)
     init_dir = _init(cfg, out, table)
-    summary = {"generator": out, "task": g.task, "ids": ids_path(cfg), "documents_with_ids": len(table.doc_ids)}
+    summary = {"generator": out, "task": g.task, "ids": RunLayout(cfg).generator_ids, "documents_with_ids": len(table.doc_ids)}
     if os.path.exists(os.path.join(out, HISTORY_FILE)):
         log.info("generator: already trained at %s", out)
     else:

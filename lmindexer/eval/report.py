@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from .. import storage
 from ..config import Config
-from ..data.prepare import docs_path
+from ..paths import RunLayout
 from .metrics import ami, code_usage, collision_rate, nmi, split_stats
 
 log = logging.getLogger("lmindexer.report")
@@ -80,7 +80,7 @@ def read_table(spec: str, cfg: Config, keymap: dict | None = None) -> IdTable:
 
 def corpus_labels(cfg: Config) -> tuple[pa.Table, list[str]]:
     """doc_id, the label fields (one column each) and, with report.key_field, that field as `key`."""
-    fs, path = storage.filesystem(docs_path(cfg), cfg.storage)
+    fs, path = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
     names = [c for c in ("doc_id", "label", "labels", "extra") if c in pq.read_schema(
         fs.open_input_file(storage.list_files(fs, path)[0])).names]
     docs = pq.read_table(path, filesystem=fs, columns=names)
@@ -199,14 +199,14 @@ def markdown(results: dict) -> str:
 
 
 def id_report(cfg: Config) -> dict:
-    specs = list(cfg.report.tables) or [storage.join(cfg.output_dir, "ids")]
-    out_dir = cfg.report.output or os.path.join(cfg.output_dir, "report")
+    specs = list(cfg.report.tables) or [RunLayout(cfg).ids]
+    out_dir = RunLayout(cfg).report
     os.makedirs(out_dir, exist_ok=True)
     try:
         corpus, fields = corpus_labels(cfg)
     except FileNotFoundError:
         corpus, fields = None, []
-        log.warning("id-report: no prepared corpus at %s, so no label scores", docs_path(cfg))
+        log.warning("id-report: no prepared corpus at %s, so no label scores", RunLayout(cfg).docs)
     keymap = None
     if cfg.report.key_field and corpus is not None:
         keymap = {k: d for k, d in zip(corpus.column("key").to_pylist(), corpus.column("doc_id").to_pylist())

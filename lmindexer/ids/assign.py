@@ -25,18 +25,13 @@ from ray.data.expressions import col
 
 from .. import storage
 from ..config import Config, StorageConfig
-from ..data.prepare import docs_path
+from ..paths import RunLayout
 from ..models.indexer import CONFIG_FILE
 from ..runtime import shuffle_partitions
 from .infer import actor_pool, load_for_inference, spread
-from .learn import indexer_dir
 from .unique import code_key, rebalance_group, sid, suffix_group
 
 log = logging.getLogger("lmindexer.assign")
-
-
-def ids_dir(cfg: Config) -> str:
-    return storage.absolute(cfg.assign.output or storage.join(cfg.output_dir, "ids"))
 
 
 def codes_table(doc_ids, codes: torch.Tensor, candidates: torch.Tensor, scores: torch.Tensor) -> pa.Table:
@@ -126,22 +121,22 @@ def _suffix(group: dict) -> pa.Table:
 
 def assign_ids(cfg: Config) -> dict:
     start = time.time()
-    fs, out = storage.filesystem(ids_dir(cfg), cfg.storage)
-    dfs, dpath = storage.filesystem(docs_path(cfg), cfg.storage)
-    indexer = cfg.assign.indexer or indexer_dir(cfg)
+    fs, out = storage.filesystem(RunLayout(cfg).ids, cfg.storage)
+    dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
+    indexer = cfg.assign.indexer or RunLayout(cfg).indexer
     encode_rounds(cfg, fs, out, dfs, storage.list_files(dfs, dpath), ["doc_id", "text"], AssignActor,
                   {"path": indexer, "max_length": cfg.model.max_length, "candidates": cfg.assign.candidates,
                    "bf16": cfg.train.precision != "fp32", "storage": cfg.storage})
     ifs, ipath = storage.filesystem(indexer, cfg.storage)
     size = storage.read_json(ifs, storage.join(ipath, CONFIG_FILE))["indexer"]["codebook_size"]
-    return make_unique(cfg, ids_dir(cfg), start, size, {"method": "lmindexer", "indexer": storage.absolute(indexer)})
+    return make_unique(cfg, RunLayout(cfg).ids, start, size, {"method": "lmindexer", "indexer": storage.absolute(indexer)})
 
 
 def finished_table(cfg: Config) -> dict | None:
     """The summary of an ID table assign-ids already finished with the current indexer (its summary.json is written
     last and is newer than the indexer's weights), else None: `run` then skips the step."""
-    fs, out = storage.filesystem(ids_dir(cfg), cfg.storage)
-    indexer = storage.absolute(cfg.assign.indexer or indexer_dir(cfg))
+    fs, out = storage.filesystem(RunLayout(cfg).ids, cfg.storage)
+    indexer = storage.absolute(cfg.assign.indexer or RunLayout(cfg).indexer)
     ifs, ipath = storage.filesystem(indexer, cfg.storage)
     done, weights = storage.join(out, "summary.json"), storage.join(ipath, CONFIG_FILE)
     if not storage.exists(fs, done) or not storage.exists(ifs, weights):
@@ -189,7 +184,7 @@ def _repeated(ds, key: str) -> int:
 def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int, source: dict) -> dict:
     """Documents in equal IDs out and no doc_id twice; the figures go next to the table as summary.json."""
     fs, out = storage.filesystem(uri, cfg.storage)
-    dfs, dpath = storage.filesystem(docs_path(cfg), cfg.storage)
+    dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
     docs_in = sum(pq.ParquetFile(dfs.open_input_file(f)).metadata.num_rows for f in storage.list_files(dfs, dpath))
     table = ray.data.read_parquet(storage.join(out, "table"), filesystem=fs)
     rows = table.count()

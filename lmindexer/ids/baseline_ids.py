@@ -20,7 +20,7 @@ import torch
 
 from .. import storage
 from ..config import Config
-from ..data.prepare import docs_path
+from ..paths import RunLayout
 from ..models.bootstrap import init_model
 from ..models.pretrained import resolve
 from ..train.loop import fit
@@ -30,10 +30,6 @@ from .infer import EmbedActor, actor_pool, spread
 from .rqvae import RqvaeTask, init_state
 
 log = logging.getLogger("lmindexer.baselines")
-
-
-def baseline_dir(cfg: Config) -> str:
-    return storage.absolute(cfg.baseline.output or storage.join(cfg.output_dir, f"ids-{cfg.baseline.method}"))
 
 
 class MethodActor:
@@ -64,7 +60,7 @@ def embed_corpus(cfg: Config, fs, out: str) -> int:
     b, start = cfg.baseline, time.time()
     source = "encoder" if b.embeddings == "encoder" else b.embeddings
     encoder = resolve(b.encoder) if b.encoder else (init_model(cfg) if source == "encoder" else "")
-    dfs, dpath = storage.filesystem(docs_path(cfg), cfg.storage)
+    dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
     columns = ["doc_id", "text"] if source == "encoder" else None
     ds = ray.data.read_parquet(storage.list_files(dfs, dpath), filesystem=dfs)
     ds = spread(ds.select_columns(columns) if columns else ds, cfg).map_batches(
@@ -81,7 +77,7 @@ def embed_corpus(cfg: Config, fs, out: str) -> int:
 def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
     """Fit the configured method on the vectors and save it under <out>/method; a saved one is reused."""
     b, ic = cfg.baseline, cfg.indexer
-    uri = storage.join(baseline_dir(cfg), "method")
+    uri = storage.join(RunLayout(cfg).baseline_ids, "method")
     if storage.exists(fs, storage.join(out, "method", "method.json")):
         return uri
     start = time.time()
@@ -111,12 +107,12 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
 
 def baseline_ids(cfg: Config) -> dict:
     start, b, ic = time.time(), cfg.baseline, cfg.indexer
-    uri = baseline_dir(cfg)
+    uri = RunLayout(cfg).baseline_ids
     fs, out = storage.filesystem(uri, cfg.storage)
     kwargs = {"storage_cfg": cfg.storage, "candidates": cfg.assign.candidates, "levels": ic.num_positions,
               "size": ic.codebook_size, "seed": cfg.seed, "method_dir": ""}
     if b.method == "random":
-        src_fs, src = storage.filesystem(docs_path(cfg), cfg.storage)
+        src_fs, src = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
         columns = ["doc_id"]
     else:
         kwargs["method_dir"] = fit_method(cfg, fs, out, embed_corpus(cfg, fs, out))

@@ -33,17 +33,10 @@ from .infer import run_indexer, spread
 from .kmeans import kmeans
 from .negatives import prefix_groups
 from .task import HISTORY_FILE, IdLearningTask
+from ..paths import RunLayout
 
 log = logging.getLogger("lmindexer.ids")
 STEPS = ("warmup", "continuous", "kmeans", "joint", "assign")
-
-
-def work_dir(cfg: Config) -> str:
-    return os.path.abspath(os.path.join(cfg.output_dir, "learn_ids"))
-
-
-def indexer_dir(cfg: Config) -> str:
-    return storage.absolute(cfg.indexer.output or storage.join(cfg.output_dir, "indexer"))
 
 
 class Tokenize:
@@ -60,7 +53,7 @@ class Tokenize:
 
 def tokenize_corpus(cfg: Config, backbone: str) -> dict:
     """doc_id, label and input_ids [N, L] of the whole corpus, tokenised by Ray Data; cached in the work dir."""
-    cache = os.path.join(work_dir(cfg), "tokens.npz")
+    cache = os.path.join(RunLayout(cfg).learn_work, "tokens.npz")
     if os.path.exists(cache):
         data = np.load(cache, allow_pickle=True)
         return {k: data[k] for k in data.files}
@@ -70,7 +63,7 @@ def tokenize_corpus(cfg: Config, backbone: str) -> dict:
                                     batch_size=1024, batch_format="numpy")
     parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
     data = {k: np.concatenate([p[k] for p in parts]) for k in ("doc_id", "label", "input_ids")}
-    os.makedirs(work_dir(cfg), exist_ok=True)
+    os.makedirs(RunLayout(cfg).learn_work, exist_ok=True)
     np.savez(cache, **data)
     log.info("learn-ids: tokenised %d documents (max_length %d)", len(data["doc_id"]), cfg.model.max_length)
     return data
@@ -80,7 +73,7 @@ class Progress:
     """Which steps are done, the current snapshot and the code table; persisted after every step."""
 
     def __init__(self, cfg: Config, n: int):
-        self.dir = work_dir(cfg)
+        self.dir = RunLayout(cfg).learn_work
         self.file = os.path.join(self.dir, "progress.json")
         self.codes_file = os.path.join(self.dir, "codes.npy")
         state = {}
@@ -201,7 +194,7 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
 
 def _finish(cfg: Config, progress: Progress, data: dict, seconds: float) -> dict:
     """Copy the last snapshot to <output_dir>/indexer with the training summary; write the code table."""
-    final = indexer_dir(cfg)
+    final = RunLayout(cfg).indexer
     positions_done = sum(f"{t}:assign" in progress.done for t in range(1, cfg.indexer.num_positions + 1))
     done_all = positions_done == cfg.indexer.num_positions
     summary = {"positions_done": positions_done,

@@ -7,12 +7,9 @@ import os
 from ..config import Config
 from ..data.prepare import load_docs
 from .backbone import load_backbone
+from ..paths import RunLayout
 
 log = logging.getLogger("lmindexer.models")
-
-
-def backbone_dir(cfg: Config) -> str:
-    return os.path.abspath(os.path.join(cfg.output_dir, "backbone"))
 
 
 def corpus_texts(cfg: Config, limit: int):
@@ -23,7 +20,7 @@ def corpus_texts(cfg: Config, limit: int):
 
 def init_model(cfg: Config) -> str:
     """Build or load the backbone and save it locally; a complete earlier one is reused."""
-    out = backbone_dir(cfg)
+    out = RunLayout(cfg).backbone
     if os.path.exists(os.path.join(out, "config.json")):
         log.info("init-model: backbone already at %s", out)
         return out

@@ -29,6 +29,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from .. import storage
 from ..config import Config, from_dict, to_dict
 from .engine import Engine
+from ..paths import RunLayout
 
 log = logging.getLogger("lmindexer.train")
 PROGRESS = "progress.json"
@@ -169,10 +170,6 @@ def _attach(batch: dict, refs: dict) -> dict:
     return {"row": batch["row"], **{k: ray.get(r)[batch["row"]] for k, r in refs.items()}}
 
 
-def storage_path(cfg: Config) -> str:
-    return storage.absolute(cfg.train.storage_path or storage.join(cfg.output_dir, "ray"))
-
-
 def _tune_callbacks() -> list:
     """Inside a Ray Tune trial (lmindexer tune), forward every report to Tune so its scheduler sees each epoch."""
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -186,7 +183,7 @@ def _tune_callbacks() -> list:
 def fit(cfg: Config, task, dataset: "ray.data.Dataset", fresh: bool = False) -> "ray.train.Result":
     """One TorchTrainer run for `task`; a run of the same name under the same storage resumes where it stopped,
     unless `fresh` discards that run first."""
-    uri = storage_path(cfg)
+    uri = RunLayout(cfg).ray
     fs, root = storage.filesystem(uri, cfg.storage)
     if fresh and storage.exists(fs, storage.join(root, task.name)):
         fs.delete_dir(storage.join(root, task.name))
