@@ -11,7 +11,8 @@ import torch
 from lmindexer.config import load_config
 from lmindexer.data.loaders import read_sequences
 from lmindexer.data.prepare import prepare
-from lmindexer.downstream.examples import build_examples, read_id_table
+from lmindexer.downstream.examples import build_examples
+from lmindexer.ids.table import read_id_table
 from lmindexer.downstream.tasks import split_sequences
 from lmindexer.downstream.evaluate import beam_search, evaluate
 from lmindexer.downstream.train import train_generator
@@ -62,7 +63,7 @@ def test_recommendation_trains_and_decodes_valid_ids(base):
     cfg = load_config("configs/quickstart.yaml", [f"output_dir={base}", *SETTINGS, "generator.task=rec",
                                                   "generator.history=ids", "generator.max_history=2"])
     tokenizer, vocab, _ = load_id_vocab(os.path.join(semantic["generator"], "init"))
-    table = read_id_table(cfg, f"{base}/ids-hkmeans")
+    table = read_id_table(f"{base}/ids-hkmeans")
     data = build_examples(cfg, tokenizer, vocab, table, "test")
     user, history, _ = split_sequences(read_sequences(os.path.join(base, "demo_source", "sequences.txt")),
                                        table.row)[0]["test"][0]
@@ -99,7 +100,7 @@ def test_generator_memorises_a_few_hundred_examples(base):
                       "generator.lr=3e-3", "generator.dropout=0.0",
                       "generator.max_eval=20", f"generator.output={base}/overfit")
     model, tokenizer, vocab, _ = load_generator(result["generator"])
-    table = read_id_table(cfg, f"{base}/ids-hkmeans")
+    table = read_id_table(f"{base}/ids-hkmeans")
     data = build_examples(cfg, tokenizer, vocab, table, "train")
     targets = vocab.tokens(table.codes, table.suffix)
     trie = build_trie(targets)

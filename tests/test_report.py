@@ -74,10 +74,11 @@ def test_report_cli_and_unknown_peer_keys(setup, capsys):
 
 
 def test_unlabelled_documents_are_left_out_of_label_figures():
-    from lmindexer.eval.report import IdTable, figures
+    from lmindexer.eval.report import figures
+    from lmindexer.ids.table import IdTable
 
     codes = np.array([[0], [0], [1], [1], [1], [0]])
-    t = IdTable("t", np.array([f"d{i}" for i in range(6)], dtype=object), codes, None, 2)
+    t = IdTable(np.array([f"d{i}" for i in range(6)], dtype=object), codes, None, {"codebook_size": 2}, "t")
     labels = {"category": np.array(["a", "a", "b", "b", "", None], dtype=object)}
     scores = figures(t, labels)["labels"]["category"]
     assert scores["labelled"] == 4 and scores["classes"] == 2 and scores["ami"][0] == 1.0

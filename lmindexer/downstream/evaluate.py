@@ -22,7 +22,8 @@ from ..ids.infer import actor_pool, by_row, inference_device, spread
 from ..models.generator import GENERATOR_FILE, load_generator, load_id_vocab
 from ..train.loop import rows_dataset
 from .baselines import reference_rankings
-from .examples import build_examples, doc_texts, read_id_table
+from ..ids.table import read_id_table
+from .examples import build_examples, doc_texts
 from .trie import TrieLogitsProcessor, build_trie, trie_bytes
 from ..paths import RunLayout
 
@@ -76,7 +77,7 @@ def evaluate(cfg: Config) -> dict:
                                                                                                 GENERATOR_FILE)):
         raise FileNotFoundError(f"no trained generator at {path}: run train-generator first")
     tokenizer, vocab, info = load_id_vocab(path)
-    table = read_id_table(cfg, info["ids"])
+    table = read_id_table(info["ids"], cfg.storage)
     targets = vocab.tokens(table.codes, table.suffix)
     sid_of = dict(zip(table.doc_ids, vocab.sids(targets)))
     t0 = time.time()

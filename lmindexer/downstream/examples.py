@@ -4,16 +4,15 @@ into token arrays: sources [N, max_source_length] and, for training, targets [N,
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from .. import storage
 from ..config import Config
 from ..data.loaders import read_qrels, read_queries, read_sequences
 from ..data.prepare import load_docs
 from ..models.generator import IdVocab
+from ..ids.table import IdTable
 from ..paths import RunLayout
 from .tasks import hold_out, history_pieces, pack, retrieval_examples, sample, split_sequences, word_views
 
@@ -35,31 +34,6 @@ def task_data(cfg: Config) -> str:
         return storage.absolute(cfg.data.input)
     raise ValueError(f"set generator.data: the {'BEIR folder' if g.task == 'retrieval' else 'sequences file'} "
                      f"for generator.task={g.task}")
-
-
-@dataclass
-class IdTable:
-    doc_ids: np.ndarray           # [N] str
-    codes: np.ndarray             # [N, T]
-    suffix: np.ndarray            # [N]
-    summary: dict = field(default_factory=dict)
-
-    @property
-    def row(self) -> dict:
-        return {d: i for i, d in enumerate(self.doc_ids)}
-
-
-def read_id_table(cfg: Config, uri: str) -> IdTable:
-    fs, path = storage.filesystem(uri, cfg.storage)
-    table_path = storage.join(path, "table")
-    if not storage.exists(fs, table_path):
-        raise FileNotFoundError(f"no ID table at {uri}: run assign-ids or baseline-ids first")
-    t = pq.read_table(table_path, filesystem=fs, columns=["doc_id", "codes", "suffix"])
-    summary_path = storage.join(path, "summary.json")
-    summary = storage.read_json(fs, summary_path) if storage.exists(fs, summary_path) else {}
-    return IdTable(np.array(t.column("doc_id").to_pylist(), dtype=object),
-                   np.array(t.column("codes").to_pylist(), dtype=np.int64),
-                   t.column("suffix").to_numpy().astype(np.int64), summary)
 
 
 def id_targets(vocab: IdVocab, table: IdTable, eos: int) -> np.ndarray:

@@ -24,7 +24,8 @@ from ..ids.task import shared
 from ..train.engine import lr_multiplier
 from ..train.loop import all_reduce_sum, fit, rows_dataset, shuffled_batches
 from .evaluate import beam_search, beam_width, evaluate, finished_evaluation
-from .examples import VALIDATION, build_examples, id_targets, read_id_table
+from ..ids.table import read_id_table
+from .examples import VALIDATION, build_examples, id_targets
 from .trie import TrieLogitsProcessor, build_trie
 
 log = logging.getLogger("lmindexer.downstream")
@@ -137,7 +138,7 @@ def train_generator(cfg: Config) -> dict:
     g, start = cfg.generator, time.time()
     out = RunLayout(cfg).generator
     beam_width(cfg)  # a bad beam setting fails now, not after training
-    table = read_id_table(cfg, RunLayout(cfg).generator_ids)
+    table = read_id_table(RunLayout(cfg).generator_ids, cfg.storage)
     init_dir = _init(cfg, out, table)
     summary = {"generator": out, "task": g.task, "ids": RunLayout(cfg).generator_ids, "documents_with_ids": len(table.doc_ids)}
     if os.path.exists(os.path.join(out, HISTORY_FILE)):

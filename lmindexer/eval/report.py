@@ -11,8 +11,6 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -21,26 +19,12 @@ import pyarrow.parquet as pq
 
 from .. import storage
 from ..config import Config
+from ..ids.table import IdTable, read_id_table
 from ..paths import RunLayout
 from .metrics import ami, code_usage, collision_rate, nmi, split_stats
 
 log = logging.getLogger("lmindexer.report")
 PEER_TOKEN = re.compile(r"(\d+)\D*$")
-
-
-@dataclass
-class IdTable:
-    name: str
-    doc_ids: np.ndarray          # str, one per row
-    codes: np.ndarray            # [n, positions] int64
-    suffix: np.ndarray | None    # [n] for our tables; peers have none
-    codebook_size: int           # K for code usage (read from the table's summary, else max code + 1)
-
-    @cached_property
-    def levels(self) -> list[np.ndarray]:
-        """A cluster number per document for each prefix length 1..T."""
-        return [np.unique(self.codes[:, : t + 1], axis=0, return_inverse=True)[1].reshape(-1)
-                for t in range(self.codes.shape[1])]
 
 
 def _split_spec(spec: str) -> tuple[str, str]:
@@ -63,19 +47,8 @@ def read_table(spec: str, cfg: Config, keymap: dict | None = None) -> IdTable:
                              f"(first: {missing[:3]})")
         codes = np.array([[int(PEER_TOKEN.search(tok).group(1)) for tok in data[k]] for k in keys], dtype=np.int64)
         ids = np.array([keymap[k] if keymap is not None else k for k in keys], dtype=object)
-        return IdTable(name, ids, codes, None, int(codes.max()) + 1)
-    if storage.exists(fs, storage.join(p, "table")):
-        p = storage.join(p, "table")
-    table = pq.read_table(p, filesystem=fs, columns=["doc_id", "codes", "suffix"])
-    lists = table.column("codes").combine_chunks()
-    lengths = pc.list_value_length(lists).to_numpy()
-    if len(set(lengths.tolist())) > 1:
-        raise ValueError(f"{spec}: ID tables must have one code count per row, found {sorted(set(lengths))}")
-    codes = lists.flatten().to_numpy().astype(np.int64).reshape(len(table), -1)
-    summary = storage.join(os.path.dirname(p), "summary.json")
-    size = storage.read_json(fs, summary).get("codebook_size") if storage.exists(fs, summary) else None
-    return IdTable(name, table.column("doc_id").to_numpy(zero_copy_only=False).astype(object), codes,
-                   table.column("suffix").to_numpy(), size or int(codes.max()) + 1)
+        return IdTable(ids, codes, None, {"codebook_size": int(codes.max()) + 1}, name)
+    return read_id_table(path, cfg.storage, name)
 
 
 def corpus_labels(cfg: Config) -> tuple[pa.Table, list[str]]:

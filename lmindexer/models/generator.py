@@ -17,14 +17,9 @@ from .. import storage
 from ..config import StorageConfig
 from .backbone import backbone_kind
 from .pretrained import resolve
+from .tokenizer import id_token_names
 
 GENERATOR_FILE = "generator.json"
-
-
-def id_token_names(positions: int, size: int, suffixes: int) -> list[list[str]]:
-    """Token names per ID position; the last position is the suffix."""
-    return [[f"<id_{t}_{k}>" for k in range(size)] for t in range(1, positions + 1)] + \
-        [[f"<id_s_{j}>" for j in range(suffixes)]]
 
 
 class IdVocab:

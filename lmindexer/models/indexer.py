@@ -23,17 +23,14 @@ from transformers import AutoTokenizer
 from transformers.masking_utils import create_bidirectional_mask
 
 from ..config import IndexerConfig
-from ..ids.losses import contrastive_loss, prefix_contrastive_loss, reconstruction_loss, usage_loss
+from .losses import contrastive_loss, prefix_contrastive_loss, reconstruction_loss, usage_loss
 from .backbone import backbone_kind, load_backbone_model
 from .quantizer import Codebook
+from .tokenizer import id_token_names
 from .reconstructor import Reconstructor, reconstruction_mask
 
 CONFIG_FILE, WEIGHTS_FILE = "indexer.json", "indexer.safetensors"
 PHASES = ("warmup", "continuous", "joint")
-
-
-def id_token_names(positions: int, size: int) -> list[str]:
-    return [f"<id_{t}_{k}>" for t in range(1, positions + 1) for k in range(size)]
 
 
 def _dims(config) -> tuple[int, int, int, float]:
@@ -82,7 +79,8 @@ class SemanticIndexer(nn.Module):
         """A fresh indexer on a saved backbone + tokenizer: ID tokens are added to the vocabulary."""
         kind = backbone_kind(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        tokenizer.add_tokens(id_token_names(cfg.num_positions, cfg.codebook_size), special_tokens=True)
+        tokenizer.add_tokens([n for level in id_token_names(cfg.num_positions, cfg.codebook_size) for n in level],
+                              special_tokens=True)
         model = load_backbone_model(path, kind)
         most = getattr(model.config, "max_position_embeddings", None)
         if kind == "encoder" and most and max_length + cfg.num_positions - 1 > most:

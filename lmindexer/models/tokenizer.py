@@ -1,4 +1,5 @@
-"""A T5-compatible tokenizer trained on the corpus itself, for machines without a model hub (tests, the demo)."""
+"""Tokens: a T5-compatible tokenizer trained on the corpus itself (for machines without a model hub: tests, the
+demo), and the names of the ID tokens the indexer and the generator add to theirs."""
 from __future__ import annotations
 
 from typing import Iterable
@@ -7,6 +8,13 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import T5TokenizerFast
 
 SPECIALS = ["<pad>", "</s>", "<unk>"]  # ids 0, 1, 2 as in T5
+
+
+def id_token_names(positions: int, size: int, suffixes: int = 0) -> list[list[str]]:
+    """ID token names per position, `<id_{t}_{k}>` for code k at position t, then the collision-suffix level
+    `<id_s_{j}>` (empty when suffixes is 0)."""
+    return [[f"<id_{t}_{k}>" for k in range(size)] for t in range(1, positions + 1)] + \
+        [[f"<id_s_{j}>" for j in range(suffixes)]]
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> T5TokenizerFast:
