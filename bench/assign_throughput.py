@@ -106,7 +106,8 @@ def plain_loop(path: Path, base: Path, threads: int) -> dict:
 def assign(work: Path, base: Path, path: Path, actors: int, docs: int) -> dict:
     out = work / f"ids-{docs}-{actors}"
     log, memory = lmindexer("assign-ids", "--config", "configs/quickstart.yaml", f"output_dir={base}",
-                            f"assign.indexer={path}", f"assign.output={out}", f"train.inference_actors={actors}", f"train.inference_min_actors={actors}",
+                            f"assign.indexer={path}", f"assign.output={out}", f"train.inference_actors={actors}",
+                            f"train.inference_min_actors={actors}",
                             f"train.inference_batch_size={BATCH}", f"assign.candidates={CANDIDATES}",
                             "assign.files_per_round=1000", "train.precision=fp32", sample_memory=True)
     code_s = sum(float(s) for s in re.findall(r"committed in ([0-9.]+)s", log))

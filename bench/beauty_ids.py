@@ -124,7 +124,8 @@ def main() -> None:
         path = PEERS / f"{peer}_native" / "Beauty.index.json"
         if path.exists():
             tables.append(f"published-{peer}={path}")
-    report = load_config(config, overrides + [f"report.tables=[{', '.join(tables)}]", "report.key_field=letter_item_id"])
+    report = load_config(config, overrides + [f"report.tables=[{', '.join(tables)}]",
+                                              "report.key_field=letter_item_id"])
     out = id_report(report)
     backbone = cfg.model.name_or_path or f"{cfg.model.preset} {cfg.model.backbone}"
     print(f"\nAmazon Beauty, backbone={backbone}, T={cfg.indexer.num_positions}, K={cfg.indexer.codebook_size}, "

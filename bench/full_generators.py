@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lmindexer.config import load_config  # noqa: E402
-from lmindexer.downstream.train import HISTORY_FILE, train_generator  # noqa: E402
 from lmindexer.data.prepare import prepare  # noqa: E402
+from lmindexer.downstream.train import HISTORY_FILE, train_generator  # noqa: E402
 from lmindexer.ids.baseline_ids import baseline_ids  # noqa: E402
-from lmindexer.models.bootstrap import init_model  # noqa: E402
+from lmindexer.init_model import init_model  # noqa: E402
 from lmindexer.runtime import setup_logging  # noqa: E402
 
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon_beauty"

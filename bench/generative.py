@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from beauty_ids import BEAUTY, OVERRIDES as BEAUTY_OVERRIDES, baseline_runs, make_tables  # noqa: E402
+from beauty_ids import BEAUTY, baseline_runs, make_tables  # noqa: E402
+from beauty_ids import OVERRIDES as BEAUTY_OVERRIDES  # noqa: E402
 
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.downstream.train import train_generator  # noqa: E402

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from beauty_ids import make_tables  # noqa: E402
 from results import split_section  # noqa: E402
+
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.eval.report import id_report  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402

@@ -46,8 +46,9 @@ def sasrec(split: dict, args) -> tuple[list, dict]:
     """(ranked item lists for the evaluated examples, settings): SASRec trained on the shared Ray Train loop."""
     from lmindexer.config import load_config
     from lmindexer.downstream.sasrec import SASRec, SASRecConfig, SASRecTask, rank, training_rows
+    from lmindexer.raydata import rows_dataset
     from lmindexer.runtime import ensure_ray
-    from lmindexer.train.loop import fit, rows_dataset
+    from lmindexer.train.loop import fit
 
     examples = split[args.split]
     number = {}

@@ -11,10 +11,10 @@ Run the benchmarks first (each prints its own figures too), then this:
 from __future__ import annotations
 
 import json
-import shutil
 import os
 import platform
 import re
+import shutil
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -176,7 +176,8 @@ def train_section(data) -> str:
 def trie_section(t) -> str:
     lines = [f"{t['ids']:,} IDs of 4 tokens ({t['edges']:,} trie edges): the tensor trie builds in "
              f"{t['tensor_build_s']} s and keeps {t['tensor_mib']} MiB; a Python dict-of-dicts trie of the same IDs "
-             f"takes {t['dict_build_s']} s and {t['dict_mib']} MiB (ratios {t['dict_build_s'] / t['tensor_build_s']:.1f}x "
+             f"takes {t['dict_build_s']} s and {t['dict_mib']} MiB "
+             f"(ratios {t['dict_build_s'] / t['tensor_build_s']:.1f}x "
              f"and {t['dict_mib'] / t['tensor_mib']:.1f}x).", ""]
     for depth, s in t["step_ms"].items():
         lines.append(f"- one constrained decoding step for 1000 beams at depth {depth}: {s['tensor']} ms, against "

@@ -32,8 +32,9 @@ from lmindexer.downstream.train import GeneratorTask  # noqa: E402
 from lmindexer.models.backbone import build_t5  # noqa: E402
 from lmindexer.models.generator import build_generator  # noqa: E402
 from lmindexer.models.tokenizer import train_tokenizer  # noqa: E402
+from lmindexer.raydata import rows_dataset  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
-from lmindexer.train.loop import fit, rows_dataset  # noqa: E402
+from lmindexer.train.loop import fit  # noqa: E402
 
 VOCAB, SOURCE, TARGET, BATCH, EPOCHS = 2000, 64, 5, 64, 3
 
@@ -109,7 +110,8 @@ def main() -> None:
     print(f"\n{n} examples, global batch {BATCH}, {args.preset} T5, {where}\n")
     print("| run | examples/s (last epoch) | ratio to the plain loop | whole run incl. start-up (s) |")
     print("|---|---:|---:|---:|")
-    print(f"| plain loop, 1 process{', bf16 autocast' if args.gpu else ''} | {results['plain_examples_per_s']} | 1.00 | |")
+    label = f"plain loop, 1 process{', bf16 autocast' if args.gpu else ''}"
+    print(f"| {label} | {results['plain_examples_per_s']} | 1.00 | |")
     for r in results["runs"]:
         print(f"| Ray Train, {r['workers']} worker(s), {r['engine']} | {r['examples_per_s']} | {r['ratio_to_plain']} | "
               f"{r['run_seconds']} |")

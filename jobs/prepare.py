@@ -1,4 +1,5 @@
-"""`ray job submit ... -- python jobs/prepare.py --config configs/X.yaml [key=value ...]`: same as `lmindexer prepare`."""
+"""`ray job submit ... -- python jobs/prepare.py --config configs/X.yaml [key=value ...]`:
+same as `lmindexer prepare`."""
 import sys
 
 from lmindexer.cli import main

@@ -1,4 +1,5 @@
-"""`ray job submit ... -- python jobs/train_generator.py --config configs/X.yaml [key=value ...]`: `lmindexer train-generator`."""
+"""`ray job submit ... -- python jobs/train_generator.py --config configs/X.yaml [key=value ...]`:
+`lmindexer train-generator`."""
 import sys
 
 from lmindexer.cli import main

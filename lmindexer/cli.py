@@ -24,7 +24,7 @@ def _prepare(cfg):
 
 
 def _init_model(cfg):
-    from .models.bootstrap import init_model
+    from .init_model import init_model
     return {"backbone": init_model(cfg)}
 
 
@@ -81,8 +81,8 @@ def _run(cfg):
     if cfg.model.backbone == "encoder" and cfg.generator.run_tasks and not cfg.generator.init:
         raise ConfigError("model.backbone=encoder: the generators of generator.run_tasks need a T5 to start from; "
                           "set generator.init (a T5 folder or hub name), or generator.run_tasks=[]")
-    steps = [("prepare", _prepare_once), ("init-model", _init_model), ("learn-ids", _learn_ids), ("assign-ids", _assign_once),
-             ("id-report", _id_report)]
+    steps = [("prepare", _prepare_once), ("init-model", _init_model), ("learn-ids", _learn_ids),
+             ("assign-ids", _assign_once), ("id-report", _id_report)]
     for task in cfg.generator.run_tasks:
         steps.append((f"train-generator ({task})", lambda c, t=task: _train_generator(with_task(c, t))))
     summary, seconds, total = {}, {}, time.time()

@@ -129,7 +129,7 @@ def _max_t(cfg: Config) -> int:
 def _prepare_shared(cfg: Config) -> dict:
     """Prepare the corpus and the backbone once; every trial reads them."""
     from .data.prepare import prepare
-    from .models.bootstrap import init_model
+    from .init_model import init_model
 
     base = copy.deepcopy(cfg)
     if not os.path.exists(os.path.join(RunLayout(cfg).corpus, "summary.json")):

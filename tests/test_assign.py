@@ -9,13 +9,13 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import ctrl_c_able
+
 from lmindexer.config import IndexerConfig, load_config
 from lmindexer.data.prepare import prepare
 from lmindexer.ids.assign import assign_ids
 from lmindexer.ids.unique import rebalance_group, sid, suffix_group
-from lmindexer.models.bootstrap import init_model
+from lmindexer.init_model import init_model
 from lmindexer.models.indexer import SemanticIndexer
 
 

@@ -10,10 +10,10 @@ import time
 
 import psutil
 import pytest
-
 from conftest import ctrl_c_able
-from lmindexer.ids.learn import learn_ids
 from test_learn_ids import config, corpus  # noqa: F401  (the shared corpus fixture)
+
+from lmindexer.ids.learn import learn_ids
 
 pytestmark = pytest.mark.slow
 REGISTERED = "checkpoint_manager_snapshot.json"  # written once the controller has registered a checkpoint

@@ -11,14 +11,14 @@ import torch
 from lmindexer.config import load_config
 from lmindexer.data.loaders import read_sequences
 from lmindexer.data.prepare import prepare
-from lmindexer.downstream.examples import build_examples
-from lmindexer.ids.table import read_id_table
-from lmindexer.downstream.tasks import split_sequences
 from lmindexer.downstream.evaluate import beam_search, evaluate
+from lmindexer.downstream.examples import build_examples
+from lmindexer.downstream.tasks import split_sequences
 from lmindexer.downstream.train import train_generator
-from lmindexer.ids.baseline_ids import baseline_ids
-from lmindexer.models.bootstrap import init_model
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
+from lmindexer.ids.baseline_ids import baseline_ids
+from lmindexer.ids.table import read_id_table
+from lmindexer.init_model import init_model
 from lmindexer.models.generator import load_generator, load_id_vocab
 
 pytestmark = pytest.mark.slow

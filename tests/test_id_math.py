@@ -13,10 +13,10 @@ from lmindexer.config import IndexerConfig, ModelConfig
 from lmindexer.eval.metrics import ami
 from lmindexer.ids.kmeans import assign, kmeans
 from lmindexer.ids.learn import schedule
-from lmindexer.models.losses import contrastive_loss
 from lmindexer.ids.negatives import prefix_groups, sample_negatives
 from lmindexer.models.backbone import load_backbone
 from lmindexer.models.indexer import SemanticIndexer
+from lmindexer.models.losses import contrastive_loss
 from lmindexer.models.quantizer import code_logits, straight_through
 from lmindexer.models.reconstructor import Reconstructor, reconstruction_mask
 

@@ -8,10 +8,10 @@ import torch
 
 from lmindexer.config import IndexerConfig, ModelConfig
 from lmindexer.eval.metrics import collision_rate, conditional_perplexity, split_stats
-from lmindexer.models.losses import prefix_contrastive_loss, usage_loss
 from lmindexer.ids.negatives import prefix_batches, prefix_ids
 from lmindexer.models.backbone import load_backbone
 from lmindexer.models.indexer import SemanticIndexer
+from lmindexer.models.losses import prefix_contrastive_loss, usage_loss
 from lmindexer.models.quantizer import fit_offsets
 
 

@@ -9,7 +9,7 @@ import torch
 from lmindexer.config import load_config
 from lmindexer.data.prepare import prepare
 from lmindexer.ids.learn import learn_ids
-from lmindexer.models.bootstrap import init_model
+from lmindexer.init_model import init_model
 from lmindexer.models.indexer import SemanticIndexer
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,5 @@
 from conftest import shared_data
+
 from lmindexer.config import DemoConfig
 from lmindexer.data.loaders import read_qrels, read_queries, read_sequences
 from lmindexer.data.synthetic import make_demo, write_demo

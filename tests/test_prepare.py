@@ -5,8 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import ray
-
 from conftest import shared_data
+
 from lmindexer.config import load_config
 from lmindexer.data.prepare import load_docs, prepare
 from lmindexer.data.readers import BadInputError
@@ -62,7 +62,8 @@ def test_glob_of_parquet_and_tsv_shards(ray_session, tmp_path):
     assert prepare(cfg)["written"] == 15
     assert json.loads(docs(cfg).extra[0]) == {"score": 0.0}
     (tmp_path / "t.tsv").write_text("doc_id\ttitle\tlabel\n1\tfirst\tA\n2\tsecond\tB\n")
-    cfg = load_config(overrides=[f"output_dir={tmp_path}/out2", f"data.input={tmp_path}/t.tsv", "data.label_fields=label"])
+    cfg = load_config(overrides=[f"output_dir={tmp_path}/out2", f"data.input={tmp_path}/t.tsv",
+                                 "data.label_fields=label"])
     prepare(cfg)
     assert list(docs(cfg).label) == ["A", "B"]
 

@@ -26,7 +26,8 @@ def setup(tmp_path):
     ours = tmp_path / "ours"
     (ours / "table").mkdir(parents=True)
     pq.write_table(pa.table({"doc_id": [f"d{i}" for i in range(n)], "codes": pa.array(codes, pa.list_(pa.int32())),
-                             "suffix": pa.array(suffix, pa.int32()), "sid": [f"{c}-{s}" for c, s in zip(codes, suffix)]}),
+                             "suffix": pa.array(suffix, pa.int32()),
+                             "sid": [f"{c}-{s}" for c, s in zip(codes, suffix)]}),
                    ours / "table" / "part-0.parquet")
     (ours / "summary.json").write_text(json.dumps({"codebook_size": 8}))
     peer = tmp_path / "peer.index.json"  # keyed by the corpus field pid; codes unrelated to the label
@@ -50,7 +51,8 @@ def test_report_figures(setup):
     assert a["split"][1]["cond_perplexity"] == pytest.approx(4.0, abs=0.01)
     assert p["split"][1]["cond_perplexity"] == pytest.approx(30.0, abs=0.01) and p["in_collision"] == 0.0
     assert a["code_usage"][0]["used"] == 3 and a["code_usage"][0]["usage"] == pytest.approx(3 / 8)
-    assert a["code_usage"][0]["perplexity"] == pytest.approx(3.0) and a["code_usage"][1]["perplexity"] == pytest.approx(4.0)
+    assert a["code_usage"][0]["perplexity"] == pytest.approx(3.0)
+    assert a["code_usage"][1]["perplexity"] == pytest.approx(4.0)
     assert a["cluster_sizes"]["full_codes"] == {"clusters": 12, "max": 5, "mean": 5.0, "median": 5.0,
                                                 "singletons": 0}
     assert a["labels"]["category"]["ami"][0] == pytest.approx(1.0) and a["labels"]["category"]["labelled"] == 60

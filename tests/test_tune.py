@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ctrl_c_able
+
 from lmindexer.config import ConfigError, load_config
 from lmindexer.tune import search_space, tune_search
 

@@ -15,9 +15,9 @@ from ray.data.expressions import col
 
 from .. import storage
 from ..config import Config
+from ..paths import RunLayout
 from ..runtime import shuffle_partitions
 from .readers import OUTPUT_COLUMNS, BadInputError, parse_file
-from ..paths import RunLayout
 
 log = logging.getLogger("lmindexer.prepare")
 SHOW_SKIPPED = 10

@@ -18,14 +18,13 @@ from transformers import LogitsProcessorList
 
 from ..config import Config
 from ..eval.ranking import bootstrap_ci, per_query
-from ..ids.infer import actor_pool, by_row, inference_device, spread
-from ..models.generator import GENERATOR_FILE, load_generator, load_id_vocab
-from ..train.loop import rows_dataset
-from .baselines import reference_rankings
 from ..ids.table import read_id_table
+from ..models.generator import GENERATOR_FILE, load_generator, load_id_vocab
+from ..paths import RunLayout
+from ..raydata import actor_pool, by_row, inference_device, rows_dataset, spread
+from .baselines import reference_rankings
 from .examples import build_examples, doc_texts
 from .trie import TrieLogitsProcessor, build_trie, trie_bytes
-from ..paths import RunLayout
 
 log = logging.getLogger("lmindexer.downstream")
 
@@ -86,9 +85,9 @@ def evaluate(cfg: Config) -> dict:
              trie_bytes(trie) / 2 ** 20)
     data = build_examples(cfg, tokenizer, vocab, table, g.eval_split)
     beams = min(beams, len(targets))
-    out = spread(rows_dataset(input_ids=data["sources"]), cfg).map_batches(GeneratorActor, fn_constructor_kwargs={"path": path, "trie": ray.put(trie), "beams": beams,
-                                                                "bf16": cfg.train.precision != "fp32"},
-                         **actor_pool(cfg))
+    actor = {"path": path, "trie": ray.put(trie), "beams": beams, "bf16": cfg.train.precision != "fp32"}
+    out = spread(rows_dataset(input_ids=data["sources"]), cfg).map_batches(
+        GeneratorActor, fn_constructor_kwargs=actor, **actor_pool(cfg))
     ranked = [r.split(" ") for r in by_row(out)["ranked"]]
     relevant = [{sid_of[d]: grade for d, grade in rel.items()} for rel in data["relevant"]]
     metrics, intervals = summarise(ranked, relevant, g.ks)

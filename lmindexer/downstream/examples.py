@@ -11,10 +11,10 @@ from .. import storage
 from ..config import Config
 from ..data.loaders import read_qrels, read_queries, read_sequences
 from ..data.prepare import load_docs
-from ..models.generator import IdVocab
 from ..ids.table import IdTable
+from ..models.generator import IdVocab
 from ..paths import RunLayout
-from .tasks import hold_out, history_pieces, pack, retrieval_examples, sample, split_sequences, word_views
+from .tasks import history_pieces, hold_out, pack, retrieval_examples, sample, split_sequences, word_views
 
 VALIDATION = "validation"  # the split the generator is validated on after every epoch
 HELD_OUT_SHARE = 0.1       # retrieval sets without qrels/dev.tsv: this share of the train queries is held out

@@ -18,13 +18,13 @@ import torch
 from transformers import AutoTokenizer, T5ForConditionalGeneration
 
 from ..config import Config
-from ..paths import RunLayout
-from ..models.generator import GENERATOR_FILE, build_generator, indexer_codebooks, load_id_vocab
-from ..ids.task import shared
-from ..train.engine import lr_multiplier
-from ..train.loop import all_reduce_sum, fit, rows_dataset, shuffled_batches
-from .evaluate import beam_search, beam_width, evaluate, finished_evaluation
 from ..ids.table import read_id_table
+from ..models.generator import GENERATOR_FILE, build_generator, indexer_codebooks, load_id_vocab
+from ..paths import RunLayout
+from ..raydata import rows_dataset, shared
+from ..train.engine import lr_multiplier
+from ..train.loop import all_reduce_sum, fit, shuffled_batches
+from .evaluate import beam_search, beam_width, evaluate, finished_evaluation
 from .examples import VALIDATION, build_examples, id_targets
 from .trie import TrieLogitsProcessor, build_trie
 
@@ -140,7 +140,8 @@ def train_generator(cfg: Config) -> dict:
     beam_width(cfg)  # a bad beam setting fails now, not after training
     table = read_id_table(RunLayout(cfg).generator_ids, cfg.storage)
     init_dir = _init(cfg, out, table)
-    summary = {"generator": out, "task": g.task, "ids": RunLayout(cfg).generator_ids, "documents_with_ids": len(table.doc_ids)}
+    summary = {"generator": out, "task": g.task, "ids": RunLayout(cfg).generator_ids,
+               "documents_with_ids": len(table.doc_ids)}
     if os.path.exists(os.path.join(out, HISTORY_FILE)):
         log.info("generator: already trained at %s", out)
     else:

@@ -25,10 +25,11 @@ from ray.data.expressions import col
 
 from .. import storage
 from ..config import Config, StorageConfig
-from ..paths import RunLayout
 from ..models.indexer import CONFIG_FILE
+from ..paths import RunLayout
+from ..raydata import actor_pool, spread
 from ..runtime import shuffle_partitions
-from .infer import actor_pool, load_for_inference, spread
+from .infer import load_for_inference
 from .unique import code_key, rebalance_group, sid, suffix_group
 
 log = logging.getLogger("lmindexer.assign")
@@ -129,7 +130,8 @@ def assign_ids(cfg: Config) -> dict:
                    "bf16": cfg.train.precision != "fp32", "storage": cfg.storage})
     ifs, ipath = storage.filesystem(indexer, cfg.storage)
     size = storage.read_json(ifs, storage.join(ipath, CONFIG_FILE))["indexer"]["codebook_size"]
-    return make_unique(cfg, RunLayout(cfg).ids, start, size, {"method": "lmindexer", "indexer": storage.absolute(indexer)})
+    source = {"method": "lmindexer", "indexer": storage.absolute(indexer)}
+    return make_unique(cfg, RunLayout(cfg).ids, start, size, source)
 
 
 def finished_table(cfg: Config) -> dict | None:

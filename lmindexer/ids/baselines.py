@@ -19,6 +19,7 @@ from .. import storage
 from .kmeans import _sq_dist, assign, kmeans
 from .unique import code_key
 
+
 def top_codes(dist: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The k nearest codes (padded with the nearest when fewer exist) and minus their squared distances."""
     top = (-dist).topk(min(k, dist.shape[1]), dim=1)

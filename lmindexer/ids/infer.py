@@ -10,13 +10,7 @@ import torch
 from ..config import Config, StorageConfig
 from ..models.indexer import SemanticIndexer
 from ..models.pretrained import resolve
-from .task import shared
-
-
-def inference_device(bf16: bool) -> tuple[str, torch.dtype | None]:
-    """(best device, autocast dtype or None): bf16 only on GPU."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return device, (torch.bfloat16 if bf16 and device == "cuda" else None)
+from ..raydata import actor_pool, by_row, inference_device, shared, spread
 
 
 def load_for_inference(path: str, bf16: bool, storage: StorageConfig | None = None):
@@ -48,23 +42,6 @@ class IndexerActor:
                     "code": self.model.code_scores(h, self.position, prefix).argmax(-1).cpu().numpy()}
 
 
-def actor_pool(cfg: Config, gpu: bool = True) -> dict:
-    """map_batches arguments of the autoscaling actor pool every batch-inference step uses (a GPU per actor on
-    GPU clusters, half a CPU otherwise so Ray Data's read and write tasks keep running beside it)."""
-    gpu = gpu and cfg.train.use_gpu
-    most = max(1, cfg.train.inference_actors)
-    return {"compute": ray.data.ActorPoolStrategy(min_size=min(most, max(1, cfg.train.inference_min_actors)),
-                                                  max_size=most),
-            "num_cpus": 0 if gpu else 0.5, "num_gpus": 1 if gpu else 0,
-            "batch_size": cfg.train.inference_batch_size, "batch_format": "numpy"}
-
-
-def spread(ds: "ray.data.Dataset", cfg: Config) -> "ray.data.Dataset":
-    """Blocks of a few batches each, streamed: Ray Data reads many small files as one block, and a block goes to a
-    single actor, so without this one actor of the pool does all the work."""
-    return ds.repartition(target_num_rows_per_block=cfg.train.inference_batch_size * 4)
-
-
 def run_indexer(cfg: Config, path: str, rows: np.ndarray, tables: dict, position: int, mode: str) -> dict:
     """Results for the given rows, gathered on the driver in row order."""
     ds = ray.data.from_numpy(rows.astype(np.int64)).rename_columns({"data": "row"})
@@ -73,13 +50,6 @@ def run_indexer(cfg: Config, path: str, rows: np.ndarray, tables: dict, position
                                              "bf16": cfg.train.precision != "fp32"},
         **actor_pool(cfg))
     return by_row(out)
-
-
-def by_row(ds: "ray.data.Dataset") -> dict:
-    """Every column but `row`, gathered on the driver in row order."""
-    parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
-    order = np.argsort(np.concatenate([p["row"] for p in parts]))
-    return {k: np.concatenate([p[k] for p in parts])[order] for k in parts[0] if k != "row"}
 
 
 class EmbedActor:

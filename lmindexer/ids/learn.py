@@ -25,15 +25,16 @@ from .. import storage
 from ..config import Config, IndexerConfig
 from ..data.prepare import load_docs
 from ..eval.metrics import ami, code_usage, collision_rate, nmi, split_stats
-from ..models.bootstrap import init_model
+from ..init_model import init_model
 from ..models.indexer import SemanticIndexer
 from ..models.quantizer import fit_offsets
-from ..train.loop import fit, rows_dataset
-from .infer import run_indexer, spread
+from ..paths import RunLayout
+from ..raydata import rows_dataset, spread
+from ..train.loop import fit
+from .infer import run_indexer
 from .kmeans import kmeans
 from .negatives import prefix_groups
 from .task import HISTORY_FILE, IdLearningTask
-from ..paths import RunLayout
 
 log = logging.getLogger("lmindexer.ids")
 STEPS = ("warmup", "continuous", "kmeans", "joint", "assign")

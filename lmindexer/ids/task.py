@@ -11,15 +11,11 @@ import torch
 
 from ..eval.metrics import code_usage, conditional_perplexity
 from ..models.indexer import SemanticIndexer
+from ..raydata import shared
 from ..train.loop import all_reduce_sum, shuffled_batches
 from .negatives import prefix_batches, prefix_ids, sample_negatives
 
 HISTORY_FILE = "train_history.json"
-
-
-def shared(ref):
-    """Arrays put in Ray's object store once and read zero-copy by every worker on a node."""
-    return ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
 
 
 @dataclass

@@ -6,8 +6,15 @@ import logging
 from typing import Iterable
 
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, T5Config, \
-    T5ForConditionalGeneration
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 from ..config import ModelConfig
 from .pretrained import resolve

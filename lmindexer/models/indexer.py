@@ -23,11 +23,11 @@ from transformers import AutoTokenizer
 from transformers.masking_utils import create_bidirectional_mask
 
 from ..config import IndexerConfig
-from .losses import contrastive_loss, prefix_contrastive_loss, reconstruction_loss, usage_loss
 from .backbone import backbone_kind, load_backbone_model
+from .losses import contrastive_loss, prefix_contrastive_loss, reconstruction_loss, usage_loss
 from .quantizer import Codebook
-from .tokenizer import id_token_names
 from .reconstructor import Reconstructor, reconstruction_mask
+from .tokenizer import id_token_names
 
 CONFIG_FILE, WEIGHTS_FILE = "indexer.json", "indexer.safetensors"
 PHASES = ("warmup", "continuous", "joint")

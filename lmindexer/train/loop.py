@@ -18,7 +18,6 @@ import time
 import warnings
 from collections import defaultdict
 
-import numpy as np
 import ray
 import ray.train
 import torch
@@ -28,8 +27,8 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from .. import storage
 from ..config import Config, from_dict, to_dict
-from .engine import Engine
 from ..paths import RunLayout
+from .engine import Engine
 
 log = logging.getLogger("lmindexer.train")
 PROGRESS = "progress.json"
@@ -155,19 +154,6 @@ def shuffled_batches(shard, batch_size: int, seed: int, epoch: int):
     rank = ray.train.get_context().get_world_rank()
     return shard.iter_torch_batches(batch_size=batch_size, drop_last=True, local_shuffle_buffer_size=batch_size * 8,
                                     local_shuffle_seed=seed + epoch * 1000 + rank, device="cpu")
-
-
-def rows_dataset(**arrays: np.ndarray) -> "ray.data.Dataset":
-    """A dataset of row numbers with the rows of each array attached: the arrays go to the object store once and
-    every read task takes its rows from there."""
-    refs = {k: ray.put(v) for k, v in arrays.items()}
-    n = len(next(iter(arrays.values())))
-    return ray.data.from_numpy(np.arange(n)).rename_columns({"data": "row"}).map_batches(
-        _attach, fn_kwargs={"refs": refs}, batch_format="numpy")
-
-
-def _attach(batch: dict, refs: dict) -> dict:
-    return {"row": batch["row"], **{k: ray.get(r)[batch["row"]] for k, r in refs.items()}}
 
 
 def _tune_callbacks() -> list:

@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 import os
 
-from ..config import Config
-from ..data.prepare import load_docs
-from .backbone import load_backbone
-from ..paths import RunLayout
+from .config import Config
+from .data.prepare import load_docs
+from .models.backbone import load_backbone
+from .paths import RunLayout
 
 log = logging.getLogger("lmindexer.models")
 
