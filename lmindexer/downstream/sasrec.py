@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..train.task import TaskDefaults
+
 CONFIG_FILE, WEIGHTS_FILE = "sasrec.json", "sasrec.pt"
 
 
@@ -110,7 +112,7 @@ def rank(model: SASRec, histories: list, k: int, batch: int = 512) -> list:
 
 
 @dataclass
-class SASRecTask:
+class SASRecTask(TaskDefaults):
     """SASRec on the shared Ray Train loop (lmindexer.train.loop): rows of (inputs, labels)."""
     cfg: SASRecConfig
     out_dir: str
@@ -129,16 +131,3 @@ class SASRecTask:
 
         for b in shuffled_batches(shard, self.batch_size, self.seed, epoch):
             yield {"input_ids": b["input_ids"].long(), "labels": b["labels"].long()}
-
-    def on_step(self, out) -> None:
-        pass
-
-    def epoch_metrics(self) -> dict:
-        return {}
-
-    def finish(self, engine, rank: int, history: list) -> None:
-        with engine.full_weights() as model:
-            if rank == 0:
-                model.save_pretrained(self.out_dir)
-                with open(os.path.join(self.out_dir, "train_history.json"), "w") as f:
-                    json.dump(history, f, indent=2)

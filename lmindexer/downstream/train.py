@@ -24,16 +24,16 @@ from ..paths import RunLayout
 from ..raydata import rows_dataset, shared
 from ..train.engine import lr_multiplier
 from ..train.loop import all_reduce_sum, fit, shuffled_batches
+from ..train.task import HISTORY_FILE, TaskDefaults
 from .evaluate import beam_search, beam_width, evaluate, finished_evaluation
 from .examples import VALIDATION, build_examples, id_targets
 from .trie import TrieLogitsProcessor, build_trie
 
 log = logging.getLogger("lmindexer.downstream")
-HISTORY_FILE = "train_history.json"
 
 
 @dataclass
-class GeneratorTask:
+class GeneratorTask(TaskDefaults):
     init_dir: str
     out_dir: str
     name: str
@@ -67,12 +67,6 @@ class GeneratorTask:
         for b in shuffled_batches(shard, self.batch_size, self.seed, epoch):
             ids = b["input_ids"].long()
             yield {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": b["labels"].long()}
-
-    def on_step(self, out) -> None:
-        pass
-
-    def epoch_metrics(self) -> dict:
-        return {}
 
     def validate(self, engine, rank: int) -> dict:
         """Recall@K of the trie-constrained beam search on the validation examples (each worker decodes its share),

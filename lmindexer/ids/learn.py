@@ -31,10 +31,11 @@ from ..models.quantizer import fit_offsets
 from ..paths import RunLayout
 from ..raydata import rows_dataset, spread
 from ..train.loop import fit
+from ..train.task import HISTORY_FILE
 from .infer import run_indexer
 from .kmeans import kmeans
 from .negatives import prefix_groups
-from .task import HISTORY_FILE, IdLearningTask
+from .task import IdLearningTask
 
 log = logging.getLogger("lmindexer.ids")
 STEPS = ("warmup", "continuous", "kmeans", "joint", "assign")

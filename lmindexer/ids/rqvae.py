@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import storage
 from ..train.loop import shuffled_batches
+from ..train.task import TaskDefaults
 from .baselines import residual_encode, residual_fit, save_method
 from .kmeans import _sq_dist
 
@@ -71,7 +72,7 @@ class RQVAE(nn.Module):
 
 
 @dataclass
-class RqvaeTask:
+class RqvaeTask(TaskDefaults):
     """One RQ-VAE training run over the `emb` column of a Ray Data dataset."""
     init: dict             # meta and initial state (codebooks from k-means)
     out_dir: str           # method folder (local path or URI)
@@ -88,12 +89,6 @@ class RqvaeTask:
     def batches(self, shard, epoch: int):
         for b in shuffled_batches(shard, self.batch_size, self.seed, epoch):
             yield {"x": b["emb"].float()}
-
-    def on_step(self, out: dict) -> None:
-        pass
-
-    def epoch_metrics(self) -> dict:
-        return {}
 
     def finish(self, engine, rank: int, history: list) -> None:
         with engine.full_weights() as model:

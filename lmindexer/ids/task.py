@@ -1,8 +1,6 @@
 """What one ID-learning phase trains, for the shared Ray Train loop (lmindexer.train.loop)."""
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,13 +11,12 @@ from ..eval.metrics import code_usage, conditional_perplexity
 from ..models.indexer import SemanticIndexer
 from ..raydata import shared
 from ..train.loop import all_reduce_sum, shuffled_batches
+from ..train.task import TaskDefaults
 from .negatives import prefix_batches, prefix_ids, sample_negatives
-
-HISTORY_FILE = "train_history.json"
 
 
 @dataclass
-class IdLearningTask:
+class IdLearningTask(TaskDefaults):
     init_dir: str          # indexer snapshot the phase starts from
     out_dir: str           # where rank 0 saves the trained snapshot
     phase: str             # warmup | continuous | joint
@@ -91,10 +88,3 @@ class IdLearningTask:
         if self._pairs and self.position > 1:
             out["cond_perplexity"] = conditional_perplexity(pairs)
         return out
-
-    def finish(self, engine, rank: int, history: list) -> None:
-        with engine.full_weights() as model:
-            if rank == 0:
-                model.save_pretrained(self.out_dir)
-                with open(os.path.join(self.out_dir, HISTORY_FILE), "w") as f:
-                    json.dump(history, f, indent=2)

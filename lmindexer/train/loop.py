@@ -26,9 +26,10 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from .. import storage
-from ..config import Config, from_dict, to_dict
+from ..config import Config
 from ..paths import RunLayout
 from .engine import Engine
+from .task import TrainingTask
 
 log = logging.getLogger("lmindexer.train")
 PROGRESS = "progress.json"
@@ -72,15 +73,14 @@ def quiet_worker() -> None:
 
 
 def train_worker(config: dict) -> None:
-    """Runs on every Ray Train worker."""
-    cfg, task = from_dict(config["cfg"]), config["task"]
+    """Runs on every Ray Train worker, given only what it needs: the train section, the seed and its task."""
+    train, seed, task = config["train"], config["seed"], config["task"]
     rank = ray.train.get_context().get_world_rank()
     quiet_worker()
-    if not cfg.train.use_gpu:
-        torch.set_num_threads(worker_threads(cfg.train.cpus_per_worker, cfg.train.num_workers, os.cpu_count() or 1))
-    torch.manual_seed(cfg.seed + rank)
-    lr_lambda = task.lr_lambda() if hasattr(task, "lr_lambda") else None
-    engine = Engine(task.build(), cfg.train, task.lr, task.batch_size, lr_lambda)
+    if not train.use_gpu:
+        torch.set_num_threads(worker_threads(train.cpus_per_worker, train.num_workers, os.cpu_count() or 1))
+    torch.manual_seed(seed + rank)
+    engine = Engine(task.build(), train, task.lr, task.batch_size, task.lr_lambda())
     progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "resumes": 0, "history": [], "best": None,
                 "since_best": 0}
     checkpoint = ray.train.get_checkpoint()
@@ -95,7 +95,7 @@ def train_worker(config: dict) -> None:
                   flush=True)
     epoch, skip, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
     shard = ray.train.get_dataset_shard("train")
-    every = cfg.train.checkpoint_every_steps
+    every = train.checkpoint_every_steps
     while epoch < task.epochs:
         engine.train()
         sums, n, start = defaultdict(float), 0, time.time()
@@ -109,7 +109,7 @@ def train_worker(config: dict) -> None:
                 if torch.is_tensor(v) and v.dim() == 0:
                     sums[k] += float(v.detach())
             n, step = n + 1, step + 1
-            if rank == 0 and cfg.train.log_every_steps and step % cfg.train.log_every_steps == 0:
+            if rank == 0 and train.log_every_steps and step % train.log_every_steps == 0:
                 print(f"[{task.name}] epoch {epoch + 1}/{task.epochs} step {step}: "
                       + " ".join(f"{k}={v / n:.4f}" for k, v in sorted(sums.items())), flush=True)
             if every and step % every == 0:
@@ -121,7 +121,7 @@ def train_worker(config: dict) -> None:
         metrics.update(task.epoch_metrics())
         metrics["epoch_seconds"] = round(time.time() - start, 1)
         stop = False
-        if getattr(task, "validates", False):
+        if task.validates:
             engine.train(False)
             metrics.update(task.validate(engine, rank))
             value = metrics[task.monitor]
@@ -166,7 +166,7 @@ def _tune_callbacks() -> list:
         return []
 
 
-def fit(cfg: Config, task, dataset: "ray.data.Dataset", fresh: bool = False) -> "ray.train.Result":
+def fit(cfg: Config, task: TrainingTask, dataset: "ray.data.Dataset", fresh: bool = False) -> "ray.train.Result":
     """One TorchTrainer run for `task`; a run of the same name under the same storage resumes where it stopped,
     unless `fresh` discards that run first."""
     uri = RunLayout(cfg).ray
@@ -175,7 +175,7 @@ def fit(cfg: Config, task, dataset: "ray.data.Dataset", fresh: bool = False) -> 
         fs.delete_dir(storage.join(root, task.name))
     trainer = _Trainer(
         train_worker,
-        train_loop_config={"cfg": to_dict(cfg), "task": task},
+        train_loop_config={"train": cfg.train, "seed": cfg.seed, "task": task},
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
                                      resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
         torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
