@@ -13,9 +13,8 @@ from lmindexer.config import load_config
 from lmindexer.data.prepare import prepare
 from lmindexer.eval.metrics import ami
 from lmindexer.ids.baseline_ids import baseline_ids
-from lmindexer.ids.baselines import HierarchicalKMeans, ResidualKMeans, load_method, random_codes, save_method
-from lmindexer.ids.rqvae import RQVAE
 from lmindexer.init_model import init_model
+from lmindexer.quantizers import RQVAE, HierarchicalKMeans, ResidualKMeans, load_method, random_codes, save_method
 
 
 def blobs(n=600, k=6, d=8, seed=0):

@@ -11,7 +11,6 @@ import torch.multiprocessing as mp
 
 from lmindexer.config import IndexerConfig, ModelConfig
 from lmindexer.eval.metrics import ami
-from lmindexer.ids.kmeans import assign, kmeans
 from lmindexer.ids.learn import schedule
 from lmindexer.ids.negatives import prefix_groups, sample_negatives
 from lmindexer.models.backbone import load_backbone
@@ -19,6 +18,7 @@ from lmindexer.models.indexer import SemanticIndexer
 from lmindexer.models.losses import contrastive_loss
 from lmindexer.models.quantizer import code_logits, straight_through
 from lmindexer.models.reconstructor import Reconstructor, reconstruction_mask
+from lmindexer.quantizers.kmeans import assign, kmeans
 
 
 @pytest.mark.parametrize("selection", ["dot", "l2"])

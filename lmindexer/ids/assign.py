@@ -27,10 +27,11 @@ from .. import storage
 from ..config import Config, StorageConfig
 from ..models.indexer import CONFIG_FILE
 from ..paths import RunLayout
+from ..quantizers.codes import code_key
 from ..raydata import actor_pool, spread
 from ..runtime import shuffle_partitions
 from .infer import load_for_inference
-from .unique import code_key, rebalance_group, sid, suffix_group
+from .unique import rebalance_group, sid, suffix_group
 
 log = logging.getLogger("lmindexer.assign")
 

@@ -23,10 +23,10 @@ from ..config import Config
 from ..init_model import init_model
 from ..models.pretrained import resolve
 from ..paths import RunLayout
+from ..quantizers import HierarchicalKMeans, ResidualKMeans, load_method, random_codes, save_method
 from ..raydata import actor_pool, spread
 from ..train.loop import fit
 from .assign import codes_table, encode_rounds, make_unique
-from .baselines import HierarchicalKMeans, ResidualKMeans, load_method, random_codes, save_method
 from .infer import EmbedActor
 from .rqvae import RqvaeTask, init_state
 

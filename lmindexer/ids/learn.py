@@ -29,11 +29,11 @@ from ..init_model import init_model
 from ..models.indexer import SemanticIndexer
 from ..models.quantizer import fit_offsets
 from ..paths import RunLayout
+from ..quantizers.kmeans import kmeans
 from ..raydata import rows_dataset, spread
 from ..train.loop import fit
 from ..train.task import HISTORY_FILE
 from .infer import run_indexer
-from .kmeans import kmeans
 from .negatives import prefix_groups
 from .task import IdLearningTask
 

@@ -11,10 +11,6 @@ def sid(codes, suffix: int) -> str:
     return "-".join(str(int(c)) for c in codes) + f"-{int(suffix)}"
 
 
-def code_key(codes) -> str:
-    return "-".join(str(int(c)) for c in codes)
-
-
 def suffix_group(doc_ids: np.ndarray, old_suffix: np.ndarray) -> np.ndarray:
     """Suffixes for documents sharing all codes. Old documents (suffix >= 0) keep theirs; new ones (-1) take the
     next free numbers in doc_id order, so a re-run gives the same IDs."""

@@ -48,3 +48,34 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 50, seed: int = 0, max_points: 
             break
         prev = inertia
     return centres
+
+
+def top_codes(dist: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k nearest codes (padded with the nearest when fewer exist) and minus their squared distances."""
+    top = (-dist).topk(min(k, dist.shape[1]), dim=1)
+    codes, scores = top.indices, top.values
+    if codes.shape[1] < k:
+        pad = k - codes.shape[1]
+        codes = torch.cat([codes, codes[:, :1].expand(-1, pad)], 1)
+        scores = torch.cat([scores, scores[:, -1:].expand(-1, pad)], 1)
+    return codes, scores
+
+
+def residual_fit(z: torch.Tensor, size: int, levels: int, iters: int, seed: int) -> list[torch.Tensor]:
+    """One k-means codebook per level, each fitted on what the earlier levels left unexplained."""
+    books, r = [], z.float()
+    for t in range(levels):
+        c = kmeans(r, size, iters=iters, seed=seed + t)
+        books.append(c)
+        r = r - c[assign(r, c)]
+    return books
+
+
+def residual_encode(z: torch.Tensor, books: list[torch.Tensor], k: int):
+    codes, r = [], z.float()
+    for c in books:
+        dist = _sq_dist(r, c)
+        codes.append(dist.argmin(1))
+        r = r - c[codes[-1]]
+    cand, score = top_codes(dist, k)
+    return torch.stack(codes, 1), cand, score
