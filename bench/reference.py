@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lmindexer.data.loaders import read_qrels, read_queries, read_sequences  # noqa: E402
-from lmindexer.downstream.baselines import bm25_rank, rec_baselines  # noqa: E402
-from lmindexer.downstream.tasks import split_sequences  # noqa: E402
+from lmindexer.downstream.reference import bm25_rank, rec_baselines  # noqa: E402
+from lmindexer.downstream.splits import split_sequences  # noqa: E402
 from lmindexer.eval.ranking import bootstrap_ci, per_query  # noqa: E402
 
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon_beauty" / "original" / "CIKM2020-S3Rec" / "data" / "Beauty.txt"

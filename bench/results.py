@@ -254,7 +254,7 @@ random, since MiniLM's 384-wide codebooks do not fit the T5's 64-wide embeddings
 ### Reference methods: count recommenders on Amazon Beauty, BM25 on SciFact
 
 What a practitioner runs first, in the same splits and metrics as the generators (`bench/reference.py`,
-`lmindexer.downstream.baselines`), on every test user and query: a generator that does not beat these has not
+`lmindexer.downstream.reference`), on every test user and query: a generator that does not beat these has not
 learned the task.
 
 {section("reference", reference_section)}

@@ -6,6 +6,7 @@ and checks every key and type, naming the offending key in the error.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -332,7 +333,10 @@ def _apply(obj, data: dict, prefix: str = ""):
     for key, value in data.items():
         full = prefix + key
         if key not in names:
-            raise ConfigError(f"unknown config key '{full}' (known: {', '.join(sorted(names))})")
+            near = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.6)
+            hint = f"did you mean '{prefix}{near[0]}'? " if near else ""
+            raise ConfigError(f"unknown config key '{full}' ({hint}known in {prefix.rstrip('.') or 'the top level'}: "
+                              f"{', '.join(sorted(names))})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             _apply(current, value, full + ".")

@@ -46,3 +46,11 @@ def test_round_trip_and_help_lists_every_option():
 def test_output_dir_uri_is_refused_with_where_uris_go():
     with pytest.raises(ConfigError, match="indexer.output"):
         load_config(overrides=["output_dir=s3://bucket/run"])
+
+
+def test_an_unknown_key_suggests_the_near_one():
+    with pytest.raises(ConfigError, match=r"did you mean 'generator.epochs'\?"):
+        load_config(overrides=["generator.epoch=3"])
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["generator.zzzz=3"])
+    assert "did you mean" not in str(err.value)

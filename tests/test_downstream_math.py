@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LogitsProcessorList, T5Config, T5ForConditionalGeneration
 
-from lmindexer.downstream.tasks import pack, retrieval_examples, sample, split_sequences, word_views
+from lmindexer.downstream.splits import pack, retrieval_examples, sample, split_sequences, word_views
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
 from lmindexer.eval.ranking import mean_metrics, query_metrics
 
@@ -119,7 +119,7 @@ def test_learning_rate_schedule_warms_up_then_decays():
 
 
 def test_held_out_queries_are_seeded_and_disjoint():
-    from lmindexer.downstream.tasks import hold_out
+    from lmindexer.downstream.splits import hold_out
 
     qrels = {f"q{i}": {"d": 1} for i in range(100)}
     kept, held = hold_out(qrels, 0.1, 500, seed=0)

@@ -13,7 +13,7 @@ from lmindexer.data.loaders import read_sequences
 from lmindexer.data.prepare import prepare
 from lmindexer.downstream.evaluate import beam_search, evaluate
 from lmindexer.downstream.examples import build_examples
-from lmindexer.downstream.tasks import split_sequences
+from lmindexer.downstream.splits import split_sequences
 from lmindexer.downstream.train import train_generator
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
 from lmindexer.ids.baseline_ids import baseline_ids

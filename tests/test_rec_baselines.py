@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lmindexer.downstream.baselines import rec_baselines
+from lmindexer.downstream.reference import rec_baselines
 from lmindexer.eval.ranking import bootstrap_ci, per_query, query_metrics
 
 
@@ -34,7 +34,7 @@ def test_duplicates_count_once_and_the_interval_covers_the_mean():
 
 
 def test_bm25_finds_the_document_that_shares_the_query_words():
-    from lmindexer.downstream.baselines import bm25_rank
+    from lmindexer.downstream.reference import bm25_rank
 
     docs = ["the cat sat on the mat", "stock markets fell sharply today", "a recipe for lemon cake",
             "cats and dogs living together"]

@@ -22,8 +22,8 @@ from ..ids.table import read_id_table
 from ..models.generator import GENERATOR_FILE, load_generator, load_id_vocab
 from ..paths import RunLayout
 from ..raydata import actor_pool, by_row, inference_device, rows_dataset, spread
-from .baselines import reference_rankings
 from .examples import build_examples, doc_texts
+from .reference import reference_rankings
 from .trie import TrieLogitsProcessor, build_trie, trie_bytes
 
 log = logging.getLogger("lmindexer.downstream")

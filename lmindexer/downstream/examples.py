@@ -14,7 +14,7 @@ from ..data.prepare import load_docs
 from ..ids.table import IdTable
 from ..models.generator import IdVocab
 from ..paths import RunLayout
-from .tasks import history_pieces, hold_out, pack, retrieval_examples, sample, split_sequences, word_views
+from .splits import history_pieces, hold_out, pack, retrieval_examples, sample, split_sequences, word_views
 
 VALIDATION = "validation"  # the split the generator is validated on after every epoch
 HELD_OUT_SHARE = 0.1       # retrieval sets without qrels/dev.tsv: this share of the train queries is held out
