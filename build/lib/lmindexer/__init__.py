@@ -1,0 +1,1 @@
+"""lmindexer: semantic IDs learned by a language model, on Ray."""

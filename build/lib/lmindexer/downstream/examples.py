@@ -1,0 +1,145 @@
+"""Reads what the generator learns from (an ID table, the corpus, queries and qrels or user sequences) and turns it
+into token arrays: sources [N, max_source_length] and, for training, targets [N, T + 2] (the ID tokens, then eos).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .. import storage
+from ..config import Config
+from ..data.loaders import read_qrels, read_queries, read_sequences
+from ..data.prepare import load_docs
+from ..ids.table import IdTable
+from ..models.generator import IdVocab
+from ..paths import RunLayout
+from .splits import history_pieces, hold_out, pack, retrieval_examples, sample, split_sequences, word_views
+
+VALIDATION = "validation"  # the split the generator is validated on after every epoch
+HELD_OUT_SHARE = 0.1       # retrieval sets without qrels/dev.tsv: this share of the train queries is held out
+
+log = logging.getLogger("lmindexer.downstream")
+
+
+def task_data(cfg: Config) -> str:
+    """The BEIR folder (retrieval) or sequences file (rec) of the generator's task."""
+    g = cfg.generator
+    if g.data:
+        return storage.absolute(g.data)
+    if cfg.data.input == "builtin:demo":
+        folder = RunLayout(cfg).demo_source
+        return folder if g.task == "retrieval" else storage.join(folder, "sequences.txt")
+    if g.task == "retrieval" and cfg.data.format in ("auto", "beir"):
+        return storage.absolute(cfg.data.input)
+    raise ValueError(f"set generator.data: the {'BEIR folder' if g.task == 'retrieval' else 'sequences file'} "
+                     f"for generator.task={g.task}")
+
+
+def id_targets(vocab: IdVocab, table: IdTable, eos: int) -> np.ndarray:
+    """[N, T + 2] int32: each document's ID tokens and eos, in table order."""
+    tokens = vocab.tokens(table.codes, table.suffix)
+    return np.concatenate([tokens, np.full((len(tokens), 1), eos)], 1).astype(np.int32)
+
+
+def doc_texts(cfg: Config, row: dict) -> list:
+    """Each table document's text, in table order."""
+    texts = [""] * len(row)
+    for batch in load_docs(cfg).select_columns(["doc_id", "text"]).iter_batches(batch_size=8192,
+                                                                              batch_format="pyarrow"):
+        for d, t in zip(batch.column("doc_id").to_pylist(), batch.column("text").to_pylist()):
+            if d in row:
+                texts[row[d]] = t
+    return texts
+
+
+def _doc_tokens(cfg: Config, tokenizer, row: dict) -> list:
+    """Token ids (no eos) of each table document's text, in table order."""
+    return _tokens(tokenizer, doc_texts(cfg, row), cfg.generator.max_source_length)
+
+
+def _tokens(tokenizer, texts: list, max_length: int) -> list:
+    enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length)
+    return [np.asarray(ids, dtype=np.int64) for ids in enc["input_ids"]]
+
+
+def retrieval_qrels(cfg: Config, data: str, split: str) -> dict:
+    """qrels of a split; `train` without the held-out validation queries and `validation` = qrels/dev.tsv, or
+    where there is none, the held-out share of the train queries."""
+    g = cfg.generator
+    if split not in ("train", VALIDATION):
+        return read_qrels(data, split)
+    if split == VALIDATION:
+        try:
+            return read_qrels(data, "dev")
+        except FileNotFoundError:
+            pass
+    elif not g.val_examples:
+        return read_qrels(data, "train")
+    kept, held = hold_out(read_qrels(data, "train"), HELD_OUT_SHARE, g.val_examples, cfg.seed)
+    return held if split == VALIDATION else kept
+
+
+def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split: str) -> dict:
+    """{'sources', 'keys', 'counts'} plus 'targets' (row of the target document in the table) for split 'train',
+    or 'relevant' ([{doc_id: grade}]) and 'inputs' for an evaluation split: the query texts (retrieval), or the
+    histories and every history of the split (rec), for the reference methods."""
+    g, eos = cfg.generator, tokenizer.eos_token_id
+    row, data = table.row, task_data(cfg)
+    limit = {"train": 0, VALIDATION: g.val_examples}.get(split, g.max_eval)
+    counts: dict = {}
+    if g.task == "retrieval":
+        queries = read_queries(data)
+        examples, skipped = retrieval_examples(queries, retrieval_qrels(cfg, data, split), row)
+        examples = sample(examples, limit, cfg.seed)
+        query_tokens = _tokens(tokenizer, [queries[q] for q, _ in examples], g.max_source_length)
+        pieces, keys = [[t] for t in query_tokens], [q for q, _ in examples]
+        if split == "train":
+            targets = [row[d] for _, rel in examples for d in rel]
+            pieces = [p for p, (_, rel) in zip(pieces, examples) for _ in rel]
+            keys = [k for k, (_, rel) in zip(keys, examples) for _ in rel]
+            if g.indexing:
+                texts = doc_texts(cfg, row)
+                pieces += [[t] for t in _tokens(tokenizer, texts, g.max_source_length)]
+                keys += list(table.doc_ids)
+                targets += list(range(len(row)))
+                counts["indexing_pairs"] = len(row)
+                if g.indexing_views:
+                    rng = np.random.default_rng(cfg.seed)
+                    views = [(i, v) for i, t in enumerate(texts) for v in word_views(t, g.indexing_views, rng)]
+                    pieces += [[t] for t in _tokens(tokenizer, [v for _, v in views], g.max_source_length)]
+                    keys += [table.doc_ids[i] for i, _ in views]
+                    targets += [i for i, _ in views]
+                    counts["indexing_views"] = len(views)
+        relevant = [rel for _, rel in examples]
+        inputs = {"queries": [queries[q] for q, _ in examples]}
+    else:
+        parts, skipped = split_sequences(read_sequences(data), row)
+        split = "valid" if split == VALIDATION else split
+        if split not in parts:
+            raise ValueError(f"generator.eval_split={split!r}: rec has the splits valid and test")
+        examples = sample(parts[split], g.max_train_examples if split == "train" else limit, cfg.seed)
+        item = (_doc_tokens(cfg, tokenizer, row) if g.history == "text"
+                else list(vocab.tokens(table.codes, table.suffix)))
+        pieces = [[item[row[i]] for i in history_pieces(h, g.max_history)] for _, h, _ in examples]
+        keys = [u for u, _, _ in examples]
+        targets = [row[t] for _, _, t in examples]
+        relevant = [{t: 1} for _, _, t in examples]
+        inputs = {"histories": [h for _, h, _ in examples], "all_histories": [h for _, h, _ in parts[split]]}
+    if split == "train" and g.task == "retrieval":
+        keep = sample(list(range(len(pieces))), g.max_train_examples, cfg.seed)
+        pieces, keys, targets = [pieces[i] for i in keep], [keys[i] for i in keep], [targets[i] for i in keep]
+    counts.update({f"skipped_{k}": v for k, v in skipped.items() if v})
+    counts["examples"] = len(pieces)
+    if counts["examples"] == 0:
+        raise ValueError(f"generator: no {split} examples in {data} match the ID table ({counts})")
+    for k, v in counts.items():
+        if k.startswith("skipped_"):
+            log.warning("generator %s/%s: %s = %d", g.task, split, k, v)
+    out = {"sources": pack(pieces, g.max_source_length, eos), "keys": np.array(keys, dtype=object),
+           "counts": counts}
+    if split == "train":
+        out["targets"] = np.asarray(targets, dtype=np.int64)
+    else:
+        out["relevant"], out["inputs"] = relevant, inputs
+    return out

@@ -1,0 +1,170 @@
+"""`lmindexer train-generator`: a T5 learns to write the ID of the right document (retrieval) or next item (rec),
+on the shared Ray Train loop (DeepSpeed/DDP, checkpoints, resume); then it is evaluated under the trie.
+
+The generator folder holds init/ (the start model with ID tokens added) and, once trained, the model itself.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+import ray
+import torch
+from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+from ..config import Config
+from ..ids.table import read_id_table
+from ..models.generator import GENERATOR_FILE, build_generator, indexer_codebooks, load_id_vocab
+from ..paths import RunLayout
+from ..raydata import rows_dataset, shared
+from ..train.engine import lr_multiplier
+from ..train.loop import all_reduce_sum, fit, shuffled_batches
+from ..train.task import HISTORY_FILE, TaskDefaults
+from .evaluate import beam_search, beam_width, evaluate, finished_evaluation
+from .examples import VALIDATION, build_examples, id_targets
+from .trie import TrieLogitsProcessor, build_trie
+
+log = logging.getLogger("lmindexer.downstream")
+
+
+@dataclass
+class GeneratorTask(TaskDefaults):
+    init_dir: str
+    out_dir: str
+    name: str
+    epochs: int
+    lr: float
+    batch_size: int             # per worker
+    seed: int = 0
+    steps_per_epoch: int = 0    # for the learning-rate schedule
+    schedule: str = "constant"
+    warmup: float = 0.0
+    val: dict | None = None     # {"sources": ref [V, L], "targets": ref [V, depth], "trie": ref, "ks": [...]}
+    patience: int = 0
+    dropout: float = 0.1
+
+    @property
+    def validates(self) -> bool:
+        return self.val is not None
+
+    @property
+    def monitor(self) -> str:
+        return f"val_recall@{max(self.val['ks'])}"
+
+    def build(self) -> T5ForConditionalGeneration:
+        return T5ForConditionalGeneration.from_pretrained(self.init_dir, dropout_rate=self.dropout)
+
+    def lr_lambda(self):
+        total, warmup, kind = self.steps_per_epoch * self.epochs, self.warmup, self.schedule
+        return lambda step: lr_multiplier(step, total, warmup, kind)
+
+    def batches(self, shard, epoch: int):
+        for b in shuffled_batches(shard, self.batch_size, self.seed, epoch):
+            ids = b["input_ids"].long()
+            yield {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": b["labels"].long()}
+
+    def validate(self, engine, rank: int) -> dict:
+        """Recall@K of the trie-constrained beam search on the validation examples (each worker decodes its share),
+        the same decoding evaluate() uses."""
+        import ray.train
+
+        world = ray.train.get_context().get_world_size()
+        sources, targets = shared(self.val["sources"])[rank::world], shared(self.val["targets"])[rank::world]
+        trie, ks = shared(self.val["trie"]), self.val["ks"]
+        beams = max(ks)
+        hits = torch.zeros(len(ks) + 1, dtype=torch.float64)
+        with engine.full_weights() as model, torch.no_grad():
+            processor = TrieLogitsProcessor(trie, model.config.eos_token_id, model.config.pad_token_id)
+            device = next(model.parameters()).device
+            for i in range(0, len(sources), 64):
+                ids = torch.from_numpy(sources[i:i + 64].astype("int64")).to(device)
+                out = beam_search(model, processor, trie["depth"], beams, ids, None).cpu()
+                out = out.view(len(ids), beams, -1)
+                want = torch.from_numpy(targets[i:i + 64].astype("int64"))[:, None, :out.shape[-1]]
+                found = (out == want).all(-1)  # [n, beams]
+                for j, k in enumerate(ks):
+                    hits[j] += float(found[:, :k].any(1).sum())
+                hits[-1] += len(ids)
+        hits = all_reduce_sum(hits)
+        return {f"val_recall@{k}": round(float(hits[j] / max(hits[-1], 1)), 4) for j, k in enumerate(ks)}
+
+    def keep_best(self, engine, rank: int) -> None:
+        with engine.full_weights() as model:
+            if rank == 0:
+                model.save_pretrained(os.path.join(self.out_dir, "best"))
+
+    def finish(self, engine, rank: int, history: list) -> None:
+        best = os.path.join(self.out_dir, "best")
+        with engine.full_weights() as model:
+            if rank == 0:
+                if os.path.exists(best):  # the best validated epoch, not the last
+                    model = T5ForConditionalGeneration.from_pretrained(best)
+                model.save_pretrained(self.out_dir)
+                shutil.rmtree(best, ignore_errors=True)
+                AutoTokenizer.from_pretrained(self.init_dir).save_pretrained(self.out_dir)
+                shutil.copy(os.path.join(self.init_dir, GENERATOR_FILE), self.out_dir)
+                with open(os.path.join(self.out_dir, HISTORY_FILE), "w") as f:
+                    json.dump(history, f, indent=2)
+
+
+def _init(cfg: Config, out: str, table) -> str:
+    """init/ for this ID table: the start model with the ID tokens, embeddings from the indexer's codebooks."""
+    g, init_dir = cfg.generator, os.path.join(out, "init")
+    if os.path.exists(os.path.join(init_dir, GENERATOR_FILE)):
+        return init_dir
+    indexer = table.summary.get("indexer", "")
+    books = indexer_codebooks(indexer, cfg.storage) if g.codebook_init and indexer else None
+    info = build_generator(g.init or RunLayout(cfg).backbone, table.codes.shape[1], int(table.summary.get(
+        "codebook_size", table.codes.max() + 1)), int(table.suffix.max()) + 1, init_dir, books,
+        {"task": g.task, "ids": RunLayout(cfg).generator_ids, "method": table.summary.get("method", "")})
+    log.info("generator: start model %s with %d ID positions of %d codes and %d suffixes (ID embeddings from %s)",
+             info["init"], info["positions"], info["codebook_size"], info["suffixes"],
+             "the indexer's codebooks" if info["codebook_init"] else "random")
+    return init_dir
+
+
+def train_generator(cfg: Config) -> dict:
+    g, start = cfg.generator, time.time()
+    out = RunLayout(cfg).generator
+    beam_width(cfg)  # a bad beam setting fails now, not after training
+    table = read_id_table(RunLayout(cfg).generator_ids, cfg.storage)
+    init_dir = _init(cfg, out, table)
+    summary = {"generator": out, "task": g.task, "ids": RunLayout(cfg).generator_ids,
+               "documents_with_ids": len(table.doc_ids)}
+    if os.path.exists(os.path.join(out, HISTORY_FILE)):
+        log.info("generator: already trained at %s", out)
+    else:
+        tokenizer, vocab, _ = load_id_vocab(init_dir)
+        data = build_examples(cfg, tokenizer, vocab, table, "train")
+        labels = id_targets(vocab, table, tokenizer.eos_token_id)[data["targets"]]
+        summary["train"] = data["counts"]
+        log.info("generator: %d training examples (%s), %d epochs", len(labels), g.task, g.epochs)
+        name = f"generator-{hashlib.sha1(out.encode()).hexdigest()[:10]}"
+        per_worker = g.batch_size // cfg.train.num_workers
+        if per_worker < 1:
+            raise ValueError(f"generator.batch_size={g.batch_size} (the global batch) is below train.num_workers="
+                             f"{cfg.train.num_workers}: raise it")
+        val = None
+        if g.val_examples:
+            v = build_examples(cfg, tokenizer, vocab, table, VALIDATION)
+            targets = vocab.tokens(table.codes, table.suffix)
+            first = [table.row[next(iter(rel))] for rel in v["relevant"]]  # recall of one relevant ID per query
+            val = {"sources": ray.put(v["sources"]), "targets": ray.put(targets[first]),
+                   "trie": ray.put(build_trie(targets)), "ks": list(g.ks)}
+            summary["validation"] = v["counts"]
+        steps = len(labels) // (per_worker * cfg.train.num_workers)
+        task = GeneratorTask(init_dir, out, name, g.epochs, g.lr, per_worker, cfg.seed, steps, g.lr_schedule,
+                             g.warmup, val, g.patience, g.dropout)
+        fit(cfg, task, rows_dataset(input_ids=data["sources"], labels=labels).random_shuffle())
+    summary["train_seconds"] = round(time.time() - start, 1)
+    done = finished_evaluation(cfg) if "train" not in summary else None
+    if done is not None:
+        log.info("generator: evaluated before (%s); not decoded again (run `lmindexer evaluate` to redo it)",
+                 os.path.join(out, f"eval-{g.eval_split}", "metrics.json"))
+    summary["eval"] = done or evaluate(cfg)
+    return summary

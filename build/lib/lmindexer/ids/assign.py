@@ -1,0 +1,205 @@
+"""`lmindexer assign-ids`: an ID for every document, streamed through an autoscaling Ray Data actor pool.
+
+1. Codes. Input shards are taken in rounds; each round is read_parquet -> tokenise + generate codes in actors that
+   load the indexer once -> write_parquet into <ids>/_codes/<round>/, then committed by a marker. A re-run drops
+   uncommitted rounds and does only the shards no committed round holds: exactly once, finished shards never redone.
+2. Uniqueness. Ray Data groups documents by prefix (rebalance) and by full code (suffix); documents of an existing
+   ID table keep their IDs. The table (doc_id, codes, suffix, sid) is written to <ids>/table/ and counted.
+baseline-ids runs the same two steps (`encode_rounds`, `make_unique`) with its own actor.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import ray
+import torch
+from ray.data.aggregate import Count
+from ray.data.expressions import col
+
+from .. import storage
+from ..config import Config, StorageConfig
+from ..models.indexer import CONFIG_FILE
+from ..paths import RunLayout
+from ..quantizers.codes import code_key
+from ..raydata import actor_pool, spread
+from ..runtime import shuffle_partitions
+from .infer import load_for_inference
+from .unique import rebalance_group, sid, suffix_group
+
+log = logging.getLogger("lmindexer.assign")
+
+
+def codes_table(doc_ids, codes: torch.Tensor, candidates: torch.Tensor, scores: torch.Tensor) -> pa.Table:
+    """What every code actor returns (plain lists, as read back): codes, and last-level candidates for rebalancing."""
+    as_list = lambda x, t: pa.array(x.cpu().tolist(), pa.list_(t))  # noqa: E731
+    return pa.table({"doc_id": doc_ids, "codes": as_list(codes, pa.int32()),
+                     "candidates": as_list(candidates, pa.int32()), "scores": as_list(scores.float(), pa.float32())})
+
+
+class AssignActor:
+    def __init__(self, path: str, max_length: int, candidates: int, bf16: bool, storage: StorageConfig | None = None):
+        self.model, self.dtype = load_for_inference(path, bf16, storage)
+        self.device = next(self.model.parameters()).device
+        self.max_length, self.k = max_length, candidates
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> pa.Table:
+        enc = self.model.tokenizer(list(batch["text"]), max_length=self.max_length, truncation=True,
+                                   padding=True, return_tensors="pt").to(self.device)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            codes = self.model.generate_codes(enc["input_ids"], enc["attention_mask"])
+            cand, score = self.model.candidates(enc["input_ids"], enc["attention_mask"], codes[:, :-1], self.k)
+        return codes_table(batch["doc_id"], codes, cand, score)
+
+
+def _round_name(files: list[str]) -> str:
+    return "round-" + hashlib.sha1("\n".join(files).encode()).hexdigest()[:12]
+
+
+def encode_rounds(cfg: Config, fs, out: str, src_fs, files: list[str], columns: list[str], actor,
+                  actor_kwargs: dict, actor_gpu: bool = True) -> None:
+    """Step 1: `actor` turns the `columns` of every input shard not yet in a committed round into codes."""
+    raw, done_dir = storage.join(out, "_codes"), storage.join(out, "_done")
+    committed = {os.path.basename(i.path)[:-5]: storage.read_json(fs, i.path)["files"]
+                 for i in fs.get_file_info(pafs.FileSelector(done_dir, allow_not_found=True))}
+    for info in fs.get_file_info(pafs.FileSelector(raw, allow_not_found=True)):
+        if os.path.basename(info.path) not in committed:  # a round that crashed before its commit
+            fs.delete_dir(info.path)
+    finished = {f for fl in committed.values() for f in fl}
+    pending = [f for f in files if f not in finished]
+    log.info("codes: %d shard(s), %d already done, %d to do", len(files), len(files) - len(pending), len(pending))
+    step = max(1, cfg.assign.files_per_round)
+    for i in range(0, len(pending), step):
+        chunk, start = pending[i:i + step], time.time()
+        name = _round_name(chunk)
+        ds = spread(ray.data.read_parquet(chunk, filesystem=src_fs).select_columns(columns), cfg).map_batches(
+            actor, fn_constructor_kwargs=actor_kwargs, **actor_pool(cfg, gpu=actor_gpu))
+        ds.write_parquet(storage.join(raw, name), filesystem=fs, mode="overwrite")
+        storage.write_json(fs, storage.join(done_dir, name + ".json"), {"files": chunk})
+        log.info("codes: round %d/%d (%d shard(s)) committed in %.1fs", i // step + 1, -(-len(pending) // step),
+                 len(chunk), time.time() - start)
+
+
+def _with_keys(batch: pa.Table) -> pa.Table:
+    codes = batch.column("codes").to_pylist()
+    batch = batch.append_column("key", pa.array([code_key(c) for c in codes]))
+    return batch.append_column("prefix", pa.array([code_key(c[:-1]) for c in codes]))
+
+
+def _rebalance(group: dict) -> dict:
+    old = group["suffix"] >= 0
+    if old.all():
+        return group
+    last = rebalance_group(group["doc_id"][~old], np.stack(group["candidates"][~old]),
+                           np.stack(group["scores"][~old]),
+                           taken=np.array([c[-1] for c in group["codes"][old]], dtype=np.int64))
+    codes = [np.asarray(c) for c in group["codes"]]
+    for j, i in enumerate(np.flatnonzero(~old)):
+        codes[i] = np.concatenate([codes[i][:-1], [last[j]]]).astype(np.int32)
+    group["codes"] = np.array(codes + [None], dtype=object)[:-1]
+    group["key"] = np.array([code_key(c) for c in codes], dtype=object)
+    return group
+
+
+def _prefer_old(group: dict) -> dict:
+    keep = int(np.argmax(group["suffix"]))  # an old row (suffix >= 0) wins over new ones (-1)
+    return {k: v[keep:keep + 1] for k, v in group.items()}
+
+
+def _suffix(group: dict) -> pa.Table:
+    suffix = suffix_group(group["doc_id"].astype(str), group["suffix"])
+    return pa.table({"doc_id": pa.array(group["doc_id"].astype(str)),
+                     "codes": pa.array([np.asarray(c).tolist() for c in group["codes"]], pa.list_(pa.int32())),
+                     "suffix": pa.array(suffix, pa.int32()),
+                     "sid": pa.array([sid(c, s) for c, s in zip(group["codes"], suffix)])})
+
+
+def assign_ids(cfg: Config) -> dict:
+    start = time.time()
+    fs, out = storage.filesystem(RunLayout(cfg).ids, cfg.storage)
+    dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
+    indexer = cfg.assign.indexer or RunLayout(cfg).indexer
+    encode_rounds(cfg, fs, out, dfs, storage.list_files(dfs, dpath), ["doc_id", "text"], AssignActor,
+                  {"path": indexer, "max_length": cfg.model.max_length, "candidates": cfg.assign.candidates,
+                   "bf16": cfg.train.precision != "fp32", "storage": cfg.storage})
+    ifs, ipath = storage.filesystem(indexer, cfg.storage)
+    size = storage.read_json(ifs, storage.join(ipath, CONFIG_FILE))["indexer"]["codebook_size"]
+    source = {"method": "lmindexer", "indexer": storage.absolute(indexer)}
+    return make_unique(cfg, RunLayout(cfg).ids, start, size, source)
+
+
+def finished_table(cfg: Config) -> dict | None:
+    """The summary of an ID table assign-ids already finished with the current indexer (its summary.json is written
+    last and is newer than the indexer's weights), else None: `run` then skips the step."""
+    fs, out = storage.filesystem(RunLayout(cfg).ids, cfg.storage)
+    indexer = storage.absolute(cfg.assign.indexer or RunLayout(cfg).indexer)
+    ifs, ipath = storage.filesystem(indexer, cfg.storage)
+    done, weights = storage.join(out, "summary.json"), storage.join(ipath, CONFIG_FILE)
+    if not storage.exists(fs, done) or not storage.exists(ifs, weights):
+        return None
+    summary = storage.read_json(fs, done)
+    newer = fs.get_file_info(done).mtime >= ifs.get_file_info(weights).mtime
+    return summary if newer and summary.get("indexer") == indexer and not cfg.assign.existing else None
+
+
+def make_unique(cfg: Config, uri: str, start: float, codebook_size: int, source: dict) -> dict:
+    """Step 2 for any codes under <uri>/_codes: keep existing IDs, rebalance or suffix collisions, verify.
+    `source` (the method, and the indexer that made the codes) goes into summary.json."""
+    fs, out = storage.filesystem(uri, cfg.storage)
+    new = ray.data.read_parquet(storage.join(out, "_codes"), filesystem=fs).map_batches(
+        lambda b: b.append_column("suffix", pa.array(np.full(b.num_rows, -1, dtype=np.int64))),
+        batch_format="pyarrow")
+    kept = 0
+    if cfg.assign.existing:
+        efs, epath = storage.filesystem(storage.join(cfg.assign.existing, "table"), cfg.storage)
+        old = ray.data.read_parquet(epath, filesystem=efs).select_columns(["doc_id", "codes", "suffix"])
+        kept = old.count()
+        k = cfg.assign.candidates
+        old = old.map_batches(lambda b: b.append_column("candidates", pa.array([[0] * k] * b.num_rows,
+                                                                               pa.list_(pa.int32())))
+                              .append_column("scores", pa.array([[0.0] * k] * b.num_rows, pa.list_(pa.float32()))),
+                              batch_format="pyarrow")
+        # a document already in the table keeps its ID, whatever codes it would get now
+        new = new.union(old.select_columns(new.schema().names))
+        new = new.groupby("doc_id", num_partitions=shuffle_partitions()).map_groups(_prefer_old, batch_format="numpy")
+    rows = new.map_batches(_with_keys, batch_format="pyarrow")
+    if cfg.assign.collisions == "rebalance":
+        rows = rows.groupby("prefix", num_partitions=shuffle_partitions()).map_groups(_rebalance,
+                                                                                     batch_format="numpy")
+    table = rows.groupby("key", num_partitions=shuffle_partitions()).map_groups(_suffix, batch_format="numpy")
+    table.write_parquet(storage.join(out, "table"), filesystem=fs, mode="overwrite")
+    return _verify(cfg, uri, kept, time.time() - start, codebook_size, source)
+
+
+def _repeated(ds, key: str) -> int:
+    """How many values of `key` occur more than once."""
+    counts = ds.groupby(key, num_partitions=shuffle_partitions()).aggregate(Count())
+    return counts.filter(expr=col("count()") > 1).count()
+
+
+def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int, source: dict) -> dict:
+    """Documents in equal IDs out and no doc_id twice; the figures go next to the table as summary.json."""
+    fs, out = storage.filesystem(uri, cfg.storage)
+    dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
+    docs_in = sum(pq.ParquetFile(dfs.open_input_file(f)).metadata.num_rows for f in storage.list_files(dfs, dpath))
+    table = ray.data.read_parquet(storage.join(out, "table"), filesystem=fs)
+    rows = table.count()
+    dup_docs = _repeated(table, "doc_id")  # sids are unique by construction: distinct keys, distinct suffixes
+    collided = table.filter(expr=col("suffix") > 0).count()
+    summary = {**source, "documents_in": docs_in, "existing_kept": kept, "ids_out": rows,
+               "duplicate_doc_ids": dup_docs, "documents_with_suffix": collided,
+               "collisions": cfg.assign.collisions, "codebook_size": codebook_size, "table": storage.join(uri, "table"),
+               "seconds": round(seconds, 1)}
+    if dup_docs or (rows != docs_in if not kept else not kept <= rows <= kept + docs_in):
+        raise RuntimeError(f"ids: counts do not add up: {summary}")
+    storage.write_json(fs, storage.join(out, "summary.json"), summary)
+    log.info("ids: %d documents in, %d IDs out, all unique (%d with a suffix) in %.1fs", docs_in, rows,
+             collided, seconds)
+    return summary

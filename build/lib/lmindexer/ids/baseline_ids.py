@@ -1,0 +1,124 @@
+"""`lmindexer baseline-ids`: IDs from a baseline method, through the same pipeline and table format as assign-ids.
+
+1. Embed: every document -> a vector (mean-pooled T5 encoder in a Ray Data actor pool, or a corpus field), written
+   once to <out>/_emb/ (random IDs need no vectors).
+2. Fit: k-means methods on a seeded sample of the vectors; RQ-VAE with Ray Train over all of them. Saved to
+   <out>/method/.
+3. Codes in committed rounds, then unique IDs, both shared with assign-ids (resumable, verified counts; the
+   collision strategies and incremental indexing work the same).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import numpy as np
+import pyarrow as pa
+import ray
+import torch
+
+from .. import storage
+from ..config import Config
+from ..init_model import init_model
+from ..models.pretrained import resolve
+from ..paths import RunLayout
+from ..quantizers import HierarchicalKMeans, ResidualKMeans, load_method, random_codes, save_method
+from ..raydata import actor_pool, spread
+from ..train.loop import fit
+from .assign import codes_table, encode_rounds, make_unique
+from .infer import EmbedActor
+from .rqvae import RqvaeTask, init_state
+
+log = logging.getLogger("lmindexer.baselines")
+
+
+class MethodActor:
+    """Codes and last-level candidates for a batch of vectors (or of doc_ids, for random IDs)."""
+
+    def __init__(self, method_dir: str, storage_cfg, candidates: int, levels: int, size: int, seed: int):
+        self.k, self.levels, self.size, self.seed = candidates, levels, size, seed
+        self.method = None
+        if method_dir:
+            fs, path = storage.filesystem(method_dir, storage_cfg)
+            self.method, _ = load_method(fs, path)
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> pa.Table:
+        if self.method is None:
+            codes = torch.from_numpy(random_codes(batch["doc_id"], self.size, self.levels, self.seed))
+            cand, score = codes[:, -1:], torch.zeros(len(codes), 1)
+        else:
+            codes, cand, score = self.method.encode(torch.from_numpy(np.asarray(batch["emb"], np.float32)), self.k)
+        return codes_table(batch["doc_id"], codes, cand, score)
+
+
+def embed_corpus(cfg: Config, fs, out: str) -> int:
+    """Vectors of every document into <out>/_emb/; a finished embedding is reused. Returns the row count."""
+    marker = storage.join(out, "_emb_done.json")
+    if storage.exists(fs, marker):
+        return storage.read_json(fs, marker)["rows"]
+    b, start = cfg.baseline, time.time()
+    source = "encoder" if b.embeddings == "encoder" else b.embeddings
+    encoder = resolve(b.encoder) if b.encoder else (init_model(cfg) if source == "encoder" else "")
+    dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
+    columns = ["doc_id", "text"] if source == "encoder" else None
+    ds = ray.data.read_parquet(storage.list_files(dfs, dpath), filesystem=dfs)
+    ds = spread(ds.select_columns(columns) if columns else ds, cfg).map_batches(
+        EmbedActor, fn_constructor_kwargs={"source": source, "path": encoder, "max_length": cfg.model.max_length,
+                                           "bf16": cfg.train.precision != "fp32"},
+        **actor_pool(cfg, gpu=source == "encoder"))
+    ds.write_parquet(storage.join(out, "_emb"), filesystem=fs, mode="overwrite")
+    rows = ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).count()
+    storage.write_json(fs, marker, {"rows": rows, "source": source, "encoder": encoder})
+    log.info("baseline-ids: embedded %d documents (%s) in %.1fs", rows, encoder or source, time.time() - start)
+    return rows
+
+
+def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
+    """Fit the configured method on the vectors and save it under <out>/method; a saved one is reused."""
+    b, ic = cfg.baseline, cfg.indexer
+    uri = storage.join(RunLayout(cfg).baseline_ids, "method")
+    if storage.exists(fs, storage.join(out, "method", "method.json")):
+        return uri
+    start = time.time()
+    emb = ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).select_columns(["emb"])
+    if rows > b.fit_sample:
+        emb = emb.random_sample(b.fit_sample / rows, seed=cfg.seed)
+    sample = torch.from_numpy(np.concatenate([x["emb"] for x in emb.iter_batches(batch_size=None,
+                                                                                batch_format="numpy")]))
+    if len(sample) < ic.codebook_size:
+        raise ValueError(f"{len(sample)} vectors cannot fill {ic.codebook_size} codes: lower indexer.codebook_size")
+    log.info("baseline-ids: fitting %s (T=%d, K=%d) on %d vectors of size %d", b.method, ic.num_positions,
+             ic.codebook_size, len(sample), sample.shape[1])
+    meta = {"size": ic.codebook_size, "levels": ic.num_positions, "dim": int(sample.shape[1])}
+    if b.method == "rqvae":
+        task = RqvaeTask(init=init_state(sample, cfg), out_dir=uri, storage=cfg.storage,
+                         epochs=b.rqvae_epochs, lr=b.rqvae_lr, batch_size=b.rqvae_batch_size, seed=cfg.seed,
+                         # one Ray Train run per output folder: a re-run resumes it, another table never does
+                         name=f"baseline-rqvae-{hashlib.sha1(uri.encode()).hexdigest()[:10]}")
+        fit(cfg, task, ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).select_columns(["emb"]))
+    else:
+        kind = HierarchicalKMeans if b.method == "hkmeans" else ResidualKMeans
+        method = kind.fit(sample, ic.codebook_size, ic.num_positions, ic.kmeans_iters, cfg.seed)
+        save_method(fs, storage.join(out, "method"), method, meta)
+    log.info("baseline-ids: %s fitted in %.1fs", b.method, time.time() - start)
+    return uri
+
+
+def baseline_ids(cfg: Config) -> dict:
+    start, b, ic = time.time(), cfg.baseline, cfg.indexer
+    uri = RunLayout(cfg).baseline_ids
+    fs, out = storage.filesystem(uri, cfg.storage)
+    kwargs = {"storage_cfg": cfg.storage, "candidates": cfg.assign.candidates, "levels": ic.num_positions,
+              "size": ic.codebook_size, "seed": cfg.seed, "method_dir": ""}
+    if b.method == "random":
+        src_fs, src = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
+        columns = ["doc_id"]
+    else:
+        kwargs["method_dir"] = fit_method(cfg, fs, out, embed_corpus(cfg, fs, out))
+        src_fs, src, columns = fs, storage.join(out, "_emb"), ["doc_id", "emb"]
+    encode_rounds(cfg, fs, out, src_fs, storage.list_files(src_fs, src), columns, MethodActor, kwargs,
+                  actor_gpu=False)
+    return make_unique(cfg, uri, start, ic.codebook_size, {"method": b.method})
+

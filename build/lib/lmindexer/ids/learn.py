@@ -1,0 +1,221 @@
+"""`lmindexer learn-ids`: the progressive LMIndexer schedule, one ID position after another.
+
+For t = 1..T: (a) warm up the reconstructor, (b) train with the continuous h_t, (c) k-means on the model's own h_t
+to initialise codebook t, (d) train encoder + codebook + reconstructor, (e) assign code t to every document (hard
+negatives for t+1 come from these prefixes); (a), (b) and (d) only at the first `indexer.trained_positions`. Each
+step writes an indexer snapshot and is recorded in <output_dir>/learn_ids/progress.json, so re-running the command
+continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+import torch
+from transformers import AutoTokenizer
+
+from .. import storage
+from ..config import Config, IndexerConfig
+from ..data.prepare import load_docs
+from ..eval.metrics import ami, code_usage, collision_rate, nmi, split_stats
+from ..init_model import init_model
+from ..models.indexer import SemanticIndexer
+from ..models.quantizer import fit_offsets
+from ..paths import RunLayout
+from ..quantizers.kmeans import kmeans
+from ..raydata import rows_dataset, spread
+from ..train.loop import fit
+from ..train.task import HISTORY_FILE
+from .infer import run_indexer
+from .negatives import prefix_groups
+from .task import IdLearningTask
+
+log = logging.getLogger("lmindexer.ids")
+STEPS = ("warmup", "continuous", "kmeans", "joint", "assign")
+
+
+class Tokenize:
+    def __init__(self, path: str, max_length: int):
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.max_length = max_length
+
+    def __call__(self, batch: dict) -> dict:
+        enc = self.tokenizer(list(batch["text"]), max_length=self.max_length, truncation=True,
+                             padding="max_length", return_tensors="np")
+        label = batch["label"] if "label" in batch else np.full(len(batch["doc_id"]), None)
+        return {"doc_id": batch["doc_id"], "label": label, "input_ids": enc["input_ids"].astype(np.int32)}
+
+
+def tokenize_corpus(cfg: Config, backbone: str) -> dict:
+    """doc_id, label and input_ids [N, L] of the whole corpus, tokenised by Ray Data; cached in the work dir."""
+    cache = os.path.join(RunLayout(cfg).learn_work, "tokens.npz")
+    if os.path.exists(cache):
+        data = np.load(cache, allow_pickle=True)
+        return {k: data[k] for k in data.files}
+    ds = spread(load_docs(cfg), cfg).map_batches(Tokenize, fn_constructor_kwargs={"path": backbone,
+                                                                     "max_length": cfg.model.max_length},
+                                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.5,
+                                    batch_size=1024, batch_format="numpy")
+    parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    data = {k: np.concatenate([p[k] for p in parts]) for k in ("doc_id", "label", "input_ids")}
+    os.makedirs(RunLayout(cfg).learn_work, exist_ok=True)
+    np.savez(cache, **data)
+    log.info("learn-ids: tokenised %d documents (max_length %d)", len(data["doc_id"]), cfg.model.max_length)
+    return data
+
+
+class Progress:
+    """Which steps are done, the current snapshot and the code table; persisted after every step."""
+
+    def __init__(self, cfg: Config, n: int):
+        self.dir = RunLayout(cfg).learn_work
+        self.file = os.path.join(self.dir, "progress.json")
+        self.codes_file = os.path.join(self.dir, "codes.npy")
+        state = {}
+        if os.path.exists(self.file):
+            with open(self.file) as f:
+                state = json.load(f)
+        self.done: list[str] = state.get("done", [])
+        self.snapshot: str = state.get("snapshot", "")
+        self.metrics: dict = state.get("metrics", {})
+        self.codes = (np.load(self.codes_file) if os.path.exists(self.codes_file)
+                      else np.full((n, cfg.indexer.num_positions), -1, dtype=np.int32))
+
+    def save(self, step: str, snapshot: str, metrics: dict | None = None) -> None:
+        if step not in self.done:
+            self.done.append(step)
+        self.snapshot = snapshot
+        if metrics:
+            self.metrics[step] = metrics
+        np.save(self.codes_file, self.codes)
+        with open(self.file, "w") as f:
+            json.dump({"done": self.done, "snapshot": snapshot, "metrics": self.metrics}, f, indent=2)
+
+
+def _label_scores(labels: np.ndarray, codes: np.ndarray) -> dict:
+    has = np.array([x is not None and x == x and x != "" for x in labels])  # "" is how a missing label is read
+    if not has.any():
+        return {}
+    keys = ["-".join(map(str, c)) for c in codes[has]]
+    return {"ami": round(ami(labels[has].astype(str), keys), 4), "nmi": round(nmi(labels[has].astype(str), keys), 4)}
+
+
+def phase_epochs(ic: IndexerConfig) -> dict:
+    return {"warmup": ic.warmup_epochs, "continuous": ic.continuous_epochs, "joint": ic.joint_epochs}
+
+
+def schedule(ic: IndexerConfig) -> list[tuple[int, str]]:
+    """(position, step) in order: training steps with epochs, up to indexer.trained_positions; k-means and assignment
+    at every position."""
+    epochs, trained = phase_epochs(ic), ic.trained_positions or ic.num_positions
+    return [(t, s) for t in range(1, ic.num_positions + 1) for s in STEPS
+            if s not in epochs or (epochs[s] > 0 and t <= trained)]
+
+
+def learn_ids(cfg: Config, only: str | None = None) -> dict:
+    start = time.time()
+    ic = cfg.indexer
+    backbone = init_model(cfg)
+    data = tokenize_corpus(cfg, backbone)
+    n = len(data["doc_id"])
+    if n < ic.codebook_size:
+        raise ValueError(f"{n} documents cannot fill a codebook of {ic.codebook_size} codes: lower "
+                         "indexer.codebook_size")
+    progress = Progress(cfg, n)
+    if not progress.snapshot:
+        first = os.path.join(progress.dir, "snapshot-0-init")
+        model = SemanticIndexer.from_backbone(backbone, ic, cfg.model.max_length)
+        if model.kind == "encoder" and ic.recon_vocab == "corpus":
+            model.state["recon_vocab"] = np.unique(data["input_ids"]).tolist()
+        model.save_pretrained(first)
+        progress.save("0:init", first)
+    tables = {"tokens": ray.put(data["input_ids"])}
+    dataset = rows_dataset(input_ids=data["input_ids"])
+    epochs = phase_epochs(ic)
+    plan = schedule(ic)
+    if only:
+        pos, _, step = only.partition(":")
+        if (int(pos), step) not in plan:
+            raise ValueError(f"--phase {only}: expected POSITION:STEP with STEP in {STEPS} (and epochs > 0)")
+        plan = [(int(pos), step)]
+    for t, step in plan:
+        key = f"{t}:{step}"
+        if key in progress.done and not only:
+            continue
+        step_start = time.time()
+        tables["codes"] = ray.put(progress.codes)
+        out = os.path.join(progress.dir, f"snapshot-{t}-{step}")
+        metrics = {}
+        if step in epochs:
+            groups = None
+            if t > 1 and ic.hard_negatives and step != "warmup":
+                groups = ray.put(prefix_groups(progress.codes[:, : t - 1]))
+            task = IdLearningTask(init_dir=progress.snapshot, out_dir=out, phase=step, position=t,
+                                  epochs=epochs[step], lr=ic.lr, batch_size=ic.batch_size,
+                                  dropout=cfg.model.dropout, tables={**tables, "groups": groups}, seed=cfg.seed)
+            fit(cfg, task, dataset, fresh=bool(only))
+            with open(os.path.join(out, HISTORY_FILE)) as f:
+                metrics = {"epochs": json.load(f)}
+        elif step == "kmeans":
+            rng = np.random.default_rng(cfg.seed + t)
+            rows = np.sort(rng.choice(n, size=min(n, ic.kmeans_sample), replace=False))
+            h = torch.from_numpy(run_indexer(cfg, progress.snapshot, rows, tables, t, "embed")["h"])
+            model = SemanticIndexer.from_pretrained(progress.snapshot)
+            book = model.codebooks[t - 1]
+            if book.offsets is not None:  # centre h_t on its prefix before clustering (indexer.residual)
+                prefix = torch.from_numpy(progress.codes[rows, : t - 1].astype(np.int64))
+                book.offsets.data.copy_(fit_offsets(h, prefix, ic.codebook_size))
+                h = book.centre(h, prefix).detach()
+            centres = kmeans(h, ic.codebook_size, iters=ic.kmeans_iters, seed=cfg.seed + t)
+            book.weight.data.copy_(centres)
+            model.save_pretrained(out)
+            metrics = {"points": len(rows)}
+        else:  # assign
+            progress.codes[:, t - 1] = run_indexer(cfg, progress.snapshot, np.arange(n), tables, t, "assign")["code"]
+            model = SemanticIndexer.from_pretrained(progress.snapshot)
+            model.set_id_embeddings(t)
+            model.state["positions_done"] = t
+            model.save_pretrained(out)
+            split = split_stats(progress.codes[:, :t])[-1]
+            metrics = {**code_usage(progress.codes[:, t - 1], ic.codebook_size),
+                       **_label_scores(data["label"], progress.codes[:, :t]),
+                       "distinct_prefixes": int(len(np.unique(progress.codes[:, :t], axis=0))),
+                       "cond_perplexity": split["cond_perplexity"], "children_mean": split["children_mean"],
+                       "suffix_share": round(collision_rate(progress.codes[:, :t]), 4)}
+        progress.save(key, out, metrics)
+        log.info("learn-ids: position %d %s done in %.1fs %s", t, step, time.time() - step_start, metrics)
+    return _finish(cfg, progress, data, time.time() - start)
+
+
+def _finish(cfg: Config, progress: Progress, data: dict, seconds: float) -> dict:
+    """Copy the last snapshot to <output_dir>/indexer with the training summary; write the code table."""
+    final = RunLayout(cfg).indexer
+    positions_done = sum(f"{t}:assign" in progress.done for t in range(1, cfg.indexer.num_positions + 1))
+    done_all = positions_done == cfg.indexer.num_positions
+    summary = {"positions_done": positions_done,
+               "documents": int(len(data["doc_id"])), "steps": progress.metrics, "seconds": round(seconds, 1)}
+    if done_all:
+        codes = progress.codes
+        summary["collision_rate"] = round(collision_rate(codes), 4)  # share of documents needing a suffix
+        summary["split"] = split_stats(codes)
+        summary["first_position"] = _label_scores(data["label"], codes[:, :1])
+        model = SemanticIndexer.from_pretrained(progress.snapshot)
+        model.state["history"] = [summary]
+        local = os.path.join(progress.dir, "indexer") if storage.is_uri(final) else final
+        if os.path.exists(local):
+            shutil.rmtree(local)
+        model.save_pretrained(local)
+        if local != final:
+            storage.put_folder(local, final, cfg.storage)
+        pq.write_table(pa.table({"doc_id": data["doc_id"].astype(str), "codes": pa.array(list(codes))}),
+                       os.path.join(progress.dir, "codes.parquet"))
+        log.info("learn-ids: indexer -> %s (%d positions, collision rate %.3f)", final, cfg.indexer.num_positions,
+                 summary["collision_rate"])
+    return {"indexer": final if done_all else None, **summary}

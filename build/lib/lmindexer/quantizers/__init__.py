@@ -1,0 +1,53 @@
+"""ID methods behind one interface, one module each: hierarchical k-means (hkmeans), residual k-means (rkmeans),
+RQ-VAE (rqvae; trained by lmindexer/ids/rqvae.py) and random IDs. LMIndexer's own learned codebooks are the
+indexer's (lmindexer/models/quantizer.py).
+
+A method maps embeddings [n, d] to codes [n, T] in 0..K-1, plus the k best last-level codes and their scores (minus
+squared distance) that rebalancing uses. The k-means methods fit on a sample and then encode any number of
+documents; every method saves as method.json + method.safetensors, so actors on any node can load it.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+from .. import storage
+from .hkmeans import HierarchicalKMeans
+from .random import random_codes
+from .rkmeans import ResidualKMeans
+from .rqvae import RQVAE
+
+METHODS = {m.name: m for m in (HierarchicalKMeans, ResidualKMeans, RQVAE)}
+__all__ = ["IdMethod", "METHODS", "HierarchicalKMeans", "ResidualKMeans", "RQVAE", "random_codes", "save_method",
+           "load_method"]
+
+
+class IdMethod(Protocol):
+    name: str
+
+    def encode(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(codes [n, T], the k best last-level codes [n, k], their scores [n, k])."""
+        ...
+
+    def tensors(self) -> dict: ...
+
+    @classmethod
+    def from_tensors(cls, tensors: dict, meta: dict) -> "IdMethod": ...
+
+
+def save_method(fs, path: str, method, meta: dict) -> None:
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(storage.join(path, "method.safetensors")) as f:
+        f.write(save_tensors({k: v.detach().cpu().contiguous() for k, v in method.tensors().items()}))
+    storage.write_json(fs, storage.join(path, "method.json"), {**meta, "method": method.name})
+
+
+def load_method(fs, path: str):
+    """(method, meta) saved by save_method."""
+    meta = storage.read_json(fs, storage.join(path, "method.json"))
+    with fs.open_input_stream(storage.join(path, "method.safetensors")) as f:
+        tensors = load_tensors(f.read())
+    return METHODS[meta["method"]].from_tensors(tensors, meta), meta

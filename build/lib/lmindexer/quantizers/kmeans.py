@@ -1,0 +1,81 @@
+"""Pure-torch k-means: k-means++ init, batched distances, deterministic by seed, CPU or GPU.
+
+Fits on at most `max_points` rows (a seeded sample) so it scales to corpora larger than memory; `assign` then
+labels any number of rows in batches.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _sq_dist(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    return (x.pow(2).sum(1, keepdim=True) - 2 * x @ c.T + c.pow(2).sum(1)).clamp_min_(0)
+
+
+def assign(x: torch.Tensor, centres: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
+    return torch.cat([_sq_dist(x[i:i + batch_size], centres).argmin(1) for i in range(0, len(x), batch_size)])
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int = 50, seed: int = 0, max_points: int = 200000,
+           tol: float = 1e-6) -> torch.Tensor:
+    """Centres [k, d] of x [n, d]. Empty clusters are re-seeded at the points farthest from their centre."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x = x.float()
+    if len(x) > max_points:
+        x = x[torch.randperm(len(x), generator=g)[:max_points].to(x.device)]
+    n = len(x)
+    if n < k:
+        raise ValueError(f"k-means needs at least k={k} points, got {n}")
+    centres = x[torch.randint(n, (1,), generator=g).to(x.device)]
+    d2 = _sq_dist(x, centres).squeeze(1)
+    for _ in range(1, k):  # k-means++: sample proportional to squared distance
+        probs = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1.0 / n)
+        idx = torch.multinomial(probs.cpu(), 1, generator=g).to(x.device)
+        centres = torch.cat([centres, x[idx]])
+        d2 = torch.minimum(d2, _sq_dist(x, x[idx]).squeeze(1))
+    prev = None
+    for _ in range(iters):
+        labels = assign(x, centres)
+        sums = torch.zeros_like(centres).index_add_(0, labels, x)
+        counts = torch.bincount(labels, minlength=k).to(x.dtype)
+        empty = counts == 0
+        centres = torch.where(empty[:, None], centres, sums / counts.clamp_min(1)[:, None])
+        if empty.any():
+            far = _sq_dist(x, centres).gather(1, labels[:, None]).squeeze(1).topk(int(empty.sum())).indices
+            centres[empty] = x[far]
+        inertia = _sq_dist(x, centres).min(1).values.sum()
+        if prev is not None and abs(prev - inertia) <= tol * max(prev, 1.0):
+            break
+        prev = inertia
+    return centres
+
+
+def top_codes(dist: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k nearest codes (padded with the nearest when fewer exist) and minus their squared distances."""
+    top = (-dist).topk(min(k, dist.shape[1]), dim=1)
+    codes, scores = top.indices, top.values
+    if codes.shape[1] < k:
+        pad = k - codes.shape[1]
+        codes = torch.cat([codes, codes[:, :1].expand(-1, pad)], 1)
+        scores = torch.cat([scores, scores[:, -1:].expand(-1, pad)], 1)
+    return codes, scores
+
+
+def residual_fit(z: torch.Tensor, size: int, levels: int, iters: int, seed: int) -> list[torch.Tensor]:
+    """One k-means codebook per level, each fitted on what the earlier levels left unexplained."""
+    books, r = [], z.float()
+    for t in range(levels):
+        c = kmeans(r, size, iters=iters, seed=seed + t)
+        books.append(c)
+        r = r - c[assign(r, c)]
+    return books
+
+
+def residual_encode(z: torch.Tensor, books: list[torch.Tensor], k: int):
+    codes, r = [], z.float()
+    for c in books:
+        dist = _sq_dist(r, c)
+        codes.append(dist.argmin(1))
+        r = r - c[codes[-1]]
+    cand, score = top_codes(dist, k)
+    return torch.stack(codes, 1), cand, score

@@ -1,0 +1,53 @@
+"""Ray start-up shared by the CLI, jobs/ and tests."""
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+import ray.data
+
+from .config import Config
+
+log = logging.getLogger("lmindexer")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def ensure_ray(cfg: Config) -> None:
+    """Connect to cfg.ray.address, or start a local Ray with more logical CPUs than cores; set the Ray Data
+    shuffle (the hash shuffle's aggregator actors cost seconds per groupby on small machines).
+
+    On small machines Train workers and Ray Data tasks must run side by side, or Ray Data never gets scheduled.
+    A local Ray serves its dashboard (127.0.0.1:8265, or the next free port): Ray Train's placement-group cleaner
+    asks the State API, which lives there, and without it logs a warning every second of every run.
+    """
+    context = ray.data.DataContext.get_current()
+    context.shuffle_strategy = ray.data.context.ShuffleStrategy(cfg.ray.shuffle)
+    if ray.is_initialized():
+        return
+    context.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS", "")  # `ray job submit` sets RAY_ADDRESS
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    local = {"address": "local", "num_cpus": cfg.ray.num_cpus or 2 * (os.cpu_count() or 1)}
+    if cfg.ray.dashboard:
+        try:
+            ray.init(**local, include_dashboard=True, dashboard_host="127.0.0.1")
+            return
+        except Exception as err:  # e.g. "The current node timed out during startup" on a loaded machine
+            ray.shutdown()
+            log.warning("local Ray did not start with its dashboard (%s); starting it without (ray.dashboard=false "
+                        "skips this try)", str(err).splitlines()[0][:200])
+    ray.init(**local, include_dashboard=False)
+
+
+def shuffle_partitions() -> int:
+    """Partitions for Ray Data groupby: a few per CPU of the cluster (Ray's default of 200 crawls on small
+    machines)."""
+    return max(2, int(ray.cluster_resources().get("CPU", 1)) * 2)

@@ -1,0 +1,212 @@
+"""The one training loop (Ray Train + DeepSpeed/DDP) that every model uses, with checkpoints, resume and retries.
+
+A *task* object says what is trained: `build()` the model, `batches(shard, epoch)` its inputs, `on_step(out)` and
+`epoch_metrics()` for extra figures, `finish(engine, rank, history)` to save the result. The loop does the rest.
+Optional: `lr_lambda()` (a learning-rate schedule), and where `validates` is true, `validate(engine, rank)` ->
+metrics identical on every rank, after every epoch, with `monitor` (the metric to maximise), `keep_best(engine,
+rank)` (called when it improves) and `patience` (epochs without improvement before training stops; 0: never).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import tempfile
+import threading
+import time
+import warnings
+from collections import defaultdict
+
+import ray
+import ray.train
+import torch
+import torch.distributed as dist
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from .. import storage
+from ..config import Config
+from ..paths import RunLayout
+from .engine import Engine
+from .task import TrainingTask
+
+log = logging.getLogger("lmindexer.train")
+PROGRESS = "progress.json"
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum a CPU tensor over the workers; NCCL only reduces GPU tensors, so it makes the trip there and back."""
+    if dist.is_available() and dist.is_initialized():
+        on = values.to(ray.train.torch.get_device()) if dist.get_backend() == "nccl" else values
+        dist.all_reduce(on)
+        return on.cpu()
+    return values
+
+
+def _report(engine: Engine, progress: dict, metrics: dict) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        engine.save(d)
+        if ray.train.get_context().get_world_rank() == 0:
+            with open(os.path.join(d, PROGRESS), "w") as f:
+                json.dump(progress, f)
+        checkpoint = Checkpoint.from_directory(d) if os.listdir(d) else None
+        scalars = {k: v for k, v in progress.items() if k != "history" and v is not None}
+        ray.train.report({**metrics, **scalars}, checkpoint=checkpoint)
+
+
+def worker_threads(cpus_per_worker: float, workers: int, cores: int) -> int:
+    """torch threads of a CPU worker: its whole reserved CPUs, or for a fractional reservation its share of the
+    machine's cores (torch's default, every core per worker, oversubscribes the CPUs when workers share a machine)."""
+    if cpus_per_worker >= 1:
+        return int(cpus_per_worker)
+    return max(1, cores // max(1, workers))
+
+
+def quiet_worker() -> None:
+    """A worker's log keeps lmindexer's lines: DeepSpeed's per-step torch.distributed deprecation warnings and Ray
+    Train's per-report INFO lines ("Reporting training result", "Checkpoint successfully created") are dropped."""
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed.*")
+    warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.*")
+    for name in ("ray.train", "ray.train.v2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def train_worker(config: dict) -> None:
+    """Runs on every Ray Train worker, given only what it needs: the train section, the seed and its task."""
+    train, seed, task = config["train"], config["seed"], config["task"]
+    rank = ray.train.get_context().get_world_rank()
+    quiet_worker()
+    if not train.use_gpu:
+        torch.set_num_threads(worker_threads(train.cpus_per_worker, train.num_workers, os.cpu_count() or 1))
+    torch.manual_seed(seed + rank)
+    engine = Engine(task.build(), train, task.lr, task.batch_size, task.lr_lambda())
+    progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "resumes": 0, "history": [], "best": None,
+                "since_best": 0}
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            engine.load(d)
+            with open(os.path.join(d, PROGRESS)) as f:
+                progress = json.load(f)
+        progress["resumes"] += 1
+        if rank == 0:
+            print(f"[{task.name}] resumed from checkpoint at epoch {progress['epoch'] + 1}, step {progress['step']}",
+                  flush=True)
+    epoch, skip, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
+    shard = ray.train.get_dataset_shard("train")
+    every = train.checkpoint_every_steps
+    while epoch < task.epochs:
+        engine.train()
+        sums, n, start = defaultdict(float), 0, time.time()
+        for i, batch in enumerate(task.batches(shard, epoch)):
+            if i < skip:
+                continue
+            out = engine(**batch)
+            engine.step(out["loss"])
+            task.on_step(out)
+            for k, v in out.items():
+                if torch.is_tensor(v) and v.dim() == 0:
+                    sums[k] += float(v.detach())
+            n, step = n + 1, step + 1
+            if rank == 0 and train.log_every_steps and step % train.log_every_steps == 0:
+                print(f"[{task.name}] epoch {epoch + 1}/{task.epochs} step {step}: "
+                      + " ".join(f"{k}={v / n:.4f}" for k, v in sorted(sums.items())), flush=True)
+            if every and step % every == 0:
+                progress.update(epoch=epoch, step_in_epoch=i + 1, step=step)
+                _report(engine, progress, {})
+        keys = sorted(sums)
+        totals = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [n], dtype=torch.float64))
+        metrics = {k: float(totals[j] / max(totals[-1], 1)) for j, k in enumerate(keys)}
+        metrics.update(task.epoch_metrics())
+        metrics["epoch_seconds"] = round(time.time() - start, 1)
+        stop = False
+        if task.validates:
+            engine.train(False)
+            metrics.update(task.validate(engine, rank))
+            value = metrics[task.monitor]
+            if progress.get("best") is None or value > progress["best"]:
+                progress.update(best=value, since_best=0, best_epoch=epoch + 1)
+                task.keep_best(engine, rank)
+            else:
+                progress["since_best"] = progress.get("since_best", 0) + 1
+            stop = bool(task.patience) and progress["since_best"] >= task.patience
+        if rank == 0:
+            print(f"[{task.name}] epoch {epoch + 1}/{task.epochs} done: "
+                  + " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())), flush=True)
+        epoch, skip = epoch + 1, 0
+        progress.update(epoch=epoch, step_in_epoch=0, step=step)
+        progress["history"].append({**metrics, "epoch": epoch, "resumes": progress["resumes"]})
+        _report(engine, progress, metrics)
+        if stop:
+            if rank == 0:
+                print(f"[{task.name}] early stop after epoch {epoch}: {task.monitor} has not improved for "
+                      f"{progress['since_best']} epochs (best {progress['best']:.4f} at epoch "
+                      f"{progress['best_epoch']})", flush=True)
+            break
+    task.finish(engine, rank, progress["history"])
+
+
+def shuffled_batches(shard, batch_size: int, seed: int, epoch: int):
+    """Torch batches of a worker's shard, shuffled differently per epoch and rank; a partial last batch is dropped so
+    every rank takes the same number of steps. Batches stay on the CPU (tasks index tables with their row numbers);
+    the engine moves model inputs to the worker's device."""
+    rank = ray.train.get_context().get_world_rank()
+    return shard.iter_torch_batches(batch_size=batch_size, drop_last=True, local_shuffle_buffer_size=batch_size * 8,
+                                    local_shuffle_seed=seed + epoch * 1000 + rank, device="cpu")
+
+
+def _tune_callbacks() -> list:
+    """Inside a Ray Tune trial (lmindexer tune), forward every report to Tune so its scheduler sees each epoch."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    try:
+        return [TuneReportCallback()]
+    except RuntimeError:  # not in a Tune session
+        return []
+
+
+def fit(cfg: Config, task: TrainingTask, dataset: "ray.data.Dataset", fresh: bool = False) -> "ray.train.Result":
+    """One TorchTrainer run for `task`; a run of the same name under the same storage resumes where it stopped,
+    unless `fresh` discards that run first."""
+    uri = RunLayout(cfg).ray
+    fs, root = storage.filesystem(uri, cfg.storage)
+    if fresh and storage.exists(fs, storage.join(root, task.name)):
+        fs.delete_dir(storage.join(root, task.name))
+    trainer = _Trainer(
+        train_worker,
+        train_loop_config={"train": cfg.train, "seed": cfg.seed, "task": task},
+        scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
+                                     resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
+        torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
+        run_config=RunConfig(name=task.name, storage_path=root,
+                             storage_filesystem=fs if storage.is_uri(uri) else None,
+                             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=_tune_callbacks()),
+        datasets={"train": dataset},
+    )
+    log.info("%s: %d worker(s), engine=%s%s, %d epoch(s)", task.name, cfg.train.num_workers, cfg.train.engine,
+             f" ZeRO-{cfg.train.zero_stage}" if cfg.train.engine == "deepspeed" else "", task.epochs)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        return trainer.fit()
+    finally:  # Ray Train's handler would otherwise outlive the run and swallow a later Ctrl-C
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
+
+
+class _Trainer(TorchTrainer):
+    """TorchTrainer whose Ctrl-C stops the run and raises KeyboardInterrupt in the driver at once (Ray's own
+    handler aborts gracefully and returns, so the command went on to its next step). Checkpoints already reported
+    are kept: running the command again resumes."""
+
+    def _register_sigint_handler(self, controller) -> None:
+        def stop(signum, frame):
+            try:
+                ray.get(controller.abort.remote(), timeout=5)
+            except Exception:  # noqa: BLE001 - the controller may be gone already; stopping is what matters
+                pass
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, stop)
+
