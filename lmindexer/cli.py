@@ -13,6 +13,7 @@ import sys
 import time
 
 from .config import ConfigError, describe, load_config
+from .data.readers import BadInputError
 from .runtime import ensure_ray, setup_logging
 
 log = logging.getLogger("lmindexer")
@@ -95,6 +96,19 @@ def _run(cfg):
     summary["seconds"] = {**seconds, "total": round(time.time() - total, 1)}
     log.info("%s", overview(summary))
     return summary
+
+
+def check_input(cfg) -> None:
+    """Unless the corpus is prepared already, the configured input must exist (FileNotFoundError otherwise)."""
+    from .data.prepare import resolve_input
+    from .paths import RunLayout
+    from .storage import exists, filesystem, join
+
+    fs, corpus = filesystem(RunLayout(cfg).corpus, cfg.storage)
+    if not exists(fs, join(corpus, "summary.json")):
+        _, files, _ = resolve_input(cfg)
+        if not files:
+            raise FileNotFoundError(f"data.input={cfg.data.input} matches no file")
 
 
 def with_task(cfg, task: str):
@@ -200,10 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lmindexer: {e}", file=sys.stderr)
         return 2
     fn = STAGES[args.command][0]
-    if args.command != "id-report":  # the report reads tables on the driver alone
-        ensure_ray(cfg)
     try:
+        if args.command in ("prepare", "run"):
+            check_input(cfg)  # a missing input fails now, not after Ray's start-up
+        if args.command != "id-report":  # the report reads tables on the driver alone
+            ensure_ray(cfg)
         result = fn(cfg, args.phase) if getattr(args, "phase", None) else fn(cfg)
+    except (BadInputError, FileNotFoundError) as e:  # the data's fault, not the program's: one line, no traceback
+        print(f"lmindexer: {args.command}: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         # Ray's shutdown at exit takes ~10 s after a Ctrl-C inside one of its calls; a local Ray's processes share
         # this process's fate, so leaving at once loses nothing that a re-run needs
