@@ -230,7 +230,17 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(130)
-    print(json.dumps(result, indent=2, default=str))
+    if args.command == "run":  # the overview is already on screen; the full JSON goes next to the outputs
+        from .paths import RunLayout
+        from .storage import filesystem
+
+        path = RunLayout(cfg).run_summary
+        fs, local = filesystem(path, cfg.storage)
+        with fs.open_output_stream(local) as f:
+            f.write(json.dumps(result, indent=2, default=str).encode())
+        print(f"lmindexer: run finished; the full summary is in {path}")
+    else:
+        print(json.dumps(result, indent=2, default=str))
     return 0
 
 

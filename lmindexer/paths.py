@@ -12,6 +12,7 @@
       generator-<task>-<ids folder>/   a trained generator and its evaluations (generator.output moves it)
       ray/              Ray Train runs and checkpoints (train.storage_path moves them)
       tune/             Ray Tune experiments (tune.output moves them)
+      run_summary.json  `lmindexer run`'s full summary
 
 Every path is absolute (Ray workers run in their own directories) unless it is a URI.
 """
@@ -78,6 +79,11 @@ class RunLayout:
     @property
     def report(self) -> str:
         return self._at(self.cfg.report.output, "report")
+
+    @property
+    def run_summary(self) -> str:
+        """`lmindexer run`'s full JSON summary."""
+        return self._at("", "run_summary.json")
 
     @property
     def ray(self) -> str:
