@@ -32,6 +32,7 @@ from lmindexer.downstream.train import GeneratorTask  # noqa: E402
 from lmindexer.models.backbone import build_t5  # noqa: E402
 from lmindexer.models.generator import build_generator  # noqa: E402
 from lmindexer.models.tokenizer import train_tokenizer  # noqa: E402
+from lmindexer.quantizers.codes import IdSpec  # noqa: E402
 from lmindexer.raydata import rows_dataset  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 from lmindexer.train.loop import fit  # noqa: E402
@@ -82,7 +83,7 @@ def main() -> None:
     tokenizer = train_tokenizer((f"w{i} w{i * 7 % 997} w{i * 13 % 991}" for i in range(20000)), VOCAB)
     build_t5(args.preset, len(tokenizer), 0.1).save_pretrained(base)
     tokenizer.save_pretrained(base)
-    build_generator(base, TARGET - 1, 64, 1, init)  # the generator's start folder, as train-generator makes it
+    build_generator(base, IdSpec(TARGET - 1, 64, 1), init)  # the generator's start folder, as train-generator makes it
     device = "cuda" if args.gpu else "cpu"
     results = {"examples": n, "batch_size": BATCH, "preset": args.preset, "device": device,
                "gpu": torch.cuda.get_device_name() if args.gpu else None,

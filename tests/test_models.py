@@ -8,6 +8,7 @@ from lmindexer.config import ModelConfig
 from lmindexer.models.backbone import PRESETS, load_backbone
 from lmindexer.models.generator import build_generator, load_generator
 from lmindexer.models.quantizer import Codebook, code_logits
+from lmindexer.quantizers.codes import IdSpec
 from lmindexer.train.engine import forward_precision
 
 TEXTS = [f"product {i} with shade {i % 7} and brand b{i % 5}" for i in range(200)]
@@ -42,7 +43,7 @@ def test_generator_adds_id_tokens_with_codebook_embeddings(tmp_path):
     model.save_pretrained(tmp_path / "t5")
     tok.save_pretrained(tmp_path / "t5")
     books = torch.randn(2, 4, model.config.d_model)
-    info = build_generator(str(tmp_path / "t5"), 2, 4, 3, str(tmp_path / "gen"), books, {"task": "rec"})
+    info = build_generator(str(tmp_path / "t5"), IdSpec(2, 4, 3), str(tmp_path / "gen"), books, {"task": "rec"})
     assert info["codebook_init"] and info["task"] == "rec"
     loaded, tokenizer, vocab, _ = load_generator(str(tmp_path / "gen"))
     emb = loaded.get_input_embeddings().weight
@@ -54,7 +55,7 @@ def test_generator_adds_id_tokens_with_codebook_embeddings(tmp_path):
     with pytest.raises(ValueError, match="outside"):
         vocab.tokens(np.array([[4, 0]]), np.array([0]))
     # a codebook of another width is ignored (random ID embeddings) rather than forced in
-    other = build_generator(str(tmp_path / "t5"), 2, 4, 3, str(tmp_path / "g2"), torch.randn(2, 4, 7))
+    other = build_generator(str(tmp_path / "t5"), IdSpec(2, 4, 3), str(tmp_path / "g2"), torch.randn(2, 4, 7))
     assert not other["codebook_init"]
 
 

@@ -119,9 +119,8 @@ def _init(cfg: Config, out: str, table) -> str:
         return init_dir
     indexer = table.summary.get("indexer", "")
     books = indexer_codebooks(indexer, cfg.storage) if g.codebook_init and indexer else None
-    info = build_generator(g.init or RunLayout(cfg).backbone, table.codes.shape[1], int(table.summary.get(
-        "codebook_size", table.codes.max() + 1)), int(table.suffix.max()) + 1, init_dir, books,
-        {"task": g.task, "ids": RunLayout(cfg).generator_ids, "method": table.summary.get("method", "")})
+    meta = {"task": g.task, "ids": RunLayout(cfg).generator_ids, "method": table.summary.get("method", "")}
+    info = build_generator(g.init or RunLayout(cfg).backbone, table.spec, init_dir, books, meta)
     log.info("generator: start model %s with %d ID positions of %d codes and %d suffixes (ID embeddings from %s)",
              info["init"], info["positions"], info["codebook_size"], info["suffixes"],
              "the indexer's codebooks" if info["codebook_init"] else "random")

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from .. import storage
 from ..config import StorageConfig
+from ..quantizers.codes import IdSpec
 
 
 @dataclass
@@ -29,6 +30,12 @@ class IdTable:
     def codebook_size(self) -> int:
         """K from the table's summary, else the largest code + 1."""
         return int(self.summary.get("codebook_size") or int(self.codes.max()) + 1)
+
+    @property
+    def spec(self) -> IdSpec:
+        """Positions and K of the table, and the suffixes its IDs use."""
+        suffixes = int(self.suffix.max()) + 1 if self.suffix is not None and len(self.suffix) else 1
+        return IdSpec(int(self.codes.shape[1]), self.codebook_size, suffixes)
 
     @cached_property
     def levels(self) -> list[np.ndarray]:

@@ -15,6 +15,7 @@ from transformers import AutoTokenizer, T5ForConditionalGeneration
 
 from .. import storage
 from ..config import StorageConfig
+from ..quantizers.codes import IdSpec
 from .backbone import backbone_kind
 from .pretrained import resolve
 from .tokenizer import id_token_names
@@ -25,10 +26,11 @@ GENERATOR_FILE = "generator.json"
 class IdVocab:
     """IDs (codes + suffix) to token ids and back, for one tokenizer."""
 
-    def __init__(self, tokenizer, positions: int, size: int, suffixes: int):
-        self.positions, self.size, self.suffixes = positions, size, suffixes
-        names = id_token_names(positions, size, suffixes)
-        self.table = np.full((len(names), max(size, suffixes)), -1, dtype=np.int64)
+    def __init__(self, tokenizer, spec: IdSpec):
+        self.spec = spec
+        self.positions, self.size, self.suffixes = spec.positions, spec.codebook_size, spec.suffixes
+        names = id_token_names(self.positions, self.size, self.suffixes)
+        self.table = np.full((len(names), max(self.size, self.suffixes)), -1, dtype=np.int64)
         for t, level in enumerate(names):
             self.table[t, : len(level)] = tokenizer.convert_tokens_to_ids(level)
         if (self.table[self.table >= 0] == tokenizer.unk_token_id).any():
@@ -50,7 +52,7 @@ class IdVocab:
         return ["-".join(str(int(v)) for v in row) for row in self.value[np.asarray(tokens, dtype=np.int64)]]
 
     def to_json(self) -> dict:
-        return {"positions": self.positions, "codebook_size": self.size, "suffixes": self.suffixes}
+        return self.spec.to_json()
 
 
 def indexer_codebooks(path: str, storage_cfg: StorageConfig | None = None) -> torch.Tensor | None:
@@ -67,8 +69,8 @@ def indexer_codebooks(path: str, storage_cfg: StorageConfig | None = None) -> to
     return torch.stack([state[k] for k in books])
 
 
-def build_generator(init: str, positions: int, size: int, suffixes: int, out: str,
-                    codebooks: torch.Tensor | None = None, meta: dict | None = None) -> dict:
+def build_generator(init: str, spec: IdSpec, out: str, codebooks: torch.Tensor | None = None,
+                    meta: dict | None = None) -> dict:
     """Save to `out` the start model with the ID tokens added; their embeddings come from `codebooks` [T, K, d]
     when given (and as wide as the model), else random at the scale of the other embeddings. Returns what
     generator.json holds."""
@@ -79,11 +81,12 @@ def build_generator(init: str, positions: int, size: int, suffixes: int, out: st
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = T5ForConditionalGeneration.from_pretrained(path)
     known = set(tokenizer.get_vocab())
-    added = [n for level in id_token_names(positions, size, suffixes) for n in level if n not in known]
+    positions, size = spec.positions, spec.codebook_size
+    added = [n for level in id_token_names(positions, size, spec.suffixes) for n in level if n not in known]
     tokenizer.add_tokens(added, special_tokens=True)
     model.resize_token_embeddings(max(len(tokenizer), model.get_input_embeddings().weight.shape[0]),
                                   mean_resizing=False)
-    vocab = IdVocab(tokenizer, positions, size, suffixes)
+    vocab = IdVocab(tokenizer, spec)
     emb = model.get_input_embeddings().weight
     used = codebooks is not None and tuple(codebooks.shape[:2]) >= (positions, size) and \
         codebooks.shape[-1] == emb.shape[1]
@@ -106,7 +109,7 @@ def load_id_vocab(path: str):
     with open(os.path.join(path, GENERATOR_FILE)) as f:
         info = json.load(f)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    return tokenizer, IdVocab(tokenizer, info["positions"], info["codebook_size"], info["suffixes"]), info
+    return tokenizer, IdVocab(tokenizer, IdSpec.from_json(info)), info
 
 
 def load_generator(path: str):
