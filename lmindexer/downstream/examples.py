@@ -13,6 +13,7 @@ from ..data.loaders import read_qrels, read_queries, read_sequences
 from ..data.prepare import load_docs
 from ..ids.table import IdTable
 from ..models.generator import IdVocab
+from ..models.tokenizer import encode_texts
 from ..paths import RunLayout
 from .splits import history_pieces, hold_out, pack, retrieval_examples, sample, split_sequences, word_views
 
@@ -59,7 +60,7 @@ def _doc_tokens(cfg: Config, tokenizer, row: dict) -> list:
 
 
 def _tokens(tokenizer, texts: list, max_length: int) -> list:
-    enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length)
+    enc = encode_texts(tokenizer, texts, max_length, pad="none", special_tokens=False)
     return [np.asarray(ids, dtype=np.int64) for ids in enc["input_ids"]]
 
 

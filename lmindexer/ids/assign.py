@@ -26,6 +26,7 @@ from ray.data.expressions import col
 from .. import storage
 from ..config import Config, StorageConfig
 from ..models.indexer import CONFIG_FILE
+from ..models.tokenizer import encode_texts
 from ..paths import RunLayout
 from ..quantizers.codes import code_key
 from ..raydata import actor_pool, spread
@@ -51,8 +52,7 @@ class AssignActor:
 
     @torch.no_grad()
     def __call__(self, batch: dict) -> pa.Table:
-        enc = self.model.tokenizer(list(batch["text"]), max_length=self.max_length, truncation=True,
-                                   padding=True, return_tensors="pt").to(self.device)
+        enc = encode_texts(self.model.tokenizer, batch["text"], self.max_length).to(self.device)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             codes = self.model.generate_codes(enc["input_ids"], enc["attention_mask"])
             cand, score = self.model.candidates(enc["input_ids"], enc["attention_mask"], codes[:, :-1], self.k)

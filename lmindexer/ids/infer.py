@@ -10,6 +10,7 @@ import torch
 from ..config import Config, StorageConfig
 from ..models.indexer import SemanticIndexer
 from ..models.pretrained import resolve
+from ..models.tokenizer import encode_texts
 from ..raydata import actor_pool, by_row, inference_device, shared, spread
 
 
@@ -72,8 +73,7 @@ class EmbedActor:
         if self.source != "encoder":
             return {"doc_id": batch["doc_id"], "emb": field_vectors(batch, self.source)}
         device = next(self.model.parameters()).device
-        enc = self.tokenizer(list(batch["text"]), max_length=self.max_length, truncation=True, padding=True,
-                             return_tensors="pt").to(device)
+        enc = encode_texts(self.tokenizer, batch["text"], self.max_length).to(device)
         with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
             h = self.model(**enc).last_hidden_state.float()
         mask = enc["attention_mask"][..., None].float()

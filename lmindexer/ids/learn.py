@@ -28,6 +28,7 @@ from ..eval.metrics import ami, code_usage, collision_rate, nmi, split_stats
 from ..init_model import init_model
 from ..models.indexer import SemanticIndexer
 from ..models.quantizer import fit_offsets
+from ..models.tokenizer import encode_texts
 from ..paths import RunLayout
 from ..quantizers.kmeans import kmeans
 from ..raydata import rows_dataset, spread
@@ -47,8 +48,7 @@ class Tokenize:
         self.max_length = max_length
 
     def __call__(self, batch: dict) -> dict:
-        enc = self.tokenizer(list(batch["text"]), max_length=self.max_length, truncation=True,
-                             padding="max_length", return_tensors="np")
+        enc = encode_texts(self.tokenizer, batch["text"], self.max_length, pad="max_length", tensors="np")
         label = batch["label"] if "label" in batch else np.full(len(batch["doc_id"]), None)
         return {"doc_id": batch["doc_id"], "label": label, "input_ids": enc["input_ids"].astype(np.int32)}
 

@@ -17,6 +17,15 @@ def id_token_names(positions: int, size: int, suffixes: int = 0) -> list[list[st
         [[f"<id_s_{j}>" for j in range(suffixes)]]
 
 
+def encode_texts(tokenizer, texts, max_length: int, pad: str = "longest", tensors: str | None = "pt",
+                 special_tokens: bool = True):
+    """The one way documents and queries become token ids: cut to `max_length`, padded to the longest text of the
+    batch (`pad="longest"`), to max_length (`"max_length"`) or not at all (`"none"`, lists of ids)."""
+    padding = {"longest": True, "max_length": "max_length", "none": False}[pad]
+    return tokenizer(list(texts), max_length=max_length, truncation=True, padding=padding,
+                     return_tensors=tensors if pad != "none" else None, add_special_tokens=special_tokens)
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> T5TokenizerFast:
     """A Unigram tokenizer with T5's special tokens and `</s>` appended, wrapped as T5's fast tokenizer."""
     tok = Tokenizer(models.Unigram())
