@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 
 lint: install
 	$(VENV)/bin/ruff check lmindexer tests bench jobs
+	$(VENV)/bin/ruff format --check lmindexer tests bench jobs
 	$(VENV)/bin/lint-imports
 
 test: lint

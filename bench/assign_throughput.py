@@ -8,6 +8,7 @@ code step's time comes from assign-ids' own log; end-to-end adds uniqueness (gro
     .venv/bin/python bench/assign_throughput.py                # 1x = 10,000 documents, 10x = 100,000
     .venv/bin/python bench/assign_throughput.py --docs 2000    # a quick run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,10 +48,10 @@ def lmindexer(*args: str, sample_memory: bool = False) -> tuple[str, dict]:
             try:
                 procs = [me] + me.children(recursive=True)
                 rss = [p.memory_info().rss for p in procs if p.is_running()]
-                peak["driver_mib"] = max(peak["driver_mib"], rss[0] / 2 ** 20)
-                peak["largest_worker_mib"] = max(peak["largest_worker_mib"], max(rss[1:], default=0) / 2 ** 20)
+                peak["driver_mib"] = max(peak["driver_mib"], rss[0] / 2**20)
+                peak["largest_worker_mib"] = max(peak["largest_worker_mib"], max(rss[1:], default=0) / 2**20)
                 peak["processes"] = max(peak["processes"], len(rss))
-                peak["all_processes_mib"] = max(peak["all_processes_mib"], sum(rss) / 2 ** 20)
+                peak["all_processes_mib"] = max(peak["all_processes_mib"], sum(rss) / 2**20)
             except psutil.Error:
                 pass
             time.sleep(0.2)
@@ -67,8 +68,14 @@ def lmindexer(*args: str, sample_memory: bool = False) -> tuple[str, dict]:
 def corpus(work: Path, docs: int) -> Path:
     base = work / f"n{docs}"
     if not (base / "corpus" / "summary.json").exists():
-        lmindexer("prepare", "--config", "configs/quickstart.yaml", f"output_dir={base}", f"demo.num_docs={docs}",
-                  "data.rows_per_shard=5000")
+        lmindexer(
+            "prepare",
+            "--config",
+            "configs/quickstart.yaml",
+            f"output_dir={base}",
+            f"demo.num_docs={docs}",
+            "data.rows_per_shard=5000",
+        )
     return base
 
 
@@ -76,8 +83,9 @@ def indexer(work: Path, base: Path) -> Path:
     path = work / "indexer"
     if not (path / "indexer.json").exists():
         lmindexer("init-model", "--config", "configs/quickstart.yaml", f"output_dir={base}")
-        model = SemanticIndexer.from_backbone(str(base / "backbone"), IndexerConfig(num_positions=3,
-                                                                                    codebook_size=64), MAX_LENGTH)
+        model = SemanticIndexer.from_backbone(
+            str(base / "backbone"), IndexerConfig(num_positions=3, codebook_size=64), MAX_LENGTH
+        )
         model.state["positions_done"] = 3
         model.save_pretrained(str(path))
     return path
@@ -93,29 +101,52 @@ def plain_loop(path: Path, base: Path, threads: int) -> dict:
     loaded = time.time()
     codes = []
     for i in range(0, len(texts), BATCH):
-        enc = model.tokenizer(texts[i:i + BATCH], max_length=MAX_LENGTH, truncation=True, padding=True,
-                              return_tensors="pt")
+        enc = model.tokenizer(
+            texts[i : i + BATCH], max_length=MAX_LENGTH, truncation=True, padding=True, return_tensors="pt"
+        )
         c = model.generate_codes(enc["input_ids"], enc["attention_mask"])
         model.candidates(enc["input_ids"], enc["attention_mask"], c[:, :-1], CANDIDATES)
         codes.append(c)
     end = time.time()
-    return {"docs": len(texts), "load_s": round(loaded - start, 1), "loop_s": round(end - loaded, 1),
-            "docs_per_s": round(len(texts) / (end - start), 1), "codes": torch.cat(codes).numpy()}
+    return {
+        "docs": len(texts),
+        "load_s": round(loaded - start, 1),
+        "loop_s": round(end - loaded, 1),
+        "docs_per_s": round(len(texts) / (end - start), 1),
+        "codes": torch.cat(codes).numpy(),
+    }
 
 
 def assign(work: Path, base: Path, path: Path, actors: int, docs: int) -> dict:
     out = work / f"ids-{docs}-{actors}"
-    log, memory = lmindexer("assign-ids", "--config", "configs/quickstart.yaml", f"output_dir={base}",
-                            f"assign.indexer={path}", f"assign.output={out}", f"train.inference_actors={actors}",
-                            f"train.inference_min_actors={actors}",
-                            f"train.inference_batch_size={BATCH}", f"assign.candidates={CANDIDATES}",
-                            "assign.files_per_round=1000", "train.precision=fp32", sample_memory=True)
+    log, memory = lmindexer(
+        "assign-ids",
+        "--config",
+        "configs/quickstart.yaml",
+        f"output_dir={base}",
+        f"assign.indexer={path}",
+        f"assign.output={out}",
+        f"train.inference_actors={actors}",
+        f"train.inference_min_actors={actors}",
+        f"train.inference_batch_size={BATCH}",
+        f"assign.candidates={CANDIDATES}",
+        "assign.files_per_round=1000",
+        "train.precision=fp32",
+        sample_memory=True,
+    )
     code_s = sum(float(s) for s in re.findall(r"committed in ([0-9.]+)s", log))
     start = log.rindex("\n{\n")
-    summary = json.loads(log[start:log.index("\n}", start) + 2])
+    summary = json.loads(log[start : log.index("\n}", start) + 2])
     assert summary["ids_out"] == docs, summary
-    return {"docs": docs, "actors": actors, "codes_s": round(code_s, 1), "docs_per_s": round(docs / code_s, 1),
-            "end_to_end_s": summary["seconds"], **{k: round(v) for k, v in memory.items()}, "out": out}
+    return {
+        "docs": docs,
+        "actors": actors,
+        "codes_s": round(code_s, 1),
+        "docs_per_s": round(docs / code_s, 1),
+        "end_to_end_s": summary["seconds"],
+        **{k: round(v) for k, v in memory.items()},
+        "out": out,
+    }
 
 
 def main() -> None:
@@ -128,31 +159,50 @@ def main() -> None:
     path = indexer(work, one)
     plain = plain_loop(path, one, threads=1)
     plain_all = plain_loop(path, one, threads=os.cpu_count() or 1)
-    runs = [assign(work, base, path, actors, docs) for base, docs in ((one, args.docs), (ten, 10 * args.docs))
-            for actors in (1, 2)]
+    runs = [
+        assign(work, base, path, actors, docs)
+        for base, docs in ((one, args.docs), (ten, 10 * args.docs))
+        for actors in (1, 2)
+    ]
     same = pq.read_table(runs[0]["out"] / "table", columns=["doc_id", "codes"]).to_pandas().set_index("doc_id")
     texts_order = pq.read_table(one / "corpus" / "docs", columns=["doc_id"]).column("doc_id").to_pylist()
     agree = float(np.mean([list(same.codes[d]) == list(c) for d, c in zip(texts_order, plain["codes"])]))
 
     print(f"\nassign-ids vs a plain PyTorch loop: tiny T5, T=3, K=64, batch {BATCH}, {os.cpu_count()} cores\n")
-    print("| run | documents | code step s | docs/s | vs plain 1-thread | end-to-end s | peak MiB: driver | "
-          "largest worker | all processes (count) |")
+    print(
+        "| run | documents | code step s | docs/s | vs plain 1-thread | end-to-end s | peak MiB: driver | "
+        "largest worker | all processes (count) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, p in (("plain loop, 1 thread", plain), (f"plain loop, {os.cpu_count()} threads", plain_all)):
-        print(f"| {name} | {p['docs']} | {p['load_s'] + p['loop_s']:.1f} | {p['docs_per_s']} | "
-              f"{p['docs_per_s'] / plain['docs_per_s']:.2f}x | - | - | - | - |")
+        print(
+            f"| {name} | {p['docs']} | {p['load_s'] + p['loop_s']:.1f} | {p['docs_per_s']} | "
+            f"{p['docs_per_s'] / plain['docs_per_s']:.2f}x | - | - | - | - |"
+        )
     for r in runs:
-        print(f"| assign-ids, {r['actors']} actor(s) | {r['docs']} | {r['codes_s']} | {r['docs_per_s']} | "
-              f"{r['docs_per_s'] / plain['docs_per_s']:.2f}x | {r['end_to_end_s']} | {r['driver_mib']} | "
-              f"{r['largest_worker_mib']} | {r['all_processes_mib']} ({r['processes']}) |")
-    print(f"\ncodes identical to the plain loop's for {agree:.1%} of documents; peak memory at 10x / 1x (2 actors): "
-          + ", ".join(f"{k.replace('_mib', '')} {runs[3][k] / runs[1][k]:.2f}x"
-                      for k in ("driver_mib", "largest_worker_mib", "all_processes_mib")))
+        print(
+            f"| assign-ids, {r['actors']} actor(s) | {r['docs']} | {r['codes_s']} | {r['docs_per_s']} | "
+            f"{r['docs_per_s'] / plain['docs_per_s']:.2f}x | {r['end_to_end_s']} | {r['driver_mib']} | "
+            f"{r['largest_worker_mib']} | {r['all_processes_mib']} ({r['processes']}) |"
+        )
+    print(
+        f"\ncodes identical to the plain loop's for {agree:.1%} of documents; peak memory at 10x / 1x (2 actors): "
+        + ", ".join(
+            f"{k.replace('_mib', '')} {runs[3][k] / runs[1][k]:.2f}x"
+            for k in ("driver_mib", "largest_worker_mib", "all_processes_mib")
+        )
+    )
     with open(work / "bench_assign_throughput.json", "w") as f:
-        json.dump({"plain": {k: v for k, v in plain.items() if k != "codes"},
-                   "plain_all_threads": {k: v for k, v in plain_all.items() if k != "codes"},
-                   "assign": [{k: str(v) if k == "out" else v for k, v in r.items()} for r in runs],
-                   "agreement": agree}, f, indent=2)
+        json.dump(
+            {
+                "plain": {k: v for k, v in plain.items() if k != "codes"},
+                "plain_all_threads": {k: v for k, v in plain_all.items() if k != "codes"},
+                "assign": [{k: str(v) if k == "out" else v for k, v in r.items()} for r in runs],
+                "agreement": agree,
+            },
+            f,
+            indent=2,
+        )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ its tables go to runs/bench-beauty-ids-minilm.
     .venv/bin/python bench/beauty_ids.py model.preset=mini indexer.joint_epochs=3
     .venv/bin/python bench/beauty_ids.py --minilm                          # MiniLM backbone, T=3, K=256
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -57,8 +58,15 @@ def make_tables(config: Path, overrides: list, runs: list, rebalance: bool = Tru
     seconds["learn-ids"] = time.time() - start
     tables["lmindexer"] = os.path.dirname(assign_ids(cfg)["table"])
     if rebalance:
-        tables["lmindexer-rebalance"] = os.path.dirname(assign_ids(load_config(config, overrides + [
-            "assign.collisions=rebalance", f"assign.output={os.path.join(cfg.output_dir, 'ids-rebalance')}"]))["table"])
+        tables["lmindexer-rebalance"] = os.path.dirname(
+            assign_ids(
+                load_config(
+                    config,
+                    overrides
+                    + ["assign.collisions=rebalance", f"assign.output={os.path.join(cfg.output_dir, 'ids-rebalance')}"],
+                )
+            )["table"]
+        )
     for name, method, encoder, *extra in runs:
         step = time.time()
         tables[name] = baseline_table(config, overrides, name, method, encoder, *extra)
@@ -69,8 +77,10 @@ def make_tables(config: Path, overrides: list, runs: list, rebalance: bool = Tru
 def baseline_table(config: Path, overrides: list, name: str, method: str, encoder: str, *extra: str) -> str:
     """baseline-ids with `method` on `encoder`'s vectors into <output_dir>/ids-<name>; the table folder."""
     out = os.path.join(load_config(config, overrides).output_dir, f"ids-{name}")
-    run = load_config(config, overrides + [f"baseline.method={method}", f"baseline.encoder={encoder}",
-                                           f"baseline.output={out}", *extra])
+    run = load_config(
+        config,
+        overrides + [f"baseline.method={method}", f"baseline.encoder={encoder}", f"baseline.output={out}", *extra],
+    )
     return os.path.dirname(baseline_ids(run)["table"])
 
 
@@ -95,14 +105,28 @@ def baseline_runs(cfg, methods=("hkmeans", "rkmeans", "rqvae")) -> list:
     return runs
 
 
-OVERRIDES = ["output_dir=runs/bench-beauty-ids", f"data.input={BEAUTY}/derived/items.jsonl", "model.preset=tiny",
-             "model.vocab_size=8000", "model.max_length=32", "indexer.num_positions=3", "indexer.codebook_size=256",
-             "indexer.continuous_epochs=2", "indexer.joint_epochs=2", "indexer.batch_size=32"]
+OVERRIDES = [
+    "output_dir=runs/bench-beauty-ids",
+    f"data.input={BEAUTY}/derived/items.jsonl",
+    "model.preset=tiny",
+    "model.vocab_size=8000",
+    "model.max_length=32",
+    "indexer.num_positions=3",
+    "indexer.codebook_size=256",
+    "indexer.continuous_epochs=2",
+    "indexer.joint_epochs=2",
+    "indexer.batch_size=32",
+]
 # A pretrained backbone, as configs/beauty-minilm.yaml: each codebook starts from k-means on the model's own states
 # (residuals), then one joint epoch per position at a fine-tuning learning rate with the same-prefix contrastive loss,
 # the lower 4 of MiniLM's 6 layers frozen; one worker with both cores (no gradient all-reduce of 22M weights).
-MINILM_OVERRIDES = ["output_dir=runs/bench-beauty-ids-minilm", f"data.input={BEAUTY}/derived/items.jsonl",
-                    "model.max_length=32", "indexer.num_positions=3", "indexer.codebook_size=256"]
+MINILM_OVERRIDES = [
+    "output_dir=runs/bench-beauty-ids-minilm",
+    f"data.input={BEAUTY}/derived/items.jsonl",
+    "model.max_length=32",
+    "indexer.num_positions=3",
+    "indexer.codebook_size=256",
+]
 
 
 def main() -> None:
@@ -114,8 +138,11 @@ def main() -> None:
     config = ROOT / "configs" / ("beauty-minilm.yaml" if minilm else "beauty.yaml")
     overrides = (MINILM_OVERRIDES if minilm else OVERRIDES) + args
     cfg = load_config(config, overrides)
-    runs = [(f"minilm-{m}", m, "minilm-offline") for m in ("hkmeans", "rkmeans", "rqvae")] if minilm \
+    runs = (
+        [(f"minilm-{m}", m, "minilm-offline") for m in ("hkmeans", "rkmeans", "rqvae")]
+        if minilm
         else baseline_runs(cfg)
+    )
     tables, seconds = make_tables(config, overrides, runs)
     if minilm:
         name, tables[name] = matched_control(config, overrides, tables["lmindexer"])
@@ -124,13 +151,16 @@ def main() -> None:
         path = PEERS / f"{peer}_native" / "Beauty.index.json"
         if path.exists():
             tables.append(f"published-{peer}={path}")
-    report = load_config(config, overrides + [f"report.tables=[{', '.join(tables)}]",
-                                              "report.key_field=letter_item_id"])
+    report = load_config(
+        config, overrides + [f"report.tables=[{', '.join(tables)}]", "report.key_field=letter_item_id"]
+    )
     out = id_report(report)
     backbone = cfg.model.name_or_path or f"{cfg.model.preset} {cfg.model.backbone}"
-    print(f"\nAmazon Beauty, backbone={backbone}, T={cfg.indexer.num_positions}, K={cfg.indexer.codebook_size}, "
-          f"epochs continuous/joint = {cfg.indexer.continuous_epochs}/{cfg.indexer.joint_epochs} per position, "
-          f"{cfg.train.num_workers} workers ({cfg.train.engine}); published peers: T=4, K=256\n")
+    print(
+        f"\nAmazon Beauty, backbone={backbone}, T={cfg.indexer.num_positions}, K={cfg.indexer.codebook_size}, "
+        f"epochs continuous/joint = {cfg.indexer.continuous_epochs}/{cfg.indexer.joint_epochs} per position, "
+        f"{cfg.train.num_workers} workers ({cfg.train.engine}); published peers: T=4, K=256\n"
+    )
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "\n")
     print(open(out["report"]).read())
 

@@ -16,6 +16,7 @@ e.g. `generator.epochs=30` on a GPU box.
 Rows are kept in runs/bench-full-generators.json (a row run again is replaced); a trained generator is only
 evaluated again.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,27 +39,63 @@ SCIFACT = ROOT.parent / "shared" / "data" / "scifact" / "derived_beir"
 MINILM_IDS = ROOT / "runs" / "bench-beauty-ids-minilm"
 SETS = {
     "beauty": {
-        "config": "beauty.yaml", "data": BEAUTY, "methods": ["lmindexer-minilm", "minilm-rqvae"],
-        "tables": {"lmindexer-minilm": MINILM_IDS / "ids", "minilm-rqvae": MINILM_IDS / "ids-minilm-rqvae",
-                   "minilm-hkmeans": MINILM_IDS / "ids-minilm-hkmeans",
-                   "minilm-rkmeans": MINILM_IDS / "ids-minilm-rkmeans"},
-        "base": ["output_dir=runs/bench-beauty-rec", f"data.input={BEAUTY}/derived/items.jsonl", "model.preset=tiny",
-                 "model.vocab_size=2000", "train.num_workers=2"],
-        "generator": ["generator.task=rec", f"generator.data={BEAUTY}/original/CIKM2020-S3Rec/data/Beauty.txt",
-                      "generator.history=ids", "generator.max_history=20", "generator.max_source_length=84",
-                      "generator.epochs=10", "generator.lr=3e-3", "generator.dropout=0.0",
-                      "generator.batch_size=256", "generator.val_examples=2000", "generator.patience=2"],
+        "config": "beauty.yaml",
+        "data": BEAUTY,
+        "methods": ["lmindexer-minilm", "minilm-rqvae"],
+        "tables": {
+            "lmindexer-minilm": MINILM_IDS / "ids",
+            "minilm-rqvae": MINILM_IDS / "ids-minilm-rqvae",
+            "minilm-hkmeans": MINILM_IDS / "ids-minilm-hkmeans",
+            "minilm-rkmeans": MINILM_IDS / "ids-minilm-rkmeans",
+        },
+        "base": [
+            "output_dir=runs/bench-beauty-rec",
+            f"data.input={BEAUTY}/derived/items.jsonl",
+            "model.preset=tiny",
+            "model.vocab_size=2000",
+            "train.num_workers=2",
+        ],
+        "generator": [
+            "generator.task=rec",
+            f"generator.data={BEAUTY}/original/CIKM2020-S3Rec/data/Beauty.txt",
+            "generator.history=ids",
+            "generator.max_history=20",
+            "generator.max_source_length=84",
+            "generator.epochs=10",
+            "generator.lr=3e-3",
+            "generator.dropout=0.0",
+            "generator.batch_size=256",
+            "generator.val_examples=2000",
+            "generator.patience=2",
+        ],
     },
     "scifact": {
-        "config": "scifact.yaml", "data": SCIFACT, "methods": ["minilm-hkmeans"],
+        "config": "scifact.yaml",
+        "data": SCIFACT,
+        "methods": ["minilm-hkmeans"],
         "tables": {"minilm-hkmeans": ROOT / "runs" / "bench-scifact-gen" / "ids-hkmeans"},
         "make_ids": ["baseline.method=hkmeans", "baseline.encoder=minilm-offline"],
-        "base": ["output_dir=runs/bench-scifact-gen", f"data.input={SCIFACT}", "model.preset=tiny",
-                 "model.vocab_size=8000", "model.max_length=128", "indexer.num_positions=3",
-                 "indexer.codebook_size=64", "train.num_workers=2"],
-        "generator": ["generator.task=retrieval", f"generator.data={SCIFACT}", "generator.max_source_length=64",
-                      "generator.indexing_views=3", "generator.epochs=20", "generator.lr=3e-3",
-                      "generator.dropout=0.0", "generator.batch_size=128", "generator.patience=4"],
+        "base": [
+            "output_dir=runs/bench-scifact-gen",
+            f"data.input={SCIFACT}",
+            "model.preset=tiny",
+            "model.vocab_size=8000",
+            "model.max_length=128",
+            "indexer.num_positions=3",
+            "indexer.codebook_size=64",
+            "train.num_workers=2",
+        ],
+        "generator": [
+            "generator.task=retrieval",
+            f"generator.data={SCIFACT}",
+            "generator.max_source_length=64",
+            "generator.indexing_views=3",
+            "generator.epochs=20",
+            "generator.lr=3e-3",
+            "generator.dropout=0.0",
+            "generator.batch_size=128",
+            "generator.patience=4",
+        ],
     },
 }
 EVAL = ["generator.ks=[1,5,10]", "generator.eval_split=test", "generator.max_eval=0"]
@@ -73,8 +110,10 @@ def cell(metrics: dict, intervals: dict, c: str) -> str:
 
 def plot(rows: list) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for r in rows:
         curve = [e.get("val_recall@10") for e in r["history"] if "val_recall@10" in e]
@@ -94,15 +133,30 @@ def run_one(name: str, method: str, extra: list) -> dict:
             sys.exit(f"no {method} IDs at {table}: run .venv/bin/python bench/beauty_ids.py --minilm first")
         baseline_ids(load_config(config, spec["base"] + spec["make_ids"] + [f"baseline.output={table}"]))
     start = time.time()
-    cfg = load_config(config, spec["base"] + spec["generator"] + EVAL + [
-        f"generator.ids={table}", f"generator.output={base.output_dir}/generator-{method}"] + extra)
+    cfg = load_config(
+        config,
+        spec["base"]
+        + spec["generator"]
+        + EVAL
+        + [f"generator.ids={table}", f"generator.output={base.output_dir}/generator-{method}"]
+        + extra,
+    )
     result = train_generator(cfg)
     ev = result["eval"]
     history = json.loads((Path(cfg.generator.output) / HISTORY_FILE).read_text())
-    return {"set": name, "ids": method, "queries": ev["queries"], "metrics": ev["metrics"],
-            "intervals": ev["intervals"], "reference": ev["reference"], "history": history,
-            "train": result.get("train", {}), "trained": "train" in result, "seconds": round(time.time() - start),
-            "settings": spec["generator"] + extra}
+    return {
+        "set": name,
+        "ids": method,
+        "queries": ev["queries"],
+        "metrics": ev["metrics"],
+        "intervals": ev["intervals"],
+        "reference": ev["reference"],
+        "history": history,
+        "train": result.get("train", {}),
+        "trained": "train" in result,
+        "seconds": round(time.time() - start),
+        "settings": spec["generator"] + extra,
+    }
 
 
 def main() -> None:
@@ -113,8 +167,9 @@ def main() -> None:
     for n in names:
         name, _, method = n.partition(":")
         if name not in SETS or (method and method not in SETS[name]["tables"]):
-            sys.exit(f"unknown {n}: sets {sorted(SETS)}, methods " + str({k: sorted(v["tables"]) for k, v in
-                                                                             SETS.items()}))
+            sys.exit(
+                f"unknown {n}: sets {sorted(SETS)}, methods " + str({k: sorted(v["tables"]) for k, v in SETS.items()})
+            )
         if not SETS[name]["data"].exists():
             sys.exit(f"{name}: no data at {SETS[name]['data']}")
         todo += [(name, m) for m in ([method] if method else SETS[name]["methods"])]
@@ -129,11 +184,17 @@ def main() -> None:
         print(f"\n{name}\n| method | queries | " + " | ".join(COLUMNS) + " | seconds |")
         print("|---|---:|" + "---:|" * len(COLUMNS) + "---:|")
         for r in mine:
-            print(f"| generator on {r['ids']} IDs | {r['queries']} | "
-                  + " | ".join(cell(r["metrics"], r["intervals"], c) for c in COLUMNS) + f" | {r['seconds']} |")
+            print(
+                f"| generator on {r['ids']} IDs | {r['queries']} | "
+                + " | ".join(cell(r["metrics"], r["intervals"], c) for c in COLUMNS)
+                + f" | {r['seconds']} |"
+            )
         for ref, v in mine[-1]["reference"].items():
-            print(f"| {ref} | {mine[-1]['queries']} | "
-                  + " | ".join(cell(v["metrics"], v["intervals"], c) for c in COLUMNS) + " | |")
+            print(
+                f"| {ref} | {mine[-1]['queries']} | "
+                + " | ".join(cell(v["metrics"], v["intervals"], c) for c in COLUMNS)
+                + " | |"
+            )
     plot(rows)
     print(f"\n(rows in {OUT}, learning curves in {OUT.with_suffix('.png')})")
 

@@ -15,6 +15,7 @@ generator learns to use, not how good generative retrieval can be.
 Rows of a set not run this time are kept in runs/bench-generative.json; generators already trained are only
 evaluated again.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,23 +41,49 @@ COLUMNS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]
 
 SETS = {
     "scifact": {
-        "config": ROOT / "configs" / "scifact.yaml", "data": SCIFACT,
-        "ids": ["output_dir=runs/bench-scifact-ids", f"data.input={SCIFACT}", "model.preset=tiny",
-                "model.vocab_size=8000", "model.max_length=64", "indexer.num_positions=3",
-                "indexer.codebook_size=256", "indexer.continuous_epochs=1", "indexer.joint_epochs=2",
-                "indexer.batch_size=32"],
-        "generator": ["generator.task=retrieval", f"generator.data={SCIFACT}", "generator.max_source_length=64",
-                      "generator.epochs=10", "generator.lr=3e-3", "generator.batch_size=128", "generator.ks=[1,5,10]",
-                      "generator.eval_split=test"],
+        "config": ROOT / "configs" / "scifact.yaml",
+        "data": SCIFACT,
+        "ids": [
+            "output_dir=runs/bench-scifact-ids",
+            f"data.input={SCIFACT}",
+            "model.preset=tiny",
+            "model.vocab_size=8000",
+            "model.max_length=64",
+            "indexer.num_positions=3",
+            "indexer.codebook_size=256",
+            "indexer.continuous_epochs=1",
+            "indexer.joint_epochs=2",
+            "indexer.batch_size=32",
+        ],
+        "generator": [
+            "generator.task=retrieval",
+            f"generator.data={SCIFACT}",
+            "generator.max_source_length=64",
+            "generator.epochs=10",
+            "generator.lr=3e-3",
+            "generator.batch_size=128",
+            "generator.ks=[1,5,10]",
+            "generator.eval_split=test",
+        ],
     },
     "beauty": {
-        "config": ROOT / "configs" / "beauty.yaml", "data": BEAUTY,
+        "config": ROOT / "configs" / "beauty.yaml",
+        "data": BEAUTY,
         "ids": BEAUTY_OVERRIDES,
-        "generator": ["generator.task=rec", f"generator.data={BEAUTY}/original/CIKM2020-S3Rec/data/Beauty.txt",
-                      "generator.history=ids", "generator.max_history=15", "generator.max_source_length=64",
-                      "generator.max_train_examples=12000", "generator.epochs=3", "generator.lr=3e-3",
-                      "generator.batch_size=256", "generator.max_eval=2000", "generator.ks=[1,5,10]",
-                      "generator.eval_split=test"],
+        "generator": [
+            "generator.task=rec",
+            f"generator.data={BEAUTY}/original/CIKM2020-S3Rec/data/Beauty.txt",
+            "generator.history=ids",
+            "generator.max_history=15",
+            "generator.max_source_length=64",
+            "generator.max_train_examples=12000",
+            "generator.epochs=3",
+            "generator.lr=3e-3",
+            "generator.batch_size=256",
+            "generator.max_eval=2000",
+            "generator.ks=[1,5,10]",
+            "generator.eval_split=test",
+        ],
     },
 }
 
@@ -65,8 +92,11 @@ def run_set(name: str, done: list) -> list:
     spec = SETS[name]
     if not Path(spec["data"]).exists():
         sys.exit(f"{name}: data not found at {spec['data']}")
-    runs = [r for r in baseline_runs(load_config(spec["config"], spec["ids"]), methods=("hkmeans", "rqvae"))
-            if MINILM or not r[0].startswith("minilm-")]
+    runs = [
+        r
+        for r in baseline_runs(load_config(spec["config"], spec["ids"]), methods=("hkmeans", "rqvae"))
+        if MINILM or not r[0].startswith("minilm-")
+    ]
     tables, _ = make_tables(spec["config"], spec["ids"], runs, rebalance=False)
     if MINILM and name == "beauty":  # LMIndexer on the MiniLM backbone, from `bench/beauty_ids.py --minilm`
         minilm = ROOT / "runs" / "bench-beauty-ids-minilm" / "ids"
@@ -77,13 +107,23 @@ def run_set(name: str, done: list) -> list:
     outputs = {"lmindexer-minilm": ["generator.output=runs/bench-beauty-ids/generator-rec-lmindexer-minilm"]}
     for method, table in tables.items():
         start = time.time()
-        result = train_generator(load_config(spec["config"], spec["ids"] + spec["generator"] + [
-            f"generator.ids={table}"] + outputs.get(method, [])))
+        result = train_generator(
+            load_config(
+                spec["config"], spec["ids"] + spec["generator"] + [f"generator.ids={table}"] + outputs.get(method, [])
+            )
+        )
         ev = result["eval"]
-        rows.append({"set": name, "ids": method, "queries": ev["queries"], **{c: ev["metrics"][c] for c in COLUMNS},
-                     "train_examples": result.get("train", {}).get("examples", ""),
-                     "trained": "train" in result,  # False: an earlier run's generator, only evaluated here
-                     "seconds": round(time.time() - start)})
+        rows.append(
+            {
+                "set": name,
+                "ids": method,
+                "queries": ev["queries"],
+                **{c: ev["metrics"][c] for c in COLUMNS},
+                "train_examples": result.get("train", {}).get("examples", ""),
+                "trained": "train" in result,  # False: an earlier run's generator, only evaluated here
+                "seconds": round(time.time() - start),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
         OUT.write_text(json.dumps(done + rows, indent=2))  # after every row: a stopped run keeps what it measured
     return rows
@@ -98,8 +138,11 @@ def main() -> None:
     print("\n| set | IDs | queries | " + " | ".join(COLUMNS) + " | train examples | seconds |")
     print("|---|---|---:|" + "---:|" * len(COLUMNS) + "---:|---:|")
     for r in rows:
-        print(f"| {r['set']} | {r['ids']} | {r['queries']} | " + " | ".join(f"{r[c]:.4f}" for c in COLUMNS)
-              + f" | {r['train_examples']} | {r['seconds']} |")
+        print(
+            f"| {r['set']} | {r['ids']} | {r['queries']} | "
+            + " | ".join(f"{r[c]:.4f}" for c in COLUMNS)
+            + f" | {r['train_examples']} | {r['seconds']} |"
+        )
     print(f"\n(rows also in {OUT})")
 
 

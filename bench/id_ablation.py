@@ -13,6 +13,7 @@ exp H(c_t | c_<t); distinct prefixes; first-level perplexity and AMI against the
     .venv/bin/python bench/id_ablation.py --corpus agnews       # AG News train (4,000), T=3, K=32
     .venv/bin/python bench/id_ablation.py --only all,landed-recipe --baselines hkmeans   # a subset
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,15 @@ from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 # the recipe under test: every position trained, 2 of MiniLM's 6 layers trained (the lower 4 frozen, run once per
 # batch), one joint epoch per position at a fine-tuning learning rate
-ALL = ["indexer.contrastive=prefix", "indexer.prefix_similarity=cos", "indexer.residual=true", "indexer.selection=l2",
-       "indexer.usage_weight=0.1", "indexer.trained_positions=0", "indexer.frozen_layers=4"]
+ALL = [
+    "indexer.contrastive=prefix",
+    "indexer.prefix_similarity=cos",
+    "indexer.residual=true",
+    "indexer.selection=l2",
+    "indexer.usage_weight=0.1",
+    "indexer.trained_positions=0",
+    "indexer.frozen_layers=4",
+]
 VARIANTS = {
     "all": [],
     "no-prefix-contrast": ["indexer.contrastive=inbatch"],
@@ -47,11 +55,19 @@ VARIANTS = {
     "no-usage-term": ["indexer.usage_weight=0"],
     "only-position-1-trained": ["indexer.trained_positions=1"],
     "commitment-5": ["indexer.commitment_weight=5"],
-    "landed-recipe": ["indexer.contrastive=inbatch", "indexer.residual=false", "indexer.selection=dot",
-                      "indexer.usage_weight=0", "indexer.trained_positions=1"],
+    "landed-recipe": [
+        "indexer.contrastive=inbatch",
+        "indexer.residual=false",
+        "indexer.selection=dot",
+        "indexer.usage_weight=0",
+        "indexer.trained_positions=1",
+    ],
 }
-BASELINES = [("minilm-hkmeans", "hkmeans", "minilm-offline"), ("minilm-rkmeans", "rkmeans", "minilm-offline"),
-             ("minilm-rqvae", "rqvae", "minilm-offline")]
+BASELINES = [
+    ("minilm-hkmeans", "hkmeans", "minilm-offline"),
+    ("minilm-rkmeans", "rkmeans", "minilm-offline"),
+    ("minilm-rqvae", "rqvae", "minilm-offline"),
+]
 
 
 def corpus(name: str, size: int) -> tuple[Path, list]:
@@ -67,9 +83,15 @@ def corpus(name: str, size: int) -> tuple[Path, list]:
             sample.write_text("\n".join(rows[:size]) + "\n")
         return ROOT / "configs" / "beauty-minilm.yaml", [f"data.input={sample}"]
     return ROOT / "configs" / "ag_news.yaml", [
-        "model.backbone=encoder", "model.name_or_path=minilm-offline", "model.max_length=48",
-        "indexer.continuous_epochs=0", "indexer.joint_epochs=1", "indexer.lr=1e-4", "train.num_workers=1",
-        "train.cpus_per_worker=2"]
+        "model.backbone=encoder",
+        "model.name_or_path=minilm-offline",
+        "model.max_length=48",
+        "indexer.continuous_epochs=0",
+        "indexer.joint_epochs=1",
+        "indexer.lr=1e-4",
+        "train.num_workers=1",
+        "train.cpus_per_worker=2",
+    ]
 
 
 def kept(run_dir: Path) -> float:
@@ -86,8 +108,9 @@ def kept(run_dir: Path) -> float:
 def learn_seconds(run_dir: Path, positions: int) -> float:
     """learn-ids time from its first snapshot to the last position's assignment (right for a resumed run too)."""
     snap = run_dir / "learn_ids"
-    return (snap / f"snapshot-{positions}-assign" / "indexer.json").stat().st_mtime - \
-        (snap / "snapshot-0-init" / "indexer.json").stat().st_mtime
+    return (snap / f"snapshot-{positions}-assign" / "indexer.json").stat().st_mtime - (
+        snap / "snapshot-0-init" / "indexer.json"
+    ).stat().st_mtime
 
 
 def main() -> None:
@@ -95,8 +118,11 @@ def main() -> None:
     ap.add_argument("--corpus", choices=["beauty", "agnews"], default="beauty")
     ap.add_argument("--size", type=int, default=2000, help="Beauty items in the sample")
     ap.add_argument("--only", default="", help="comma-separated variants (default: all of them)")
-    ap.add_argument("--baselines", default="hkmeans,rkmeans,rqvae",
-                    help="two-stage methods on MiniLM to add (comma-separated; empty: none)")
+    ap.add_argument(
+        "--baselines",
+        default="hkmeans,rkmeans,rqvae",
+        help="two-stage methods on MiniLM to add (comma-separated; empty: none)",
+    )
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     setup_logging()
@@ -110,24 +136,28 @@ def main() -> None:
         wanted = [m for m in args.baselines.split(",") if m]
         runs = [b for b in BASELINES if b[1] in wanted] if i == 0 else []
         start = time.time()
-        made, steps = make_tables(config, base + VARIANTS[name] + [f"output_dir={root / name}"], runs,
-                                  rebalance=False)
+        made, steps = make_tables(config, base + VARIANTS[name] + [f"output_dir={root / name}"], runs, rebalance=False)
         tables[name] = made.pop("lmindexer")
         seconds[name] = learn_seconds(root / name, 3)
         stable[name] = kept(root / name)
         tables.update(made)
         print(f"{name}: {time.time() - start:.0f} s", flush=True)
     specs = [f"{n}={p}" for n, p in tables.items()]
-    report = load_config(config, base + [f"output_dir={root / chosen[0]}", f"report.tables=[{', '.join(specs)}]",
-                                         f"report.output={root / 'report'}"])
+    report = load_config(
+        config,
+        base
+        + [f"output_dir={root / chosen[0]}", f"report.tables=[{', '.join(specs)}]", f"report.output={root / 'report'}"],
+    )
     out = id_report(report)
     results = json.load(open(out["json"]))
     cfg = load_config(config, base)
     first = next(iter(results.values()))
     labels = list(first["labels"])
-    title = (f"**{args.corpus}**: {first['documents']:,} documents, T={cfg.indexer.num_positions}, "
-             f"K={cfg.indexer.codebook_size}, MiniLM backbone, one joint epoch per trained position, 1 worker with 2 "
-             f"CPUs; AMI of the first code against `{labels[0]}`, of the 2-code prefix against `{labels[-1]}`.")
+    title = (
+        f"**{args.corpus}**: {first['documents']:,} documents, T={cfg.indexer.num_positions}, "
+        f"K={cfg.indexer.codebook_size}, MiniLM backbone, one joint epoch per trained position, 1 worker with 2 "
+        f"CPUs; AMI of the first code against `{labels[0]}`, of the 2-code prefix against `{labels[-1]}`."
+    )
     data = {"title": title, "results": results, "seconds": seconds, "kept": stable}
     print("\n" + split_section(data))
     print(f"full report: {out['report']}")

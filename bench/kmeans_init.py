@@ -5,6 +5,7 @@ inertia side by side, on clustered synthetic data (a mixture of Gaussians, like 
     .venv/bin/python bench/kmeans_init.py --points 1000000
 Prints a table and writes runs/bench-kmeans.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,12 @@ def data(n: int, d: int, topics: int, seed: int = 0) -> torch.Tensor:
 
 
 def inertia(x: torch.Tensor, c: torch.Tensor) -> float:
-    return float(sum(_sq_dist(x[i:i + 65536], c).gather(1, assign(x[i:i + 65536], c)[:, None]).sum()
-                     for i in range(0, len(x), 65536)))
+    return float(
+        sum(
+            _sq_dist(x[i : i + 65536], c).gather(1, assign(x[i : i + 65536], c)[:, None]).sum()
+            for i in range(0, len(x), 65536)
+        )
+    )
 
 
 def main() -> None:
@@ -49,12 +54,16 @@ def main() -> None:
         seconds = round(time.time() - start, 1)
         rows.append({"init": label, "seconds": seconds, "inertia": round(inertia(x, c) / len(x), 3)})
         print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{args.points:,} x {args.dim}, K={args.k}, {args.iters} Lloyd iterations at most, torch threads "
-          f"{torch.get_num_threads()}\n\n| seeding | seconds | inertia / point |\n|---|---:|---:|")
+    print(
+        f"\n{args.points:,} x {args.dim}, K={args.k}, {args.iters} Lloyd iterations at most, torch threads "
+        f"{torch.get_num_threads()}\n\n| seeding | seconds | inertia / point |\n|---|---:|---:|"
+    )
     for r in rows:
         print(f"| {r['init']} | {r['seconds']} | {r['inertia']} |")
-    print(f"\nspeed-up {rows[0]['seconds'] / max(rows[1]['seconds'], 1e-9):.1f}x, inertia ratio "
-          f"{rows[1]['inertia'] / rows[0]['inertia']:.4f}")
+    print(
+        f"\nspeed-up {rows[0]['seconds'] / max(rows[1]['seconds'], 1e-9):.1f}x, inertia ratio "
+        f"{rows[1]['inertia'] / rows[0]['inertia']:.4f}"
+    )
     out = ROOT / "runs" / "bench-kmeans.json"
     out.parent.mkdir(exist_ok=True)
     runs = json.loads(out.read_text()) if out.exists() else {}

@@ -10,6 +10,7 @@ Without --sasrec: no Ray and no training, seconds on 2 cores. Writes runs/bench-
 puts it in RESULTS.md). SASRec trains on every user's sequence without its last two items (validation and test
 targets held out), as the SASRec paper does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,18 +61,34 @@ def sasrec(split: dict, args) -> tuple[list, dict]:
     train = [[number[i] for i in h[:-1]] for _, h, _ in split["test"] if len(h) >= 3]
     inputs, labels = training_rows(train, cfg.max_len)
     out = ROOT / "runs" / "bench-sasrec"
-    run = load_config(overrides=[f"output_dir={out}", "train.num_workers=1", "train.cpus_per_worker=2",
-                                 "train.engine=ddp", "train.log_every_steps=0"])
+    run = load_config(
+        overrides=[
+            f"output_dir={out}",
+            "train.num_workers=1",
+            "train.cpus_per_worker=2",
+            "train.engine=ddp",
+            "train.log_every_steps=0",
+        ]
+    )
     ensure_ray(run)
     start = time.time()
-    fit(run, SASRecTask(cfg, str(out / "model"), args.sasrec_epochs, 1e-3, 128, seed=0),
-        rows_dataset(input_ids=inputs, labels=labels), fresh=True)
+    fit(
+        run,
+        SASRecTask(cfg, str(out / "model"), args.sasrec_epochs, 1e-3, 128, seed=0),
+        rows_dataset(input_ids=inputs, labels=labels),
+        fresh=True,
+    )
     model = SASRec.from_pretrained(str(out / "model"))
     item_of = {n: i for i, n in number.items()}
-    ranked = [[item_of[n] for n in row] for row in rank(model, [[number[i] for i in h] for _, h, _ in examples],
-                                                         max(KS))]
-    return ranked, {"epochs": args.sasrec_epochs, "dropout": args.sasrec_dropout, "train_rows": len(train),
-                    "seconds": round(time.time() - start, 1)}
+    ranked = [
+        [item_of[n] for n in row] for row in rank(model, [[number[i] for i in h] for _, h, _ in examples], max(KS))
+    ]
+    return ranked, {
+        "epochs": args.sasrec_epochs,
+        "dropout": args.sasrec_dropout,
+        "train_rows": len(train),
+        "seconds": round(time.time() - start, 1),
+    }
 
 
 def scifact(split: str) -> dict:
@@ -80,10 +97,20 @@ def scifact(split: str) -> dict:
     docs = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").read_text().splitlines() if line.strip()]
     queries, qrels = read_queries(str(SCIFACT)), read_qrels(str(SCIFACT), split)
     keys = [q for q in qrels if q in queries]
-    ranked = bm25_rank([d["_id"] for d in docs], [f"{d.get('title', '')} {d['text']}" for d in docs],
-                       [queries[q] for q in keys], max(KS))
-    return {"data": "BEIR SciFact (claims -> abstracts)", "split": split, "queries": len(keys), "documents": len(docs),
-            "rows": [row("BM25 (bm25s)", ranked, [qrels[q] for q in keys])], "seconds": round(time.time() - start, 1)}
+    ranked = bm25_rank(
+        [d["_id"] for d in docs],
+        [f"{d.get('title', '')} {d['text']}" for d in docs],
+        [queries[q] for q in keys],
+        max(KS),
+    )
+    return {
+        "data": "BEIR SciFact (claims -> abstracts)",
+        "split": split,
+        "queries": len(keys),
+        "documents": len(docs),
+        "rows": [row("BM25 (bm25s)", ranked, [qrels[q] for q in keys])],
+        "seconds": round(time.time() - start, 1),
+    }
 
 
 def main() -> None:
@@ -105,11 +132,18 @@ def main() -> None:
     rows = [row(method, ranked, relevant) for method, ranked in rec_baselines(histories, max(KS)).items()]
     if args.sasrec:
         ranked, settings = sasrec(split, args)
-        rows.append({**row(f"SASRec ({settings['epochs']} epochs, Ray Train)", ranked, relevant),
-                     "settings": settings})
-    data = {"beauty": {"data": "Amazon Beauty (CIKM2020-S3Rec Beauty.txt)", "split": args.split,
-                       "users": len(examples), "items": len(items), "skipped": dict(skipped), "rows": rows,
-                       "seconds": round(time.time() - start, 1)}}
+        rows.append({**row(f"SASRec ({settings['epochs']} epochs, Ray Train)", ranked, relevant), "settings": settings})
+    data = {
+        "beauty": {
+            "data": "Amazon Beauty (CIKM2020-S3Rec Beauty.txt)",
+            "split": args.split,
+            "users": len(examples),
+            "items": len(items),
+            "skipped": dict(skipped),
+            "rows": rows,
+            "seconds": round(time.time() - start, 1),
+        }
+    }
     if SCIFACT.exists():
         data["scifact"] = scifact("test")
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ Run the benchmarks first (each prints its own figures too), then this:
     .venv/bin/python bench/train_throughput.py
     .venv/bin/python bench/results.py
 """
+
 from __future__ import annotations
 
 import json
@@ -53,45 +54,64 @@ def _current() -> str:
 
 
 def machine() -> str:
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     packages = ", ".join(f"{p} {version(p)}" for p in ("torch", "ray", "transformers", "deepspeed", "pyarrow"))
-    return (f"{platform.platform()}, {os.cpu_count()} CPU cores, {mem:.0f} GiB memory, no GPU; Python "
-            f"{platform.python_version()}; {packages}.")
+    return (
+        f"{platform.platform()}, {os.cpu_count()} CPU cores, {mem:.0f} GiB memory, no GPU; Python "
+        f"{platform.python_version()}; {packages}."
+    )
 
 
 def beauty_section(data) -> str:
-    lines = ["| IDs | AMI first code vs category_l2 | AMI first code vs category_l3 | AMI 2-code prefix vs "
-             "category_l3 | collision rate | distinct prefixes per level | perplexity per level | conditional "
-             "perplexity t=2 / t=3 |", "|---|---:|---:|---:|---:|---|---|---|"]
+    lines = [
+        "| IDs | AMI first code vs category_l2 | AMI first code vs category_l3 | AMI 2-code prefix vs "
+        "category_l3 | collision rate | distinct prefixes per level | perplexity per level | conditional "
+        "perplexity t=2 / t=3 |",
+        "|---|---:|---:|---:|---:|---|---|---|",
+    ]
     for name, f in data.items():
         labels = f.get("labels", {})
         l2 = labels.get("category_l2", {}).get("ami", [None])
         l3 = labels.get("category_l3", {}).get("ami", [None, None])
-        cond = " / ".join(f"{s['cond_perplexity']:.1f} (≤{s.get('cond_perplexity_max', float('nan')):.1f})"
-                          for s in f["split"][1:]) if "split" in f else "-"
-        lines.append(f"| {name} | {l2[0]} | {l3[0]} | {l3[1] if len(l3) > 1 else '-'} | {f['collision_rate']} | "
-                     f"{' / '.join(map(str, f['distinct_prefixes']))} | "
-                     f"{' / '.join(str(round(u['perplexity'])) for u in f['code_usage'])} | {cond} |")
+        cond = (
+            " / ".join(
+                f"{s['cond_perplexity']:.1f} (≤{s.get('cond_perplexity_max', float('nan')):.1f})"
+                for s in f["split"][1:]
+            )
+            if "split" in f
+            else "-"
+        )
+        lines.append(
+            f"| {name} | {l2[0]} | {l3[0]} | {l3[1] if len(l3) > 1 else '-'} | {f['collision_rate']} | "
+            f"{' / '.join(map(str, f['distinct_prefixes']))} | "
+            f"{' / '.join(str(round(u['perplexity'])) for u in f['code_usage'])} | {cond} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def split_section(data) -> str:
     """One line per ID table: the figures that say whether later positions split their parents."""
-    lines = [f"{data.get('title', '')}", "",
-             "| IDs | collision rate | distinct prefixes per level | conditional perplexity t=2 / t=3 | "
-             "first-level perplexity | AMI t=1 | AMI 2-code prefix | codes kept | learn-ids s |",
-             "|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"{data.get('title', '')}",
+        "",
+        "| IDs | collision rate | distinct prefixes per level | conditional perplexity t=2 / t=3 | "
+        "first-level perplexity | AMI t=1 | AMI 2-code prefix | codes kept | learn-ids s |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
     for name, r in data["results"].items():
         labels = list(r["labels"].values())
         first = f"{labels[0]['ami'][0]:.4f}" if labels else "-"
         second = f"{labels[-1]['ami'][1]:.4f}" if labels and len(labels[-1]["ami"]) > 1 else "-"
-        cond = " / ".join(f"{s['cond_perplexity']:.1f} (≤{s.get('cond_perplexity_max', float('nan')):.1f})"
-                          for s in r["split"][1:])
+        cond = " / ".join(
+            f"{s['cond_perplexity']:.1f} (≤{s.get('cond_perplexity_max', float('nan')):.1f})" for s in r["split"][1:]
+        )
         seconds = data["seconds"].get(name)
         kept = data.get("kept", {}).get(name)
-        lines.append(f"| {name} | {r['collision_rate']:.4f} | {' / '.join(map(str, r['distinct_prefixes']))} | "
-                     f"{cond} | {r['code_usage'][0]['perplexity']:.0f} | {first} | {second} | "
-                     f"{'-' if kept is None else kept} | {'-' if seconds is None else round(seconds)} |")
+        lines.append(
+            f"| {name} | {r['collision_rate']:.4f} | {' / '.join(map(str, r['distinct_prefixes']))} | "
+            f"{cond} | {r['code_usage'][0]['perplexity']:.0f} | {first} | {second} | "
+            f"{'-' if kept is None else kept} | {'-' if seconds is None else round(seconds)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -100,26 +120,38 @@ def reference_section(data) -> str:
     cols = ["recall@5", "ndcg@5", "recall@10", "ndcg@10"]
     lines = []
     for d in data.values():
-        what = (f"{d['users']:,} users, full ranking over {d['items']:,} items, history left out" if "users" in d
-                else f"{d['queries']:,} queries over {d['documents']:,} documents")
-        lines += [f"{d['data']}, {d['split']} split: {what}; mean [95% bootstrap interval] ({d['seconds']} s).", "",
-                  "| method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+        what = (
+            f"{d['users']:,} users, full ranking over {d['items']:,} items, history left out"
+            if "users" in d
+            else f"{d['queries']:,} queries over {d['documents']:,} documents"
+        )
+        lines += [
+            f"{d['data']}, {d['split']} split: {what}; mean [95% bootstrap interval] ({d['seconds']} s).",
+            "",
+            "| method | " + " | ".join(cols) + " |",
+            "|---|" + "---:|" * len(cols),
+        ]
         for r in d["rows"]:
-            lines.append(f"| {r['method']} | " + " | ".join(f"{r[c][0]:.4f} [{r[c][1]:.4f}, {r[c][2]:.4f}]"
-                                                            for c in cols) + " |")
+            lines.append(
+                f"| {r['method']} | " + " | ".join(f"{r[c][0]:.4f} [{r[c][1]:.4f}, {r[c][2]:.4f}]" for c in cols) + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 
 
 def generative_section(rows) -> str:
     cols = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]
-    lines = ["| data | IDs | training examples | test queries | " + " | ".join(cols) + " | seconds |",
-             "|---|---|---:|---:|" + "---:|" * (len(cols) + 1)]
+    lines = [
+        "| data | IDs | training examples | test queries | " + " | ".join(cols) + " | seconds |",
+        "|---|---|---:|---:|" + "---:|" * (len(cols) + 1),
+    ]
     for r in rows:
         trained = r.get("trained", r["train_examples"] != "")  # rows before the flag: examples are counted if trained
-        lines.append(f"| {r['set']} | {r['ids']} | {r['train_examples']} | {r['queries']} | "
-                     + " | ".join(f"{r[c]:.4f}" for c in cols)
-                     + f" | {r['seconds']}{'' if trained else ' (evaluation only)'} |")
+        lines.append(
+            f"| {r['set']} | {r['ids']} | {r['train_examples']} | {r['queries']} | "
+            + " | ".join(f"{r[c]:.4f}" for c in cols)
+            + f" | {r['seconds']}{'' if trained else ' (evaluation only)'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -130,12 +162,18 @@ def full_generators_section(rows) -> str:
     lines = []
     for name in sorted({r["set"] for r in rows}):
         mine = [r for r in rows if r["set"] == name]
-        lines += [f"**{name}**, test split, {mine[-1]['queries']:,} users/queries; mean [95% bootstrap interval].", "",
-                  "| method | training examples | seconds | " + " | ".join(cols) + " |",
-                  "|---|---:|---:|" + "---:|" * len(cols)]
+        lines += [
+            f"**{name}**, test split, {mine[-1]['queries']:,} users/queries; mean [95% bootstrap interval].",
+            "",
+            "| method | training examples | seconds | " + " | ".join(cols) + " |",
+            "|---|---:|---:|" + "---:|" * len(cols),
+        ]
         for r in mine:
-            lines.append(f"| generator on {r['ids']} IDs | {r['train'].get('examples', '')} | {r['seconds']} | "
-                         + " | ".join(cell(r["metrics"], r["intervals"], c) for c in cols) + " |")
+            lines.append(
+                f"| generator on {r['ids']} IDs | {r['train'].get('examples', '')} | {r['seconds']} | "
+                + " | ".join(cell(r["metrics"], r["intervals"], c) for c in cols)
+                + " |"
+            )
         for ref, v in mine[-1]["reference"].items():
             lines.append(f"| {ref} | | | " + " | ".join(cell(v["metrics"], v["intervals"], c) for c in cols) + " |")
         lines.append("")
@@ -152,36 +190,51 @@ def full_generators_section(rows) -> str:
 
 def assign_section(data) -> str:
     plain = data["plain"]["docs_per_s"]
-    lines = [f"Plain single-process PyTorch loop over the same model and data: {plain} documents/s.", "",
-             "| documents | actors | documents/s (code step) | ratio to the plain loop | end to end (s) | "
-             "driver MiB |", "|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Plain single-process PyTorch loop over the same model and data: {plain} documents/s.",
+        "",
+        "| documents | actors | documents/s (code step) | ratio to the plain loop | end to end (s) | driver MiB |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in data["assign"]:
-        lines.append(f"| {r['docs']:,} | {r['actors']} | {r['docs_per_s']} | {r['docs_per_s'] / plain:.2f}x | "
-                     f"{r['end_to_end_s']} | {r['driver_mib']} |")
+        lines.append(
+            f"| {r['docs']:,} | {r['actors']} | {r['docs_per_s']} | {r['docs_per_s'] / plain:.2f}x | "
+            f"{r['end_to_end_s']} | {r['driver_mib']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def train_section(data) -> str:
     plain = data["plain_examples_per_s"]
-    lines = [f"{data['examples']:,} examples, global batch {data['batch_size']}, the tiny T5 generator. Plain "
-             f"single-process PyTorch loop (same model, data, optimizer): {plain} examples/s.", "",
-             "| run | examples/s (last epoch) | ratio to the plain loop | whole run with start-up (s) |",
-             "|---|---:|---:|---:|"]
+    lines = [
+        f"{data['examples']:,} examples, global batch {data['batch_size']}, the tiny T5 generator. Plain "
+        f"single-process PyTorch loop (same model, data, optimizer): {plain} examples/s.",
+        "",
+        "| run | examples/s (last epoch) | ratio to the plain loop | whole run with start-up (s) |",
+        "|---|---:|---:|---:|",
+    ]
     for r in data["runs"]:
-        lines.append(f"| Ray Train, {r['workers']} worker(s), {r['engine']} | {r['examples_per_s']} | "
-                     f"{r['ratio_to_plain']}x | {r['run_seconds']} |")
+        lines.append(
+            f"| Ray Train, {r['workers']} worker(s), {r['engine']} | {r['examples_per_s']} | "
+            f"{r['ratio_to_plain']}x | {r['run_seconds']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def trie_section(t) -> str:
-    lines = [f"{t['ids']:,} IDs of 4 tokens ({t['edges']:,} trie edges): the tensor trie builds in "
-             f"{t['tensor_build_s']} s and keeps {t['tensor_mib']} MiB; a Python dict-of-dicts trie of the same IDs "
-             f"takes {t['dict_build_s']} s and {t['dict_mib']} MiB "
-             f"(ratios {t['dict_build_s'] / t['tensor_build_s']:.1f}x "
-             f"and {t['dict_mib'] / t['tensor_mib']:.1f}x).", ""]
+    lines = [
+        f"{t['ids']:,} IDs of 4 tokens ({t['edges']:,} trie edges): the tensor trie builds in "
+        f"{t['tensor_build_s']} s and keeps {t['tensor_mib']} MiB; a Python dict-of-dicts trie of the same IDs "
+        f"takes {t['dict_build_s']} s and {t['dict_mib']} MiB "
+        f"(ratios {t['dict_build_s'] / t['tensor_build_s']:.1f}x "
+        f"and {t['dict_mib'] / t['tensor_mib']:.1f}x).",
+        "",
+    ]
     for depth, s in t["step_ms"].items():
-        lines.append(f"- one constrained decoding step for 1000 beams at depth {depth}: {s['tensor']} ms, against "
-                     f"{s['dict']} ms walking the dict trie ({s['dict'] / s['tensor']:.1f}x)")
+        lines.append(
+            f"- one constrained decoding step for 1000 beams at depth {depth}: {s['tensor']} ms, against "
+            f"{s['dict']} ms walking the dict trie ({s['dict'] / s['tensor']:.1f}x)"
+        )
     return "\n".join(lines) + "\n"
 
 

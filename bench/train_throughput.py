@@ -11,6 +11,7 @@ the last epoch (warm; start-up is reported apart), so the ratio compares steady-
 
 With --gpu the plain loop runs on the GPU under bf16 autocast and each Ray run has one GPU worker (bf16).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,11 +52,14 @@ def plain(init: str, sources: np.ndarray, labels: np.ndarray, device: str) -> fl
         order = np.random.default_rng(epoch).permutation(len(sources))
         start = time.perf_counter()
         for i in range(0, len(order) - BATCH + 1, BATCH):
-            rows = order[i:i + BATCH]
+            rows = order[i : i + BATCH]
             ids = torch.from_numpy(sources[rows]).long().to(device)
             with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-                loss = model(input_ids=ids, attention_mask=(ids != 0).long(),
-                             labels=torch.from_numpy(labels[rows]).long().to(device)).loss
+                loss = model(
+                    input_ids=ids,
+                    attention_mask=(ids != 0).long(),
+                    labels=torch.from_numpy(labels[rows]).long().to(device),
+                ).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -85,27 +89,52 @@ def main() -> None:
     tokenizer.save_pretrained(base)
     build_generator(base, IdSpec(TARGET - 1, 64, 1), init)  # the generator's start folder, as train-generator makes it
     device = "cuda" if args.gpu else "cpu"
-    results = {"examples": n, "batch_size": BATCH, "preset": args.preset, "device": device,
-               "gpu": torch.cuda.get_device_name() if args.gpu else None,
-               "plain_examples_per_s": round(plain(init, sources, labels, device), 1), "runs": []}
+    results = {
+        "examples": n,
+        "batch_size": BATCH,
+        "preset": args.preset,
+        "device": device,
+        "gpu": torch.cuda.get_device_name() if args.gpu else None,
+        "plain_examples_per_s": round(plain(init, sources, labels, device), 1),
+        "runs": [],
+    }
     print(f"plain loop: {results['plain_examples_per_s']} examples/s", flush=True)
     runs = ((1, "deepspeed"), (1, "ddp")) if args.gpu else ((1, "deepspeed"), (2, "deepspeed"), (2, "ddp"))
     for workers, engine in runs:
-        cfg = load_config(overrides=[f"output_dir={work}/{engine}-{workers}", f"train.num_workers={workers}",
-                                     f"train.engine={engine}", "train.log_every_steps=0",
-                                     f"train.use_gpu={str(args.gpu).lower()}"])
+        cfg = load_config(
+            overrides=[
+                f"output_dir={work}/{engine}-{workers}",
+                f"train.num_workers={workers}",
+                f"train.engine={engine}",
+                "train.log_every_steps=0",
+                f"train.use_gpu={str(args.gpu).lower()}",
+            ]
+        )
         ensure_ray(cfg)
-        task = GeneratorTask(init, os.path.join(work, f"out-{engine}-{workers}"), f"bench-{engine}-{workers}",
-                             EPOCHS, 1e-3, BATCH // workers)  # the same global batch
+        task = GeneratorTask(
+            init,
+            os.path.join(work, f"out-{engine}-{workers}"),
+            f"bench-{engine}-{workers}",
+            EPOCHS,
+            1e-3,
+            BATCH // workers,
+        )  # the same global batch
         start = time.time()
         fit(cfg, task, rows_dataset(input_ids=sources, labels=labels), fresh=True)
         total = time.time() - start
         with open(os.path.join(task.out_dir, "train_history.json")) as f:
             last = json.load(f)[-1]["epoch_seconds"]
         rate = (n // BATCH * BATCH) / last
-        results["runs"].append({"workers": workers, "engine": engine, "examples_per_s": round(rate, 1),
-                                "ratio_to_plain": round(rate / results["plain_examples_per_s"], 2),
-                                "run_seconds": round(total, 1), "epochs": EPOCHS})
+        results["runs"].append(
+            {
+                "workers": workers,
+                "engine": engine,
+                "examples_per_s": round(rate, 1),
+                "ratio_to_plain": round(rate / results["plain_examples_per_s"], 2),
+                "run_seconds": round(total, 1),
+                "epochs": EPOCHS,
+            }
+        )
         print(json.dumps(results["runs"][-1]), flush=True)
     where = results["gpu"] or f"{os.cpu_count()} cores"
     print(f"\n{n} examples, global batch {BATCH}, {args.preset} T5, {where}\n")
@@ -114,8 +143,10 @@ def main() -> None:
     label = f"plain loop, 1 process{', bf16 autocast' if args.gpu else ''}"
     print(f"| {label} | {results['plain_examples_per_s']} | 1.00 | |")
     for r in results["runs"]:
-        print(f"| Ray Train, {r['workers']} worker(s), {r['engine']} | {r['examples_per_s']} | {r['ratio_to_plain']} | "
-              f"{r['run_seconds']} |")
+        print(
+            f"| Ray Train, {r['workers']} worker(s), {r['engine']} | {r['examples_per_s']} | {r['ratio_to_plain']} | "
+            f"{r['run_seconds']} |"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

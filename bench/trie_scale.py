@@ -5,6 +5,7 @@ of one constrained decoding step for a batch of beams, against a `prefix_allowed
     .venv/bin/python bench/trie_scale.py            # 1M IDs: 3 codes of 256 + a suffix
     .venv/bin/python bench/trie_scale.py 200000
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,11 @@ def dict_trie(ids: np.ndarray) -> dict:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     rng = np.random.default_rng(0)
-    ids = np.stack([rng.integers(0, 256, n), rng.integers(0, 256, n), rng.integers(0, 256, n),
-                    rng.integers(0, 4, n)], 1) + VOCAB_OFFSET + np.array([0, 256, 512, 768])
+    ids = (
+        np.stack([rng.integers(0, 256, n), rng.integers(0, 256, n), rng.integers(0, 256, n), rng.integers(0, 4, n)], 1)
+        + VOCAB_OFFSET
+        + np.array([0, 256, 512, 768])
+    )
     start = time.perf_counter()
     trie = build_trie(ids)
     tensor_s = time.perf_counter() - start
@@ -53,13 +57,21 @@ def main() -> None:
     dict_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     print(f"{n:,} IDs of 4 tokens, {len(trie['child']):,} trie edges")
-    print(f"tensor trie: {tensor_s:.2f}s to build, {trie_bytes(trie) / 2**20:.1f} MiB kept "
-          f"(peak while building {tensor_peak / 2**20:.1f} MiB)")
+    print(
+        f"tensor trie: {tensor_s:.2f}s to build, {trie_bytes(trie) / 2**20:.1f} MiB kept "
+        f"(peak while building {tensor_peak / 2**20:.1f} MiB)"
+    )
     print(f"dict trie:   {dict_s:.2f}s to build, {dict_bytes / 2**20:.1f} MiB kept")
     print(f"ratio dict/tensor: build time {dict_s / tensor_s:.1f}x, memory {dict_bytes / trie_bytes(trie):.1f}x")
-    result = {"ids": n, "edges": len(trie["child"]), "tensor_build_s": round(tensor_s, 3),
-              "tensor_mib": round(trie_bytes(trie) / 2**20, 1), "dict_build_s": round(dict_s, 3),
-              "dict_mib": round(dict_bytes / 2**20, 1), "step_ms": {}}
+    result = {
+        "ids": n,
+        "edges": len(trie["child"]),
+        "tensor_build_s": round(tensor_s, 3),
+        "tensor_mib": round(trie_bytes(trie) / 2**20, 1),
+        "dict_build_s": round(dict_s, 3),
+        "dict_mib": round(dict_bytes / 2**20, 1),
+        "step_ms": {},
+    }
 
     beams, vocab = 1000, VOCAB_OFFSET + 768 + 4
     proc = TrieLogitsProcessor(trie, EOS, PAD)
@@ -84,8 +96,10 @@ def main() -> None:
             for b, prefix in enumerate(rows[:, :depth].tolist()):
                 mask[b, allowed(prefix)] = 0
         dict_step = (time.perf_counter() - start) / 5
-        print(f"one decoding step, {beams} beams, depth {depth}: tensor {tensor_step * 1e3:.1f} ms, "
-              f"dict walk {dict_step * 1e3:.1f} ms (ratio {dict_step / tensor_step:.1f}x)")
+        print(
+            f"one decoding step, {beams} beams, depth {depth}: tensor {tensor_step * 1e3:.1f} ms, "
+            f"dict walk {dict_step * 1e3:.1f} ms (ratio {dict_step / tensor_step:.1f}x)"
+        )
         result["step_ms"][depth] = {"tensor": round(tensor_step * 1e3, 2), "dict": round(dict_step * 1e3, 2)}
     out = ROOT / "runs" / "bench-trie.json"
     out.parent.mkdir(exist_ok=True)

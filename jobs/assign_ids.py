@@ -1,4 +1,5 @@
 """`ray job submit ... -- python jobs/assign_ids.py --config configs/X.yaml [key=value ...]`: `lmindexer assign-ids`."""
+
 import sys
 
 from lmindexer.cli import main

@@ -1,5 +1,6 @@
 """`ray job submit ... -- python jobs/baseline_ids.py --config configs/X.yaml [key=value ...]`:
 `lmindexer baseline-ids`."""
+
 import sys
 
 from lmindexer.cli import main

@@ -1,4 +1,5 @@
 """`ray job submit ... -- python jobs/evaluate.py --config configs/X.yaml [key=value ...]`: `lmindexer evaluate`."""
+
 import sys
 
 from lmindexer.cli import main

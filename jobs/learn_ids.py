@@ -1,4 +1,5 @@
 """`ray job submit ... -- python jobs/learn_ids.py --config configs/X.yaml [key=value ...]`: `lmindexer learn-ids`."""
+
 import sys
 
 from lmindexer.cli import main

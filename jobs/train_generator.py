@@ -1,5 +1,6 @@
 """`ray job submit ... -- python jobs/train_generator.py --config configs/X.yaml [key=value ...]`:
 `lmindexer train-generator`."""
+
 import sys
 
 from lmindexer.cli import main

@@ -1,4 +1,5 @@
 """`ray job submit ... -- python jobs/tune.py --config configs/X.yaml [key=value ...]`: `lmindexer tune`."""
+
 import sys
 
 from lmindexer.cli import main

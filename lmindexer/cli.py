@@ -2,6 +2,7 @@
 
 jobs/ calls `main()` with the same arguments, so `ray job submit` and the CLI run the same code.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,21 +22,25 @@ log = logging.getLogger("lmindexer")
 
 def _prepare(cfg):
     from .data.prepare import prepare
+
     return prepare(cfg)
 
 
 def _init_model(cfg):
     from .init_model import init_model
+
     return {"backbone": init_model(cfg)}
 
 
 def _learn_ids(cfg, phase=None):
     from .ids.learn import learn_ids
+
     return learn_ids(cfg, only=phase)
 
 
 def _assign_ids(cfg):
     from .ids.assign import assign_ids
+
     return assign_ids(cfg)
 
 
@@ -47,43 +52,57 @@ def _assign_once(cfg):
     done = finished_table(cfg)
     if done is None:
         return _assign_ids(cfg)
-    log.info("assign-ids: the ID table at %s is complete for this indexer; skipped (delete it to assign again)",
-             RunLayout(cfg).ids)
+    log.info(
+        "assign-ids: the ID table at %s is complete for this indexer; skipped (delete it to assign again)",
+        RunLayout(cfg).ids,
+    )
     return done
 
 
 def _baseline_ids(cfg):
     from .ids.baseline_ids import baseline_ids
+
     return baseline_ids(cfg)
 
 
 def _id_report(cfg):
     from .eval.report import id_report
+
     return id_report(cfg)
 
 
 def _train_generator(cfg):
     from .downstream.train import train_generator
+
     return train_generator(cfg)
 
 
 def _evaluate(cfg):
     from .downstream.evaluate import evaluate
+
     return evaluate(cfg)
 
 
 def _tune(cfg):
     from .tune import tune_search
+
     return tune_search(cfg)
 
 
 def _run(cfg):
     """The whole pipeline in order; each stage skips work that is already complete, so a re-run resumes."""
     if cfg.model.backbone == "encoder" and cfg.generator.run_tasks and not cfg.generator.init:
-        raise ConfigError("model.backbone=encoder: the generators of generator.run_tasks need a T5 to start from; "
-                          "set generator.init (a T5 folder or hub name), or generator.run_tasks=[]")
-    steps = [("prepare", _prepare_once), ("init-model", _init_model), ("learn-ids", _learn_ids),
-             ("assign-ids", _assign_once), ("id-report", _id_report)]
+        raise ConfigError(
+            "model.backbone=encoder: the generators of generator.run_tasks need a T5 to start from; "
+            "set generator.init (a T5 folder or hub name), or generator.run_tasks=[]"
+        )
+    steps = [
+        ("prepare", _prepare_once),
+        ("init-model", _init_model),
+        ("learn-ids", _learn_ids),
+        ("assign-ids", _assign_once),
+        ("id-report", _id_report),
+    ]
     for task in cfg.generator.run_tasks:
         steps.append((f"train-generator ({task})", lambda c, t=task: _train_generator(with_task(c, t))))
     summary, seconds, total = {}, {}, time.time()
@@ -133,14 +152,18 @@ def overview(summary: dict) -> str:
     lines = ["run summary"]
     ids = summary.get("assign-ids", {})
     if ids:
-        lines.append(f"  IDs: {ids['ids_out']} documents in {ids['table']} ({ids['documents_with_suffix']} with a "
-                     "collision suffix)")
+        lines.append(
+            f"  IDs: {ids['ids_out']} documents in {ids['table']} ({ids['documents_with_suffix']} with a "
+            "collision suffix)"
+        )
     report = summary.get("id-report", {})
     if report:
         with open(report["json"]) as f:
             figures = next(iter(json.load(f).values()))
-        lines.append(f"  ID report: {report['report']}; distinct prefixes per level "
-                     f"{figures['distinct_prefixes']}, collision rate {figures['collision_rate']}")
+        lines.append(
+            f"  ID report: {report['report']}; distinct prefixes per level "
+            f"{figures['distinct_prefixes']}, collision rate {figures['collision_rate']}"
+        )
         for label, scores in figures.get("labels", {}).items():
             lines.append(f"    AMI vs {label} by prefix length: {scores['ami']}")
     for name, result in summary.items():
@@ -148,60 +171,103 @@ def overview(summary: dict) -> str:
             ev = result["eval"]
             lines.append(f"  {name}: {result['generator']}")
             rows = [("generator", ev["metrics"], ev.get("intervals", {}))] + [
-                (method, r["metrics"], r["intervals"]) for method, r in ev.get("reference", {}).items()]
+                (method, r["metrics"], r["intervals"]) for method, r in ev.get("reference", {}).items()
+            ]
             for label, m, ci in rows:
-                lines.append(f"    {label:<24}" + ", ".join(
-                    f"{k} {v:.4f}" + (f" [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" if k in ci else "")
-                    for k, v in m.items() if k.startswith(("recall@", "ndcg@")) and not k.endswith("@1")))
+                lines.append(
+                    f"    {label:<24}"
+                    + ", ".join(
+                        f"{k} {v:.4f}" + (f" [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" if k in ci else "")
+                        for k, v in m.items()
+                        if k.startswith(("recall@", "ndcg@")) and not k.endswith("@1")
+                    )
+                )
     lines.append("  seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()))
     return "\n".join(lines)
 
 
 # name -> (function, config sections shown in --help, one-line help)
 STAGES = {
-    "prepare": (_prepare, ["", "storage", "data", "demo", "ray"],
-                "read a corpus (JSONL, CSV/TSV, parquet, BEIR, shards, URIs) into sharded parquet"),
-    "init-model": (_init_model, ["", "data", "model", "ray"],
-                   "load a pretrained T5 or build one from a preset with a tokenizer trained on the corpus"),
-    "learn-ids": (_learn_ids, ["", "data", "model", "indexer", "train", "ray"],
-                  "learn semantic IDs (LMIndexer) with Ray Train + DeepSpeed; writes <output_dir>/indexer"),
-    "assign-ids": (_assign_ids, ["", "storage", "data", "model", "train", "assign", "ray"],
-                   "give every document a unique ID with a trained indexer (Ray Data actor pool, resumable)"),
-    "baseline-ids": (_baseline_ids, ["", "storage", "data", "model", "indexer", "train", "assign", "baseline", "ray"],
-                     "IDs from a baseline method (hierarchical k-means, residual k-means, RQ-VAE, random) in the "
-                     "same table format"),
-    "id-report": (_id_report, ["", "storage", "data", "report", "ray"],
-                  "quality of ID tables (ours or peer JSON indexes): collisions, code usage, AMI/NMI vs labels; "
-                  "JSON, Markdown, PNG"),
-    "train-generator": (_train_generator, ["", "storage", "data", "model", "train", "generator", "ray"],
-                        "train a T5 to generate IDs (generator.task: retrieval or rec) with Ray Train + DeepSpeed, "
-                        "then evaluate it under the ID trie"),
-    "evaluate": (_evaluate, ["", "storage", "data", "train", "generator", "ray"],
-                 "Recall/NDCG/MRR/hit@K of a trained generator: trie-constrained beam search on a Ray Data actor "
-                 "pool"),
-    "tune": (_tune, ["", "storage", "data", "model", "indexer", "train", "generator", "tune", "ray"],
-             "Ray Tune search (random/grid, ASHA) over learn-ids or the generator; trials table, best.yaml, plot; "
-             "re-running resumes"),
-    "run": (_run, ["", "storage", "data", "demo", "model", "indexer", "train", "assign", "report", "generator", "ray"],
-            "the whole pipeline on one config: prepare -> init-model -> learn-ids -> assign-ids -> id-report -> "
-            "train-generator + evaluate for each of generator.run_tasks; re-running resumes"),
+    "prepare": (
+        _prepare,
+        ["", "storage", "data", "demo", "ray"],
+        "read a corpus (JSONL, CSV/TSV, parquet, BEIR, shards, URIs) into sharded parquet",
+    ),
+    "init-model": (
+        _init_model,
+        ["", "data", "model", "ray"],
+        "load a pretrained T5 or build one from a preset with a tokenizer trained on the corpus",
+    ),
+    "learn-ids": (
+        _learn_ids,
+        ["", "data", "model", "indexer", "train", "ray"],
+        "learn semantic IDs (LMIndexer) with Ray Train + DeepSpeed; writes <output_dir>/indexer",
+    ),
+    "assign-ids": (
+        _assign_ids,
+        ["", "storage", "data", "model", "train", "assign", "ray"],
+        "give every document a unique ID with a trained indexer (Ray Data actor pool, resumable)",
+    ),
+    "baseline-ids": (
+        _baseline_ids,
+        ["", "storage", "data", "model", "indexer", "train", "assign", "baseline", "ray"],
+        "IDs from a baseline method (hierarchical k-means, residual k-means, RQ-VAE, random) in the same table format",
+    ),
+    "id-report": (
+        _id_report,
+        ["", "storage", "data", "report", "ray"],
+        "quality of ID tables (ours or peer JSON indexes): collisions, code usage, AMI/NMI vs labels; "
+        "JSON, Markdown, PNG",
+    ),
+    "train-generator": (
+        _train_generator,
+        ["", "storage", "data", "model", "train", "generator", "ray"],
+        "train a T5 to generate IDs (generator.task: retrieval or rec) with Ray Train + DeepSpeed, "
+        "then evaluate it under the ID trie",
+    ),
+    "evaluate": (
+        _evaluate,
+        ["", "storage", "data", "train", "generator", "ray"],
+        "Recall/NDCG/MRR/hit@K of a trained generator: trie-constrained beam search on a Ray Data actor pool",
+    ),
+    "tune": (
+        _tune,
+        ["", "storage", "data", "model", "indexer", "train", "generator", "tune", "ray"],
+        "Ray Tune search (random/grid, ASHA) over learn-ids or the generator; trials table, best.yaml, plot; "
+        "re-running resumes",
+    ),
+    "run": (
+        _run,
+        ["", "storage", "data", "demo", "model", "indexer", "train", "assign", "report", "generator", "ray"],
+        "the whole pipeline on one config: prepare -> init-model -> learn-ids -> assign-ids -> id-report -> "
+        "train-generator + evaluate for each of generator.run_tasks; re-running resumes",
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lmindexer", description="Semantic IDs learned by a language model (LMIndexer), on Ray.",
-        epilog="Every subcommand takes --config FILE (YAML, see configs/) and key.sub=value overrides.")
+        prog="lmindexer",
+        description="Semantic IDs learned by a language model (LMIndexer), on Ray.",
+        epilog="Every subcommand takes --config FILE (YAML, see configs/) and key.sub=value overrides.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, sections, help_text) in STAGES.items():
-        p = sub.add_parser(name, help=help_text, description=help_text,
-                           formatter_class=argparse.RawDescriptionHelpFormatter,
-                           epilog="config options (override as key.sub=value):\n" + describe(sections))
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog="config options (override as key.sub=value):\n" + describe(sections),
+        )
         p.add_argument("--config", help="YAML config file (defaults apply to keys it leaves out)")
         p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
         if name == "learn-ids":
-            p.add_argument("--phase", help="run one phase alone, as POSITION:PHASE with PHASE one of warmup, "
-                                           "continuous, kmeans, joint, assign (e.g. 2:joint)")
+            p.add_argument(
+                "--phase",
+                help="run one phase alone, as POSITION:PHASE with PHASE one of warmup, "
+                "continuous, kmeans, joint, assign (e.g. 2:joint)",
+            )
     return parser
 
 
@@ -226,8 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         # Ray's shutdown at exit takes ~10 s after a Ctrl-C inside one of its calls; a local Ray's processes share
         # this process's fate, so leaving at once loses nothing that a re-run needs
-        print(f"lmindexer: {args.command} interrupted; finished work is kept, run the same command to resume",
-              file=sys.stderr, flush=True)
+        print(
+            f"lmindexer: {args.command} interrupted; finished work is kept, run the same command to resume",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.stdout.flush()
         os._exit(130)
     if args.command == "run":  # the overview is already on screen; the full JSON goes next to the outputs

@@ -3,6 +3,7 @@
 A config is a tree of dataclasses. `load_config(path, overrides)` reads a YAML file, applies command-line overrides,
 and checks every key and type, naming the offending key in the error.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,8 +37,11 @@ class StorageConfig:
 class DataConfig:
     input: str = opt("", "corpus: a file, folder, glob or URI (s3://...); 'builtin:demo' is the embedded corpus")
     format: str = opt("auto", "auto | jsonl | csv | tsv | parquet | beir")
-    id_field: str = opt("", "field holding the document id (empty: format default: doc_id, _id, id, item_id); "
-                            "'@row' numbers rows as <file>:<row>")
+    id_field: str = opt(
+        "",
+        "field holding the document id (empty: format default: doc_id, _id, id, item_id); "
+        "'@row' numbers rows as <file>:<row>",
+    )
     text_fields: list = opt(["title", "text"], "fields joined (in order) into the document text")
     text_separator: str = opt("; ", "separator placed between text fields")
     label_fields: list = opt([], "fields kept as labels: the first becomes `label`, all of them `labels`")
@@ -59,12 +63,21 @@ class DemoConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = opt("t5", "indexer backbone: t5 (encoder-decoder) or encoder (encoder-only: BERT, MiniLM, "
-                              "MPNet; the earlier codes are prepended to its input)")
-    name_or_path: str = opt("", "pretrained backbone (local folder, hub name, URI, or 'minilm-offline' with the "
-                                "[minilm] extra); empty: build from preset with a tokenizer trained on the corpus")
-    preset: str = opt("tiny", "shape when building from scratch: tiny | mini | small | base (= t5-base; for "
-                              "backbone=encoder a BERT of the same width, depth and heads)")
+    backbone: str = opt(
+        "t5",
+        "indexer backbone: t5 (encoder-decoder) or encoder (encoder-only: BERT, MiniLM, "
+        "MPNet; the earlier codes are prepended to its input)",
+    )
+    name_or_path: str = opt(
+        "",
+        "pretrained backbone (local folder, hub name, URI, or 'minilm-offline' with the "
+        "[minilm] extra); empty: build from preset with a tokenizer trained on the corpus",
+    )
+    preset: str = opt(
+        "tiny",
+        "shape when building from scratch: tiny | mini | small | base (= t5-base; for "
+        "backbone=encoder a BERT of the same width, depth and heads)",
+    )
     vocab_size: int = opt(4000, "vocabulary of a tokenizer trained on the corpus")
     tokenizer_sample: int = opt(200000, "documents read to train the tokenizer")
     max_length: int = opt(64, "tokens per document (longer ones are cut)")
@@ -75,8 +88,11 @@ class ModelConfig:
 class IndexerConfig:
     num_positions: int = opt(3, "ID length T (positions learned one after another)")
     codebook_size: int = opt(64, "codes K per position")
-    selection: str = opt("l2", "l2 (nearest code, as the k-means that starts each codebook) or dot (argmax h.E, as "
-                               "the paper; favours codes of large norm)")
+    selection: str = opt(
+        "l2",
+        "l2 (nearest code, as the k-means that starts each codebook) or dot (argmax h.E, as "
+        "the paper; favours codes of large norm)",
+    )
     temperature: float = opt(1.0, "tau of softmax(h.E/tau) in the straight-through estimator")
     gumbel: bool = opt(False, "add Gumbel noise to the code logits while training")
     mask_ratio_first: float = opt(0.5, "share of context tokens hidden from the reconstructor at position 1")
@@ -85,43 +101,72 @@ class IndexerConfig:
     contrastive_weight: float = opt(0.1, "weight of the contrastive loss")
     contrastive_temperature: float = opt(0.1, "temperature of the contrastive loss")
     commitment_weight: float = opt(1.0, "weight of the commitment loss (positions >= 2)")
-    hard_negatives: bool = opt(True, "contrastive=inbatch: from position 2 on, add a document with the same ID prefix "
-                                     "as a negative")
-    contrastive: str = opt("prefix", "from position 2 on: prefix (as the original code: batches hold groups of "
-                                     "documents that share their ID prefix, and each document must pick its own "
-                                     "second view among its group's; documents alone in their group are skipped) or "
-                                     "inbatch (all in-batch views plus one same-prefix hard negative). Position 1 "
-                                     "always uses in-batch negatives")
-    prefix_group: int = opt(5, "contrastive=prefix: same-prefix documents placed together in a batch (the document "
-                               "and up to prefix_group-1 candidates; the original code: 1 + 4)")
-    prefix_similarity: str = opt("cos", "contrastive=prefix: cos (cosine / contrastive_temperature) or dot (raw dot "
-                                        "products, as the original code; with dropout views its loss is ~0 from the "
-                                        "first steps here, so no gradient)")
-    view_drop: float = opt(0.0, "share of document tokens hidden from the second contrastive view (0: the views "
-                                "differ by dropout only)")
+    hard_negatives: bool = opt(
+        True, "contrastive=inbatch: from position 2 on, add a document with the same ID prefix as a negative"
+    )
+    contrastive: str = opt(
+        "prefix",
+        "from position 2 on: prefix (as the original code: batches hold groups of "
+        "documents that share their ID prefix, and each document must pick its own "
+        "second view among its group's; documents alone in their group are skipped) or "
+        "inbatch (all in-batch views plus one same-prefix hard negative). Position 1 "
+        "always uses in-batch negatives",
+    )
+    prefix_group: int = opt(
+        5,
+        "contrastive=prefix: same-prefix documents placed together in a batch (the document "
+        "and up to prefix_group-1 candidates; the original code: 1 + 4)",
+    )
+    prefix_similarity: str = opt(
+        "cos",
+        "contrastive=prefix: cos (cosine / contrastive_temperature) or dot (raw dot "
+        "products, as the original code; with dropout views its loss is ~0 from the "
+        "first steps here, so no gradient)",
+    )
+    view_drop: float = opt(
+        0.0, "share of document tokens hidden from the second contrastive view (0: the views differ by dropout only)"
+    )
     prefix_weight: float = opt(1.0, "contrastive=prefix: weight of the same-prefix contrastive loss (original: 1)")
-    residual: bool = opt(True, "codebook t scores h_t centred on its prefix: minus one learned offset per earlier "
-                                "(position, code), fitted at the k-means step as the mean of h_t over the documents "
-                                "with that code, and k-means runs on the centred states")
-    usage_weight: float = opt(0.1, "weight of the code-usage term log K - H(mean code distribution of the batch), "
-                                   "a guard against codebook collapse in joint training (0: off)")
-    recon_vocab: str = opt("corpus", "backbone=encoder: the reconstruction head's vocabulary: corpus (the tokens that "
-                                     "occur in the tokenised corpus; a 30k-token head is most of a CPU step) or full "
-                                     "(every document token of the tokenizer)")
-    frozen_layers: int = opt(0, "backbone=encoder: the lowest N transformer layers are frozen and run once per batch "
-                                "without gradients, with the ID slots hidden; the slots join from layer N on "
-                                "(cheaper positions on CPU: 0 = the whole encoder trains and sees the slots)")
+    residual: bool = opt(
+        True,
+        "codebook t scores h_t centred on its prefix: minus one learned offset per earlier "
+        "(position, code), fitted at the k-means step as the mean of h_t over the documents "
+        "with that code, and k-means runs on the centred states",
+    )
+    usage_weight: float = opt(
+        0.1,
+        "weight of the code-usage term log K - H(mean code distribution of the batch), "
+        "a guard against codebook collapse in joint training (0: off)",
+    )
+    recon_vocab: str = opt(
+        "corpus",
+        "backbone=encoder: the reconstruction head's vocabulary: corpus (the tokens that "
+        "occur in the tokenised corpus; a 30k-token head is most of a CPU step) or full "
+        "(every document token of the tokenizer)",
+    )
+    frozen_layers: int = opt(
+        0,
+        "backbone=encoder: the lowest N transformer layers are frozen and run once per batch "
+        "without gradients, with the ID slots hidden; the slots join from layer N on "
+        "(cheaper positions on CPU: 0 = the whole encoder trains and sees the slots)",
+    )
     warmup_epochs: int = opt(0, "epochs training the reconstructor alone (encoder frozen)")
     continuous_epochs: int = opt(1, "epochs without the codebook (continuous h_t), before k-means")
     joint_epochs: int = opt(2, "epochs of encoder + codebook + reconstructor after k-means")
-    trained_positions: int = opt(0, "positions that get the epochs above (0: all); later ones only take k-means on "
-                                    "their conditioned states and assignment (cheap, for large pretrained backbones)")
+    trained_positions: int = opt(
+        0,
+        "positions that get the epochs above (0: all); later ones only take k-means on "
+        "their conditioned states and assignment (cheap, for large pretrained backbones)",
+    )
     lr: float = opt(1e-3, "learning rate")
     batch_size: int = opt(32, "documents per batch per worker")
     kmeans_sample: int = opt(100000, "documents embedded to fit each codebook's k-means")
     kmeans_iters: int = opt(50, "k-means iterations")
-    output: str = opt("", "where the trained indexer goes (empty: <output_dir>/indexer); a URI gets a copy of the "
-                          "folder learn-ids keeps in <output_dir>/learn_ids")
+    output: str = opt(
+        "",
+        "where the trained indexer goes (empty: <output_dir>/indexer); a URI gets a copy of the "
+        "folder learn-ids keeps in <output_dir>/learn_ids",
+    )
 
 
 @dataclass
@@ -148,20 +193,31 @@ class AssignConfig:
     indexer: str = opt("", "indexer folder (empty: <output_dir>/indexer)")
     output: str = opt("", "ID table folder (empty: <output_dir>/ids)")
     existing: str = opt("", "an earlier ID table: its IDs stay as they are, new documents get IDs around them")
-    collisions: str = opt("suffix", "suffix (extra position) or rebalance (move to the next-nearest free last "
-                                    "code first, then suffix what is left)")
+    collisions: str = opt(
+        "suffix",
+        "suffix (extra position) or rebalance (move to the next-nearest free last "
+        "code first, then suffix what is left)",
+    )
     candidates: int = opt(8, "last-level codes kept per document for rebalancing")
     files_per_round: int = opt(4, "input shards per committed round (a re-run redoes at most one round)")
 
 
 @dataclass
 class BaselineConfig:
-    method: str = opt("rkmeans", "hkmeans (DSI hierarchical k-means) | rkmeans (residual k-means) | rqvae (TIGER) | "
-                                 "random; ID length and K come from indexer.num_positions / indexer.codebook_size")
-    embeddings: str = opt("encoder", "'encoder' (mean-pooled T5 encoder of baseline.encoder) or the corpus field "
-                                     "that holds each document's vector")
-    encoder: str = opt("", "model that embeds the documents: a T5 or indexer folder, any Hugging Face encoder, or "
-                           "'minilm-offline' (the [minilm] extra) (empty: <output_dir>/backbone)")
+    method: str = opt(
+        "rkmeans",
+        "hkmeans (DSI hierarchical k-means) | rkmeans (residual k-means) | rqvae (TIGER) | "
+        "random; ID length and K come from indexer.num_positions / indexer.codebook_size",
+    )
+    embeddings: str = opt(
+        "encoder",
+        "'encoder' (mean-pooled T5 encoder of baseline.encoder) or the corpus field that holds each document's vector",
+    )
+    encoder: str = opt(
+        "",
+        "model that embeds the documents: a T5 or indexer folder, any Hugging Face encoder, or "
+        "'minilm-offline' (the [minilm] extra) (empty: <output_dir>/backbone)",
+    )
     output: str = opt("", "ID table folder (empty: <output_dir>/ids-<method>)")
     fit_sample: int = opt(100000, "documents the k-means methods fit on (RQ-VAE trains on all of them)")
     rqvae_hidden: list = opt([256, 128], "RQ-VAE encoder MLP widths (the decoder mirrors them)")
@@ -174,55 +230,86 @@ class BaselineConfig:
 
 @dataclass
 class GeneratorConfig:
-    task: str = opt("retrieval", "retrieval (query -> document ID; also product search) or rec (user history -> "
-                                 "next item ID)")
-    data: str = opt("", "retrieval: a BEIR folder (queries.jsonl, qrels/<split>.tsv); rec: a sequences file "
-                        "(`user item item ...` in time order) (empty: the demo's, with data.input=builtin:demo)")
+    task: str = opt(
+        "retrieval", "retrieval (query -> document ID; also product search) or rec (user history -> next item ID)"
+    )
+    data: str = opt(
+        "",
+        "retrieval: a BEIR folder (queries.jsonl, qrels/<split>.tsv); rec: a sequences file "
+        "(`user item item ...` in time order) (empty: the demo's, with data.input=builtin:demo)",
+    )
     ids: str = opt("", "ID table folder the generator learns to emit (empty: <output_dir>/ids)")
-    init: str = opt("", "T5 the generator starts from: a folder (backbone or indexer) or hub name "
-                        "(empty: <output_dir>/backbone, which must then be a T5)")
+    init: str = opt(
+        "",
+        "T5 the generator starts from: a folder (backbone or indexer) or hub name "
+        "(empty: <output_dir>/backbone, which must then be a T5)",
+    )
     output: str = opt("", "generator folder (empty: <output_dir>/generator-<task>-<ids folder name>)")
-    codebook_init: bool = opt(True, "start the ID-token embeddings from the codebooks of the indexer that made the "
-                                    "IDs (when the ID table names one and the widths match)")
+    codebook_init: bool = opt(
+        True,
+        "start the ID-token embeddings from the codebooks of the indexer that made the "
+        "IDs (when the ID table names one and the widths match)",
+    )
     indexing: bool = opt(True, "retrieval: also train document text -> its ID (DSI/NCI indexing pairs)")
-    indexing_views: int = opt(0, "retrieval: also this many short pseudo-queries per document (2-6 of its words in "
-                                 "order, NCI's document-as-query) -> its ID, so every document is met as a query")
+    indexing_views: int = opt(
+        0,
+        "retrieval: also this many short pseudo-queries per document (2-6 of its words in "
+        "order, NCI's document-as-query) -> its ID, so every document is met as a query",
+    )
     history: str = opt("text", "rec: the history as item texts (as LMIndexer) or as item IDs (as TIGER)")
     max_history: int = opt(20, "rec: most recent items kept in the input, newest first")
     max_source_length: int = opt(64, "input tokens (longer inputs are cut)")
     max_train_examples: int = opt(0, "train on a seeded sample of this many examples (0: all)")
     epochs: int = opt(10, "training epochs (at most: see patience)")
     lr: float = opt(1e-3, "learning rate")
-    dropout: float = opt(0.1, "dropout while training (a small T5 trained from scratch memorises its IDs several "
-                              "times faster with 0)")
-    batch_size: int = opt(64, "examples per optimizer step over all workers (the global batch; each of the "
-                              "train.num_workers workers takes batch_size / num_workers)")
-    lr_schedule: str = opt("linear", "learning-rate schedule after a linear warm-up: linear (decay to 0), cosine or "
-                                     "constant")
+    dropout: float = opt(
+        0.1, "dropout while training (a small T5 trained from scratch memorises its IDs several times faster with 0)"
+    )
+    batch_size: int = opt(
+        64,
+        "examples per optimizer step over all workers (the global batch; each of the "
+        "train.num_workers workers takes batch_size / num_workers)",
+    )
+    lr_schedule: str = opt(
+        "linear", "learning-rate schedule after a linear warm-up: linear (decay to 0), cosine or constant"
+    )
     warmup: float = opt(0.05, "share of the optimizer steps spent warming the learning rate up")
-    val_examples: int = opt(500, "validation examples decoded under the trie after every epoch (rec: the second-to-"
-                                 "last item of seeded users; retrieval: qrels/dev.tsv, else 10% of the train queries, "
-                                 "at most this many, held out of training); the best epoch's weights are kept "
-                                 "(0: no validation, the last epoch's weights)")
+    val_examples: int = opt(
+        500,
+        "validation examples decoded under the trie after every epoch (rec: the second-to-"
+        "last item of seeded users; retrieval: qrels/dev.tsv, else 10% of the train queries, "
+        "at most this many, held out of training); the best epoch's weights are kept "
+        "(0: no validation, the last epoch's weights)",
+    )
     patience: int = opt(3, "epochs without a better validation recall@<largest K> before training stops (0: never)")
-    eval_split: str = opt("test", "retrieval: the qrels split evaluated; rec: test (last item) or valid "
-                                  "(second to last)")
+    eval_split: str = opt(
+        "test", "retrieval: the qrels split evaluated; rec: test (last item) or valid (second to last)"
+    )
     max_eval: int = opt(0, "evaluate a seeded sample of this many queries or users (0: all)")
     ks: list = opt([1, 5, 10], "cut-offs K of Recall/NDCG/MRR/hit@K")
     num_beams: int = opt(0, "beam width of the trie-constrained beam search (0: the largest K); never below it")
-    run_tasks: list = opt([], "tasks (retrieval, rec) `lmindexer run` trains and evaluates a generator for after the "
-                              "IDs, each with the rest of this section (empty: none)")
+    run_tasks: list = opt(
+        [],
+        "tasks (retrieval, rec) `lmindexer run` trains and evaluates a generator for after the "
+        "IDs, each with the rest of this section (empty: none)",
+    )
 
 
 @dataclass
 class TuneConfig:
     target: str = opt("learn-ids", "what each trial trains: learn-ids, or generator (train-generator + evaluate)")
-    space: dict = opt({}, "search space {'section.key': [kind, ...]}: choice or grid with values, uniform, loguniform "
-                          "or randint with low and high")
+    space: dict = opt(
+        {},
+        "search space {'section.key': [kind, ...]}: choice or grid with values, uniform, loguniform "
+        "or randint with low and high",
+    )
     num_samples: int = opt(4, "trials drawn from the space (with grid keys: repeats of the whole grid)")
-    objective: str = opt("", "what ranks the trials; learn-ids: ami (first code vs the first label field), recon, "
-                             "perplexity (last position's codes) or collision_rate; generator: recall@K, ndcg@K, "
-                             "mrr@K, hit@K or loss (empty: ami with labels, else recon; recall@<largest K>)")
+    objective: str = opt(
+        "",
+        "what ranks the trials; learn-ids: ami (first code vs the first label field), recon, "
+        "perplexity (last position's codes) or collision_rate; generator: recall@K, ndcg@K, "
+        "mrr@K, hit@K or loss (empty: ami with labels, else recon; recall@<largest K>)",
+    )
     scheduler: str = opt("asha", "asha (stop weak trials early on the per-epoch training loss) or fifo (no stopping)")
     grace_period: int = opt(1, "ASHA: epochs every trial runs before it may be stopped")
     reduction_factor: int = opt(2, "ASHA: the share 1/reduction_factor of trials that go on at each rung")
@@ -232,21 +319,33 @@ class TuneConfig:
 
 @dataclass
 class ReportConfig:
-    tables: list = opt([], "ID tables to report, each PATH or NAME=PATH: an assign-ids/baseline-ids folder, or a "
-                           "peer JSON index {key: ['<a_12>', '<b_7>', ...]} (empty: <output_dir>/ids)")
+    tables: list = opt(
+        [],
+        "ID tables to report, each PATH or NAME=PATH: an assign-ids/baseline-ids folder, or a "
+        "peer JSON index {key: ['<a_12>', '<b_7>', ...]} (empty: <output_dir>/ids)",
+    )
     key_field: str = opt("", "corpus field whose value keys the peer JSON tables (empty: the doc_id)")
     output: str = opt("", "report folder (empty: <output_dir>/report)")
 
 
 @dataclass
 class RayConfig:
-    address: str = opt("", "Ray cluster address (empty: $RAY_ADDRESS, set inside `ray job submit`, else start a local "
-                           "Ray; 'auto': the running cluster)")
+    address: str = opt(
+        "",
+        "Ray cluster address (empty: $RAY_ADDRESS, set inside `ray job submit`, else start a local "
+        "Ray; 'auto': the running cluster)",
+    )
     num_cpus: int = opt(0, "logical CPUs of a local Ray (0: twice the cores, so workers and Ray Data both fit)")
-    dashboard: bool = opt(True, "a local Ray serves its dashboard (127.0.0.1:8265 or the next free port); when it "
-                                "cannot start (a busy machine), Ray starts again without it, with a warning")
-    shuffle: str = opt("sort_shuffle_pull_based", "Ray Data shuffle for groupby: sort_shuffle_pull_based (tasks only; "
-                                                  "fastest to start) | hash_shuffle | shuffle_v2 (actor based)")
+    dashboard: bool = opt(
+        True,
+        "a local Ray serves its dashboard (127.0.0.1:8265 or the next free port); when it "
+        "cannot start (a busy machine), Ray starts again without it, with a warning",
+    )
+    shuffle: str = opt(
+        "sort_shuffle_pull_based",
+        "Ray Data shuffle for groupby: sort_shuffle_pull_based (tasks only; "
+        "fastest to start) | hash_shuffle | shuffle_v2 (actor based)",
+    )
 
 
 @dataclass
@@ -335,8 +434,10 @@ def _apply(obj, data: dict, prefix: str = ""):
         if key not in names:
             near = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.6)
             hint = f"did you mean '{prefix}{near[0]}'? " if near else ""
-            raise ConfigError(f"unknown config key '{full}' ({hint}known in {prefix.rstrip('.') or 'the top level'}: "
-                              f"{', '.join(sorted(names))})")
+            raise ConfigError(
+                f"unknown config key '{full}' ({hint}known in {prefix.rstrip('.') or 'the top level'}: "
+                f"{', '.join(sorted(names))})"
+            )
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             _apply(current, value, full + ".")
@@ -377,9 +478,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for o in overrides or []:
         _apply(cfg, parse_override(o))
     if "://" in cfg.output_dir:
-        raise ConfigError(f"output_dir={cfg.output_dir}: output_dir must be a local or shared (NFS) folder; put URIs "
-                          "in data.input, data.output, assign.output, baseline.output, indexer.output or "
-                          "train.storage_path")
+        raise ConfigError(
+            f"output_dir={cfg.output_dir}: output_dir must be a local or shared (NFS) folder; put URIs "
+            "in data.input, data.output, assign.output, baseline.output, indexer.output or "
+            "train.storage_path"
+        )
     return cfg
 
 

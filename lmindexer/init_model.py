@@ -1,4 +1,5 @@
 """`lmindexer init-model`: the backbone (T5 + tokenizer) saved with save_pretrained, ready for learn-ids."""
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,9 @@ log = logging.getLogger("lmindexer.models")
 
 
 def corpus_texts(cfg: Config, limit: int):
-    for batch in load_docs(cfg).select_columns(["text"]).limit(limit).iter_batches(batch_size=4096,
-                                                                                  batch_format="pyarrow"):
+    for batch in (
+        load_docs(cfg).select_columns(["text"]).limit(limit).iter_batches(batch_size=4096, batch_format="pyarrow")
+    ):
         yield from batch.column("text").to_pylist()
 
 
@@ -28,6 +30,10 @@ def init_model(cfg: Config) -> str:
     model, tokenizer = load_backbone(cfg.model, texts)
     tokenizer.save_pretrained(out)
     model.save_pretrained(out)
-    log.info("init-model: %s (%.1fM parameters) -> %s", cfg.model.name_or_path or cfg.model.preset,
-             sum(p.numel() for p in model.parameters()) / 1e6, out)
+    log.info(
+        "init-model: %s (%.1fM parameters) -> %s",
+        cfg.model.name_or_path or cfg.model.preset,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        out,
+    )
     return out

@@ -16,6 +16,7 @@
 
 Every path is absolute (Ray workers run in their own directories) unless it is a URI.
 """
+
 from __future__ import annotations
 
 import posixpath

@@ -1,5 +1,6 @@
 """Ray Data at the edges, in one module: arrays shared through the object store, datasets of row numbers, the
 batch-inference actor pool and its helpers. Every stage that streams data or runs an actor pool uses these."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,11 @@ def rows_dataset(**arrays: np.ndarray) -> "ray.data.Dataset":
     every read task takes its rows from there."""
     refs = {k: ray.put(v) for k, v in arrays.items()}
     n = len(next(iter(arrays.values())))
-    return ray.data.from_numpy(np.arange(n)).rename_columns({"data": "row"}).map_batches(
-        _attach, fn_kwargs={"refs": refs}, batch_format="numpy")
+    return (
+        ray.data.from_numpy(np.arange(n))
+        .rename_columns({"data": "row"})
+        .map_batches(_attach, fn_kwargs={"refs": refs}, batch_format="numpy")
+    )
 
 
 def _attach(batch: dict, refs: dict) -> dict:
@@ -39,10 +43,15 @@ def actor_pool(cfg: Config, gpu: bool = True) -> dict:
     GPU clusters, half a CPU otherwise so Ray Data's read and write tasks keep running beside it)."""
     gpu = gpu and cfg.train.use_gpu
     most = max(1, cfg.train.inference_actors)
-    return {"compute": ray.data.ActorPoolStrategy(min_size=min(most, max(1, cfg.train.inference_min_actors)),
-                                                  max_size=most),
-            "num_cpus": 0 if gpu else 0.5, "num_gpus": 1 if gpu else 0,
-            "batch_size": cfg.train.inference_batch_size, "batch_format": "numpy"}
+    return {
+        "compute": ray.data.ActorPoolStrategy(
+            min_size=min(most, max(1, cfg.train.inference_min_actors)), max_size=most
+        ),
+        "num_cpus": 0 if gpu else 0.5,
+        "num_gpus": 1 if gpu else 0,
+        "batch_size": cfg.train.inference_batch_size,
+        "batch_format": "numpy",
+    }
 
 
 def spread(ds: "ray.data.Dataset", cfg: Config) -> "ray.data.Dataset":

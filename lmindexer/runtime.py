@@ -1,4 +1,5 @@
 """Ray start-up shared by the CLI, jobs/ and tests."""
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,11 @@ def ensure_ray(cfg: Config) -> None:
             return
         except Exception as err:  # e.g. "The current node timed out during startup" on a loaded machine
             ray.shutdown()
-            log.warning("local Ray did not start with its dashboard (%s); starting it without (ray.dashboard=false "
-                        "skips this try)", str(err).splitlines()[0][:200])
+            log.warning(
+                "local Ray did not start with its dashboard (%s); starting it without (ray.dashboard=false "
+                "skips this try)",
+                str(err).splitlines()[0][:200],
+            )
     ray.init(**local, include_dashboard=False)
 
 

@@ -1,4 +1,5 @@
 """Paths and URIs: local folders, NFS and any pyarrow filesystem (s3://, gs://) look the same to every stage."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -22,7 +23,7 @@ def filesystem(uri: str, storage: StorageConfig | None = None) -> tuple[pafs.Fil
             kwargs["endpoint_override"] = storage.s3_endpoint
         if storage.s3_region:
             kwargs["region"] = storage.s3_region
-        return pafs.S3FileSystem(**kwargs), uri[len("s3://"):].rstrip("/")
+        return pafs.S3FileSystem(**kwargs), uri[len("s3://") :].rstrip("/")
     if is_uri(uri):
         return pafs.FileSystem.from_uri(uri)
     return pafs.LocalFileSystem(), posixpath.abspath(uri)
@@ -53,8 +54,11 @@ def list_files(fs: pafs.FileSystem, path: str) -> list[str]:
             return [path]
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
         files = [i.path for i in infos if i.type == pafs.FileType.File]
-    files = [f for f in files if not any(p.startswith(("_", ".")) for p in f[len(path):].split("/") if p)
-             or any(ch in path for ch in "*?[")]
+    files = [
+        f
+        for f in files
+        if not any(p.startswith(("_", ".")) for p in f[len(path) :].split("/") if p) or any(ch in path for ch in "*?[")
+    ]
     if not files:
         raise FileNotFoundError(f"no input files at {path}")
     return sorted(files)
@@ -88,8 +92,11 @@ def local_folder(uri: str, storage: StorageConfig | None = None) -> str:
     fs, path = filesystem(uri, storage)
     if not exists(fs, path):
         raise FileNotFoundError(f"model folder not found: {uri}")
-    files = sorted((i.path, i.size, i.mtime_ns) for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
-                   if i.type == pafs.FileType.File)
+    files = sorted(
+        (i.path, i.size, i.mtime_ns)
+        for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        if i.type == pafs.FileType.File
+    )
     cache = os.path.join(os.environ.get("LMINDEXER_CACHE") or tempfile.gettempdir(), "lmindexer-folders")
     target = os.path.join(cache, hashlib.sha1(repr((uri, files)).encode()).hexdigest()[:16])
     if os.path.exists(target):

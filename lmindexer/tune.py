@@ -6,6 +6,7 @@ trials on the per-epoch training loss; the trial ends with one report of its obj
 trials.csv sorted by the objective, best.yaml (a full config that learn-ids or train-generator takes as is) and
 trials.png. Re-running the same command resumes an interrupted search.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,8 +25,13 @@ from .config import Config, ConfigError, from_dict, override, to_dict
 from .paths import RunLayout
 
 log = logging.getLogger("lmindexer.tune")
-KINDS = {"choice": tune.choice, "grid": tune.grid_search, "uniform": tune.uniform, "loguniform": tune.loguniform,
-         "randint": tune.randint}
+KINDS = {
+    "choice": tune.choice,
+    "grid": tune.grid_search,
+    "uniform": tune.uniform,
+    "loguniform": tune.loguniform,
+    "randint": tune.randint,
+}
 FIXED_MODEL_KEYS = {"model.name_or_path", "model.preset", "model.vocab_size", "model.tokenizer_sample"}
 STEP_METRIC = {"learn-ids": "recon", "generator": "loss"}
 LOWER_IS_BETTER = {"recon", "loss", "collision_rate"}
@@ -34,8 +40,9 @@ LOWER_IS_BETTER = {"recon", "loss", "collision_rate"}
 def search_space(space: dict) -> dict:
     """{'indexer.lr': ['loguniform', 1e-4, 1e-2], ...} -> Tune's param_space; every key checked against the config."""
     if not space:
-        raise ConfigError("tune.space is empty: give at least one key, e.g. tune.space={indexer.lr: [loguniform, "
-                          "1.0e-4, 1.0e-2]}")
+        raise ConfigError(
+            "tune.space is empty: give at least one key, e.g. tune.space={indexer.lr: [loguniform, 1.0e-4, 1.0e-2]}"
+        )
     out = {}
     for key, spec in space.items():
         if key in FIXED_MODEL_KEYS:
@@ -79,8 +86,12 @@ def _learn_ids_result(cfg: Config, objective: str) -> dict:
     summary = learn_ids(cfg)
     last_epochs = [m["epochs"] for m in summary["steps"].values() if "epochs" in m][-1]
     last_assign = [m for k, m in summary["steps"].items() if k.endswith(":assign")][-1]
-    values = {"recon": last_epochs[-1]["recon"], "collision_rate": summary.get("collision_rate"),
-              "perplexity": last_assign.get("perplexity"), "ami": summary.get("first_position", {}).get("ami")}
+    values = {
+        "recon": last_epochs[-1]["recon"],
+        "collision_rate": summary.get("collision_rate"),
+        "perplexity": last_assign.get("perplexity"),
+        "ami": summary.get("first_position", {}).get("ami"),
+    }
     if values.get(objective) is None:
         raise ValueError(f"tune.objective={objective} is not measured here (ami needs data.label_fields)")
     return {"recon": values["recon"], objective: values[objective]}
@@ -154,23 +165,40 @@ def tune_search(cfg: Config) -> dict:
     out = RunLayout(cfg).tune
     storage, name = os.path.dirname(out), os.path.basename(out)
     base = _prepare_shared(cfg)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, base=base, target=t.target, objective=objective,
-                                                         experiment=out), {"CPU": 0.1})
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=base, target=t.target, objective=objective, experiment=out), {"CPU": 0.1}
+    )
     if tune.Tuner.can_restore(out):
         log.info("tune: resuming the search in %s", out)
         tuner = tune.Tuner.restore(out, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         scheduler = None
         if t.scheduler == "asha":
-            scheduler = tune.schedulers.ASHAScheduler(metric=STEP_METRIC[t.target], mode="min",
-                                                      grace_period=t.grace_period, reduction_factor=t.reduction_factor,
-                                                      max_t=max(_max_t(cfg), t.grace_period) + 1)
-        tuner = tune.Tuner(trainable, param_space=space,
-                           tune_config=tune.TuneConfig(num_samples=t.num_samples, scheduler=scheduler,
-                                                       max_concurrent_trials=_concurrency(cfg)),
-                           run_config=tune.RunConfig(name=name, storage_path=storage))
-    log.info("tune: %s, objective %s (%s), %d sample(s), up to %d at once, scheduler %s -> %s", t.target, objective,
-             mode, t.num_samples, _concurrency(cfg), t.scheduler, out)
+            scheduler = tune.schedulers.ASHAScheduler(
+                metric=STEP_METRIC[t.target],
+                mode="min",
+                grace_period=t.grace_period,
+                reduction_factor=t.reduction_factor,
+                max_t=max(_max_t(cfg), t.grace_period) + 1,
+            )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                num_samples=t.num_samples, scheduler=scheduler, max_concurrent_trials=_concurrency(cfg)
+            ),
+            run_config=tune.RunConfig(name=name, storage_path=storage),
+        )
+    log.info(
+        "tune: %s, objective %s (%s), %d sample(s), up to %d at once, scheduler %s -> %s",
+        t.target,
+        objective,
+        mode,
+        t.num_samples,
+        _concurrency(cfg),
+        t.scheduler,
+        out,
+    )
     grid = tuner.fit()
     return write_results(cfg, grid, objective, mode, out)
 
@@ -181,11 +209,18 @@ def write_results(cfg: Config, grid, objective: str, mode: str, out: str) -> dic
     for r in grid:
         m = r.metrics or {}
         finished = objective in m and "trial_seconds" in m
-        status = ("error" if r.error else "done" if finished else "stopped early" if m.get("done")
-                  else "unfinished")
+        status = "error" if r.error else "done" if finished else "stopped early" if m.get("done") else "unfinished"
         params = {k: v for k, v in (r.config or {}).items()}
-        rows.append({"trial": os.path.basename(r.path), "status": status, objective: m.get(objective) if finished
-                     else None, f"last {step}": m.get(step), "epochs reported": m.get("training_iteration"), **params})
+        rows.append(
+            {
+                "trial": os.path.basename(r.path),
+                "status": status,
+                objective: m.get(objective) if finished else None,
+                f"last {step}": m.get(step),
+                "epochs reported": m.get("training_iteration"),
+                **params,
+            }
+        )
     sign = 1 if mode == "min" else -1
     rows.sort(key=lambda row: (row[objective] is None, sign * (row[objective] or 0)))
     columns = list(rows[0]) if rows else []
@@ -197,10 +232,16 @@ def write_results(cfg: Config, grid, objective: str, mode: str, out: str) -> dic
         f.write("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n")
         for row in rows:
             f.write("| " + " | ".join(_cell(row[c]) for c in columns) + " |\n")
-    summary = {"experiment": out, "objective": objective, "mode": mode, "trials": len(rows),
-               "stopped_early": sum(r["status"] == "stopped early" for r in rows),
-               "errors": sum(r["status"] == "error" for r in rows),
-               "unfinished": sum(r["status"] == "unfinished" for r in rows), "table": os.path.join(out, "trials.md")}
+    summary = {
+        "experiment": out,
+        "objective": objective,
+        "mode": mode,
+        "trials": len(rows),
+        "stopped_early": sum(r["status"] == "stopped early" for r in rows),
+        "errors": sum(r["status"] == "error" for r in rows),
+        "unfinished": sum(r["status"] == "unfinished" for r in rows),
+        "table": os.path.join(out, "trials.md"),
+    }
     if rows and rows[0][objective] is not None:
         best = from_dict(to_dict(cfg))
         for key in cfg.tune.space:
@@ -210,11 +251,20 @@ def write_results(cfg: Config, grid, objective: str, mode: str, out: str) -> dic
             yaml.safe_dump(to_dict(best), f, sort_keys=False)
         summary.update(best=rows[0], best_config=os.path.join(out, "best.yaml"))
     summary["plot"] = _plot(grid, objective, step, out)
-    log.info("tune: %d trials (%d stopped early, %d errors); best %s = %s; %s", len(rows), summary["stopped_early"],
-             summary["errors"], objective, rows[0][objective] if rows else None, summary["table"])
+    log.info(
+        "tune: %d trials (%d stopped early, %d errors); best %s = %s; %s",
+        len(rows),
+        summary["stopped_early"],
+        summary["errors"],
+        objective,
+        rows[0][objective] if rows else None,
+        summary["table"],
+    )
     if summary["unfinished"]:
-        log.warning("tune: %d trial(s) unfinished (the search was interrupted): run the same command again to resume",
-                    summary["unfinished"])
+        log.warning(
+            "tune: %d trial(s) unfinished (the search was interrupted): run the same command again to resume",
+            summary["unfinished"],
+        )
     return summary
 
 
@@ -227,6 +277,7 @@ def _cell(value) -> str:
 def _plot(grid, objective: str, step: str, out: str) -> str:
     """Left: the per-epoch training loss of every trial (where ASHA stopped some); right: each trial's objective."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

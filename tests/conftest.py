@@ -1,4 +1,5 @@
 """A real local Ray per test module (small CPU count), and paths to shared data."""
+
 import os
 import signal
 from pathlib import Path

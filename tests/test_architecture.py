@@ -1,5 +1,6 @@
 """The layer contracts hold (import-linter, configured in pyproject.toml) and every training task implements the
 training-task Protocol the shared Ray Train loop calls."""
+
 import shutil
 import subprocess
 import sys
@@ -25,10 +26,12 @@ def test_layer_contracts_are_kept():
 
 
 def test_every_training_task_implements_the_protocol():
-    tasks = [IdLearningTask("init", "out", "joint", 1, 1, 1e-3, 8, 0.1, {}),
-             GeneratorTask("init", "out", "generator", 1, 1e-3, 8),
-             RqvaeTask({}, "out", None, 1, 1e-3, 8),
-             SASRecTask(SASRecConfig(items=5), "out", 1, 1e-3, 8)]
+    tasks = [
+        IdLearningTask("init", "out", "joint", 1, 1, 1e-3, 8, 0.1, {}),
+        GeneratorTask("init", "out", "generator", 1, 1e-3, 8),
+        RqvaeTask({}, "out", None, 1, 1e-3, 8),
+        SASRecTask(SASRecConfig(items=5), "out", 1, 1e-3, 8),
+    ]
     for task in tasks:
         assert isinstance(task, TrainingTask), type(task).__name__
         assert task.lr_lambda() is None or callable(task.lr_lambda())

@@ -1,4 +1,5 @@
 """assign-ids on a real local Ray: exactly once, crash and re-run, incremental indexing, both collision strategies."""
+
 import glob
 import os
 import signal
@@ -46,8 +47,9 @@ def indexed(ray_session, tmp_path_factory):
 
 
 def run_cfg(base, out, *extra):
-    return load_config("configs/quickstart.yaml", [f"output_dir={base}", f"assign.output={out}",
-                                                   "assign.files_per_round=6", *extra])
+    return load_config(
+        "configs/quickstart.yaml", [f"output_dir={base}", f"assign.output={out}", "assign.files_per_round=6", *extra]
+    )
 
 
 def table(out):
@@ -87,8 +89,18 @@ def test_incremental_indexing_keeps_old_ids(indexed, tmp_path):
 @pytest.mark.slow
 def test_crash_and_rerun_redoes_no_finished_shard(indexed, tmp_path):
     out = tmp_path / "ids"
-    args = [sys.executable, "-m", "lmindexer.cli", "assign-ids", "--config", "configs/quickstart.yaml",
-            f"output_dir={indexed}", f"assign.output={out}", "assign.files_per_round=1", "ray.num_cpus=4"]
+    args = [
+        sys.executable,
+        "-m",
+        "lmindexer.cli",
+        "assign-ids",
+        "--config",
+        "configs/quickstart.yaml",
+        f"output_dir={indexed}",
+        f"assign.output={out}",
+        "assign.files_per_round=1",
+        "ray.num_cpus=4",
+    ]
     first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able)
     end = time.time() + 300
     while len(glob.glob(f"{out}/_done/*.json")) < 2:

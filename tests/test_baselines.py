@@ -1,4 +1,5 @@
 """Baseline ID methods: the pure fit/encode math, then each method end to end on a real local Ray."""
+
 import json
 import os
 
@@ -83,8 +84,9 @@ def test_rqvae_learns_to_reconstruct():
 def corpus(ray_session, tmp_path_factory):
     """A 300-document demo corpus in 3 shards."""
     base = tmp_path_factory.mktemp("baselines")
-    prepare(load_config("configs/quickstart.yaml", [f"output_dir={base}", "demo.num_docs=300",
-                                                    "data.rows_per_shard=100"]))
+    prepare(
+        load_config("configs/quickstart.yaml", [f"output_dir={base}", "demo.num_docs=300", "data.rows_per_shard=100"])
+    )
     return base
 
 
@@ -92,10 +94,20 @@ QUICKSTART = os.path.join(os.path.dirname(__file__), "..", "configs", "quickstar
 
 
 def run(base, method, *extra):
-    cfg = load_config(QUICKSTART, [
-        f"output_dir={base}", f"baseline.method={method}", "indexer.num_positions=2", "indexer.codebook_size=8",
-        "baseline.rqvae_epochs=2", "baseline.rqvae_batch_size=32", "baseline.rqvae_hidden=[32]",
-        "baseline.rqvae_latent=8", *extra])
+    cfg = load_config(
+        QUICKSTART,
+        [
+            f"output_dir={base}",
+            f"baseline.method={method}",
+            "indexer.num_positions=2",
+            "indexer.codebook_size=8",
+            "baseline.rqvae_epochs=2",
+            "baseline.rqvae_batch_size=32",
+            "baseline.rqvae_hidden=[32]",
+            "baseline.rqvae_latent=8",
+            *extra,
+        ],
+    )
     summary = baseline_ids(cfg)
     return summary, pq.read_table(summary["table"]).to_pandas()
 
@@ -116,15 +128,20 @@ def test_any_hugging_face_encoder_embeds(corpus, tmp_path):
     """A tiny BERT saved with save_pretrained (the path MiniLM/MPNet folders take) embeds through AutoModel."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    tokenizer = AutoTokenizer.from_pretrained(init_model(load_config("configs/quickstart.yaml",
-                                                                     [f"output_dir={corpus}"])))
-    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64)).save_pretrained(tmp_path / "bert")
+    tokenizer = AutoTokenizer.from_pretrained(
+        init_model(load_config("configs/quickstart.yaml", [f"output_dir={corpus}"]))
+    )
+    BertModel(
+        BertConfig(
+            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
+    ).save_pretrained(tmp_path / "bert")
     tokenizer.save_pretrained(tmp_path / "bert")
     # RQ-VAE again in the same output_dir as the T5 one above: its Ray Train run must not resume that one's
     # checkpoint (64-dimensional inputs, not 32)
-    summary, table = run(corpus, "rqvae", f"baseline.encoder={tmp_path / 'bert'}",
-                         f"baseline.output={tmp_path / 'ids'}")
+    summary, table = run(
+        corpus, "rqvae", f"baseline.encoder={tmp_path / 'bert'}", f"baseline.output={tmp_path / 'ids'}"
+    )
     assert summary["ids_out"] == 300
     emb = ray.data.read_parquet(str(tmp_path / "ids" / "_emb"))
     assert emb.count() == 300 and emb.take(1)[0]["emb"].shape == (32,)  # BERT's hidden size, not the T5's 64
@@ -133,8 +150,12 @@ def test_any_hugging_face_encoder_embeds(corpus, tmp_path):
 def test_vectors_from_a_corpus_field(ray_session, tmp_path):
     x, label = blobs(n=120, k=4, d=6)
     src = tmp_path / "vectors.jsonl"
-    src.write_text("".join(json.dumps({"id": f"d{i}", "text": f"doc {i}", "vec": v.tolist(), "cls": int(c)}) + "\n"
-                           for i, (v, c) in enumerate(zip(x, label))))
+    src.write_text(
+        "".join(
+            json.dumps({"id": f"d{i}", "text": f"doc {i}", "vec": v.tolist(), "cls": int(c)}) + "\n"
+            for i, (v, c) in enumerate(zip(x, label))
+        )
+    )
     prepare(load_config(overrides=[f"output_dir={tmp_path}", f"data.input={src}"]))
     summary, table = run(tmp_path, "rkmeans", "baseline.embeddings=vec", "indexer.codebook_size=4")
     assert summary["ids_out"] == 120

@@ -1,4 +1,5 @@
 """The CLI: every subcommand's --help lists every option it reads; config errors exit 2 naming the key."""
+
 import dataclasses
 
 import pytest
@@ -32,4 +33,5 @@ def test_a_missing_input_fails_at_once_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"lmindexer: prepare: input not found: {tmp_path}/nope.jsonl"]
     import ray
+
     assert not ray.is_initialized()

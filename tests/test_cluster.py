@@ -1,6 +1,7 @@
 """Cluster use for real: cluster.yaml against the launcher schema Ray ships, the KubeRay RayJob against our own code,
 and a two-node Ray cluster on this machine (`ray start --head` + `ray start --address`) that runs the whole pipeline
 through `ray job submit` and reports a failing job as FAILED with its cause."""
+
 import copy
 import os
 import re
@@ -55,8 +56,11 @@ def test_kuberay_rayjob_runs_our_entry_point_and_config():
     assert cfg.train.use_gpu and cfg.train.num_workers > 1
     spec = job["spec"]["rayClusterSpec"]
     assert spec["rayVersion"] == ray.__version__
-    images = [c["image"] for g in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
-              for c in g["template"]["spec"]["containers"]]
+    images = [
+        c["image"]
+        for g in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+        for c in g["template"]["spec"]["containers"]
+    ]
     assert all(f":{ray.__version__}-" in image for image in images)
     gpu = spec["workerGroupSpecs"][0]
     assert gpu["minReplicas"] == 0 and spec["enableInTreeAutoscaling"]
@@ -70,8 +74,7 @@ def free_port() -> int:
 
 
 def ray_cli(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "ray"), *args], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([str(BIN / "ray"), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -79,20 +82,42 @@ def cluster():
     """A head and a second node on loopback, in their own temp folder, with token authentication (every node and
     CLI call carries the cluster's token); stopped by the PIDs they started."""
     temp = tempfile.mkdtemp(prefix="lmi-ray-", dir="/tmp")  # short: Ray's socket paths live under it
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    }
     env.pop("RAY_ADDRESS", None)
     port, dashboard = free_port(), free_port()
-    head = ray_cli("start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-                   "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={temp}",
-                   f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-                   "--include-dashboard=true", env=env)
+    head = ray_cli(
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=2",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard}",
+        f"--temp-dir={temp}",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        "--include-dashboard=true",
+        env=env,
+    )
     assert head.returncode == 0, head.stdout + head.stderr
     try:
         # its own temp folder too: two nodes on one machine must not share (and clean up) each other's
         # unpacked working_dir
-        node = ray_cli("start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-                       f"--temp-dir={temp}-node2", f"--dashboard-agent-listen-port={free_port()}", env=env)
+        node = ray_cli(
+            "start",
+            f"--address=127.0.0.1:{port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            f"--temp-dir={temp}-node2",
+            f"--dashboard-agent-listen-port={free_port()}",
+            env=env,
+        )
         assert node.returncode == 0, node.stdout + node.stderr
         yield {"address": f"http://127.0.0.1:{dashboard}", "env": env, "gcs": f"127.0.0.1:{port}"}
     finally:
@@ -120,9 +145,18 @@ def stop_cluster(temp: str) -> None:
 
 def submit(cluster: dict, job_id: str, *entrypoint: str, timeout: float = 900) -> subprocess.CompletedProcess:
     runtime_env = '{"excludes": [".venv", ".whl", ".git", "runs", "__pycache__"]}'
-    return ray_cli("job", "submit", f"--address={cluster['address']}", f"--submission-id={job_id}",
-                   "--working-dir=.", f"--runtime-env-json={runtime_env}", "--", *entrypoint,
-                   env=cluster["env"], timeout=timeout)
+    return ray_cli(
+        "job",
+        "submit",
+        f"--address={cluster['address']}",
+        f"--submission-id={job_id}",
+        "--working-dir=.",
+        f"--runtime-env-json={runtime_env}",
+        "--",
+        *entrypoint,
+        env=cluster["env"],
+        timeout=timeout,
+    )
 
 
 def status(cluster: dict, job_id: str) -> str:
@@ -138,8 +172,9 @@ def test_whole_pipeline_through_ray_job_submit_on_two_nodes(cluster, tmp_path):
         assert time.time() < deadline, nodes  # the second node never joined
         time.sleep(2)
     out = tmp_path / "run"
-    job = submit(cluster, "lmi-pipeline", "python", "jobs/pipeline.py", "--config", "configs/ci-tiny.yaml",
-                 f"output_dir={out}")
+    job = submit(
+        cluster, "lmi-pipeline", "python", "jobs/pipeline.py", "--config", "configs/ci-tiny.yaml", f"output_dir={out}"
+    )
     assert job.returncode == 0, (job.stdout + job.stderr)[-5000:]
     assert "Job 'lmi-pipeline' succeeded" in status(cluster, "lmi-pipeline")
     assert "200 documents in, 200 IDs out" in job.stdout
@@ -150,8 +185,17 @@ def test_whole_pipeline_through_ray_job_submit_on_two_nodes(cluster, tmp_path):
 
 @pytest.mark.slow
 def test_failing_job_reports_failed_with_its_cause(cluster, tmp_path):
-    job = submit(cluster, "lmi-broken", "python", "jobs/prepare.py", "--config", "configs/ci-tiny.yaml",
-                 f"output_dir={tmp_path}", f"data.input={tmp_path}/no-such-corpus.jsonl", timeout=300)
+    job = submit(
+        cluster,
+        "lmi-broken",
+        "python",
+        "jobs/prepare.py",
+        "--config",
+        "configs/ci-tiny.yaml",
+        f"output_dir={tmp_path}",
+        f"data.input={tmp_path}/no-such-corpus.jsonl",
+        timeout=300,
+    )
     deadline = time.time() + 120
     while "Job 'lmi-broken' failed" not in (state := status(cluster, "lmi-broken")) and time.time() < deadline:
         time.sleep(2)

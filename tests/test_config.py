@@ -21,14 +21,17 @@ def test_yaml_then_overrides(tmp_path):
     assert cfg.data.label_fields == ["x", "y"]
 
 
-@pytest.mark.parametrize("override,key", [
-    ("indexer.codebok_size=3", "indexer.codebok_size"),
-    ("nope=1", "nope"),
-    ("indexer.codebook_size=abc", "indexer.codebook_size"),
-    ("train.use_gpu=3", "train.use_gpu"),
-    ("train.engine=horovod", "train.engine"),
-    ("indexer=5", "indexer"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("indexer.codebok_size=3", "indexer.codebok_size"),
+        ("nope=1", "nope"),
+        ("indexer.codebook_size=abc", "indexer.codebook_size"),
+        ("train.use_gpu=3", "train.use_gpu"),
+        ("train.engine=horovod", "train.engine"),
+        ("indexer=5", "indexer"),
+    ],
+)
 def test_bad_keys_and_types_name_the_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
         load_config(overrides=[override])

@@ -1,4 +1,5 @@
 """The pure parts of the downstream half: the tensor trie and its decoding, ranking metrics, example builders."""
+
 import math
 
 import numpy as np
@@ -45,17 +46,34 @@ def test_beam_search_under_the_trie_emits_only_valid_ids_and_reaches_all():
     """Pins the behaviour of the installed transformers' beam search with a custom LogitsProcessor."""
     ids = random_ids()
     torch.manual_seed(0)
-    model = T5ForConditionalGeneration(T5Config(vocab_size=24, d_model=16, d_ff=32, num_layers=1, num_heads=2,
-                                                d_kv=8, pad_token_id=PAD, eos_token_id=EOS,
-                                                decoder_start_token_id=PAD)).eval()
+    model = T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=24,
+            d_model=16,
+            d_ff=32,
+            num_layers=1,
+            num_heads=2,
+            d_kv=8,
+            pad_token_id=PAD,
+            eos_token_id=EOS,
+            decoder_start_token_id=PAD,
+        )
+    ).eval()
     proc = TrieLogitsProcessor(build_trie(ids), EOS, PAD)
     x = torch.randint(3, 24, (3, 6))
-    out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), num_beams=len(ids),
-                         num_return_sequences=len(ids), max_new_tokens=4, do_sample=False, early_stopping=True,
-                         logits_processor=LogitsProcessorList([proc]))
+    out = model.generate(
+        input_ids=x,
+        attention_mask=torch.ones_like(x),
+        num_beams=len(ids),
+        num_return_sequences=len(ids),
+        max_new_tokens=4,
+        do_sample=False,
+        early_stopping=True,
+        logits_processor=LogitsProcessorList([proc]),
+    )
     valid = {tuple(r) for r in ids.tolist()}
     for q in range(3):
-        rows = out[q * len(ids):(q + 1) * len(ids)]
+        rows = out[q * len(ids) : (q + 1) * len(ids)]
         assert (rows[:, 4] == EOS).all()
         assert {tuple(r[1:4]) for r in rows.tolist()} == valid  # every ID once: all reachable, none invalid
 
@@ -63,8 +81,9 @@ def test_beam_search_under_the_trie_emits_only_valid_ids_and_reaches_all():
 def test_trie_of_a_million_ids_is_compact():
     ids = np.random.default_rng(0).integers(0, 256, size=(1_000_000, 4))
     trie = build_trie(ids)
-    assert len(trie["child"]) == len(np.unique(ids, axis=0)) + len(np.unique(ids[:, :3], axis=0)) + \
-        len(np.unique(ids[:, :2], axis=0)) + len(np.unique(ids[:, :1], axis=0))
+    assert len(trie["child"]) == len(np.unique(ids, axis=0)) + len(np.unique(ids[:, :3], axis=0)) + len(
+        np.unique(ids[:, :2], axis=0)
+    ) + len(np.unique(ids[:, :1], axis=0))
 
 
 def test_ranking_metrics_against_hand_computed_values():
@@ -87,8 +106,9 @@ def test_ranking_metrics_against_hand_computed_values():
 
 
 def test_leave_one_out_split_and_counted_skips():
-    split, skipped = split_sequences({"u1": ["a", "b", "c", "d", "e"], "u2": ["a", "q", "b"], "u3": ["a", "b"]},
-                                     {"a", "b", "c", "d", "e"})
+    split, skipped = split_sequences(
+        {"u1": ["a", "b", "c", "d", "e"], "u2": ["a", "q", "b"], "u3": ["a", "b"]}, {"a", "b", "c", "d", "e"}
+    )
     assert split["test"] == [("u1", ["a", "b", "c", "d"], "e")]
     assert split["valid"] == [("u1", ["a", "b", "c"], "d")]
     assert split["train"] == [("u1", ["a"], "b"), ("u1", ["a", "b"], "c")]
@@ -96,8 +116,9 @@ def test_leave_one_out_split_and_counted_skips():
 
 
 def test_retrieval_examples_count_what_they_cannot_use():
-    ex, skipped = retrieval_examples({"q1": "t", "q2": "t"}, {"q1": {"d1": 1, "dx": 1}, "q2": {"dx": 2},
-                                                               "q3": {"d1": 1}}, {"d1"})
+    ex, skipped = retrieval_examples(
+        {"q1": "t", "q2": "t"}, {"q1": {"d1": 1, "dx": 1}, "q2": {"dx": 2}, "q3": {"d1": 1}}, {"d1"}
+    )
     assert ex == [("q1", {"d1": 1})]
     assert skipped == {"query_without_text": 1, "relevant_doc_without_id": 2, "query_without_relevant_doc": 1}
 

@@ -1,5 +1,6 @@
 """Runs survive interruptions: a stopped learn-ids resumes from its last checkpoint, and a killed worker is replaced
 and training goes on from the last checkpoint."""
+
 import glob
 import os
 import signal
@@ -30,11 +31,25 @@ def wait_for(pattern: str, timeout: float = 240) -> None:
 def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F811
     base, backbone = corpus
     out = tmp_path / "stop"
-    args = [sys.executable, "-m", "lmindexer.cli", "learn-ids", "--config", "configs/quickstart.yaml",
-            f"output_dir={out}", f"data.output={base}/corpus", f"model.name_or_path={backbone}",
-            "indexer.num_positions=1", "indexer.codebook_size=8", "indexer.batch_size=8",
-            "indexer.continuous_epochs=1", "indexer.joint_epochs=0", "train.checkpoint_every_steps=10",
-            "train.log_every_steps=0", "ray.num_cpus=4"]
+    args = [
+        sys.executable,
+        "-m",
+        "lmindexer.cli",
+        "learn-ids",
+        "--config",
+        "configs/quickstart.yaml",
+        f"output_dir={out}",
+        f"data.output={base}/corpus",
+        f"model.name_or_path={backbone}",
+        "indexer.num_positions=1",
+        "indexer.codebook_size=8",
+        "indexer.batch_size=8",
+        "indexer.continuous_epochs=1",
+        "indexer.joint_epochs=0",
+        "train.checkpoint_every_steps=10",
+        "train.log_every_steps=0",
+        "ray.num_cpus=4",
+    ]
     first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able)
     wait_for(f"{out}/ray/learn-ids-p1-continuous/{REGISTERED}")
     first.send_signal(signal.SIGINT)
@@ -69,11 +84,22 @@ def kill_a_worker_after_first_checkpoint(pattern: str, killed: list) -> None:
 
 def test_killed_worker_is_replaced_and_training_continues(corpus, tmp_path):  # noqa: F811
     out = tmp_path / "kill"
-    cfg = config(corpus, out, "indexer.num_positions=1", "indexer.batch_size=8", "indexer.continuous_epochs=2",
-                 "indexer.joint_epochs=0", "train.checkpoint_every_steps=10", "train.max_failures=3")
+    cfg = config(
+        corpus,
+        out,
+        "indexer.num_positions=1",
+        "indexer.batch_size=8",
+        "indexer.continuous_epochs=2",
+        "indexer.joint_epochs=0",
+        "train.checkpoint_every_steps=10",
+        "train.max_failures=3",
+    )
     killed: list = []
-    killer = threading.Thread(target=kill_a_worker_after_first_checkpoint,
-                              args=(f"{out}/ray/learn-ids-p1-continuous/{REGISTERED}", killed), daemon=True)
+    killer = threading.Thread(
+        target=kill_a_worker_after_first_checkpoint,
+        args=(f"{out}/ray/learn-ids-p1-continuous/{REGISTERED}", killed),
+        daemon=True,
+    )
     killer.start()
     summary = learn_ids(cfg)
     killer.join(timeout=5)

@@ -1,5 +1,6 @@
 """Generative retrieval and recommendation end to end on a real local Ray: 2 Ray Train workers (DeepSpeed ZeRO-2 on
 CPU) train a tiny T5 to emit IDs, a Ray Data actor pool decodes under the trie; semantic IDs beat random IDs."""
+
 import json
 import os
 
@@ -22,9 +23,18 @@ from lmindexer.init_model import init_model
 from lmindexer.models.generator import load_generator, load_id_vocab
 
 pytestmark = pytest.mark.slow
-SETTINGS = ["demo.num_docs=400", "demo.num_users=400", "demo.num_queries=1000", "indexer.num_positions=2",
-            "indexer.codebook_size=8", "train.log_every_steps=0", "generator.lr=3e-3", "generator.batch_size=64",
-            "generator.ks=[1,10]", "generator.val_examples=100"]
+SETTINGS = [
+    "demo.num_docs=400",
+    "demo.num_users=400",
+    "demo.num_queries=1000",
+    "indexer.num_positions=2",
+    "indexer.codebook_size=8",
+    "train.log_every_steps=0",
+    "generator.lr=3e-3",
+    "generator.batch_size=64",
+    "generator.ks=[1,10]",
+    "generator.val_examples=100",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +46,17 @@ def base(ray_session, tmp_path_factory):
     prepare(cfg)
     init_model(cfg)
     for method in ("hkmeans", "random"):
-        baseline_ids(load_config("configs/quickstart.yaml", [f"output_dir={out}", *SETTINGS,
-                                                             f"baseline.method={method}"]))
+        baseline_ids(
+            load_config("configs/quickstart.yaml", [f"output_dir={out}", *SETTINGS, f"baseline.method={method}"])
+        )
     return out
 
 
 def run(base, task, method, *extra):
-    cfg = load_config("configs/quickstart.yaml", [f"output_dir={base}", *SETTINGS, f"generator.task={task}",
-                                                  f"generator.ids={base}/ids-{method}", *extra])
+    cfg = load_config(
+        "configs/quickstart.yaml",
+        [f"output_dir={base}", *SETTINGS, f"generator.task={task}", f"generator.ids={base}/ids-{method}", *extra],
+    )
     return cfg, train_generator(cfg)
 
 
@@ -60,13 +73,16 @@ def test_recommendation_trains_and_decodes_valid_ids(base):
     valid = set(pq.read_table(os.path.join(base, "ids-hkmeans", "table")).column("sid").to_pylist())
     assert all(len(r) == 10 and set(r) <= valid and len(set(r)) == 10 for r in preds.ranked)
     # the TIGER input: the history as ID tokens, newest first
-    cfg = load_config("configs/quickstart.yaml", [f"output_dir={base}", *SETTINGS, "generator.task=rec",
-                                                  "generator.history=ids", "generator.max_history=2"])
+    cfg = load_config(
+        "configs/quickstart.yaml",
+        [f"output_dir={base}", *SETTINGS, "generator.task=rec", "generator.history=ids", "generator.max_history=2"],
+    )
     tokenizer, vocab, _ = load_id_vocab(os.path.join(semantic["generator"], "init"))
     table = read_id_table(f"{base}/ids-hkmeans")
     data = build_examples(cfg, tokenizer, vocab, table, "test")
-    user, history, _ = split_sequences(read_sequences(os.path.join(base, "demo_source", "sequences.txt")),
-                                       table.row)[0]["test"][0]
+    user, history, _ = split_sequences(read_sequences(os.path.join(base, "demo_source", "sequences.txt")), table.row)[
+        0
+    ]["test"][0]
     newest = [vocab.tokens(table.codes[[table.row[i]]], table.suffix[[table.row[i]]])[0] for i in history[::-1][:2]]
     assert data["keys"][0] == user
     assert data["sources"][0].tolist()[:7] == [*newest[0], *newest[1], tokenizer.eos_token_id]
@@ -75,8 +91,12 @@ def test_recommendation_trains_and_decodes_valid_ids(base):
 def test_retrieval_semantic_ids_beat_random_ids(base):
     cfg, semantic = run(base, "retrieval", "hkmeans", "generator.epochs=10")
     _, rand = run(base, "retrieval", "random", "generator.epochs=10")
-    print("retrieval recall@10: hkmeans", semantic["eval"]["metrics"]["recall@10"], "random",
-          rand["eval"]["metrics"]["recall@10"])
+    print(
+        "retrieval recall@10: hkmeans",
+        semantic["eval"]["metrics"]["recall@10"],
+        "random",
+        rand["eval"]["metrics"]["recall@10"],
+    )
     assert semantic["train"]["indexing_pairs"] == 400 and semantic["eval"]["queries"] == 200
     # measured 0.305 against 0.15: about four standard errors apart over 200 queries
     assert semantic["eval"]["metrics"]["recall@10"] > rand["eval"]["metrics"]["recall@10"]
@@ -85,9 +105,17 @@ def test_retrieval_semantic_ids_beat_random_ids(base):
         assert json.load(f)["method"] == "hkmeans"
     again = train_generator(cfg)  # trained already: only evaluates, with the same result
     assert "train" not in again and again["eval"]["metrics"] == semantic["eval"]["metrics"]
-    wide = load_config("configs/quickstart.yaml", [f"output_dir={base}", *SETTINGS, "generator.task=retrieval",
-                                                   f"generator.ids={base}/ids-hkmeans", "generator.ks=[1,20]",
-                                                   "generator.num_beams=5"])
+    wide = load_config(
+        "configs/quickstart.yaml",
+        [
+            f"output_dir={base}",
+            *SETTINGS,
+            "generator.task=retrieval",
+            f"generator.ids={base}/ids-hkmeans",
+            "generator.ks=[1,20]",
+            "generator.num_beams=5",
+        ],
+    )
     with pytest.raises(ValueError, match="num_beams=5 is below"):
         evaluate(wide)
 
@@ -95,18 +123,29 @@ def test_retrieval_semantic_ids_beat_random_ids(base):
 def test_generator_memorises_a_few_hundred_examples(base):
     """The overfit check: trained on 200 examples, the generator must decode its own training targets (recall@1
     near 1); a generator that cannot is broken whatever the test metrics say."""
-    cfg, result = run(base, "rec", "hkmeans", "generator.max_train_examples=200", "generator.epochs=50",
-                      "generator.val_examples=0", "generator.lr_schedule=constant", "generator.batch_size=32",
-                      "generator.lr=3e-3", "generator.dropout=0.0",
-                      "generator.max_eval=20", f"generator.output={base}/overfit")
+    cfg, result = run(
+        base,
+        "rec",
+        "hkmeans",
+        "generator.max_train_examples=200",
+        "generator.epochs=50",
+        "generator.val_examples=0",
+        "generator.lr_schedule=constant",
+        "generator.batch_size=32",
+        "generator.lr=3e-3",
+        "generator.dropout=0.0",
+        "generator.max_eval=20",
+        f"generator.output={base}/overfit",
+    )
     model, tokenizer, vocab, _ = load_generator(result["generator"])
     table = read_id_table(f"{base}/ids-hkmeans")
     data = build_examples(cfg, tokenizer, vocab, table, "train")
     targets = vocab.tokens(table.codes, table.suffix)
     trie = build_trie(targets)
     processor = TrieLogitsProcessor(trie, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    decoded = beam_search(model.eval(), processor, trie["depth"], 1,
-                          torch.from_numpy(data["sources"].astype(np.int64)), None)
+    decoded = beam_search(
+        model.eval(), processor, trie["depth"], 1, torch.from_numpy(data["sources"].astype(np.int64)), None
+    )
     recall_at_1 = (decoded.numpy() == targets[data["targets"]]).all(1).mean()
     print("training recall@1:", recall_at_1, "examples:", len(data["targets"]))
     assert len(data["targets"]) == 200 and recall_at_1 >= 0.9

@@ -1,5 +1,6 @@
 """Direct tests of the ID-learning math: straight-through codes, the reconstructor's masks, the cross-worker
 contrastive loss, k-means, hard negatives and position conditioning."""
+
 import os
 import socket
 
@@ -73,8 +74,8 @@ def _free_port() -> int:
 def _contrastive_worker(rank, port, v1, v2, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
-    local1 = v1[rank * 3:(rank + 1) * 3].clone().requires_grad_()
-    local2 = v2[rank * 3:(rank + 1) * 3].clone().requires_grad_()
+    local1 = v1[rank * 3 : (rank + 1) * 3].clone().requires_grad_()
+    local2 = v2[rank * 3 : (rank + 1) * 3].clone().requires_grad_()
     loss = contrastive_loss(local1, local2, temperature=0.5)
     loss.backward()
     out[rank] = torch.tensor([loss.item(), local2.grad.abs().sum().item()])
@@ -88,10 +89,10 @@ def test_contrastive_loss_gathers_negatives_across_two_workers():
     mp.spawn(_contrastive_worker, args=(_free_port(), v1, v2, out), nprocs=2)
     a, b = torch.nn.functional.normalize(v1, dim=-1), torch.nn.functional.normalize(v2, dim=-1)
     for rank in range(2):
-        logits = a[rank * 3:(rank + 1) * 3] @ b.T / 0.5  # all six candidates, from both workers
+        logits = a[rank * 3 : (rank + 1) * 3] @ b.T / 0.5  # all six candidates, from both workers
         expected = torch.nn.functional.cross_entropy(logits, torch.arange(3) + rank * 3)
         assert out[rank, 0] == pytest.approx(expected.item(), rel=1e-5)
-        local_only = contrastive_loss(v1[rank * 3:(rank + 1) * 3], v2[rank * 3:(rank + 1) * 3], 0.5)
+        local_only = contrastive_loss(v1[rank * 3 : (rank + 1) * 3], v2[rank * 3 : (rank + 1) * 3], 0.5)
         assert out[rank, 0] != pytest.approx(local_only.item(), rel=1e-3)
         assert out[rank, 1] > 0
 
@@ -146,7 +147,7 @@ def test_position_t_is_conditioned_on_earlier_codes(indexer):
     assert torch.allclose(last[:, 0], b[:, 1], atol=1e-5)
     idx.set_id_embeddings(2)
     start = idx.id_tokens(2, torch.tensor(0)).item()
-    assert torch.equal(idx.backbone.get_input_embeddings().weight[start:start + 4], idx.codebooks[1].weight)
+    assert torch.equal(idx.backbone.get_input_embeddings().weight[start : start + 4], idx.codebooks[1].weight)
     assert idx.tokenizer.convert_ids_to_tokens(start + 3) == "<id_2_3>"
 
 
@@ -180,5 +181,12 @@ def test_schedule_trains_only_the_first_positions_when_asked():
     assert schedule(ic)[:5] == [(1, "continuous"), (1, "kmeans"), (1, "joint"), (1, "assign"), (2, "continuous")]
     assert len(schedule(ic)) == 12
     ic.trained_positions, ic.continuous_epochs = 1, 0
-    assert schedule(ic) == [(1, "kmeans"), (1, "joint"), (1, "assign"), (2, "kmeans"), (2, "assign"),
-                            (3, "kmeans"), (3, "assign")]
+    assert schedule(ic) == [
+        (1, "kmeans"),
+        (1, "joint"),
+        (1, "assign"),
+        (2, "kmeans"),
+        (2, "assign"),
+        (3, "kmeans"),
+        (3, "assign"),
+    ]

@@ -1,5 +1,6 @@
 """The pieces that make later ID positions split their parent's documents: the conditional-entropy figures,
 same-prefix batches and contrast, the code-usage guard, residual scoring and frozen lower layers."""
+
 import math
 
 import numpy as np

@@ -1,4 +1,5 @@
 """LMIndexer ID learning end to end on a real local Ray: 2 Ray Train workers, DeepSpeed ZeRO-2/3 and DDP on CPU."""
+
 import os
 
 import numpy as np
@@ -26,10 +27,20 @@ def corpus(ray_session, tmp_path_factory):
 
 def config(corpus, out, *overrides):
     base, backbone = corpus
-    return load_config("configs/quickstart.yaml", [
-        f"output_dir={out}", f"data.output={base}/corpus", f"model.name_or_path={backbone}",
-        "indexer.num_positions=2", "indexer.codebook_size=8", "indexer.batch_size=16", "indexer.lr=3e-3",
-        "train.log_every_steps=0", *overrides])
+    return load_config(
+        "configs/quickstart.yaml",
+        [
+            f"output_dir={out}",
+            f"data.output={base}/corpus",
+            f"model.name_or_path={backbone}",
+            "indexer.num_positions=2",
+            "indexer.codebook_size=8",
+            "indexer.batch_size=16",
+            "indexer.lr=3e-3",
+            "train.log_every_steps=0",
+            *overrides,
+        ],
+    )
 
 
 def same_label_agreement(out, base):
@@ -72,8 +83,14 @@ def test_zero2_two_positions_learns_useful_codes(corpus, tmp_path):
 
 
 def test_ddp_engine(corpus, tmp_path):
-    cfg = config(corpus, tmp_path / "ddp", "indexer.num_positions=1", "indexer.continuous_epochs=0",
-                 "indexer.joint_epochs=1", "train.engine=ddp")
+    cfg = config(
+        corpus,
+        tmp_path / "ddp",
+        "indexer.num_positions=1",
+        "indexer.continuous_epochs=0",
+        "indexer.joint_epochs=1",
+        "train.engine=ddp",
+    )
     summary = learn_ids(cfg)
     assert summary["positions_done"] == 1
     assert summary["steps"]["1:assign"]["used"] > 1
@@ -87,11 +104,22 @@ def test_encoder_backbone_zero3_two_positions(corpus, tmp_path):
     """A BERT (encoder-only) backbone through the same schedule, on ZeRO-3 (its tied reconstruction head reads the
     word embeddings outside their module), then a from_pretrained round trip that reproduces the learned codes."""
     base, _ = corpus
-    backbone = init_model(load_config("configs/quickstart.yaml", [
-        f"output_dir={tmp_path / 'bert'}", f"data.output={base}/corpus", "model.backbone=encoder"]))
-    cfg = config(corpus, tmp_path / "enc", f"model.name_or_path={backbone}", "model.backbone=encoder",
-                 "train.engine=deepspeed", "train.zero_stage=3", "indexer.continuous_epochs=0",
-                 "indexer.joint_epochs=1")
+    backbone = init_model(
+        load_config(
+            "configs/quickstart.yaml",
+            [f"output_dir={tmp_path / 'bert'}", f"data.output={base}/corpus", "model.backbone=encoder"],
+        )
+    )
+    cfg = config(
+        corpus,
+        tmp_path / "enc",
+        f"model.name_or_path={backbone}",
+        "model.backbone=encoder",
+        "train.engine=deepspeed",
+        "train.zero_stage=3",
+        "indexer.continuous_epochs=0",
+        "indexer.joint_epochs=1",
+    )
     summary = learn_ids(cfg)
     assert summary["positions_done"] == 2
     for t in (1, 2):
@@ -103,7 +131,12 @@ def test_encoder_backbone_zero3_two_positions(corpus, tmp_path):
     docs = pq.read_table(os.path.join(base, "corpus", "docs")).to_pandas().set_index("doc_id")
     first = table.head(64)
     learned = torch.from_numpy(np.stack(first.codes).astype(np.int64))
-    enc = idx.tokenizer(list(docs.text.loc[first.doc_id]), max_length=cfg.model.max_length, truncation=True,
-                        padding=True, return_tensors="pt")
+    enc = idx.tokenizer(
+        list(docs.text.loc[first.doc_id]),
+        max_length=cfg.model.max_length,
+        truncation=True,
+        padding=True,
+        return_tensors="pt",
+    )
     code2, _ = idx.candidates(enc["input_ids"], enc["attention_mask"], learned[:, :1], k=1)
     assert (code2[:, 0] == learned[:, 1]).float().mean() >= 0.95  # the last step's codes, from the reloaded model

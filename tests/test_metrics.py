@@ -1,4 +1,5 @@
 """ID quality metrics against reference values (scikit-learn 1.x's adjusted/normalized_mutual_info_score)."""
+
 import math
 
 import numpy as np
@@ -38,8 +39,17 @@ def _brute_emi(ra, rb, n):
     for a in ra:
         for b in rb:
             for k in range(max(1, a + b - n), min(a, b) + 1):
-                log_p = (lg(a + 1) + lg(b + 1) + lg(n - a + 1) + lg(n - b + 1) - lg(n + 1) - lg(k + 1)
-                         - lg(a - k + 1) - lg(b - k + 1) - lg(n - a - b + k + 1))
+                log_p = (
+                    lg(a + 1)
+                    + lg(b + 1)
+                    + lg(n - a + 1)
+                    + lg(n - b + 1)
+                    - lg(n + 1)
+                    - lg(k + 1)
+                    - lg(a - k + 1)
+                    - lg(b - k + 1)
+                    - lg(n - a - b + k + 1)
+                )
                 total += k / n * math.log(n * k / (a * b)) * math.exp(log_p)
     return total
 
@@ -49,6 +59,5 @@ def test_expected_mutual_info_is_exact_for_many_small_clusters():
     rng = np.random.default_rng(2)
     labels, codes = rng.integers(0, 12, 6000), rng.integers(0, 2500, 6000)
     _, ra, rb = _contingency(labels, codes)
-    assert _expected_mutual_info(ra, rb, 6000) == pytest.approx(_brute_emi(ra.tolist(), rb.tolist(), 6000),
-                                                                rel=1e-9)
+    assert _expected_mutual_info(ra, rb, 6000) == pytest.approx(_brute_emi(ra.tolist(), rb.tolist(), 6000), rel=1e-9)
     assert abs(ami(labels, codes)) < 2e-3

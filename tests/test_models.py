@@ -1,5 +1,6 @@
 """The corpus tokenizer and preset T5 save and load back through the same from_pretrained path as hub models; the
 generator adds its ID tokens to such a model."""
+
 import numpy as np
 import pytest
 import torch
@@ -78,6 +79,7 @@ def test_code_selection_is_fp32_under_bf16_autocast():
 def test_ddp_bf16_keeps_fp32_weights_and_small_updates():
     """train.engine=ddp with bf16: the forward runs in autocast, weights and AdamW stay fp32, so 100 steps at lr
     1e-4 move a weight as fp32 training does (a bf16 weight of 0.5 would not move at all)."""
+
     def run(bf16: bool) -> torch.Tensor:
         torch.manual_seed(0)
         model = torch.nn.Linear(8, 1)
@@ -101,5 +103,6 @@ def test_ddp_bf16_keeps_fp32_weights_and_small_updates():
 
 def test_worker_threads_share_the_cores():
     from lmindexer.train.loop import worker_threads
+
     assert worker_threads(0.5, 2, 2) == 1 and worker_threads(0.5, 1, 2) == 2 and worker_threads(0.5, 4, 2) == 1
     assert worker_threads(2, 1, 16) == 2 and worker_threads(3.0, 8, 16) == 3

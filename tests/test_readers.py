@@ -1,4 +1,5 @@
 """Each kind of bad input is marked with its reason (or raises under on_bad=error); nothing vanishes."""
+
 import json
 
 import pyarrow as pa
@@ -18,18 +19,27 @@ def reasons(table):
 
 
 def test_jsonl_bad_kinds_are_marked():
-    data = jsonl({"doc_id": "a", "title": "Hello", "text": "world", "cat": 3},
-                 {"doc_id": "b", "title": "  ", "text": ""},
-                 {"title": "no id"},
-                 {"doc_id": "c", "other": "no text fields"},
-                 b'{"doc_id": "d", "title": "bad \xff bytes"}',
-                 b'{"doc_id": "e", ',
-                 {"doc_id": "f", "text": "x" * 50})
+    data = jsonl(
+        {"doc_id": "a", "title": "Hello", "text": "world", "cat": 3},
+        {"doc_id": "b", "title": "  ", "text": ""},
+        {"title": "no id"},
+        {"doc_id": "c", "other": "no text fields"},
+        b'{"doc_id": "d", "title": "bad \xff bytes"}',
+        b'{"doc_id": "e", ',
+        {"doc_id": "f", "text": "x" * 50},
+    )
     cfg = DataConfig(max_text_chars=40, on_long="skip")
     t = parse_file("f.jsonl", data, 0, cfg)
     assert t.num_rows == 7
-    assert list(reasons(t).values()) == ["", "empty_text", "missing_id", "missing_text", "undecodable",
-                                         "malformed", "too_long"]
+    assert list(reasons(t).values()) == [
+        "",
+        "empty_text",
+        "missing_id",
+        "missing_text",
+        "undecodable",
+        "malformed",
+        "too_long",
+    ]
     first = t.slice(0, 1).to_pylist()[0]
     assert first["text"] == "Hello; world"
     assert json.loads(first["extra"]) == {"cat": 3}
@@ -45,8 +55,9 @@ def test_long_documents_truncate_or_error():
 
 def test_on_bad_error_names_file_line_and_reason():
     with pytest.raises(BadInputError, match=r"f.jsonl:2: bad input \(empty_text\)"):
-        parse_file("f.jsonl", jsonl({"doc_id": "a", "text": "ok"}, {"doc_id": "b", "text": " "}), 0,
-                   DataConfig(on_bad="error"))
+        parse_file(
+            "f.jsonl", jsonl({"doc_id": "a", "text": "ok"}, {"doc_id": "b", "text": " "}), 0, DataConfig(on_bad="error")
+        )
 
 
 def test_csv_tsv_and_parquet():
@@ -64,10 +75,20 @@ def test_csv_tsv_and_parquet():
 
 
 def test_list_fields_join_and_labels():
-    cfg = DataConfig(id_field="item_id", text_fields=["title", "brand", "categories"],
-                     label_fields=["category_l2", "category_l3"], keep_extra=False)
-    row = {"item_id": 5, "title": "Lip balm", "brand": None, "categories": ["Makeup", "Lips"],
-           "category_l2": "Makeup", "category_l3": "Lips"}
+    cfg = DataConfig(
+        id_field="item_id",
+        text_fields=["title", "brand", "categories"],
+        label_fields=["category_l2", "category_l3"],
+        keep_extra=False,
+    )
+    row = {
+        "item_id": 5,
+        "title": "Lip balm",
+        "brand": None,
+        "categories": ["Makeup", "Lips"],
+        "category_l2": "Makeup",
+        "category_l3": "Lips",
+    }
     t = parse_file("items.jsonl", jsonl(row), 0, cfg).to_pylist()[0]
     assert t["doc_id"] == "5" and t["text"] == "Lip balm; Makeup, Lips"
     assert t["label"] == "Makeup" and t["labels"] == ["Makeup", "Lips"] and t["extra"] is None

@@ -1,4 +1,5 @@
 """The reference recommenders and the bootstrap interval, on hand-made data with known answers."""
+
 import numpy as np
 import pytest
 
@@ -13,8 +14,10 @@ def test_count_baselines_rank_by_counts_and_leave_out_the_history():
     assert out["most-popular"][1] == ["c", "d", "e"]  # a and b are in the history
     # after "a": b follows twice; after "b": c twice
     assert out["last-item transitions"][3][0] == "b" and out["last-item transitions"][1][0] == "c"
-    assert all(len(r) == min(3, 5 - len(set(h))) and not set(r) & set(h)
-               for r, h in zip(out["co-occurrence (last 3)"], histories))
+    assert all(
+        len(r) == min(3, 5 - len(set(h))) and not set(r) & set(h)
+        for r, h in zip(out["co-occurrence (last 3)"], histories)
+    )
     assert out["co-occurrence (last 3)"][2][0] == "a"  # c is followed by a in e-c-a
 
 
@@ -36,7 +39,11 @@ def test_duplicates_count_once_and_the_interval_covers_the_mean():
 def test_bm25_finds_the_document_that_shares_the_query_words():
     from lmindexer.downstream.reference import bm25_rank
 
-    docs = ["the cat sat on the mat", "stock markets fell sharply today", "a recipe for lemon cake",
-            "cats and dogs living together"]
+    docs = [
+        "the cat sat on the mat",
+        "stock markets fell sharply today",
+        "a recipe for lemon cake",
+        "cats and dogs living together",
+    ]
     ranked = bm25_rank(["d0", "d1", "d2", "d3"], docs, ["lemon cake recipe", "markets stock"], k=2)
     assert ranked[0][0] == "d2" and ranked[1][0] == "d1" and len(ranked[0]) == 2

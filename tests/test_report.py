@@ -1,4 +1,5 @@
 """id-report on hand-made tables whose figures are known: ours (parquet) and a peer JSON index joined by a key."""
+
 import json
 import os
 
@@ -18,17 +19,33 @@ def setup(tmp_path):
     label = [f"c{i % 3}" for i in range(n)]
     docs = tmp_path / "corpus" / "docs"
     docs.mkdir(parents=True)
-    pq.write_table(pa.table({"doc_id": [f"d{i}" for i in range(n)], "text": ["t"] * n, "label": label,
-                             "labels": [[lab, "x"] for lab in label],
-                             "extra": [json.dumps({"pid": i + 100}) for i in range(n)]}), docs / "part-0.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "doc_id": [f"d{i}" for i in range(n)],
+                "text": ["t"] * n,
+                "label": label,
+                "labels": [[lab, "x"] for lab in label],
+                "extra": [json.dumps({"pid": i + 100}) for i in range(n)],
+            }
+        ),
+        docs / "part-0.parquet",
+    )
     codes = [[i % 3, (i // 3) % 4] for i in range(n)]  # first code = label; 12 distinct IDs, 5 documents each
     suffix = [i // 12 for i in range(n)]
     ours = tmp_path / "ours"
     (ours / "table").mkdir(parents=True)
-    pq.write_table(pa.table({"doc_id": [f"d{i}" for i in range(n)], "codes": pa.array(codes, pa.list_(pa.int32())),
-                             "suffix": pa.array(suffix, pa.int32()),
-                             "sid": [f"{c}-{s}" for c, s in zip(codes, suffix)]}),
-                   ours / "table" / "part-0.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "doc_id": [f"d{i}" for i in range(n)],
+                "codes": pa.array(codes, pa.list_(pa.int32())),
+                "suffix": pa.array(suffix, pa.int32()),
+                "sid": [f"{c}-{s}" for c, s in zip(codes, suffix)],
+            }
+        ),
+        ours / "table" / "part-0.parquet",
+    )
     (ours / "summary.json").write_text(json.dumps({"codebook_size": 8}))
     peer = tmp_path / "peer.index.json"  # keyed by the corpus field pid; codes unrelated to the label
     peer.write_text(json.dumps({str(i + 100): [f"<a_{i % 2}>", f"<b_{i}>"] for i in range(n)}))
@@ -37,8 +54,14 @@ def setup(tmp_path):
 
 def test_report_figures(setup):
     base, ours, peer = setup
-    cfg = load_config(overrides=[f"output_dir={base}", "data.label_fields=[category, other]",
-                                 f"report.tables=[ours={ours}, peer={peer}]", "report.key_field=pid"])
+    cfg = load_config(
+        overrides=[
+            f"output_dir={base}",
+            "data.label_fields=[category, other]",
+            f"report.tables=[ours={ours}, peer={peer}]",
+            "report.key_field=pid",
+        ]
+    )
     out = id_report(cfg)
     r = json.loads(open(out["json"]).read())
     a, p = r["ours"], r["peer"]
@@ -53,8 +76,7 @@ def test_report_figures(setup):
     assert a["code_usage"][0]["used"] == 3 and a["code_usage"][0]["usage"] == pytest.approx(3 / 8)
     assert a["code_usage"][0]["perplexity"] == pytest.approx(3.0)
     assert a["code_usage"][1]["perplexity"] == pytest.approx(4.0)
-    assert a["cluster_sizes"]["full_codes"] == {"clusters": 12, "max": 5, "mean": 5.0, "median": 5.0,
-                                                "singletons": 0}
+    assert a["cluster_sizes"]["full_codes"] == {"clusters": 12, "max": 5, "mean": 5.0, "median": 5.0, "singletons": 0}
     assert a["labels"]["category"]["ami"][0] == pytest.approx(1.0) and a["labels"]["category"]["labelled"] == 60
     assert abs(p["labels"]["category"]["ami"][0]) < 0.05 and p["collision_rate"] == 0.0
     assert p["codebook_size"] == 60 and "max_suffix" not in p

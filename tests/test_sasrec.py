@@ -1,4 +1,5 @@
 """SASRec, the sequential-recommendation reference: causality, left padding, and that it learns a pattern."""
+
 import numpy as np
 import torch
 

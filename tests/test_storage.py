@@ -1,5 +1,6 @@
 """Remote storage for real: an S3-compatible server (moto) on loopback holds the input corpus, the prepared corpus, Ray
 Train's checkpoints, the indexer folder and the ID table; every stage reads and writes there through pyarrow."""
+
 import shutil
 import socket
 import subprocess
@@ -28,8 +29,11 @@ def s3():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"127.0.0.1:{port}"
     fs = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", region="us-east-1", allow_bucket_creation=True)
     deadline = time.time() + 60
@@ -49,8 +53,9 @@ def s3():
 
 def test_local_folder_and_put_folder_round_trip(s3, tmp_path):
     endpoint, fs = s3
-    cfg = load_config(overrides=[f"storage.s3_endpoint={endpoint}", "storage.s3_scheme=http",
-                                 "storage.s3_region=us-east-1"]).storage
+    cfg = load_config(
+        overrides=[f"storage.s3_endpoint={endpoint}", "storage.s3_scheme=http", "storage.s3_region=us-east-1"]
+    ).storage
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
     storage.put_folder(str(tmp_path / "model"), "s3://lmi/round-trip/model", cfg)
@@ -59,8 +64,9 @@ def test_local_folder_and_put_folder_round_trip(s3, tmp_path):
     assert storage.local_folder("s3://lmi/round-trip/model", cfg) == local  # cached
     (tmp_path / "model" / "config.json").write_text('{"retrained": true}')
     storage.put_folder(str(tmp_path / "model"), "s3://lmi/round-trip/model", cfg)  # rewritten at the same URI
-    assert (Path(storage.local_folder("s3://lmi/round-trip/model", cfg)) / "config.json").read_text() == \
-        '{"retrained": true}'
+    assert (
+        Path(storage.local_folder("s3://lmi/round-trip/model", cfg)) / "config.json"
+    ).read_text() == '{"retrained": true}'
     assert storage.local_folder(str(tmp_path), cfg) == str(tmp_path)  # local paths untouched
     with pytest.raises(FileNotFoundError, match="model folder not found"):
         storage.local_folder("s3://lmi/no-such-model", cfg)
@@ -68,12 +74,26 @@ def test_local_folder_and_put_folder_round_trip(s3, tmp_path):
 
 def test_pipeline_on_s3(ray_session, s3, tmp_path):
     endpoint, fs = s3
-    overrides = [f"output_dir={tmp_path}", f"storage.s3_endpoint={endpoint}", "storage.s3_scheme=http",
-                 "storage.s3_region=us-east-1", "data.input=s3://lmi/raw", "data.output=s3://lmi/corpus",
-                 "train.storage_path=s3://lmi/ray", "indexer.output=s3://lmi/indexer", "assign.output=s3://lmi/ids",
-                 "demo.num_docs=150", "model.vocab_size=500", "model.max_length=32", "indexer.num_positions=1",
-                 "indexer.codebook_size=4", "indexer.continuous_epochs=0", "indexer.joint_epochs=1",
-                 "indexer.batch_size=16", "train.log_every_steps=0"]
+    overrides = [
+        f"output_dir={tmp_path}",
+        f"storage.s3_endpoint={endpoint}",
+        "storage.s3_scheme=http",
+        "storage.s3_region=us-east-1",
+        "data.input=s3://lmi/raw",
+        "data.output=s3://lmi/corpus",
+        "train.storage_path=s3://lmi/ray",
+        "indexer.output=s3://lmi/indexer",
+        "assign.output=s3://lmi/ids",
+        "demo.num_docs=150",
+        "model.vocab_size=500",
+        "model.max_length=32",
+        "indexer.num_positions=1",
+        "indexer.codebook_size=4",
+        "indexer.continuous_epochs=0",
+        "indexer.joint_epochs=1",
+        "indexer.batch_size=16",
+        "train.log_every_steps=0",
+    ]
     cfg = load_config("configs/quickstart.yaml", overrides)
     write_demo(str(tmp_path / "raw"), cfg.demo)  # a BEIR folder, uploaded as the input
     storage.put_folder(str(tmp_path / "raw"), "s3://lmi/raw", cfg.storage)

@@ -1,5 +1,6 @@
 """`lmindexer tune` for real: a 3-trial grid over learn-ids on the tiny preset with ASHA, interrupted after its first
 trial (Ctrl-C to the command, in its own process) and resumed by the same command; best.yaml is a complete config."""
+
 import csv
 import json
 import os
@@ -22,11 +23,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def settings(out):
     # one good learning rate between two that barely learn, in that order: whichever trial finishes before the
     # interruption, ASHA has a better rival on record when the last bad one reaches the first rung, and stops it
-    return [f"output_dir={out}", "data.input=builtin:demo", "demo.num_docs=120", "model.vocab_size=500",
-            "indexer.num_positions=1", "indexer.codebook_size=4", "indexer.continuous_epochs=0",
-            "indexer.joint_epochs=3", "indexer.batch_size=16", "train.log_every_steps=0",
-            "tune.space={indexer.lr: [grid, 1.0e-7, 1.0e-2, 3.0e-7]}",
-            "tune.num_samples=1", "tune.max_concurrent=1", "tune.grace_period=1", "tune.reduction_factor=2"]
+    return [
+        f"output_dir={out}",
+        "data.input=builtin:demo",
+        "demo.num_docs=120",
+        "model.vocab_size=500",
+        "indexer.num_positions=1",
+        "indexer.codebook_size=4",
+        "indexer.continuous_epochs=0",
+        "indexer.joint_epochs=3",
+        "indexer.batch_size=16",
+        "train.log_every_steps=0",
+        "tune.space={indexer.lr: [grid, 1.0e-7, 1.0e-2, 3.0e-7]}",
+        "tune.num_samples=1",
+        "tune.max_concurrent=1",
+        "tune.grace_period=1",
+        "tune.reduction_factor=2",
+    ]
 
 
 def finished_trials(experiment: Path) -> dict:
@@ -41,11 +54,13 @@ def finished_trials(experiment: Path) -> dict:
 def test_search_space_checks_keys_and_kinds():
     space = search_space({"indexer.lr": ["loguniform", 1e-4, 1e-2], "indexer.codebook_size": ["choice", 8, 16]})
     assert set(space) == {"indexer.lr", "indexer.codebook_size"}
-    for bad, message in [({"indexer.nope": ["choice", 1]}, "indexer.nope"),
-                         ({"indexer.lr": ["normal", 0, 1]}, "kind one of"),
-                         ({"indexer.codebook_size": ["choice", "many"]}, "expected int"),
-                         ({"model.preset": ["choice", "tiny"]}, "fixed"),
-                         ({"indexer.lr": ["uniform", 1e-3]}, "low and a high")]:
+    for bad, message in [
+        ({"indexer.nope": ["choice", 1]}, "indexer.nope"),
+        ({"indexer.lr": ["normal", 0, 1]}, "kind one of"),
+        ({"indexer.codebook_size": ["choice", "many"]}, "expected int"),
+        ({"model.preset": ["choice", "tiny"]}, "fixed"),
+        ({"indexer.lr": ["uniform", 1e-3]}, "low and a high"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             search_space(bad)
 
@@ -53,9 +68,15 @@ def test_search_space_checks_keys_and_kinds():
 def test_asha_search_stops_weak_trials_resumes_and_writes_a_best_config(ray_session, tmp_path):
     experiment = tmp_path / "tune"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "lmindexer.cli", "tune", *settings(tmp_path)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=ctrl_c_able)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmindexer.cli", "tune", *settings(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=ctrl_c_able,
+    )
     deadline = time.time() + 600
     while not finished_trials(experiment) and time.time() < deadline and proc.poll() is None:
         time.sleep(2)

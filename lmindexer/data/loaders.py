@@ -1,4 +1,5 @@
 """Small readers for the non-corpus parts of public datasets: BEIR queries and qrels, user item sequences."""
+
 from __future__ import annotations
 
 import csv

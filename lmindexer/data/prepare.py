@@ -3,6 +3,7 @@
 Every input row ends up either in <out>/docs or, with its reason, in <out>/skipped; the summary adds them up and
 the command fails if the sums disagree.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,14 +29,18 @@ def resolve_input(cfg: Config):
     data = cfg.data
     if data.input == "builtin:demo":
         from .synthetic import write_demo
+
         folder = RunLayout(cfg).demo_source
         write_demo(folder, cfg.demo, cfg.seed)
         data = type(data)(**{**data.__dict__, "input": folder, "format": "beir"})
     if not data.input:
         raise ValueError("no input: set data.input (a file, folder, glob or URI) or use 'builtin:demo'")
     fs, path = storage.filesystem(data.input, cfg.storage)
-    beir = data.format == "beir" or (data.format == "auto" and storage.exists(fs, storage.join(path, "corpus.jsonl"))
-                                     and storage.exists(fs, storage.join(path, "queries.jsonl")))
+    beir = data.format == "beir" or (
+        data.format == "auto"
+        and storage.exists(fs, storage.join(path, "corpus.jsonl"))
+        and storage.exists(fs, storage.join(path, "queries.jsonl"))
+    )
     if beir:
         path = storage.join(path, "corpus.jsonl")
         data = type(data)(**{**data.__dict__, "format": "jsonl", "id_field": data.id_field or "_id"})
@@ -43,8 +48,10 @@ def resolve_input(cfg: Config):
 
 
 def _parse_batch(batch: pa.Table, data, index: dict) -> pa.Table:
-    tables = [parse_file(p, b, index[p], data)
-              for p, b in zip(batch.column("path").to_pylist(), batch.column("bytes").to_pylist())]
+    tables = [
+        parse_file(p, b, index[p], data)
+        for p, b in zip(batch.column("path").to_pylist(), batch.column("bytes").to_pylist())
+    ]
     return pa.concat_tables(tables)
 
 
@@ -69,8 +76,9 @@ def prepare(cfg: Config) -> dict:
         index[f] = index["/" + f.lstrip("/")] = i
     ds = ray.data.read_binary_files(files, filesystem=fs, include_paths=True)
     try:
-        rows = ds.map_batches(_parse_batch, fn_kwargs={"data": data, "index": index}, batch_size=1,
-                              batch_format="pyarrow").materialize()
+        rows = ds.map_batches(
+            _parse_batch, fn_kwargs={"data": data, "index": index}, batch_size=1, batch_format="pyarrow"
+        ).materialize()
     except Exception as e:  # Ray wraps task errors; surface ours with its own message
         raise _unwrap(e) from None
 
@@ -80,8 +88,9 @@ def prepare(cfg: Config) -> dict:
     first = {r["doc_id"]: r["min(_order)"] for r in dup}
     if first and data.on_bad == "error":
         d = next(iter(first))
-        raise BadInputError(f"duplicate doc_id {d!r} ({len(first)} ids repeat); set data.on_bad=skip to keep "
-                            "the first of each")
+        raise BadInputError(
+            f"duplicate doc_id {d!r} ({len(first)} ids repeat); set data.on_bad=skip to keep the first of each"
+        )
     if first:
         rows = rows.map_batches(_mark_duplicates, fn_kwargs={"first": first}, batch_format="pyarrow").materialize()
 
@@ -91,23 +100,38 @@ def prepare(cfg: Config) -> dict:
     written_expected = reasons.pop("", 0)
     truncated = int(rows.sum("_truncated") or 0) if total else 0
     docs = rows.filter(expr=col("_skip") == "").select_columns(OUTPUT_COLUMNS)
-    docs.write_parquet(storage.join(out_path, "docs"), filesystem=out_fs, max_rows_per_file=cfg.data.rows_per_shard,
-                       mode="overwrite")
+    docs.write_parquet(
+        storage.join(out_path, "docs"), filesystem=out_fs, max_rows_per_file=cfg.data.rows_per_shard, mode="overwrite"
+    )
     skipped_rows = rows.filter(expr=col("_skip") != "")
     if reasons:
         skipped_rows.select_columns(["_src", "_skip", "doc_id", "text"]).write_parquet(
-            storage.join(out_path, "skipped"), filesystem=out_fs, mode="overwrite")
+            storage.join(out_path, "skipped"), filesystem=out_fs, mode="overwrite"
+        )
         for r in skipped_rows.take(SHOW_SKIPPED):
             log.warning("skipped %s: %s (doc_id=%r)", r["_src"], r["_skip"], r["doc_id"])
     written = ray.data.read_parquet(storage.join(out_path, "docs"), filesystem=out_fs).count()
-    summary = {"input": data.input, "files": len(files), "read": total, "written": written,
-               "skipped": dict(sorted(reasons.items())), "truncated": truncated, "output": out,
-               "seconds": round(time.time() - start, 1)}
+    summary = {
+        "input": data.input,
+        "files": len(files),
+        "read": total,
+        "written": written,
+        "skipped": dict(sorted(reasons.items())),
+        "truncated": truncated,
+        "output": out,
+        "seconds": round(time.time() - start, 1),
+    }
     if written + sum(reasons.values()) != total or written != written_expected:
         raise RuntimeError(f"row counts disagree: {summary}")
     storage.write_json(out_fs, storage.join(out_path, "summary.json"), summary)
-    log.info("prepare: read %d, written %d, skipped %s, truncated %d (%.1fs)", total, written,
-             summary["skipped"] or "none", truncated, summary["seconds"])
+    log.info(
+        "prepare: read %d, written %d, skipped %s, truncated %d (%.1fs)",
+        total,
+        written,
+        summary["skipped"] or "none",
+        truncated,
+        summary["seconds"],
+    )
     return summary
 
 
@@ -125,4 +149,3 @@ def load_docs(cfg: Config) -> "ray.data.Dataset":
     if not storage.exists(fs, path):
         raise FileNotFoundError(f"no prepared corpus at {RunLayout(cfg).docs}: run `lmindexer prepare` first")
     return ray.data.read_parquet(path, filesystem=fs)
-

@@ -3,6 +3,7 @@
 Pure functions on bytes: `prepare` runs them inside Ray Data tasks, tests call them directly.
 Common schema: doc_id, text, label, labels, extra (JSON of the other fields), plus internal _order/_src/_skip.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,11 +19,19 @@ from ..config import DataConfig
 ID_CANDIDATES = ("doc_id", "_id", "id")
 FORMAT_BY_EXT = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 
-SCHEMA = pa.schema([
-    ("doc_id", pa.string()), ("text", pa.string()), ("label", pa.string()), ("labels", pa.list_(pa.string())),
-    ("extra", pa.string()), ("_order", pa.int64()), ("_src", pa.string()), ("_skip", pa.string()),
-    ("_truncated", pa.bool_()),
-])
+SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("text", pa.string()),
+        ("label", pa.string()),
+        ("labels", pa.list_(pa.string())),
+        ("extra", pa.string()),
+        ("_order", pa.int64()),
+        ("_src", pa.string()),
+        ("_skip", pa.string()),
+        ("_truncated", pa.bool_()),
+    ]
+)
 OUTPUT_COLUMNS = ["doc_id", "text", "label", "labels", "extra"]
 
 
@@ -113,8 +122,10 @@ def parse_file(path: str, data: bytes, file_index: int, cfg: DataConfig) -> pa.T
                 skip = "empty_text"
             elif len(text) > cfg.max_text_chars:
                 if cfg.on_long == "error":
-                    raise BadInputError(f"{path}:{n}: document {doc_id!r} has {len(text)} characters, "
-                                        f"more than data.max_text_chars={cfg.max_text_chars}")
+                    raise BadInputError(
+                        f"{path}:{n}: document {doc_id!r} has {len(text)} characters, "
+                        f"more than data.max_text_chars={cfg.max_text_chars}"
+                    )
                 if cfg.on_long == "skip":
                     skip = "too_long"
                 else:
@@ -127,7 +138,8 @@ def parse_file(path: str, data: bytes, file_index: int, cfg: DataConfig) -> pa.T
                 extra = json.dumps({k: v for k, v in obj.items() if k not in used}, ensure_ascii=False, default=str)
         if skip and cfg.on_bad == "error":
             raise BadInputError(f"{path}:{n}: bad input ({skip}); set data.on_bad=skip to count and skip such rows")
-        for name, value in zip(SCHEMA.names, (doc_id, text, label, labels, extra, (file_index << 32) | n,
-                                              f"{path}:{n}", skip, truncated)):
+        for name, value in zip(
+            SCHEMA.names, (doc_id, text, label, labels, extra, (file_index << 32) | n, f"{path}:{n}", skip, truncated)
+        ):
             rows[name].append(value)
     return pa.table(rows, schema=SCHEMA)

@@ -3,6 +3,7 @@
 Deterministic by seed, so the main job runs anywhere with no data. Written as a BEIR folder (corpus.jsonl,
 queries.jsonl, qrels/{train,test}.tsv) plus sequences.txt (`user item item ...`, as Amazon Beauty's Beauty.txt).
 """
+
 from __future__ import annotations
 
 import json
@@ -44,9 +45,18 @@ def make_demo(cfg: DemoConfig, seed: int = 0) -> dict:
     for a in range(TOP):
         top = {"name": f"dept-{a}", "words": _vocab(rng, 8, taken), "brands": _vocab(rng, 5, taken), "subs": []}
         for b in range(SUB):
-            sub = {"name": f"dept-{a}/aisle-{b}", "words": _vocab(rng, 8, taken),
-                   "leaves": [{"name": f"dept-{a}/aisle-{b}/shelf-{c}", "words": _vocab(rng, 8, taken),
-                               "lines": _vocab(rng, 4, taken)} for c in range(LEAF)]}
+            sub = {
+                "name": f"dept-{a}/aisle-{b}",
+                "words": _vocab(rng, 8, taken),
+                "leaves": [
+                    {
+                        "name": f"dept-{a}/aisle-{b}/shelf-{c}",
+                        "words": _vocab(rng, 8, taken),
+                        "lines": _vocab(rng, 4, taken),
+                    }
+                    for c in range(LEAF)
+                ],
+            }
             top["subs"].append(sub)
         tree.append(top)
     docs = []
@@ -55,11 +65,23 @@ def make_demo(cfg: DemoConfig, seed: int = 0) -> dict:
         sub = rng.choice(top["subs"])
         leaf = rng.choice(sub["leaves"])
         title = [rng.choice(top["brands"]), rng.choice(leaf["lines"])] + rng.sample(leaf["words"], 2)
-        body = rng.sample(leaf["words"], 3) + rng.sample(sub["words"], 2) + rng.sample(top["words"], 2) + \
-            rng.sample(generic, 4)
+        body = (
+            rng.sample(leaf["words"], 3)
+            + rng.sample(sub["words"], 2)
+            + rng.sample(top["words"], 2)
+            + rng.sample(generic, 4)
+        )
         rng.shuffle(body)
-        docs.append({"_id": f"d{i}", "title": " ".join(title), "text": " ".join(body), "category": top["name"],
-                     "subcategory": sub["name"], "shelf": leaf["name"]})
+        docs.append(
+            {
+                "_id": f"d{i}",
+                "title": " ".join(title),
+                "text": " ".join(body),
+                "category": top["name"],
+                "subcategory": sub["name"],
+                "shelf": leaf["name"],
+            }
+        )
     by_shelf: dict = {}
     for d in docs:
         by_shelf.setdefault(d["shelf"], []).append(d["_id"])

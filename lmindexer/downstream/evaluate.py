@@ -2,6 +2,7 @@
 
 Writes <generator>/eval-<split>/metrics.json and predictions.parquet (key, ranked IDs, relevant IDs).
 """
+
 from __future__ import annotations
 
 import json
@@ -33,19 +34,27 @@ def beam_width(cfg: Config) -> int:
     g = cfg.generator
     beams = g.num_beams or max(g.ks)
     if beams < max(g.ks):
-        raise ValueError(f"generator.num_beams={beams} is below the largest K in generator.ks={g.ks}: the ranked "
-                         "list would be shorter than K")
+        raise ValueError(
+            f"generator.num_beams={beams} is below the largest K in generator.ks={g.ks}: the ranked "
+            "list would be shorter than K"
+        )
     return beams
 
 
 def beam_search(model, processor, depth: int, beams: int, input_ids: torch.Tensor, dtype) -> torch.Tensor:
     """[n * beams, depth] ID tokens of the `beams` best IDs of each input, best first, under the trie."""
     with torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None):
-        out = model.generate(input_ids=input_ids, attention_mask=(input_ids != 0).long(), num_beams=beams,
-                             num_return_sequences=beams, max_new_tokens=depth + 1,
-                             logits_processor=LogitsProcessorList([processor]), do_sample=False,
-                             early_stopping=True)
-    return out[:, 1: 1 + depth]
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=(input_ids != 0).long(),
+            num_beams=beams,
+            num_return_sequences=beams,
+            max_new_tokens=depth + 1,
+            logits_processor=LogitsProcessorList([processor]),
+            do_sample=False,
+            early_stopping=True,
+        )
+    return out[:, 1 : 1 + depth]
 
 
 class GeneratorActor:
@@ -65,15 +74,14 @@ class GeneratorActor:
         ids = torch.from_numpy(batch["input_ids"].astype(np.int64)).to(device)
         out = beam_search(self.model, self.processor, self.depth, self.beams, ids, self.dtype)
         sids = self.vocab.sids(out.cpu().numpy())
-        ranked = [" ".join(sids[i * self.beams:(i + 1) * self.beams]) for i in range(len(ids))]
+        ranked = [" ".join(sids[i * self.beams : (i + 1) * self.beams]) for i in range(len(ids))]
         return {"row": batch["row"], "ranked": np.array(ranked, dtype=object)}
 
 
 def evaluate(cfg: Config) -> dict:
     g, start = cfg.generator, time.time()
     path, beams = RunLayout(cfg).generator, beam_width(cfg)
-    if not os.path.exists(os.path.join(path, "config.json")) or not os.path.exists(os.path.join(path,
-                                                                                                GENERATOR_FILE)):
+    if not os.path.exists(os.path.join(path, "config.json")) or not os.path.exists(os.path.join(path, GENERATOR_FILE)):
         raise FileNotFoundError(f"no trained generator at {path}: run train-generator first")
     tokenizer, vocab, info = load_id_vocab(path)
     table = read_id_table(info["ids"], cfg.storage)
@@ -81,13 +89,15 @@ def evaluate(cfg: Config) -> dict:
     sid_of = dict(zip(table.doc_ids, vocab.sids(targets)))
     t0 = time.time()
     trie = build_trie(targets)
-    log.info("evaluate: trie over %d IDs built in %.2fs (%.1f MiB)", len(targets), time.time() - t0,
-             trie_bytes(trie) / 2 ** 20)
+    log.info(
+        "evaluate: trie over %d IDs built in %.2fs (%.1f MiB)", len(targets), time.time() - t0, trie_bytes(trie) / 2**20
+    )
     data = build_examples(cfg, tokenizer, vocab, table, g.eval_split)
     beams = min(beams, len(targets))
     actor = {"path": path, "trie": ray.put(trie), "beams": beams, "bf16": cfg.train.precision != "fp32"}
     out = spread(rows_dataset(input_ids=data["sources"]), cfg).map_batches(
-        GeneratorActor, fn_constructor_kwargs=actor, **actor_pool(cfg))
+        GeneratorActor, fn_constructor_kwargs=actor, **actor_pool(cfg)
+    )
     ranked = [r.split(" ") for r in by_row(out)["ranked"]]
     relevant = [{sid_of[d]: grade for d, grade in rel.items()} for rel in data["relevant"]]
     metrics, intervals = summarise(ranked, relevant, g.ks)
@@ -96,21 +106,40 @@ def evaluate(cfg: Config) -> dict:
     for method, docs in reference_rankings(g.task, data["inputs"], list(table.doc_ids), texts, max(g.ks)).items():
         m, ci = summarise(docs, data["relevant"], g.ks)
         reference[method] = {"metrics": m, "intervals": ci}
-    result = {"split": g.eval_split, "queries": len(ranked), "beams": beams, "ks": list(g.ks),
-              "max_eval": g.max_eval, "metrics": metrics,
-              "intervals": intervals, "reference": reference, "counts": data["counts"],
-              "seconds": round(time.time() - start, 1)}
+    result = {
+        "split": g.eval_split,
+        "queries": len(ranked),
+        "beams": beams,
+        "ks": list(g.ks),
+        "max_eval": g.max_eval,
+        "metrics": metrics,
+        "intervals": intervals,
+        "reference": reference,
+        "counts": data["counts"],
+        "seconds": round(time.time() - start, 1),
+    }
     folder = os.path.join(path, f"eval-{g.eval_split}")
     os.makedirs(folder, exist_ok=True)
-    pq.write_table(pa.table({"key": [str(k) for k in data["keys"]], "ranked": ranked,
-                             "relevant": [sorted(r) for r in relevant]}), os.path.join(folder, "predictions.parquet"))
+    pq.write_table(
+        pa.table({"key": [str(k) for k in data["keys"]], "ranked": ranked, "relevant": [sorted(r) for r in relevant]}),
+        os.path.join(folder, "predictions.parquet"),
+    )
     with open(os.path.join(folder, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2)
-    log.info("evaluate %s (%s, %d queries): %s", g.task, g.eval_split, len(ranked),
-             " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if not k.startswith("ndcg_binary")))
+    log.info(
+        "evaluate %s (%s, %d queries): %s",
+        g.task,
+        g.eval_split,
+        len(ranked),
+        " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if not k.startswith("ndcg_binary")),
+    )
     for method, r in reference.items():
-        log.info("evaluate %s reference %s: %s", g.task, method,
-                 " ".join(f"{k}={v:.4f}" for k, v in r["metrics"].items() if k.startswith(("recall@", "ndcg@"))))
+        log.info(
+            "evaluate %s reference %s: %s",
+            g.task,
+            method,
+            " ".join(f"{k}={v:.4f}" for k, v in r["metrics"].items() if k.startswith(("recall@", "ndcg@"))),
+        )
     return result
 
 
@@ -123,8 +152,7 @@ def finished_evaluation(cfg: Config) -> dict | None:
         return None
     with open(saved) as f:
         result = json.load(f)
-    same = (result.get("ks"), result.get("max_eval"), result.get("beams")) == (list(g.ks), g.max_eval,
-                                                                               beam_width(cfg))
+    same = (result.get("ks"), result.get("max_eval"), result.get("beams")) == (list(g.ks), g.max_eval, beam_width(cfg))
     return result if same else None
 
 
@@ -132,6 +160,7 @@ def summarise(ranked: list, relevant: list, ks) -> tuple[dict, dict]:
     """(mean of each metric, its 95% bootstrap interval over queries)."""
     per = per_query(ranked, relevant, ks)
     means = {k: round(float(v.mean()), 4) for k, v in per.items()}
-    intervals = {k: [round(x, 4) for x in bootstrap_ci(v)] for k, v in per.items()
-                 if k.startswith(("recall@", "ndcg@"))}
+    intervals = {
+        k: [round(x, 4) for x in bootstrap_ci(v)] for k, v in per.items() if k.startswith(("recall@", "ndcg@"))
+    }
     return means, intervals

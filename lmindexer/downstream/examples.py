@@ -1,6 +1,7 @@
 """Reads what the generator learns from (an ID table, the corpus, queries and qrels or user sequences) and turns it
 into token arrays: sources [N, max_source_length] and, for training, targets [N, T + 2] (the ID tokens, then eos).
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,7 +19,7 @@ from ..paths import RunLayout
 from .splits import history_pieces, hold_out, pack, retrieval_examples, sample, split_sequences, word_views
 
 VALIDATION = "validation"  # the split the generator is validated on after every epoch
-HELD_OUT_SHARE = 0.1       # retrieval sets without qrels/dev.tsv: this share of the train queries is held out
+HELD_OUT_SHARE = 0.1  # retrieval sets without qrels/dev.tsv: this share of the train queries is held out
 
 log = logging.getLogger("lmindexer.downstream")
 
@@ -33,8 +34,10 @@ def task_data(cfg: Config) -> str:
         return folder if g.task == "retrieval" else storage.join(folder, "sequences.txt")
     if g.task == "retrieval" and cfg.data.format in ("auto", "beir"):
         return storage.absolute(cfg.data.input)
-    raise ValueError(f"set generator.data: the {'BEIR folder' if g.task == 'retrieval' else 'sequences file'} "
-                     f"for generator.task={g.task}")
+    raise ValueError(
+        f"set generator.data: the {'BEIR folder' if g.task == 'retrieval' else 'sequences file'} "
+        f"for generator.task={g.task}"
+    )
 
 
 def id_targets(vocab: IdVocab, table: IdTable, eos: int) -> np.ndarray:
@@ -46,8 +49,9 @@ def id_targets(vocab: IdVocab, table: IdTable, eos: int) -> np.ndarray:
 def doc_texts(cfg: Config, row: dict) -> list:
     """Each table document's text, in table order."""
     texts = [""] * len(row)
-    for batch in load_docs(cfg).select_columns(["doc_id", "text"]).iter_batches(batch_size=8192,
-                                                                              batch_format="pyarrow"):
+    for batch in (
+        load_docs(cfg).select_columns(["doc_id", "text"]).iter_batches(batch_size=8192, batch_format="pyarrow")
+    ):
         for d, t in zip(batch.column("doc_id").to_pylist(), batch.column("text").to_pylist()):
             if d in row:
                 texts[row[d]] = t
@@ -120,8 +124,9 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
         if split not in parts:
             raise ValueError(f"generator.eval_split={split!r}: rec has the splits valid and test")
         examples = sample(parts[split], g.max_train_examples if split == "train" else limit, cfg.seed)
-        item = (_doc_tokens(cfg, tokenizer, row) if g.history == "text"
-                else list(vocab.tokens(table.codes, table.suffix)))
+        item = (
+            _doc_tokens(cfg, tokenizer, row) if g.history == "text" else list(vocab.tokens(table.codes, table.suffix))
+        )
         pieces = [[item[row[i]] for i in history_pieces(h, g.max_history)] for _, h, _ in examples]
         keys = [u for u, _, _ in examples]
         targets = [row[t] for _, _, t in examples]
@@ -137,8 +142,7 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
     for k, v in counts.items():
         if k.startswith("skipped_"):
             log.warning("generator %s/%s: %s = %d", g.task, split, k, v)
-    out = {"sources": pack(pieces, g.max_source_length, eos), "keys": np.array(keys, dtype=object),
-           "counts": counts}
+    out = {"sources": pack(pieces, g.max_source_length, eos), "keys": np.array(keys, dtype=object), "counts": counts}
     if split == "train":
         out["targets"] = np.asarray(targets, dtype=np.int64)
     else:

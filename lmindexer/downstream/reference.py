@@ -5,6 +5,7 @@ candidates best first, with the example's own history left out and popularity fi
 Counts come only from the histories of the evaluated split (every item a user saw before the target), so nothing
 of a target leaks into them.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -16,7 +17,7 @@ def _counts(histories: list) -> tuple[list, dict, dict]:
     for h in histories:
         pop.update(h)
         for i, a in enumerate(h):
-            for j, b in enumerate(h[i + 1:i + 4]):
+            for j, b in enumerate(h[i + 1 : i + 4]):
                 if j == 0:
                     trans[a][b] += 1
                 cooc[a][b] += 1
@@ -60,8 +61,7 @@ def bm25_rank(doc_ids: list, texts: list, queries: list, k: int) -> list:
 
     index = bm25s.BM25()
     index.index(bm25s.tokenize(texts, show_progress=False), show_progress=False)
-    found, _ = index.retrieve(bm25s.tokenize(queries, show_progress=False), k=min(k, len(doc_ids)),
-                              show_progress=False)
+    found, _ = index.retrieve(bm25s.tokenize(queries, show_progress=False), k=min(k, len(doc_ids)), show_progress=False)
     return [[doc_ids[i] for i in row] for row in found]
 
 

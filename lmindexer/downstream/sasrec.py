@@ -6,6 +6,7 @@ Where this differs from the reference code: the loss is a softmax over all items
 e.g. RecBole's `CE` option, which does better than the original's one sampled negative per position), and the
 history is cut to the newest `max_len` items, left-padded.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ CONFIG_FILE, WEIGHTS_FILE = "sasrec.json", "sasrec.pt"
 
 @dataclass
 class SASRecConfig:
-    items: int            # item ids are 1..items; 0 pads
+    items: int  # item ids are 1..items; 0 pads
     max_len: int = 50
     dim: int = 64
     layers: int = 2
@@ -38,17 +39,18 @@ class SASRec(nn.Module):
         self.cfg = cfg
         self.items = nn.Embedding(cfg.items + 1, cfg.dim, padding_idx=0)
         self.positions = nn.Embedding(cfg.max_len, cfg.dim)
-        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, cfg.dim * 4, cfg.dropout, batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            cfg.dim, cfg.heads, cfg.dim * 4, cfg.dropout, batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
-        nn.init.normal_(self.items.weight, std=cfg.dim ** -0.5)
+        nn.init.normal_(self.items.weight, std=cfg.dim**-0.5)
 
     def hidden(self, seq: torch.Tensor) -> torch.Tensor:
         """[B, L, d]: position i has seen items 0..i of the (left-padded) history."""
         length = seq.shape[1]
-        x = self.items(seq) * self.cfg.dim ** 0.5 + self.positions(torch.arange(length, device=seq.device))
+        x = self.items(seq) * self.cfg.dim**0.5 + self.positions(torch.arange(length, device=seq.device))
         later = torch.triu(torch.ones(length, length, dtype=torch.bool, device=seq.device), 1)
         eye = torch.eye(length, dtype=torch.bool, device=seq.device)
         # blocked: later items, and padding (except a position's own key, so no row is left without one)
@@ -89,7 +91,7 @@ def left_pad(sequences: list, length: int) -> np.ndarray:
     for i, s in enumerate(sequences):
         s = s[-length:]
         if len(s):
-            out[i, length - len(s):] = s
+            out[i, length - len(s) :] = s
     return out
 
 
@@ -102,7 +104,7 @@ def rank(model: SASRec, histories: list, k: int, batch: int = 512) -> list:
     """Top-k item numbers (1-based) after each history, the history's own items left out."""
     out = []
     for i in range(0, len(histories), batch):
-        part = histories[i:i + batch]
+        part = histories[i : i + batch]
         scores = model.scores(torch.from_numpy(left_pad(part, model.cfg.max_len)))
         for row, h in enumerate(part):
             seen = torch.tensor(sorted(set(h)), dtype=torch.long) - 1
@@ -114,6 +116,7 @@ def rank(model: SASRec, histories: list, k: int, batch: int = 512) -> list:
 @dataclass
 class SASRecTask(TaskDefaults):
     """SASRec on the shared Ray Train loop (lmindexer.train.loop): rows of (inputs, labels)."""
+
     cfg: SASRecConfig
     out_dir: str
     epochs: int

@@ -1,6 +1,7 @@
 """Examples for the generator, as pure functions: retrieval (query -> relevant document) and sequential
 recommendation (history -> next item, leave-one-out). Whatever cannot be used is counted, never dropped silently.
 """
+
 from __future__ import annotations
 
 from collections import Counter

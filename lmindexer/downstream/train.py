@@ -3,6 +3,7 @@ on the shared Ray Train loop (DeepSpeed/DDP, checkpoints, resume); then it is ev
 
 The generator folder holds init/ (the start model with ID tokens added) and, once trained, the model itself.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,12 +40,12 @@ class GeneratorTask(TaskDefaults):
     name: str
     epochs: int
     lr: float
-    batch_size: int             # per worker
+    batch_size: int  # per worker
     seed: int = 0
-    steps_per_epoch: int = 0    # for the learning-rate schedule
+    steps_per_epoch: int = 0  # for the learning-rate schedule
     schedule: str = "constant"
     warmup: float = 0.0
-    val: dict | None = None     # {"sources": ref [V, L], "targets": ref [V, depth], "trie": ref, "ks": [...]}
+    val: dict | None = None  # {"sources": ref [V, L], "targets": ref [V, depth], "trie": ref, "ks": [...]}
     patience: int = 0
     dropout: float = 0.1
 
@@ -82,10 +83,10 @@ class GeneratorTask(TaskDefaults):
             processor = TrieLogitsProcessor(trie, model.config.eos_token_id, model.config.pad_token_id)
             device = next(model.parameters()).device
             for i in range(0, len(sources), 64):
-                ids = torch.from_numpy(sources[i:i + 64].astype("int64")).to(device)
+                ids = torch.from_numpy(sources[i : i + 64].astype("int64")).to(device)
                 out = beam_search(model, processor, trie["depth"], beams, ids, None).cpu()
                 out = out.view(len(ids), beams, -1)
-                want = torch.from_numpy(targets[i:i + 64].astype("int64"))[:, None, :out.shape[-1]]
+                want = torch.from_numpy(targets[i : i + 64].astype("int64"))[:, None, : out.shape[-1]]
                 found = (out == want).all(-1)  # [n, beams]
                 for j, k in enumerate(ks):
                     hits[j] += float(found[:, :k].any(1).sum())
@@ -121,9 +122,14 @@ def _init(cfg: Config, out: str, table) -> str:
     books = indexer_codebooks(indexer, cfg.storage) if g.codebook_init and indexer else None
     meta = {"task": g.task, "ids": RunLayout(cfg).generator_ids, "method": table.summary.get("method", "")}
     info = build_generator(g.init or RunLayout(cfg).backbone, table.spec, init_dir, books, meta)
-    log.info("generator: start model %s with %d ID positions of %d codes and %d suffixes (ID embeddings from %s)",
-             info["init"], info["positions"], info["codebook_size"], info["suffixes"],
-             "the indexer's codebooks" if info["codebook_init"] else "random")
+    log.info(
+        "generator: start model %s with %d ID positions of %d codes and %d suffixes (ID embeddings from %s)",
+        info["init"],
+        info["positions"],
+        info["codebook_size"],
+        info["suffixes"],
+        "the indexer's codebooks" if info["codebook_init"] else "random",
+    )
     return init_dir
 
 
@@ -133,8 +139,12 @@ def train_generator(cfg: Config) -> dict:
     beam_width(cfg)  # a bad beam setting fails now, not after training
     table = read_id_table(RunLayout(cfg).generator_ids, cfg.storage)
     init_dir = _init(cfg, out, table)
-    summary = {"generator": out, "task": g.task, "ids": RunLayout(cfg).generator_ids,
-               "documents_with_ids": len(table.doc_ids)}
+    summary = {
+        "generator": out,
+        "task": g.task,
+        "ids": RunLayout(cfg).generator_ids,
+        "documents_with_ids": len(table.doc_ids),
+    }
     if os.path.exists(os.path.join(out, HISTORY_FILE)):
         log.info("generator: already trained at %s", out)
     else:
@@ -146,24 +156,45 @@ def train_generator(cfg: Config) -> dict:
         name = f"generator-{hashlib.sha1(out.encode()).hexdigest()[:10]}"
         per_worker = g.batch_size // cfg.train.num_workers
         if per_worker < 1:
-            raise ValueError(f"generator.batch_size={g.batch_size} (the global batch) is below train.num_workers="
-                             f"{cfg.train.num_workers}: raise it")
+            raise ValueError(
+                f"generator.batch_size={g.batch_size} (the global batch) is below train.num_workers="
+                f"{cfg.train.num_workers}: raise it"
+            )
         val = None
         if g.val_examples:
             v = build_examples(cfg, tokenizer, vocab, table, VALIDATION)
             targets = vocab.tokens(table.codes, table.suffix)
             first = [table.row[next(iter(rel))] for rel in v["relevant"]]  # recall of one relevant ID per query
-            val = {"sources": ray.put(v["sources"]), "targets": ray.put(targets[first]),
-                   "trie": ray.put(build_trie(targets)), "ks": list(g.ks)}
+            val = {
+                "sources": ray.put(v["sources"]),
+                "targets": ray.put(targets[first]),
+                "trie": ray.put(build_trie(targets)),
+                "ks": list(g.ks),
+            }
             summary["validation"] = v["counts"]
         steps = len(labels) // (per_worker * cfg.train.num_workers)
-        task = GeneratorTask(init_dir, out, name, g.epochs, g.lr, per_worker, cfg.seed, steps, g.lr_schedule,
-                             g.warmup, val, g.patience, g.dropout)
+        task = GeneratorTask(
+            init_dir,
+            out,
+            name,
+            g.epochs,
+            g.lr,
+            per_worker,
+            cfg.seed,
+            steps,
+            g.lr_schedule,
+            g.warmup,
+            val,
+            g.patience,
+            g.dropout,
+        )
         fit(cfg, task, rows_dataset(input_ids=data["sources"], labels=labels).random_shuffle())
     summary["train_seconds"] = round(time.time() - start, 1)
     done = finished_evaluation(cfg) if "train" not in summary else None
     if done is not None:
-        log.info("generator: evaluated before (%s); not decoded again (run `lmindexer evaluate` to redo it)",
-                 os.path.join(out, f"eval-{g.eval_split}", "metrics.json"))
+        log.info(
+            "generator: evaluated before (%s); not decoded again (run `lmindexer evaluate` to redo it)",
+            os.path.join(out, f"eval-{g.eval_split}", "metrics.json"),
+        )
     summary["eval"] = done or evaluate(cfg)
     return summary

@@ -4,6 +4,7 @@ No Python object per node: a million IDs of four tokens are a few arrays of a fe
 numbered breadth first; the edges of node n are edges[indptr[n]:indptr[n+1]], sorted by token, and the key
 node * vocab + token is sorted over all edges, so one `searchsorted` walks every beam one step at once.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,14 @@ def build_trie(sequences: np.ndarray) -> dict:
     token = np.concatenate(tokens)
     indptr = np.zeros(next_id + 1, dtype=np.int64)
     np.cumsum(np.bincount(parent, minlength=next_id), out=indptr[1:])
-    return {"indptr": indptr, "token": token, "child": np.concatenate(children), "parent": parent,
-            "depth": seq.shape[1], "vocab": int(seq.max()) + 1}
+    return {
+        "indptr": indptr,
+        "token": token,
+        "child": np.concatenate(children),
+        "parent": parent,
+        "depth": seq.shape[1],
+        "vocab": int(seq.max()) + 1,
+    }
 
 
 def trie_bytes(trie: dict) -> int:

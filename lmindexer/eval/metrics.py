@@ -1,4 +1,5 @@
 """ID quality metrics as pure functions: code usage and perplexity, NMI and AMI against labels."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,11 @@ def code_usage(codes: np.ndarray, size: int) -> dict:
     """Share of the K codes used and the perplexity exp(H) of their frequencies (K means perfectly even)."""
     counts = np.bincount(np.asarray(codes).reshape(-1), minlength=size).astype(np.float64)
     p = counts[counts > 0] / counts.sum()
-    return {"used": int((counts > 0).sum()), "usage": float((counts > 0).mean()),
-            "perplexity": float(math.exp(-(p * np.log(p)).sum()))}
+    return {
+        "used": int((counts > 0).sum()),
+        "usage": float((counts > 0).mean()),
+        "perplexity": float(math.exp(-(p * np.log(p)).sum())),
+    }
 
 
 def _contingency(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -45,9 +49,17 @@ def _expected_mutual_info(ra: np.ndarray, rb: np.ndarray, n: int) -> float:
         a = float(a_size)
         nij = torch.arange(1, min(a_size, int(ub.max())) + 1, dtype=torch.float64)[None, :]
         valid = (nij >= (a + b - n).clamp_min(1)) & (nij <= torch.clamp(b, max=a))
-        log_p = (math.lgamma(a + 1) + lg(b + 1) + math.lgamma(n - a + 1) + lg(n - b + 1)
-                 - math.lgamma(n + 1) - lg(nij + 1) - lg(a - nij + 1) - lg(b - nij + 1)
-                 - lg((n - a - b + nij).clamp_min(0) + 1))
+        log_p = (
+            math.lgamma(a + 1)
+            + lg(b + 1)
+            + math.lgamma(n - a + 1)
+            + lg(n - b + 1)
+            - math.lgamma(n + 1)
+            - lg(nij + 1)
+            - lg(a - nij + 1)
+            - lg(b - nij + 1)
+            - lg((n - a - b + nij).clamp_min(0) + 1)
+        )
         term = nij / n * (torch.log(n * nij) - torch.log(a * b)) * torch.exp(log_p)
         total += a_count * float((torch.where(valid, term, torch.zeros_like(term)) * weight_b).sum())
     return total
@@ -105,11 +117,19 @@ def split_stats(codes: np.ndarray) -> list[dict]:
         h = _entropy(np.bincount(child)) - h_parent
         pairs = np.unique(np.stack([parent, child], 1), axis=0)
         kids = np.bincount(pairs[:, 0])
-        out.append({"position": t, "cond_entropy": round(h, 4), "cond_perplexity": round(math.exp(h), 2),
-                    "cond_perplexity_max": round(math.exp(math.log(len(codes)) - h_parent), 2),
-                    "children_mean": round(float(kids.mean()), 2), "children_median": float(np.median(kids)),
-                    "children_max": int(kids.max()), "one_child": round(float((kids == 1).mean()), 4),
-                    "prefixes": int(len(kids))})
+        out.append(
+            {
+                "position": t,
+                "cond_entropy": round(h, 4),
+                "cond_perplexity": round(math.exp(h), 2),
+                "cond_perplexity_max": round(math.exp(math.log(len(codes)) - h_parent), 2),
+                "children_mean": round(float(kids.mean()), 2),
+                "children_median": float(np.median(kids)),
+                "children_max": int(kids.max()),
+                "one_child": round(float((kids == 1).mean()), 4),
+                "prefixes": int(len(kids)),
+            }
+        )
     return out
 
 

@@ -4,6 +4,7 @@ NDCG's ideal DCG is computed over *all* relevant documents of a query, not over 
 LMIndexer code did the latter, which inflates NDCG). Gains are the relevance grades (linear, as trec_eval);
 `ndcg_binary` counts every relevant document as 1.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,6 +59,6 @@ def bootstrap_ci(values: np.ndarray, samples: int = 1000, seed: int = 0, level: 
     means = np.empty(samples)
     for s in range(0, samples, 100):  # 100 resamples at a time bound the memory for large query sets
         n = min(100, samples - s)
-        means[s:s + n] = values[rng.integers(0, len(values), size=(n, len(values)))].mean(1)
+        means[s : s + n] = values[rng.integers(0, len(values), size=(n, len(values)))].mean(1)
     tail = (1 - level) / 2 * 100
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))

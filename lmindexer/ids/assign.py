@@ -7,6 +7,7 @@
    ID table keep their IDs. The table (doc_id, codes, suffix, sid) is written to <ids>/table/ and counted.
 baseline-ids runs the same two steps (`encode_rounds`, `make_unique`) with its own actor.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,14 @@ log = logging.getLogger("lmindexer.assign")
 def codes_table(doc_ids, codes: torch.Tensor, candidates: torch.Tensor, scores: torch.Tensor) -> pa.Table:
     """What every code actor returns (plain lists, as read back): codes, and last-level candidates for rebalancing."""
     as_list = lambda x, t: pa.array(x.cpu().tolist(), pa.list_(t))  # noqa: E731
-    return pa.table({"doc_id": doc_ids, "codes": as_list(codes, pa.int32()),
-                     "candidates": as_list(candidates, pa.int32()), "scores": as_list(scores.float(), pa.float32())})
+    return pa.table(
+        {
+            "doc_id": doc_ids,
+            "codes": as_list(codes, pa.int32()),
+            "candidates": as_list(candidates, pa.int32()),
+            "scores": as_list(scores.float(), pa.float32()),
+        }
+    )
 
 
 class AssignActor:
@@ -63,12 +70,23 @@ def _round_name(files: list[str]) -> str:
     return "round-" + hashlib.sha1("\n".join(files).encode()).hexdigest()[:12]
 
 
-def encode_rounds(cfg: Config, fs, out: str, src_fs, files: list[str], columns: list[str], actor,
-                  actor_kwargs: dict, actor_gpu: bool = True) -> None:
+def encode_rounds(
+    cfg: Config,
+    fs,
+    out: str,
+    src_fs,
+    files: list[str],
+    columns: list[str],
+    actor,
+    actor_kwargs: dict,
+    actor_gpu: bool = True,
+) -> None:
     """Step 1: `actor` turns the `columns` of every input shard not yet in a committed round into codes."""
     raw, done_dir = storage.join(out, "_codes"), storage.join(out, "_done")
-    committed = {os.path.basename(i.path)[:-5]: storage.read_json(fs, i.path)["files"]
-                 for i in fs.get_file_info(pafs.FileSelector(done_dir, allow_not_found=True))}
+    committed = {
+        os.path.basename(i.path)[:-5]: storage.read_json(fs, i.path)["files"]
+        for i in fs.get_file_info(pafs.FileSelector(done_dir, allow_not_found=True))
+    }
     for info in fs.get_file_info(pafs.FileSelector(raw, allow_not_found=True)):
         if os.path.basename(info.path) not in committed:  # a round that crashed before its commit
             fs.delete_dir(info.path)
@@ -77,14 +95,20 @@ def encode_rounds(cfg: Config, fs, out: str, src_fs, files: list[str], columns: 
     log.info("codes: %d shard(s), %d already done, %d to do", len(files), len(files) - len(pending), len(pending))
     step = max(1, cfg.assign.files_per_round)
     for i in range(0, len(pending), step):
-        chunk, start = pending[i:i + step], time.time()
+        chunk, start = pending[i : i + step], time.time()
         name = _round_name(chunk)
         ds = spread(ray.data.read_parquet(chunk, filesystem=src_fs).select_columns(columns), cfg).map_batches(
-            actor, fn_constructor_kwargs=actor_kwargs, **actor_pool(cfg, gpu=actor_gpu))
+            actor, fn_constructor_kwargs=actor_kwargs, **actor_pool(cfg, gpu=actor_gpu)
+        )
         ds.write_parquet(storage.join(raw, name), filesystem=fs, mode="overwrite")
         storage.write_json(fs, storage.join(done_dir, name + ".json"), {"files": chunk})
-        log.info("codes: round %d/%d (%d shard(s)) committed in %.1fs", i // step + 1, -(-len(pending) // step),
-                 len(chunk), time.time() - start)
+        log.info(
+            "codes: round %d/%d (%d shard(s)) committed in %.1fs",
+            i // step + 1,
+            -(-len(pending) // step),
+            len(chunk),
+            time.time() - start,
+        )
 
 
 def _with_keys(batch: pa.Table) -> pa.Table:
@@ -97,9 +121,12 @@ def _rebalance(group: dict) -> dict:
     old = group["suffix"] >= 0
     if old.all():
         return group
-    last = rebalance_group(group["doc_id"][~old], np.stack(group["candidates"][~old]),
-                           np.stack(group["scores"][~old]),
-                           taken=np.array([c[-1] for c in group["codes"][old]], dtype=np.int64))
+    last = rebalance_group(
+        group["doc_id"][~old],
+        np.stack(group["candidates"][~old]),
+        np.stack(group["scores"][~old]),
+        taken=np.array([c[-1] for c in group["codes"][old]], dtype=np.int64),
+    )
     codes = [np.asarray(c) for c in group["codes"]]
     for j, i in enumerate(np.flatnonzero(~old)):
         codes[i] = np.concatenate([codes[i][:-1], [last[j]]]).astype(np.int32)
@@ -110,15 +137,19 @@ def _rebalance(group: dict) -> dict:
 
 def _prefer_old(group: dict) -> dict:
     keep = int(np.argmax(group["suffix"]))  # an old row (suffix >= 0) wins over new ones (-1)
-    return {k: v[keep:keep + 1] for k, v in group.items()}
+    return {k: v[keep : keep + 1] for k, v in group.items()}
 
 
 def _suffix(group: dict) -> pa.Table:
     suffix = suffix_group(group["doc_id"].astype(str), group["suffix"])
-    return pa.table({"doc_id": pa.array(group["doc_id"].astype(str)),
-                     "codes": pa.array([np.asarray(c).tolist() for c in group["codes"]], pa.list_(pa.int32())),
-                     "suffix": pa.array(suffix, pa.int32()),
-                     "sid": pa.array([sid(c, s) for c, s in zip(group["codes"], suffix)])})
+    return pa.table(
+        {
+            "doc_id": pa.array(group["doc_id"].astype(str)),
+            "codes": pa.array([np.asarray(c).tolist() for c in group["codes"]], pa.list_(pa.int32())),
+            "suffix": pa.array(suffix, pa.int32()),
+            "sid": pa.array([sid(c, s) for c, s in zip(group["codes"], suffix)]),
+        }
+    )
 
 
 def assign_ids(cfg: Config) -> dict:
@@ -126,9 +157,22 @@ def assign_ids(cfg: Config) -> dict:
     fs, out = storage.filesystem(RunLayout(cfg).ids, cfg.storage)
     dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
     indexer = cfg.assign.indexer or RunLayout(cfg).indexer
-    encode_rounds(cfg, fs, out, dfs, storage.list_files(dfs, dpath), ["doc_id", "text"], AssignActor,
-                  {"path": indexer, "max_length": cfg.model.max_length, "candidates": cfg.assign.candidates,
-                   "bf16": cfg.train.precision != "fp32", "storage": cfg.storage})
+    encode_rounds(
+        cfg,
+        fs,
+        out,
+        dfs,
+        storage.list_files(dfs, dpath),
+        ["doc_id", "text"],
+        AssignActor,
+        {
+            "path": indexer,
+            "max_length": cfg.model.max_length,
+            "candidates": cfg.assign.candidates,
+            "bf16": cfg.train.precision != "fp32",
+            "storage": cfg.storage,
+        },
+    )
     ifs, ipath = storage.filesystem(indexer, cfg.storage)
     size = storage.read_json(ifs, storage.join(ipath, CONFIG_FILE))["indexer"]["codebook_size"]
     source = {"method": "lmindexer", "indexer": storage.absolute(indexer)}
@@ -154,25 +198,26 @@ def make_unique(cfg: Config, uri: str, start: float, codebook_size: int, source:
     `source` (the method, and the indexer that made the codes) goes into summary.json."""
     fs, out = storage.filesystem(uri, cfg.storage)
     new = ray.data.read_parquet(storage.join(out, "_codes"), filesystem=fs).map_batches(
-        lambda b: b.append_column("suffix", pa.array(np.full(b.num_rows, -1, dtype=np.int64))),
-        batch_format="pyarrow")
+        lambda b: b.append_column("suffix", pa.array(np.full(b.num_rows, -1, dtype=np.int64))), batch_format="pyarrow"
+    )
     kept = 0
     if cfg.assign.existing:
         efs, epath = storage.filesystem(storage.join(cfg.assign.existing, "table"), cfg.storage)
         old = ray.data.read_parquet(epath, filesystem=efs).select_columns(["doc_id", "codes", "suffix"])
         kept = old.count()
         k = cfg.assign.candidates
-        old = old.map_batches(lambda b: b.append_column("candidates", pa.array([[0] * k] * b.num_rows,
-                                                                               pa.list_(pa.int32())))
-                              .append_column("scores", pa.array([[0.0] * k] * b.num_rows, pa.list_(pa.float32()))),
-                              batch_format="pyarrow")
+        old = old.map_batches(
+            lambda b: b.append_column(
+                "candidates", pa.array([[0] * k] * b.num_rows, pa.list_(pa.int32()))
+            ).append_column("scores", pa.array([[0.0] * k] * b.num_rows, pa.list_(pa.float32()))),
+            batch_format="pyarrow",
+        )
         # a document already in the table keeps its ID, whatever codes it would get now
         new = new.union(old.select_columns(new.schema().names))
         new = new.groupby("doc_id", num_partitions=shuffle_partitions()).map_groups(_prefer_old, batch_format="numpy")
     rows = new.map_batches(_with_keys, batch_format="pyarrow")
     if cfg.assign.collisions == "rebalance":
-        rows = rows.groupby("prefix", num_partitions=shuffle_partitions()).map_groups(_rebalance,
-                                                                                     batch_format="numpy")
+        rows = rows.groupby("prefix", num_partitions=shuffle_partitions()).map_groups(_rebalance, batch_format="numpy")
     table = rows.groupby("key", num_partitions=shuffle_partitions()).map_groups(_suffix, batch_format="numpy")
     table.write_parquet(storage.join(out, "table"), filesystem=fs, mode="overwrite")
     return _verify(cfg, uri, kept, time.time() - start, codebook_size, source)
@@ -193,13 +238,22 @@ def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int
     rows = table.count()
     dup_docs = _repeated(table, "doc_id")  # sids are unique by construction: distinct keys, distinct suffixes
     collided = table.filter(expr=col("suffix") > 0).count()
-    summary = {**source, "documents_in": docs_in, "existing_kept": kept, "ids_out": rows,
-               "duplicate_doc_ids": dup_docs, "documents_with_suffix": collided,
-               "collisions": cfg.assign.collisions, "codebook_size": codebook_size, "table": storage.join(uri, "table"),
-               "seconds": round(seconds, 1)}
+    summary = {
+        **source,
+        "documents_in": docs_in,
+        "existing_kept": kept,
+        "ids_out": rows,
+        "duplicate_doc_ids": dup_docs,
+        "documents_with_suffix": collided,
+        "collisions": cfg.assign.collisions,
+        "codebook_size": codebook_size,
+        "table": storage.join(uri, "table"),
+        "seconds": round(seconds, 1),
+    }
     if dup_docs or (rows != docs_in if not kept else not kept <= rows <= kept + docs_in):
         raise RuntimeError(f"ids: counts do not add up: {summary}")
     storage.write_json(fs, storage.join(out, "summary.json"), summary)
-    log.info("ids: %d documents in, %d IDs out, all unique (%d with a suffix) in %.1fs", docs_in, rows,
-             collided, seconds)
+    log.info(
+        "ids: %d documents in, %d IDs out, all unique (%d with a suffix) in %.1fs", docs_in, rows, collided, seconds
+    )
     return summary

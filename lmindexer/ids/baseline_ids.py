@@ -7,6 +7,7 @@
 3. Codes in committed rounds, then unique IDs, both shared with assign-ids (resumable, verified counts; the
    collision strategies and incremental indexing work the same).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,9 +66,15 @@ def embed_corpus(cfg: Config, fs, out: str) -> int:
     columns = ["doc_id", "text"] if source == "encoder" else None
     ds = ray.data.read_parquet(storage.list_files(dfs, dpath), filesystem=dfs)
     ds = spread(ds.select_columns(columns) if columns else ds, cfg).map_batches(
-        EmbedActor, fn_constructor_kwargs={"source": source, "path": encoder, "max_length": cfg.model.max_length,
-                                           "bf16": cfg.train.precision != "fp32"},
-        **actor_pool(cfg, gpu=source == "encoder"))
+        EmbedActor,
+        fn_constructor_kwargs={
+            "source": source,
+            "path": encoder,
+            "max_length": cfg.model.max_length,
+            "bf16": cfg.train.precision != "fp32",
+        },
+        **actor_pool(cfg, gpu=source == "encoder"),
+    )
     ds.write_parquet(storage.join(out, "_emb"), filesystem=fs, mode="overwrite")
     rows = ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).count()
     storage.write_json(fs, marker, {"rows": rows, "source": source, "encoder": encoder})
@@ -85,18 +92,32 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
     emb = ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).select_columns(["emb"])
     if rows > b.fit_sample:
         emb = emb.random_sample(b.fit_sample / rows, seed=cfg.seed)
-    sample = torch.from_numpy(np.concatenate([x["emb"] for x in emb.iter_batches(batch_size=None,
-                                                                                batch_format="numpy")]))
+    sample = torch.from_numpy(
+        np.concatenate([x["emb"] for x in emb.iter_batches(batch_size=None, batch_format="numpy")])
+    )
     if len(sample) < ic.codebook_size:
         raise ValueError(f"{len(sample)} vectors cannot fill {ic.codebook_size} codes: lower indexer.codebook_size")
-    log.info("baseline-ids: fitting %s (T=%d, K=%d) on %d vectors of size %d", b.method, ic.num_positions,
-             ic.codebook_size, len(sample), sample.shape[1])
+    log.info(
+        "baseline-ids: fitting %s (T=%d, K=%d) on %d vectors of size %d",
+        b.method,
+        ic.num_positions,
+        ic.codebook_size,
+        len(sample),
+        sample.shape[1],
+    )
     meta = {"size": ic.codebook_size, "levels": ic.num_positions, "dim": int(sample.shape[1])}
     if b.method == "rqvae":
-        task = RqvaeTask(init=init_state(sample, cfg), out_dir=uri, storage=cfg.storage,
-                         epochs=b.rqvae_epochs, lr=b.rqvae_lr, batch_size=b.rqvae_batch_size, seed=cfg.seed,
-                         # one Ray Train run per output folder: a re-run resumes it, another table never does
-                         name=f"baseline-rqvae-{hashlib.sha1(uri.encode()).hexdigest()[:10]}")
+        task = RqvaeTask(
+            init=init_state(sample, cfg),
+            out_dir=uri,
+            storage=cfg.storage,
+            epochs=b.rqvae_epochs,
+            lr=b.rqvae_lr,
+            batch_size=b.rqvae_batch_size,
+            seed=cfg.seed,
+            # one Ray Train run per output folder: a re-run resumes it, another table never does
+            name=f"baseline-rqvae-{hashlib.sha1(uri.encode()).hexdigest()[:10]}",
+        )
         fit(cfg, task, ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).select_columns(["emb"]))
     else:
         kind = HierarchicalKMeans if b.method == "hkmeans" else ResidualKMeans
@@ -110,15 +131,19 @@ def baseline_ids(cfg: Config) -> dict:
     start, b, ic = time.time(), cfg.baseline, cfg.indexer
     uri = RunLayout(cfg).baseline_ids
     fs, out = storage.filesystem(uri, cfg.storage)
-    kwargs = {"storage_cfg": cfg.storage, "candidates": cfg.assign.candidates, "levels": ic.num_positions,
-              "size": ic.codebook_size, "seed": cfg.seed, "method_dir": ""}
+    kwargs = {
+        "storage_cfg": cfg.storage,
+        "candidates": cfg.assign.candidates,
+        "levels": ic.num_positions,
+        "size": ic.codebook_size,
+        "seed": cfg.seed,
+        "method_dir": "",
+    }
     if b.method == "random":
         src_fs, src = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
         columns = ["doc_id"]
     else:
         kwargs["method_dir"] = fit_method(cfg, fs, out, embed_corpus(cfg, fs, out))
         src_fs, src, columns = fs, storage.join(out, "_emb"), ["doc_id", "emb"]
-    encode_rounds(cfg, fs, out, src_fs, storage.list_files(src_fs, src), columns, MethodActor, kwargs,
-                  actor_gpu=False)
+    encode_rounds(cfg, fs, out, src_fs, storage.list_files(src_fs, src), columns, MethodActor, kwargs, actor_gpu=False)
     return make_unique(cfg, uri, start, ic.codebook_size, {"method": b.method})
-

@@ -1,4 +1,5 @@
 """Batch inference with Ray Data: an autoscaling actor pool that loads an indexer once per actor."""
+
 from __future__ import annotations
 
 import json
@@ -39,17 +40,23 @@ class IndexerActor:
             h = self.model.states(tokens, mask, prefix)[:, -1].float()
             if self.mode == "embed":
                 return {"row": rows, "h": h.cpu().numpy()}
-            return {"row": rows,
-                    "code": self.model.code_scores(h, self.position, prefix).argmax(-1).cpu().numpy()}
+            return {"row": rows, "code": self.model.code_scores(h, self.position, prefix).argmax(-1).cpu().numpy()}
 
 
 def run_indexer(cfg: Config, path: str, rows: np.ndarray, tables: dict, position: int, mode: str) -> dict:
     """Results for the given rows, gathered on the driver in row order."""
     ds = ray.data.from_numpy(rows.astype(np.int64)).rename_columns({"data": "row"})
     out = spread(ds, cfg).map_batches(
-        IndexerActor, fn_constructor_kwargs={"path": path, "tables": tables, "position": position, "mode": mode,
-                                             "bf16": cfg.train.precision != "fp32"},
-        **actor_pool(cfg))
+        IndexerActor,
+        fn_constructor_kwargs={
+            "path": path,
+            "tables": tables,
+            "position": position,
+            "mode": mode,
+            "bf16": cfg.train.precision != "fp32",
+        },
+        **actor_pool(cfg),
+    )
     return by_row(out)
 
 

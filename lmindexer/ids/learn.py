@@ -6,6 +6,7 @@ negatives for t+1 come from these prefixes); (a), (b) and (d) only at the first 
 step writes an indexer snapshot and is recorded in <output_dir>/learn_ids/progress.json, so re-running the command
 continues where it stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,10 +60,14 @@ def tokenize_corpus(cfg: Config, backbone: str) -> dict:
     if os.path.exists(cache):
         data = np.load(cache, allow_pickle=True)
         return {k: data[k] for k in data.files}
-    ds = spread(load_docs(cfg), cfg).map_batches(Tokenize, fn_constructor_kwargs={"path": backbone,
-                                                                     "max_length": cfg.model.max_length},
-                                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), num_cpus=0.5,
-                                    batch_size=1024, batch_format="numpy")
+    ds = spread(load_docs(cfg), cfg).map_batches(
+        Tokenize,
+        fn_constructor_kwargs={"path": backbone, "max_length": cfg.model.max_length},
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
+        num_cpus=0.5,
+        batch_size=1024,
+        batch_format="numpy",
+    )
     parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
     data = {k: np.concatenate([p[k] for p in parts]) for k in ("doc_id", "label", "input_ids")}
     os.makedirs(RunLayout(cfg).learn_work, exist_ok=True)
@@ -85,8 +90,11 @@ class Progress:
         self.done: list[str] = state.get("done", [])
         self.snapshot: str = state.get("snapshot", "")
         self.metrics: dict = state.get("metrics", {})
-        self.codes = (np.load(self.codes_file) if os.path.exists(self.codes_file)
-                      else np.full((n, cfg.indexer.num_positions), -1, dtype=np.int32))
+        self.codes = (
+            np.load(self.codes_file)
+            if os.path.exists(self.codes_file)
+            else np.full((n, cfg.indexer.num_positions), -1, dtype=np.int32)
+        )
 
     def save(self, step: str, snapshot: str, metrics: dict | None = None) -> None:
         if step not in self.done:
@@ -115,8 +123,12 @@ def schedule(ic: IndexerConfig) -> list[tuple[int, str]]:
     """(position, step) in order: training steps with epochs, up to indexer.trained_positions; k-means and assignment
     at every position."""
     epochs, trained = phase_epochs(ic), ic.trained_positions or ic.num_positions
-    return [(t, s) for t in range(1, ic.num_positions + 1) for s in STEPS
-            if s not in epochs or (epochs[s] > 0 and t <= trained)]
+    return [
+        (t, s)
+        for t in range(1, ic.num_positions + 1)
+        for s in STEPS
+        if s not in epochs or (epochs[s] > 0 and t <= trained)
+    ]
 
 
 def learn_ids(cfg: Config, only: str | None = None) -> dict:
@@ -126,8 +138,9 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
     data = tokenize_corpus(cfg, backbone)
     n = len(data["doc_id"])
     if n < ic.codebook_size:
-        raise ValueError(f"{n} documents cannot fill a codebook of {ic.codebook_size} codes: lower "
-                         "indexer.codebook_size")
+        raise ValueError(
+            f"{n} documents cannot fill a codebook of {ic.codebook_size} codes: lower indexer.codebook_size"
+        )
     progress = Progress(cfg, n)
     if not progress.snapshot:
         first = os.path.join(progress.dir, "snapshot-0-init")
@@ -157,9 +170,18 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             groups = None
             if t > 1 and ic.hard_negatives and step != "warmup":
                 groups = ray.put(prefix_groups(progress.codes[:, : t - 1]))
-            task = IdLearningTask(init_dir=progress.snapshot, out_dir=out, phase=step, position=t,
-                                  epochs=epochs[step], lr=ic.lr, batch_size=ic.batch_size,
-                                  dropout=cfg.model.dropout, tables={**tables, "groups": groups}, seed=cfg.seed)
+            task = IdLearningTask(
+                init_dir=progress.snapshot,
+                out_dir=out,
+                phase=step,
+                position=t,
+                epochs=epochs[step],
+                lr=ic.lr,
+                batch_size=ic.batch_size,
+                dropout=cfg.model.dropout,
+                tables={**tables, "groups": groups},
+                seed=cfg.seed,
+            )
             fit(cfg, task, dataset, fresh=bool(only))
             with open(os.path.join(out, HISTORY_FILE)) as f:
                 metrics = {"epochs": json.load(f)}
@@ -184,11 +206,14 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             model.state["positions_done"] = t
             model.save_pretrained(out)
             split = split_stats(progress.codes[:, :t])[-1]
-            metrics = {**code_usage(progress.codes[:, t - 1], ic.codebook_size),
-                       **_label_scores(data["label"], progress.codes[:, :t]),
-                       "distinct_prefixes": int(len(np.unique(progress.codes[:, :t], axis=0))),
-                       "cond_perplexity": split["cond_perplexity"], "children_mean": split["children_mean"],
-                       "suffix_share": round(collision_rate(progress.codes[:, :t]), 4)}
+            metrics = {
+                **code_usage(progress.codes[:, t - 1], ic.codebook_size),
+                **_label_scores(data["label"], progress.codes[:, :t]),
+                "distinct_prefixes": int(len(np.unique(progress.codes[:, :t], axis=0))),
+                "cond_perplexity": split["cond_perplexity"],
+                "children_mean": split["children_mean"],
+                "suffix_share": round(collision_rate(progress.codes[:, :t]), 4),
+            }
         progress.save(key, out, metrics)
         log.info("learn-ids: position %d %s done in %.1fs %s", t, step, time.time() - step_start, metrics)
     return _finish(cfg, progress, data, time.time() - start)
@@ -199,8 +224,12 @@ def _finish(cfg: Config, progress: Progress, data: dict, seconds: float) -> dict
     final = RunLayout(cfg).indexer
     positions_done = sum(f"{t}:assign" in progress.done for t in range(1, cfg.indexer.num_positions + 1))
     done_all = positions_done == cfg.indexer.num_positions
-    summary = {"positions_done": positions_done,
-               "documents": int(len(data["doc_id"])), "steps": progress.metrics, "seconds": round(seconds, 1)}
+    summary = {
+        "positions_done": positions_done,
+        "documents": int(len(data["doc_id"])),
+        "steps": progress.metrics,
+        "seconds": round(seconds, 1),
+    }
     if done_all:
         codes = progress.codes
         summary["collision_rate"] = round(collision_rate(codes), 4)  # share of documents needing a suffix
@@ -214,8 +243,14 @@ def _finish(cfg: Config, progress: Progress, data: dict, seconds: float) -> dict
         model.save_pretrained(local)
         if local != final:
             storage.put_folder(local, final, cfg.storage)
-        pq.write_table(pa.table({"doc_id": data["doc_id"].astype(str), "codes": pa.array(list(codes))}),
-                       os.path.join(progress.dir, "codes.parquet"))
-        log.info("learn-ids: indexer -> %s (%d positions, collision rate %.3f)", final, cfg.indexer.num_positions,
-                 summary["collision_rate"])
+        pq.write_table(
+            pa.table({"doc_id": data["doc_id"].astype(str), "codes": pa.array(list(codes))}),
+            os.path.join(progress.dir, "codes.parquet"),
+        )
+        log.info(
+            "learn-ids: indexer -> %s (%d positions, collision rate %.3f)",
+            final,
+            cfg.indexer.num_positions,
+            summary["collision_rate"],
+        )
     return {"indexer": final if done_all else None, **summary}

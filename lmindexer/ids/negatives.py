@@ -1,4 +1,5 @@
 """Hard negatives as row indices: for each document, another one with the same ID prefix, drawn anew each epoch."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,9 @@ def prefix_ids(prefixes: np.ndarray) -> np.ndarray:
     return np.unique(prefixes, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
-def prefix_batches(rows: np.ndarray, groups: np.ndarray, batch_size: int, group_size: int,
-                   rng: np.random.Generator) -> list[np.ndarray]:
+def prefix_batches(
+    rows: np.ndarray, groups: np.ndarray, batch_size: int, group_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Batches of `rows` made of same-prefix pieces: each prefix group's rows (in random order) are cut into pieces
     of up to `group_size`, the pieces are shuffled and laid end to end, and the result is cut into len(rows) //
     batch_size batches (the same count on every worker with equal shards; a piece may straddle two batches)."""
@@ -50,4 +52,4 @@ def prefix_batches(rows: np.ndarray, groups: np.ndarray, batch_size: int, group_
     rank = rng.permutation(piece[-1] + 1 if len(piece) else 0)
     rows = rows[np.argsort(rank[piece], kind="stable")]
     n = len(rows) // batch_size
-    return [rows[i * batch_size:(i + 1) * batch_size] for i in range(n)]
+    return [rows[i * batch_size : (i + 1) * batch_size] for i in range(n)]

@@ -1,5 +1,6 @@
 """RQ-VAE training on the shared Ray Train loop: the task and its k-means start (the model is
 lmindexer/quantizers/rqvae.py)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ from ..train.task import TaskDefaults
 @dataclass
 class RqvaeTask(TaskDefaults):
     """One RQ-VAE training run over the `emb` column of a Ray Data dataset."""
-    init: dict             # meta and initial state (codebooks from k-means)
-    out_dir: str           # method folder (local path or URI)
-    storage: object        # StorageConfig for out_dir
+
+    init: dict  # meta and initial state (codebooks from k-means)
+    out_dir: str  # method folder (local path or URI)
+    storage: object  # StorageConfig for out_dir
     epochs: int
     lr: float
     batch_size: int
@@ -46,4 +48,3 @@ def init_state(sample: torch.Tensor, cfg) -> dict:
     model = RQVAE(sample.shape[1], b.rqvae_hidden, b.rqvae_latent, ic.codebook_size, ic.num_positions, b.rqvae_beta)
     model.init_codebooks(sample, ic.kmeans_iters, cfg.seed)
     return {"meta": model.meta, "state": {k: v.clone() for k, v in model.state_dict().items()}}
-

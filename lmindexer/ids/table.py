@@ -1,5 +1,6 @@
 """The ID table, read in one place: <folder>/table (parquet: doc_id, codes, suffix, ...) and <folder>/summary.json
 (what made it and its counts), as assign-ids and baseline-ids write them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,9 +17,9 @@ from ..quantizers.codes import IdSpec
 
 @dataclass
 class IdTable:
-    doc_ids: np.ndarray                 # [N] str
-    codes: np.ndarray                   # [N, T] int64
-    suffix: np.ndarray | None           # [N] int64; None for a peer index (codes only)
+    doc_ids: np.ndarray  # [N] str
+    codes: np.ndarray  # [N, T] int64
+    suffix: np.ndarray | None  # [N] int64; None for a peer index (codes only)
     summary: dict = field(default_factory=dict)
     name: str = ""
 
@@ -40,8 +41,10 @@ class IdTable:
     @cached_property
     def levels(self) -> list[np.ndarray]:
         """A cluster number per document for each prefix length 1..T."""
-        return [np.unique(self.codes[:, : t + 1], axis=0, return_inverse=True)[1].reshape(-1)
-                for t in range(self.codes.shape[1])]
+        return [
+            np.unique(self.codes[:, : t + 1], axis=0, return_inverse=True)[1].reshape(-1)
+            for t in range(self.codes.shape[1])
+        ]
 
 
 def read_id_table(uri: str, storage_cfg: StorageConfig | None = None, name: str = "") -> IdTable:
@@ -62,5 +65,10 @@ def read_id_table(uri: str, storage_cfg: StorageConfig | None = None, name: str 
     codes = lists.flatten().to_numpy().astype(np.int64).reshape(len(t), -1)
     done = storage.join(folder, "summary.json")
     summary = storage.read_json(fs, done) if storage.exists(fs, done) else {}
-    return IdTable(t.column("doc_id").to_numpy(zero_copy_only=False).astype(object), codes,
-                   t.column("suffix").to_numpy().astype(np.int64), summary, name)
+    return IdTable(
+        t.column("doc_id").to_numpy(zero_copy_only=False).astype(object),
+        codes,
+        t.column("suffix").to_numpy().astype(np.int64),
+        summary,
+        name,
+    )

@@ -1,4 +1,5 @@
 """What one ID-learning phase trains, for the shared Ray Train loop (lmindexer.train.loop)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,15 +18,15 @@ from .negatives import prefix_batches, prefix_ids, sample_negatives
 
 @dataclass
 class IdLearningTask(TaskDefaults):
-    init_dir: str          # indexer snapshot the phase starts from
-    out_dir: str           # where rank 0 saves the trained snapshot
-    phase: str             # warmup | continuous | joint
+    init_dir: str  # indexer snapshot the phase starts from
+    out_dir: str  # where rank 0 saves the trained snapshot
+    phase: str  # warmup | continuous | joint
     position: int
     epochs: int
     lr: float
     batch_size: int
     dropout: float
-    tables: dict           # {"tokens": ref [N, L] int32, "codes": ref [N, T] int32, "groups": ref or None}
+    tables: dict  # {"tokens": ref [N, L] int32, "codes": ref [N, T] int32, "groups": ref or None}
     seed: int = 0
 
     @property
@@ -54,8 +55,10 @@ class IdLearningTask(TaskDefaults):
         grouped = t > 1 and self._cfg.contrastive == "prefix" and self.phase != "warmup"
         if grouped:  # this worker's rows, in batches of same-prefix groups
             rows = np.concatenate([b["row"] for b in shard.iter_batches(batch_size=4096, batch_format="numpy")])
-            source = ({"row": torch.from_numpy(r), "input_ids": torch.from_numpy(tokens[r])}
-                      for r in prefix_batches(rows, self._parents, self.batch_size, self._cfg.prefix_group, rng))
+            source = (
+                {"row": torch.from_numpy(r), "input_ids": torch.from_numpy(tokens[r])}
+                for r in prefix_batches(rows, self._parents, self.batch_size, self._cfg.prefix_group, rng)
+            )
         else:
             source = shuffled_batches(shard, self.batch_size, self.seed, epoch)
         for b in source:

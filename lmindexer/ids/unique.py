@@ -1,6 +1,7 @@
 """Unique IDs: collisions get a suffix position; optionally, an over-full last level first moves documents to their
 next-nearest free code. Pure functions on one group of documents; Ray Data groups the corpus by prefix.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,9 @@ def suffix_group(doc_ids: np.ndarray, old_suffix: np.ndarray) -> np.ndarray:
     return out
 
 
-def rebalance_group(doc_ids: np.ndarray, candidates: np.ndarray, scores: np.ndarray,
-                    taken: np.ndarray | None = None) -> np.ndarray:
+def rebalance_group(
+    doc_ids: np.ndarray, candidates: np.ndarray, scores: np.ndarray, taken: np.ndarray | None = None
+) -> np.ndarray:
     """Last-level codes for documents sharing a prefix: each takes its best candidate code not yet used in the
     group (greedy, most confident documents first); one with no free candidate keeps its best code (and gets a
     suffix later). `taken` marks codes already held by old documents, which never move."""

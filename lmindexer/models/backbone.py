@@ -1,5 +1,6 @@
 """The indexer's backbone: loaded with `from_pretrained` (clusters, offline packages) or built from a size preset
 (offline machines). `t5` is an encoder-decoder; `encoder` any encoder-only model (a BERT when built from a preset)."""
+
 from __future__ import annotations
 
 import logging
@@ -33,16 +34,34 @@ PRESETS = {
 
 def build_t5(preset: str, vocab_size: int, dropout: float) -> T5ForConditionalGeneration:
     d_model, d_ff, layers, heads, d_kv = PRESETS[preset]
-    config = T5Config(vocab_size=vocab_size, d_model=d_model, d_ff=d_ff, num_layers=layers,
-                      num_decoder_layers=layers, num_heads=heads, d_kv=d_kv, dropout_rate=dropout,
-                      pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=True)
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_ff=d_ff,
+        num_layers=layers,
+        num_decoder_layers=layers,
+        num_heads=heads,
+        d_kv=d_kv,
+        dropout_rate=dropout,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        tie_word_embeddings=True,
+    )
     return T5ForConditionalGeneration(config)
 
 
 def build_encoder(preset: str, vocab_size: int, dropout: float) -> BertModel:
     d_model, d_ff, layers, heads, _ = PRESETS[preset]
-    config = BertConfig(vocab_size=vocab_size, hidden_size=d_model, intermediate_size=d_ff, num_hidden_layers=layers,
-                        num_attention_heads=heads, hidden_dropout_prob=dropout, pad_token_id=0)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=d_model,
+        intermediate_size=d_ff,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        hidden_dropout_prob=dropout,
+        pad_token_id=0,
+    )
     return BertModel(config, add_pooling_layer=False)
 
 
@@ -54,8 +73,9 @@ def backbone_kind(path: str) -> str:
 def load_backbone_model(path: str, kind: str, dropout: float | None = None) -> nn.Module:
     """The backbone's weights: a T5ForConditionalGeneration, or an encoder without its pooler (never used)."""
     if kind == "t5":
-        return T5ForConditionalGeneration.from_pretrained(path, **({} if dropout is None else
-                                                                  {"dropout_rate": dropout}))
+        return T5ForConditionalGeneration.from_pretrained(
+            path, **({} if dropout is None else {"dropout_rate": dropout})
+        )
     kwargs = {} if dropout is None else {"hidden_dropout_prob": dropout}
     try:
         return AutoModel.from_pretrained(path, add_pooling_layer=False, **kwargs)
@@ -70,14 +90,20 @@ def load_backbone(cfg: ModelConfig, texts: Iterable[str] | None = None):
         kind = AutoConfig.from_pretrained(path).model_type
         if (kind == "t5") != (cfg.backbone == "t5"):
             fix = "model.backbone=encoder" if cfg.backbone == "t5" else "model.backbone=t5"
-            raise ValueError(f"model.name_or_path={cfg.name_or_path} is a '{kind}' model but model.backbone="
-                             f"{cfg.backbone}: set {fix}")
+            raise ValueError(
+                f"model.name_or_path={cfg.name_or_path} is a '{kind}' model but model.backbone="
+                f"{cfg.backbone}: set {fix}"
+            )
         log.info("loading %s backbone and tokenizer from %s", kind, path)
         return load_backbone_model(path, cfg.backbone, cfg.dropout), AutoTokenizer.from_pretrained(path)
     if texts is None:
         raise ValueError("building a backbone from a preset needs the corpus texts to train its tokenizer")
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
-    log.info("trained a %d-token tokenizer on the corpus; building a '%s' %s", len(tokenizer), cfg.preset,
-             "T5" if cfg.backbone == "t5" else "BERT encoder")
+    log.info(
+        "trained a %d-token tokenizer on the corpus; building a '%s' %s",
+        len(tokenizer),
+        cfg.preset,
+        "T5" if cfg.backbone == "t5" else "BERT encoder",
+    )
     build = build_t5 if cfg.backbone == "t5" else build_encoder
     return build(cfg.preset, len(tokenizer), cfg.dropout), tokenizer

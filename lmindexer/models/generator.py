@@ -3,6 +3,7 @@
 Each ID position has its own tokens, `<id_{t}_{k}>` for codes and `<id_s_{j}>` for the collision suffix, added to
 the start model's vocabulary. A generator folder is a plain Hugging Face T5 folder plus generator.json (the ID layout).
 """
+
 from __future__ import annotations
 
 import json
@@ -64,32 +65,40 @@ def indexer_codebooks(path: str, storage_cfg: StorageConfig | None = None) -> to
         return None
     with fs.open_input_stream(weights) as f:
         state = load(f.read())
-    books = sorted((k for k in state if k.startswith("codebooks.") and k.endswith(".weight")),
-                   key=lambda k: int(k.split(".")[1]))
+    books = sorted(
+        (k for k in state if k.startswith("codebooks.") and k.endswith(".weight")), key=lambda k: int(k.split(".")[1])
+    )
     return torch.stack([state[k] for k in books])
 
 
-def build_generator(init: str, spec: IdSpec, out: str, codebooks: torch.Tensor | None = None,
-                    meta: dict | None = None) -> dict:
+def build_generator(
+    init: str, spec: IdSpec, out: str, codebooks: torch.Tensor | None = None, meta: dict | None = None
+) -> dict:
     """Save to `out` the start model with the ID tokens added; their embeddings come from `codebooks` [T, K, d]
     when given (and as wide as the model), else random at the scale of the other embeddings. Returns what
     generator.json holds."""
     path = resolve(init)
     if backbone_kind(path) != "t5":
-        raise ValueError(f"generator.init={init} is an encoder-only model; the generator is a T5 seq2seq model: set "
-                         "generator.init to a T5 folder or hub name")
+        raise ValueError(
+            f"generator.init={init} is an encoder-only model; the generator is a T5 seq2seq model: set "
+            "generator.init to a T5 folder or hub name"
+        )
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = T5ForConditionalGeneration.from_pretrained(path)
     known = set(tokenizer.get_vocab())
     positions, size = spec.positions, spec.codebook_size
     added = [n for level in id_token_names(positions, size, spec.suffixes) for n in level if n not in known]
     tokenizer.add_tokens(added, special_tokens=True)
-    model.resize_token_embeddings(max(len(tokenizer), model.get_input_embeddings().weight.shape[0]),
-                                  mean_resizing=False)
+    model.resize_token_embeddings(
+        max(len(tokenizer), model.get_input_embeddings().weight.shape[0]), mean_resizing=False
+    )
     vocab = IdVocab(tokenizer, spec)
     emb = model.get_input_embeddings().weight
-    used = codebooks is not None and tuple(codebooks.shape[:2]) >= (positions, size) and \
-        codebooks.shape[-1] == emb.shape[1]
+    used = (
+        codebooks is not None
+        and tuple(codebooks.shape[:2]) >= (positions, size)
+        and codebooks.shape[-1] == emb.shape[1]
+    )
     with torch.no_grad():  # tokens the start model already had (an indexer's <id_t_k>) keep their embeddings
         rows = torch.tensor(tokenizer.convert_tokens_to_ids(added), dtype=torch.long)
         emb[rows] = torch.randn(len(rows), emb.shape[1]) * emb.std()

@@ -9,6 +9,7 @@ Two backbones condition position t on the earlier codes:
 Saved and loaded like a Hugging Face model (`save_pretrained` / `from_pretrained`): the backbone and tokenizer files,
 plus indexer.safetensors (codebooks, reconstructor) and indexer.json.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,21 +42,40 @@ def _dims(config) -> tuple[int, int, int, float]:
 
 
 class SemanticIndexer(nn.Module):
-    def __init__(self, backbone: nn.Module, tokenizer, cfg: IndexerConfig, max_length: int,
-                 state: dict | None = None):
+    def __init__(self, backbone: nn.Module, tokenizer, cfg: IndexerConfig, max_length: int, state: dict | None = None):
         super().__init__()
         self.backbone, self.tokenizer, self.cfg, self.max_length = backbone, tokenizer, cfg, max_length
         self.kind = "t5" if backbone.config.model_type == "t5" else "encoder"
         width, heads, ff, dropout = _dims(backbone.config)
-        self.codebooks = nn.ModuleList(Codebook(cfg.codebook_size, width, t if cfg.residual else 0)
-                                       for t in range(cfg.num_positions))
+        self.codebooks = nn.ModuleList(
+            Codebook(cfg.codebook_size, width, t if cfg.residual else 0) for t in range(cfg.num_positions)
+        )
         self.reconstructor = Reconstructor(width, heads, ff, cfg.recon_layers, max_length, dropout)
-        self.state = state or {"positions_done": 0, "history": [],
-                               "id_token_offset": tokenizer.convert_tokens_to_ids("<id_1_0>")}
+        self.state = state or {
+            "positions_done": 0,
+            "history": [],
+            "id_token_offset": tokenizer.convert_tokens_to_ids("<id_1_0>"),
+        }
         # tokens that are not document text: never reconstruction targets
-        self.register_buffer("special_ids", torch.tensor(sorted({i for i in (
-            tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id)
-            if i is not None} or {-1})), persistent=False)
+        self.register_buffer(
+            "special_ids",
+            torch.tensor(
+                sorted(
+                    {
+                        i
+                        for i in (
+                            tokenizer.eos_token_id,
+                            tokenizer.bos_token_id,
+                            tokenizer.cls_token_id,
+                            tokenizer.sep_token_id,
+                        )
+                        if i is not None
+                    }
+                    or {-1}
+                )
+            ),
+            persistent=False,
+        )
         vocab = index = None
         if self.kind == "encoder" and self.state.get("recon_vocab"):  # the head covers the corpus's tokens only
             vocab = torch.tensor(self.state["recon_vocab"], dtype=torch.long)
@@ -67,11 +87,15 @@ class SemanticIndexer(nn.Module):
         if cfg.frozen_layers:
             layers = getattr(getattr(backbone, "encoder", None), "layer", None)
             if self.kind != "encoder" or layers is None or not hasattr(backbone, "embeddings"):
-                raise ValueError("indexer.frozen_layers needs model.backbone=encoder with a BERT-style encoder "
-                                 "(embeddings + encoder.layer, e.g. BERT, MiniLM)")
+                raise ValueError(
+                    "indexer.frozen_layers needs model.backbone=encoder with a BERT-style encoder "
+                    "(embeddings + encoder.layer, e.g. BERT, MiniLM)"
+                )
             if cfg.frozen_layers >= len(layers):
-                raise ValueError(f"indexer.frozen_layers={cfg.frozen_layers} leaves none of the backbone's "
-                                 f"{len(layers)} layers to train: lower it")
+                raise ValueError(
+                    f"indexer.frozen_layers={cfg.frozen_layers} leaves none of the backbone's "
+                    f"{len(layers)} layers to train: lower it"
+                )
 
     # ---- construction and persistence -------------------------------------------------------------------
     @classmethod
@@ -79,16 +103,20 @@ class SemanticIndexer(nn.Module):
         """A fresh indexer on a saved backbone + tokenizer: ID tokens are added to the vocabulary."""
         kind = backbone_kind(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        tokenizer.add_tokens([n for level in id_token_names(cfg.num_positions, cfg.codebook_size) for n in level],
-                              special_tokens=True)
+        tokenizer.add_tokens(
+            [n for level in id_token_names(cfg.num_positions, cfg.codebook_size) for n in level], special_tokens=True
+        )
         model = load_backbone_model(path, kind)
         most = getattr(model.config, "max_position_embeddings", None)
         if kind == "encoder" and most and max_length + cfg.num_positions - 1 > most:
-            raise ValueError(f"model.max_length={max_length} plus {cfg.num_positions - 1} ID slots exceeds the "
-                             f"backbone's {most} positions: lower model.max_length")
+            raise ValueError(
+                f"model.max_length={max_length} plus {cfg.num_positions - 1} ID slots exceeds the "
+                f"backbone's {most} positions: lower model.max_length"
+            )
         first = tokenizer.convert_tokens_to_ids("<id_1_0>")
-        model.resize_token_embeddings(max(len(tokenizer), model.get_input_embeddings().weight.shape[0]),
-                                      mean_resizing=False)
+        model.resize_token_embeddings(
+            max(len(tokenizer), model.get_input_embeddings().weight.shape[0]), mean_resizing=False
+        )
         emb = model.get_input_embeddings().weight
         with torch.no_grad():  # distinct rows until codebook t replaces them after position t
             emb[first:] = torch.randn_like(emb[first:]) * emb[:first].std()
@@ -98,20 +126,32 @@ class SemanticIndexer(nn.Module):
         os.makedirs(path, exist_ok=True)
         self.backbone.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-        own = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
-               if not k.startswith("backbone.")}
+        own = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("backbone.")}
         save_file(own, os.path.join(path, WEIGHTS_FILE))
         with open(os.path.join(path, CONFIG_FILE), "w") as f:
-            json.dump({"indexer": dataclasses.asdict(self.cfg), "backbone": self.kind, "max_length": self.max_length,
-                       "state": self.state}, f, indent=2)
+            json.dump(
+                {
+                    "indexer": dataclasses.asdict(self.cfg),
+                    "backbone": self.kind,
+                    "max_length": self.max_length,
+                    "state": self.state,
+                },
+                f,
+                indent=2,
+            )
 
     @classmethod
     def from_pretrained(cls, path: str, dropout: float | None = None) -> "SemanticIndexer":
         with open(os.path.join(path, CONFIG_FILE)) as f:
             meta = json.load(f)
         backbone = load_backbone_model(path, meta.get("backbone", "t5"), dropout)
-        model = cls(backbone, AutoTokenizer.from_pretrained(path), IndexerConfig(**meta["indexer"]),
-                    meta["max_length"], meta["state"])
+        model = cls(
+            backbone,
+            AutoTokenizer.from_pretrained(path),
+            IndexerConfig(**meta["indexer"]),
+            meta["max_length"],
+            meta["state"],
+        )
         missing, unexpected = model.load_state_dict(load_file(os.path.join(path, WEIGHTS_FILE)), strict=False)
         if unexpected or any(not k.startswith("backbone.") for k in missing):
             raise ValueError(f"{path}: indexer weights do not match (missing {missing}, unexpected {unexpected})")
@@ -141,15 +181,16 @@ class SemanticIndexer(nn.Module):
         """Copy codebook t into the input embeddings of the tokens <id_t_k>, which the backbone reads."""
         start = self.id_tokens(position, torch.zeros(1, dtype=torch.long)).item()
         with torch.no_grad():
-            self.backbone.get_input_embeddings().weight[start:start + self.cfg.codebook_size] = \
-                self.codebooks[position - 1].weight
+            self.backbone.get_input_embeddings().weight[start : start + self.cfg.codebook_size] = self.codebooks[
+                position - 1
+            ].weight
 
     def id_tokens(self, position, codes: torch.Tensor) -> torch.Tensor:
         return self.state["id_token_offset"] + (position - 1) * self.cfg.codebook_size + codes
 
     def frozen(self) -> list[nn.Module]:
         """The encoder layers indexer.frozen_layers keeps frozen (none for T5 or by default)."""
-        return list(self.backbone.encoder.layer[:self.cfg.frozen_layers]) if self.cfg.frozen_layers else []
+        return list(self.backbone.encoder.layer[: self.cfg.frozen_layers]) if self.cfg.frozen_layers else []
 
     # ---- forward -----------------------------------------------------------------------------------------
     def lower_states(self, input_ids, attention_mask) -> torch.Tensor | None:
@@ -173,11 +214,16 @@ class SemanticIndexer(nn.Module):
         batch's lower_states, when the caller already has them."""
         if self.kind == "t5":
             enc = self.backbone.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            start = torch.full((input_ids.shape[0], 1), self.backbone.config.decoder_start_token_id,
-                               device=input_ids.device, dtype=torch.long)
-            ids = [start] + [self.id_tokens(s + 1, prefix[:, s:s + 1].long()) for s in range(prefix.shape[1])]
-            out = self.backbone.decoder(input_ids=torch.cat(ids, 1), encoder_hidden_states=enc,
-                                        encoder_attention_mask=attention_mask).last_hidden_state
+            start = torch.full(
+                (input_ids.shape[0], 1),
+                self.backbone.config.decoder_start_token_id,
+                device=input_ids.device,
+                dtype=torch.long,
+            )
+            ids = [start] + [self.id_tokens(s + 1, prefix[:, s : s + 1].long()) for s in range(prefix.shape[1])]
+            out = self.backbone.decoder(
+                input_ids=torch.cat(ids, 1), encoder_hidden_states=enc, encoder_attention_mask=attention_mask
+            ).last_hidden_state
             return out if every else out[:, -1:]
         shown = list(range(prefix.shape[1] + 1)) if every else [prefix.shape[1]]
         return self._encoder_states(input_ids, attention_mask, prefix, shown, lower)
@@ -187,7 +233,7 @@ class SemanticIndexer(nn.Module):
         in one batched pass."""
         b, slots, device = input_ids.shape[0], self.cfg.num_positions - 1, input_ids.device
         codes = torch.zeros(b, slots, dtype=torch.long, device=device)
-        codes[:, :prefix.shape[1]] = prefix.long()
+        codes[:, : prefix.shape[1]] = prefix.long()
         ids = torch.cat([self.id_tokens(torch.arange(1, slots + 1, device=device), codes), input_ids], 1)
         visible = torch.arange(slots, device=device)[None] < torch.tensor(shown, device=device)[:, None]
         mask = torch.cat([visible.repeat_interleave(b, 0), attention_mask.bool().repeat(len(shown), 1)], 1)
@@ -195,9 +241,10 @@ class SemanticIndexer(nn.Module):
             lower = self.lower_states(input_ids, attention_mask) if lower is None else lower
             hidden = torch.cat([self.backbone.embeddings(input_ids=ids)[:, :slots], lower], 1)
             hidden = hidden.repeat(len(shown), 1, 1)
-            ext = create_bidirectional_mask(config=self.backbone.config, inputs_embeds=hidden,
-                                            attention_mask=mask.long())
-            for layer in self.backbone.encoder.layer[self.cfg.frozen_layers:]:
+            ext = create_bidirectional_mask(
+                config=self.backbone.config, inputs_embeds=hidden, attention_mask=mask.long()
+            )
+            for layer in self.backbone.encoder.layer[self.cfg.frozen_layers :]:
                 hidden = layer(hidden, ext)
             out = hidden
         else:
@@ -239,14 +286,22 @@ class SemanticIndexer(nn.Module):
         otherwise dominate its softmax)."""
         if self.kind == "encoder":
             weight = self.backbone.get_input_embeddings().weight
-            rows = weight[self.recon_vocab] if self.recon_vocab is not None else weight[:self.state["id_token_offset"]]
+            rows = weight[self.recon_vocab] if self.recon_vocab is not None else weight[: self.state["id_token_offset"]]
             return F.linear(hidden, rows)
         if self.backbone.config.tie_word_embeddings:
-            hidden = hidden * self.backbone.config.d_model ** -0.5
+            hidden = hidden * self.backbone.config.d_model**-0.5
         return self.backbone.lm_head(hidden)
 
-    def forward(self, input_ids, attention_mask, prefix, neg_input_ids=None, neg_attention_mask=None,
-                neg_prefix=None, group=None) -> dict:
+    def forward(
+        self,
+        input_ids,
+        attention_mask,
+        prefix,
+        neg_input_ids=None,
+        neg_attention_mask=None,
+        neg_prefix=None,
+        group=None,
+    ) -> dict:
         """Losses of the current phase and position on one batch. `group`: a number per row, equal for rows that
         share their ID prefix (the same-prefix contrastive loss); neg_*: one hard negative per row (inbatch)."""
         t, cfg = self.position, self.cfg
@@ -259,8 +314,13 @@ class SemanticIndexer(nn.Module):
         out = {}
         slots = [self.codebooks[s](codes=prefix[:, s].long()).detach() for s in range(t - 1)]
         if self.phase == "joint":
-            logits, z, codes = self.codebooks[t - 1](h, selection=cfg.selection, temperature=cfg.temperature,
-                                                     gumbel=cfg.gumbel and self.training, prefix=prefix)
+            logits, z, codes = self.codebooks[t - 1](
+                h,
+                selection=cfg.selection,
+                temperature=cfg.temperature,
+                gumbel=cfg.gumbel and self.training,
+                prefix=prefix,
+            )
             out["codes"] = codes
             if cfg.usage_weight > 0:
                 out["usage"] = usage_loss(logits, cfg.temperature)
@@ -268,16 +328,18 @@ class SemanticIndexer(nn.Module):
             z = q
         slots = torch.stack(slots + [z], 1)
         valid = attention_mask.bool() & ~torch.isin(input_ids, self.special_ids)
-        mask = reconstruction_mask(attention_mask, slots.shape[1], cfg.mask_ratio_first if t == 1
-                                   else cfg.mask_ratio_later)
+        mask = reconstruction_mask(
+            attention_mask, slots.shape[1], cfg.mask_ratio_first if t == 1 else cfg.mask_ratio_later
+        )
         hidden = self.reconstructor(slots.sum(1), slots, self.backbone.get_input_embeddings()(input_ids), mask)
         targets = input_ids
         if self.recon_index is not None:
             targets = self.recon_index[input_ids]
             valid = valid & (targets >= 0)
         # the vocabulary head only where there is a target: it is most of a step's cost on a CPU
-        out["recon"], out["accuracy"] = reconstruction_loss(self.token_logits(hidden[valid]), targets[valid],
-                                                            torch.ones_like(targets[valid], dtype=torch.bool))
+        out["recon"], out["accuracy"] = reconstruction_loss(
+            self.token_logits(hidden[valid]), targets[valid], torch.ones_like(targets[valid], dtype=torch.bool)
+        )
         loss = out["recon"]
         if "usage" in out:
             loss = loss + cfg.usage_weight * out["usage"]
@@ -285,15 +347,16 @@ class SemanticIndexer(nn.Module):
         weight = cfg.prefix_weight if same_prefix else cfg.contrastive_weight
         if self.phase != "warmup" and weight > 0 and (group is not None or not same_prefix):
             if cfg.view_drop > 0 and self.training:  # a second view that also lacks some of the document's tokens
-                keep = (torch.rand(attention_mask.shape, device=attention_mask.device) >= cfg.view_drop)
+                keep = torch.rand(attention_mask.shape, device=attention_mask.device) >= cfg.view_drop
                 keep[:, 0] = True
                 view_mask = attention_mask * keep.to(attention_mask.dtype)
                 h2 = self.states(input_ids, view_mask, prefix)[:, -1]
             else:  # a second dropout view
                 h2 = self.states(input_ids, attention_mask, prefix, lower=lower)[:, -1]
             if same_prefix:
-                out["contrastive"] = prefix_contrastive_loss(q, self.query(h2, prefix, t), group,
-                                                             cfg.prefix_similarity, cfg.contrastive_temperature)
+                out["contrastive"] = prefix_contrastive_loss(
+                    q, self.query(h2, prefix, t), group, cfg.prefix_similarity, cfg.contrastive_temperature
+                )
             else:
                 neg = None
                 if neg_input_ids is not None:
@@ -301,8 +364,10 @@ class SemanticIndexer(nn.Module):
                 out["contrastive"] = contrastive_loss(h, h2, cfg.contrastive_temperature, neg)
             loss = loss + weight * out["contrastive"]
         if commit:
-            terms = [F.cross_entropy(self.code_scores(states[:, s], s + 1, prefix), prefix[:, s].long())
-                     for s in range(t - 1)]
+            terms = [
+                F.cross_entropy(self.code_scores(states[:, s], s + 1, prefix), prefix[:, s].long())
+                for s in range(t - 1)
+            ]
             out["commitment"] = torch.stack(terms).mean()
             loss = loss + cfg.commitment_weight * out["commitment"]
         out["loss"] = loss

@@ -1,4 +1,5 @@
 """Losses of ID learning as pure functions: reconstruction and contrastive (negatives from every worker)."""
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,9 @@ def gather_across_workers(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return torch.cat([p[:s] for p, s in zip(parts, sizes)]), sum(sizes[:rank])
 
 
-def contrastive_loss(view1: torch.Tensor, view2: torch.Tensor, temperature: float,
-                     hard_negatives: torch.Tensor | None = None) -> torch.Tensor:
+def contrastive_loss(
+    view1: torch.Tensor, view2: torch.Tensor, temperature: float, hard_negatives: torch.Tensor | None = None
+) -> torch.Tensor:
     """InfoNCE: row i of view1 must pick row i of view2 among all workers' view2 rows (and hard negatives)."""
     a = F.normalize(view1, dim=-1)
     candidates, offset = gather_across_workers(F.normalize(view2, dim=-1))
@@ -47,8 +49,9 @@ def reconstruction_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torc
     return loss, accuracy
 
 
-def prefix_contrastive_loss(view1: torch.Tensor, view2: torch.Tensor, group: torch.Tensor, similarity: str = "dot",
-                            temperature: float = 1.0) -> torch.Tensor:
+def prefix_contrastive_loss(
+    view1: torch.Tensor, view2: torch.Tensor, group: torch.Tensor, similarity: str = "dot", temperature: float = 1.0
+) -> torch.Tensor:
     """Same-prefix contrast (the original LMIndexer code, positions >= 2): row i of view1 must pick row i of view2
     among the view2 rows of its own group (documents that share its ID prefix), so the loss can only fall by
     separating documents the earlier codes do not already separate. Rows alone in their group are skipped; with

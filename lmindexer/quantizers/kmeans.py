@@ -5,6 +5,7 @@ labels any number of rows in batches. The k-means++ seeding, k sequential passes
 sample of `seed_points` rows (default 50 per centre, at least 10,000): at 200,000 x 384 and K=256 it was 92 of
 112 s on every point, and the Lloyd passes on all points make up the difference (bench/kmeans_init.py).
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,7 +16,7 @@ def _sq_dist(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 
 def assign(x: torch.Tensor, centres: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
-    return torch.cat([_sq_dist(x[i:i + batch_size], centres).argmin(1) for i in range(0, len(x), batch_size)])
+    return torch.cat([_sq_dist(x[i : i + batch_size], centres).argmin(1) for i in range(0, len(x), batch_size)])
 
 
 def kmeans_pp(x: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
@@ -32,8 +33,15 @@ def kmeans_pp(x: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
     return centres
 
 
-def kmeans(x: torch.Tensor, k: int, iters: int = 50, seed: int = 0, max_points: int = 200000,
-           tol: float = 1e-6, seed_points: int | None = None) -> torch.Tensor:
+def kmeans(
+    x: torch.Tensor,
+    k: int,
+    iters: int = 50,
+    seed: int = 0,
+    max_points: int = 200000,
+    tol: float = 1e-6,
+    seed_points: int | None = None,
+) -> torch.Tensor:
     """Centres [k, d] of x [n, d]. Empty clusters are re-seeded at the points farthest from their centre.
     `seed_points`: rows the k-means++ seeding samples (None: max(50 k, 10,000); 0: all)."""
     g = torch.Generator(device="cpu").manual_seed(seed)

@@ -1,4 +1,5 @@
 """Random IDs: the floor every learned method must clear."""
+
 from __future__ import annotations
 
 import hashlib

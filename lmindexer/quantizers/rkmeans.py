@@ -1,4 +1,5 @@
 """Residual k-means (RK-means): one k-means codebook per level, each fitted on what the earlier levels left."""
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ Loss = reconstruction MSE + per level ||sg(r) - e||^2 + beta ||r - sg(e)||^2, wi
 across the quantizer. Codebooks start from residual k-means on the untrained encoder's outputs (as TIGER does on
 its first batch). Trained by the shared Ray Train loop through `RqvaeTask` (lmindexer/ids/rqvae.py).
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,17 +29,19 @@ class RQVAE(nn.Module):
     def __init__(self, dim: int, hidden: list[int], latent: int, size: int, levels: int, beta: float = 0.25):
         super().__init__()
         hidden = [int(h) for h in hidden]
-        self.meta = {"dim": dim, "hidden": hidden, "latent": latent, "size": size, "levels": levels,
-                     "beta": beta}
+        self.meta = {"dim": dim, "hidden": hidden, "latent": latent, "size": size, "levels": levels, "beta": beta}
         self.encoder = _mlp([dim, *hidden, latent])
         self.decoder = _mlp([latent, *reversed(hidden), dim])
-        self.books = nn.Parameter(torch.randn(levels, size, latent) * latent ** -0.5)
+        self.books = nn.Parameter(torch.randn(levels, size, latent) * latent**-0.5)
         self.beta = beta
 
     def init_codebooks(self, x: torch.Tensor, iters: int, seed: int) -> None:
         with torch.no_grad():
-            self.books.copy_(torch.stack(residual_fit(self.encoder(x.float()), self.books.shape[1],
-                                                      self.books.shape[0], iters, seed)))
+            self.books.copy_(
+                torch.stack(
+                    residual_fit(self.encoder(x.float()), self.books.shape[1], self.books.shape[0], iters, seed)
+                )
+            )
 
     def forward(self, x: torch.Tensor) -> dict:
         z = self.encoder(x)

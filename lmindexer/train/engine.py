@@ -1,4 +1,5 @@
 """One interface over DeepSpeed (ZeRO 0-3, bf16) and plain DDP: forward, step, save, load, full weights."""
+
 from __future__ import annotations
 
 import contextlib
@@ -44,7 +45,7 @@ def deepspeed_config(cfg: TrainConfig, batch_size: int) -> dict:
         "zero_optimization": {"stage": cfg.zero_stage},
         "bf16": {"enabled": use_bf16(cfg)},
         "zero_allow_untested_optimizer": True,
-        "steps_per_print": 10 ** 9,
+        "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
 
@@ -65,15 +66,17 @@ class Engine:
             opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda else None
             self.model, self.optimizer, _, self.scheduler = deepspeed.initialize(
-                model=model, optimizer=opt, lr_scheduler=sched, config=deepspeed_config(cfg, batch_size))
+                model=model, optimizer=opt, lr_scheduler=sched, config=deepspeed_config(cfg, batch_size)
+            )
             if cfg.zero_stage == 3:
                 for weight in getattr(model, "external_weights", list)():
                     deepspeed.zero.register_external_parameter(model, weight)
             self.module = self.model.module
         else:  # fp32 weights and optimizer state; bf16 only inside autocast (see __call__)
             self.module = model.to(self.device)
-            self.model = ray.train.torch.prepare_model(self.module, move_to_device=False,
-                                                       parallel_strategy_kwargs={"find_unused_parameters": True})
+            self.model = ray.train.torch.prepare_model(
+                self.module, move_to_device=False, parallel_strategy_kwargs={"find_unused_parameters": True}
+            )
             self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda) if lr_lambda else None
 
@@ -103,9 +106,14 @@ class Engine:
         if self.kind == "deepspeed":
             self.model.save_checkpoint(path, tag="ckpt")
         elif dist.get_rank() == 0:
-            torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict() if self.scheduler else None},
-                       os.path.join(path, "ddp.pt"))
+            torch.save(
+                {
+                    "model": self.module.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                },
+                os.path.join(path, "ddp.pt"),
+            )
 
     def load(self, path: str) -> None:
         if self.kind == "deepspeed":

@@ -6,6 +6,7 @@ Optional: `lr_lambda()` (a learning-rate schedule), and where `validates` is tru
 metrics identical on every rank, after every epoch, with `monitor` (the metric to maximise), `keep_best(engine,
 rank)` (called when it improves) and `patience` (epochs without improvement before training stops; 0: never).
 """
+
 from __future__ import annotations
 
 import json
@@ -81,8 +82,7 @@ def train_worker(config: dict) -> None:
         torch.set_num_threads(worker_threads(train.cpus_per_worker, train.num_workers, os.cpu_count() or 1))
     torch.manual_seed(seed + rank)
     engine = Engine(task.build(), train, task.lr, task.batch_size, task.lr_lambda())
-    progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "resumes": 0, "history": [], "best": None,
-                "since_best": 0}
+    progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "resumes": 0, "history": [], "best": None, "since_best": 0}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
@@ -91,8 +91,10 @@ def train_worker(config: dict) -> None:
                 progress = json.load(f)
         progress["resumes"] += 1
         if rank == 0:
-            print(f"[{task.name}] resumed from checkpoint at epoch {progress['epoch'] + 1}, step {progress['step']}",
-                  flush=True)
+            print(
+                f"[{task.name}] resumed from checkpoint at epoch {progress['epoch'] + 1}, step {progress['step']}",
+                flush=True,
+            )
     epoch, skip, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
     shard = ray.train.get_dataset_shard("train")
     every = train.checkpoint_every_steps
@@ -110,8 +112,11 @@ def train_worker(config: dict) -> None:
                     sums[k] += float(v.detach())
             n, step = n + 1, step + 1
             if rank == 0 and train.log_every_steps and step % train.log_every_steps == 0:
-                print(f"[{task.name}] epoch {epoch + 1}/{task.epochs} step {step}: "
-                      + " ".join(f"{k}={v / n:.4f}" for k, v in sorted(sums.items())), flush=True)
+                print(
+                    f"[{task.name}] epoch {epoch + 1}/{task.epochs} step {step}: "
+                    + " ".join(f"{k}={v / n:.4f}" for k, v in sorted(sums.items())),
+                    flush=True,
+                )
             if every and step % every == 0:
                 progress.update(epoch=epoch, step_in_epoch=i + 1, step=step)
                 _report(engine, progress, {})
@@ -132,17 +137,23 @@ def train_worker(config: dict) -> None:
                 progress["since_best"] = progress.get("since_best", 0) + 1
             stop = bool(task.patience) and progress["since_best"] >= task.patience
         if rank == 0:
-            print(f"[{task.name}] epoch {epoch + 1}/{task.epochs} done: "
-                  + " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())), flush=True)
+            print(
+                f"[{task.name}] epoch {epoch + 1}/{task.epochs} done: "
+                + " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())),
+                flush=True,
+            )
         epoch, skip = epoch + 1, 0
         progress.update(epoch=epoch, step_in_epoch=0, step=step)
         progress["history"].append({**metrics, "epoch": epoch, "resumes": progress["resumes"]})
         _report(engine, progress, metrics)
         if stop:
             if rank == 0:
-                print(f"[{task.name}] early stop after epoch {epoch}: {task.monitor} has not improved for "
-                      f"{progress['since_best']} epochs (best {progress['best']:.4f} at epoch "
-                      f"{progress['best_epoch']})", flush=True)
+                print(
+                    f"[{task.name}] early stop after epoch {epoch}: {task.monitor} has not improved for "
+                    f"{progress['since_best']} epochs (best {progress['best']:.4f} at epoch "
+                    f"{progress['best_epoch']})",
+                    flush=True,
+                )
             break
     task.finish(engine, rank, progress["history"])
 
@@ -152,8 +163,13 @@ def shuffled_batches(shard, batch_size: int, seed: int, epoch: int):
     every rank takes the same number of steps. Batches stay on the CPU (tasks index tables with their row numbers);
     the engine moves model inputs to the worker's device."""
     rank = ray.train.get_context().get_world_rank()
-    return shard.iter_torch_batches(batch_size=batch_size, drop_last=True, local_shuffle_buffer_size=batch_size * 8,
-                                    local_shuffle_seed=seed + epoch * 1000 + rank, device="cpu")
+    return shard.iter_torch_batches(
+        batch_size=batch_size,
+        drop_last=True,
+        local_shuffle_buffer_size=batch_size * 8,
+        local_shuffle_seed=seed + epoch * 1000 + rank,
+        device="cpu",
+    )
 
 
 def _tune_callbacks() -> list:
@@ -176,17 +192,30 @@ def fit(cfg: Config, task: TrainingTask, dataset: "ray.data.Dataset", fresh: boo
     trainer = _Trainer(
         train_worker,
         train_loop_config={"train": cfg.train, "seed": cfg.seed, "task": task},
-        scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
-                                     resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
+        scaling_config=ScalingConfig(
+            num_workers=cfg.train.num_workers,
+            use_gpu=cfg.train.use_gpu,
+            resources_per_worker={"CPU": cfg.train.cpus_per_worker},
+        ),
         torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
-        run_config=RunConfig(name=task.name, storage_path=root,
-                             storage_filesystem=fs if storage.is_uri(uri) else None,
-                             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=_tune_callbacks()),
+        run_config=RunConfig(
+            name=task.name,
+            storage_path=root,
+            storage_filesystem=fs if storage.is_uri(uri) else None,
+            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=_tune_callbacks(),
+        ),
         datasets={"train": dataset},
     )
-    log.info("%s: %d worker(s), engine=%s%s, %d epoch(s)", task.name, cfg.train.num_workers, cfg.train.engine,
-             f" ZeRO-{cfg.train.zero_stage}" if cfg.train.engine == "deepspeed" else "", task.epochs)
+    log.info(
+        "%s: %d worker(s), engine=%s%s, %d epoch(s)",
+        task.name,
+        cfg.train.num_workers,
+        cfg.train.engine,
+        f" ZeRO-{cfg.train.zero_stage}" if cfg.train.engine == "deepspeed" else "",
+        task.epochs,
+    )
     previous = signal.getsignal(signal.SIGINT)
     try:
         return trainer.fit()
@@ -209,4 +238,3 @@ class _Trainer(TorchTrainer):
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGINT, stop)
-

@@ -3,6 +3,7 @@ RQ-VAE, the generator and SASRec. A task is a small picklable object built on th
 calls build() once, batches() every epoch, on_step() after every optimizer step, epoch_metrics() and (when the task
 validates) validate() / keep_best() after every epoch, and finish() at the end. TaskDefaults gives the optional
 hooks their no-op defaults, so a task writes only what it does."""
+
 from __future__ import annotations
 
 import json
@@ -16,13 +17,13 @@ HISTORY_FILE = "train_history.json"
 
 @runtime_checkable
 class TrainingTask(Protocol):
-    name: str           # the Ray Train run name (a run of the same name under the same storage resumes)
+    name: str  # the Ray Train run name (a run of the same name under the same storage resumes)
     epochs: int
     lr: float
-    batch_size: int     # per worker
+    batch_size: int  # per worker
     seed: int
-    validates: bool     # validate() and keep_best() run after every epoch
-    patience: int       # epochs without a better `monitor` before training stops (0: never)
+    validates: bool  # validate() and keep_best() run after every epoch
+    patience: int  # epochs without a better `monitor` before training stops (0: never)
 
     def build(self) -> nn.Module: ...
     def batches(self, shard, epoch: int) -> Iterator[dict]: ...
@@ -35,6 +36,7 @@ class TrainingTask(Protocol):
 class TaskDefaults:
     """No-op defaults of the optional hooks, and the usual finish: rank 0 saves the whole model to `out_dir`
     (model.save_pretrained) with the per-epoch history beside it."""
+
     validates = False
     patience = 0
 
