@@ -286,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command != "id-report":  # the report reads tables on the driver alone
             ensure_ray(cfg)
         result = fn(cfg, args.phase) if getattr(args, "phase", None) else fn(cfg)
+    except ConfigError as e:  # a setting that cannot work, found once the stage looked: one line, exit 2
+        print(f"lmindexer: {args.command}: {e}", file=sys.stderr)
+        return 2
     except (BadInputError, FileNotFoundError) as e:  # the data's fault, not the program's: one line, no traceback
         print(f"lmindexer: {args.command}: {e}", file=sys.stderr)
         return 1

@@ -93,7 +93,7 @@ def _learn_ids_result(cfg: Config, objective: str) -> dict:
         "ami": summary.get("first_position", {}).get("ami"),
     }
     if values.get(objective) is None:
-        raise ValueError(f"tune.objective={objective} is not measured here (ami needs data.label_fields)")
+        raise ConfigError(f"tune.objective={objective} is not measured here (ami needs data.label_fields)")
     return {"recon": values["recon"], objective: values[objective]}
 
 
@@ -105,7 +105,7 @@ def _generator_result(cfg: Config, objective: str) -> dict:
         loss = json.load(f)[-1]["loss"]
     metrics = {"loss": loss, **summary["eval"]["metrics"]}
     if objective not in metrics:
-        raise ValueError(f"tune.objective={objective} is not one of {sorted(metrics)}")
+        raise ConfigError(f"tune.objective={objective} is not one of {sorted(metrics)}")
     return {"loss": loss, objective: metrics[objective]}
 
 

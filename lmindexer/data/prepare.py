@@ -15,7 +15,7 @@ from ray.data.aggregate import Count, Min
 from ray.data.expressions import col
 
 from .. import storage
-from ..config import Config
+from ..config import Config, ConfigError
 from ..paths import RunLayout
 from ..runtime import shuffle_partitions
 from .readers import OUTPUT_COLUMNS, BadInputError, parse_file
@@ -34,7 +34,7 @@ def resolve_input(cfg: Config):
         write_demo(folder, cfg.demo, cfg.seed)
         data = type(data)(**{**data.__dict__, "input": folder, "format": "beir"})
     if not data.input:
-        raise ValueError("no input: set data.input (a file, folder, glob or URI) or use 'builtin:demo'")
+        raise ConfigError("no input: set data.input (a file, folder, glob or URI) or use 'builtin:demo'")
     fs, path = storage.filesystem(data.input, cfg.storage)
     beir = data.format == "beir" or (
         data.format == "auto"

@@ -14,7 +14,7 @@ import posixpath
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import DataConfig
+from ..config import ConfigError, DataConfig
 
 ID_CANDIDATES = ("doc_id", "_id", "id")
 FORMAT_BY_EXT = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
@@ -44,7 +44,7 @@ def file_format(path: str, configured: str) -> str:
         return configured
     ext = posixpath.splitext(path)[1].lower()
     if ext not in FORMAT_BY_EXT:
-        raise ValueError(f"cannot tell the format of {path}: set data.format (jsonl, csv, tsv, parquet)")
+        raise ConfigError(f"cannot tell the format of {path}: set data.format (jsonl, csv, tsv, parquet)")
     return FORMAT_BY_EXT[ext]
 
 

@@ -17,7 +17,7 @@ import ray
 import torch
 from transformers import LogitsProcessorList
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..eval.ranking import bootstrap_ci, per_query
 from ..ids.table import read_id_table
 from ..models.generator import GENERATOR_FILE, load_generator, load_id_vocab
@@ -34,7 +34,7 @@ def beam_width(cfg: Config) -> int:
     g = cfg.generator
     beams = g.num_beams or max(g.ks)
     if beams < max(g.ks):
-        raise ValueError(
+        raise ConfigError(
             f"generator.num_beams={beams} is below the largest K in generator.ks={g.ks}: the ranked "
             "list would be shorter than K"
         )

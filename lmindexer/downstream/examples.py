@@ -9,7 +9,7 @@ import logging
 import numpy as np
 
 from .. import storage
-from ..config import Config
+from ..config import Config, ConfigError
 from ..data.loaders import read_qrels, read_queries, read_sequences
 from ..data.prepare import load_docs
 from ..ids.table import IdTable
@@ -34,7 +34,7 @@ def task_data(cfg: Config) -> str:
         return folder if g.task == "retrieval" else storage.join(folder, "sequences.txt")
     if g.task == "retrieval" and cfg.data.format in ("auto", "beir"):
         return storage.absolute(cfg.data.input)
-    raise ValueError(
+    raise ConfigError(
         f"set generator.data: the {'BEIR folder' if g.task == 'retrieval' else 'sequences file'} "
         f"for generator.task={g.task}"
     )
@@ -122,7 +122,7 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
         parts, skipped = split_sequences(read_sequences(data), row)
         split = "valid" if split == VALIDATION else split
         if split not in parts:
-            raise ValueError(f"generator.eval_split={split!r}: rec has the splits valid and test")
+            raise ConfigError(f"generator.eval_split={split!r}: rec has the splits valid and test")
         examples = sample(parts[split], g.max_train_examples if split == "train" else limit, cfg.seed)
         item = (
             _doc_tokens(cfg, tokenizer, row) if g.history == "text" else list(vocab.tokens(table.codes, table.suffix))

@@ -18,7 +18,7 @@ import ray
 import torch
 from transformers import AutoTokenizer, T5ForConditionalGeneration
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..ids.table import read_id_table
 from ..models.generator import GENERATOR_FILE, build_generator, indexer_codebooks, load_id_vocab
 from ..paths import RunLayout
@@ -156,7 +156,7 @@ def train_generator(cfg: Config) -> dict:
         name = f"generator-{hashlib.sha1(out.encode()).hexdigest()[:10]}"
         per_worker = g.batch_size // cfg.train.num_workers
         if per_worker < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"generator.batch_size={g.batch_size} (the global batch) is below train.num_workers="
                 f"{cfg.train.num_workers}: raise it"
             )

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import storage
-from ..config import Config
+from ..config import Config, ConfigError
 from ..ids.table import IdTable, read_id_table
 from ..paths import RunLayout
 from .metrics import ami, code_usage, collision_rate, nmi, split_stats
@@ -44,7 +44,7 @@ def read_table(spec: str, cfg: Config, keymap: dict | None = None) -> IdTable:
         keys = list(data)
         missing = [k for k in keys if keymap is not None and k not in keymap]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"{spec}: {len(missing)} keys have no document with {cfg.report.key_field}=key (first: {missing[:3]})"
             )
         codes = np.array([[int(PEER_TOKEN.search(tok).group(1)) for tok in data[k]] for k in keys], dtype=np.int64)

@@ -20,7 +20,7 @@ import ray
 import torch
 
 from .. import storage
-from ..config import Config
+from ..config import Config, ConfigError
 from ..init_model import init_model
 from ..models.pretrained import resolve
 from ..paths import RunLayout
@@ -96,7 +96,7 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
         np.concatenate([x["emb"] for x in emb.iter_batches(batch_size=None, batch_format="numpy")])
     )
     if len(sample) < ic.codebook_size:
-        raise ValueError(f"{len(sample)} vectors cannot fill {ic.codebook_size} codes: lower indexer.codebook_size")
+        raise ConfigError(f"{len(sample)} vectors cannot fill {ic.codebook_size} codes: lower indexer.codebook_size")
     log.info(
         "baseline-ids: fitting %s (T=%d, K=%d) on %d vectors of size %d",
         b.method,

@@ -23,7 +23,7 @@ import torch
 from transformers import AutoTokenizer
 
 from .. import storage
-from ..config import Config, IndexerConfig
+from ..config import Config, ConfigError, IndexerConfig
 from ..data.prepare import load_docs
 from ..eval.metrics import ami, code_usage, collision_rate, nmi, split_stats
 from ..init_model import init_model
@@ -138,7 +138,7 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
     data = tokenize_corpus(cfg, backbone)
     n = len(data["doc_id"])
     if n < ic.codebook_size:
-        raise ValueError(
+        raise ConfigError(
             f"{n} documents cannot fill a codebook of {ic.codebook_size} codes: lower indexer.codebook_size"
         )
     progress = Progress(cfg, n)

@@ -17,7 +17,7 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from ..config import ModelConfig
+from ..config import ConfigError, ModelConfig
 from .pretrained import resolve
 from .tokenizer import train_tokenizer
 
@@ -90,7 +90,7 @@ def load_backbone(cfg: ModelConfig, texts: Iterable[str] | None = None):
         kind = AutoConfig.from_pretrained(path).model_type
         if (kind == "t5") != (cfg.backbone == "t5"):
             fix = "model.backbone=encoder" if cfg.backbone == "t5" else "model.backbone=t5"
-            raise ValueError(
+            raise ConfigError(
                 f"model.name_or_path={cfg.name_or_path} is a '{kind}' model but model.backbone="
                 f"{cfg.backbone}: set {fix}"
             )

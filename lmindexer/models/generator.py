@@ -15,7 +15,7 @@ from safetensors.torch import load
 from transformers import AutoTokenizer, T5ForConditionalGeneration
 
 from .. import storage
-from ..config import StorageConfig
+from ..config import ConfigError, StorageConfig
 from ..quantizers.codes import IdSpec
 from .backbone import backbone_kind
 from .pretrained import resolve
@@ -79,7 +79,7 @@ def build_generator(
     generator.json holds."""
     path = resolve(init)
     if backbone_kind(path) != "t5":
-        raise ValueError(
+        raise ConfigError(
             f"generator.init={init} is an encoder-only model; the generator is a T5 seq2seq model: set "
             "generator.init to a T5 folder or hub name"
         )

@@ -23,7 +23,7 @@ from torch import nn
 from transformers import AutoTokenizer
 from transformers.masking_utils import create_bidirectional_mask
 
-from ..config import IndexerConfig
+from ..config import ConfigError, IndexerConfig
 from .backbone import backbone_kind, load_backbone_model
 from .losses import contrastive_loss, prefix_contrastive_loss, reconstruction_loss, usage_loss
 from .quantizer import Codebook
@@ -87,12 +87,12 @@ class SemanticIndexer(nn.Module):
         if cfg.frozen_layers:
             layers = getattr(getattr(backbone, "encoder", None), "layer", None)
             if self.kind != "encoder" or layers is None or not hasattr(backbone, "embeddings"):
-                raise ValueError(
+                raise ConfigError(
                     "indexer.frozen_layers needs model.backbone=encoder with a BERT-style encoder "
                     "(embeddings + encoder.layer, e.g. BERT, MiniLM)"
                 )
             if cfg.frozen_layers >= len(layers):
-                raise ValueError(
+                raise ConfigError(
                     f"indexer.frozen_layers={cfg.frozen_layers} leaves none of the backbone's "
                     f"{len(layers)} layers to train: lower it"
                 )
@@ -109,7 +109,7 @@ class SemanticIndexer(nn.Module):
         model = load_backbone_model(path, kind)
         most = getattr(model.config, "max_position_embeddings", None)
         if kind == "encoder" and most and max_length + cfg.num_positions - 1 > most:
-            raise ValueError(
+            raise ConfigError(
                 f"model.max_length={max_length} plus {cfg.num_positions - 1} ID slots exceeds the "
                 f"backbone's {most} positions: lower model.max_length"
             )
