@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lmindexer.data.loaders import read_qrels, read_queries, read_sequences  # noqa: E402
+from lmindexer.data.generator_data import read_qrels, read_queries, read_sequences  # noqa: E402
 from lmindexer.downstream.reference import bm25_rank, rec_baselines  # noqa: E402
 from lmindexer.downstream.splits import split_sequences  # noqa: E402
 from lmindexer.eval.ranking import bootstrap_ci, per_query  # noqa: E402

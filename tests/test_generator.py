@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lmindexer.config import load_config
-from lmindexer.data.loaders import read_sequences
+from lmindexer.data.generator_data import read_sequences
 from lmindexer.data.prepare import prepare
 from lmindexer.downstream.evaluate import beam_search, evaluate
 from lmindexer.downstream.examples import build_examples

@@ -1,7 +1,7 @@
 from conftest import shared_data
 
 from lmindexer.config import DemoConfig
-from lmindexer.data.loaders import read_qrels, read_queries, read_sequences
+from lmindexer.data.generator_data import read_qrels, read_queries, read_sequences
 from lmindexer.data.synthetic import make_demo, write_demo
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import storage
 from ..config import Config, ConfigError
-from ..data.loaders import read_qrels, read_queries, read_sequences
+from ..data.generator_data import read_qrels, read_queries, read_sequences
 from ..data.prepare import load_docs
 from ..ids.table import IdTable
 from ..models.generator import IdVocab
