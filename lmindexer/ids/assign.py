@@ -174,7 +174,8 @@ def assign_ids(cfg: Config) -> dict:
         },
     )
     ifs, ipath = storage.filesystem(indexer, cfg.storage)
-    size = storage.read_json(ifs, storage.join(ipath, CONFIG_FILE))["indexer"]["codebook_size"]
+    meta = storage.read_json(ifs, storage.join(ipath, CONFIG_FILE))
+    size = (meta.get("ids") or meta["indexer"])["codebook_size"]  # indexers saved before the ID spec was
     source = {"method": "lmindexer", "indexer": storage.absolute(indexer)}
     return make_unique(cfg, RunLayout(cfg).ids, start, size, source)
 

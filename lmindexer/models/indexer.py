@@ -24,6 +24,7 @@ from transformers import AutoTokenizer
 from transformers.masking_utils import create_bidirectional_mask
 
 from ..config import ConfigError, IndexerConfig
+from ..quantizers.codes import IdSpec
 from .backbone import backbone_kind, load_backbone_model
 from .losses import contrastive_loss, prefix_contrastive_loss, reconstruction_loss, usage_loss
 from .quantizer import Codebook
@@ -31,6 +32,17 @@ from .reconstructor import Reconstructor, reconstruction_mask
 from .tokenizer import id_token_names
 
 CONFIG_FILE, WEIGHTS_FILE = "indexer.json", "indexer.safetensors"
+# IndexerConfig fields of a training run, not of the model: left out of indexer.json (they load as defaults)
+RUN_ONLY = (
+    "output",
+    "lr",
+    "batch_size",
+    "warmup_epochs",
+    "continuous_epochs",
+    "joint_epochs",
+    "trained_positions",
+    "kmeans_iters",
+)
 PHASES = ("warmup", "continuous", "joint")
 
 
@@ -131,7 +143,8 @@ class SemanticIndexer(nn.Module):
         with open(os.path.join(path, CONFIG_FILE), "w") as f:
             json.dump(
                 {
-                    "indexer": dataclasses.asdict(self.cfg),
+                    "ids": IdSpec(self.cfg.num_positions, self.cfg.codebook_size).to_json(),
+                    "indexer": {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in RUN_ONLY},
                     "backbone": self.kind,
                     "max_length": self.max_length,
                     "state": self.state,
