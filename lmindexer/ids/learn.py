@@ -158,6 +158,15 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
         if (int(pos), step) not in plan:
             raise ValueError(f"--phase {only}: expected POSITION:STEP with STEP in {STEPS} (and epochs > 0)")
         plan = [(int(pos), step)]
+    done = [f"{t}:{s}" for t, s in plan if f"{t}:{s}" in progress.done] if not only else []
+    if done:  # a re-run resumes: say what is kept and where it goes on
+        todo = [f"{t}:{s}" for t, s in plan if f"{t}:{s}" not in progress.done]
+        log.info(
+            "learn-ids: resuming; %d finished step(s) kept (%s), next: %s",
+            len(done),
+            ", ".join(done),
+            todo[0] if todo else "nothing, all done",
+        )
     for t, step in plan:
         key = f"{t}:{step}"
         if key in progress.done and not only:
