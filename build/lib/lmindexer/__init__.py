@@ -1,1 +1,0 @@
-"""lmindexer: semantic IDs learned by a language model, on Ray."""
