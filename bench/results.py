@@ -178,12 +178,25 @@ def full_generators_section(rows) -> str:
         for ref, v in mine[-1]["reference"].items():
             lines.append(f"| {ref} | | | " + " | ".join(cell(v["metrics"], v["intervals"], c) for c in cols) + " |")
         lines.append("")
+        for r in mine:  # the verdict, read off the intervals: a rank is claimed only where they do not overlap
+            lo, hi = r["intervals"]["recall@10"]
+            verdict = []
+            for ref, v in mine[-1]["reference"].items():
+                rlo, rhi = v["intervals"]["recall@10"]
+                verdict.append(f"{'above' if lo > rhi else 'below' if hi < rlo else 'not separable from'} {ref}")
+            lines.append(f"- generator on {r['ids']} IDs, recall@10: " + "; ".join(verdict) + ".")
+        for i, r in enumerate(mine):  # ID methods against each other
+            for o in mine[i + 1 :]:
+                (lo, hi), (olo, ohi) = r["intervals"]["recall@10"], o["intervals"]["recall@10"]
+                word = "above" if lo > ohi else "below" if hi < olo else "not separable from"
+                lines.append(f"- generator on {r['ids']} IDs, recall@10: {word} the one on {o['ids']} IDs.")
         for r in mine:
             curve = ", ".join(f"{e['val_recall@10']:.3f}" for e in r["history"] if "val_recall@10" in e)
             lines.append(f"- {r['ids']}: validation recall@10 by epoch: {curve}")
         lines.append("")
     png = RUNS / "bench-full-generators.png"
     if png.exists():
+        (ROOT / "docs").mkdir(exist_ok=True)
         shutil.copy(png, ROOT / "docs" / "full-generators.png")
         lines.append("![learning curves](docs/full-generators.png)")
     return "\n".join(lines) + "\n"
