@@ -60,6 +60,25 @@ def corpus_ids(base):
     return set(pq.read_table(os.path.join(base, "corpus", "docs")).column("doc_id").to_pylist())
 
 
+def readme_snippet() -> str:
+    text = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    return next(b for b in text.split("```python\n")[1:] if "SemanticIndexer.from_pretrained" in b).split("```")[0]
+
+
+def test_the_readme_snippet_gives_the_id_table_codes(indexed, tmp_path):
+    """The README's loading example, run as written on an indexer and its assign-ids table: same codes."""
+    assign_ids(run_cfg(indexed, tmp_path / "ids"))
+    t = table(tmp_path / "ids")
+    docs = pq.read_table(os.path.join(indexed, "corpus", "docs"), columns=["doc_id", "text"]).to_pylist()
+    texts = {r["doc_id"]: r["text"] for r in docs}
+    rows = t.head(20)
+    code = readme_snippet().replace('"runs/quickstart/indexer"', repr(str(indexed / "indexer")))
+    code = code.replace('["Acme kettle 1.7 l; stainless steel"]', "TEXTS")
+    scope = {"TEXTS": [texts[d] for d in rows.doc_id]}
+    exec(code, scope)  # noqa: S102 - the README's own example
+    assert scope["codes"].tolist() == [list(c) for c in rows.codes]
+
+
 def test_every_document_gets_exactly_one_unique_id_and_rebalance_shortens_ids(indexed, tmp_path):
     plain = assign_ids(run_cfg(indexed, tmp_path / "ids", "assign.files_per_round=4"))
     t = table(tmp_path / "ids")
