@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -56,6 +57,13 @@ def _report(engine: Engine, progress: dict, metrics: dict) -> None:
         ray.train.report({**metrics, **scalars}, checkpoint=checkpoint)
 
 
+def say(*parts) -> None:
+    """A worker's progress line, printed once: Ray Train patches print() to log through its logger and also tee to
+    the (wrapped) stdout, so every line reached the driver twice; the process's own stdout is streamed once."""
+    sys.__stdout__.write(" ".join(str(p) for p in parts) + "\n")
+    sys.__stdout__.flush()
+
+
 def worker_threads(cpus_per_worker: float, workers: int, cores: int) -> int:
     """torch threads of a CPU worker: its whole reserved CPUs, or for a fractional reservation its share of the
     machine's cores (torch's default, every core per worker, oversubscribes the CPUs when workers share a machine)."""
@@ -91,10 +99,7 @@ def train_worker(config: dict) -> None:
                 progress = json.load(f)
         progress["resumes"] += 1
         if rank == 0:
-            print(
-                f"[{task.name}] resumed from checkpoint at epoch {progress['epoch'] + 1}, step {progress['step']}",
-                flush=True,
-            )
+            say(f"[{task.name}] resumed from checkpoint at epoch {progress['epoch'] + 1}, step {progress['step']}")
     epoch, skip, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
     shard = ray.train.get_dataset_shard("train")
     every = train.checkpoint_every_steps
@@ -112,10 +117,9 @@ def train_worker(config: dict) -> None:
                     sums[k] += float(v.detach())
             n, step = n + 1, step + 1
             if rank == 0 and train.log_every_steps and step % train.log_every_steps == 0:
-                print(
+                say(
                     f"[{task.name}] epoch {epoch + 1}/{task.epochs} step {step}: "
-                    + " ".join(f"{k}={v / n:.4f}" for k, v in sorted(sums.items())),
-                    flush=True,
+                    + " ".join(f"{k}={v / n:.4f}" for k, v in sorted(sums.items()))
                 )
             if every and step % every == 0:
                 progress.update(epoch=epoch, step_in_epoch=i + 1, step=step)
@@ -137,10 +141,9 @@ def train_worker(config: dict) -> None:
                 progress["since_best"] = progress.get("since_best", 0) + 1
             stop = bool(task.patience) and progress["since_best"] >= task.patience
         if rank == 0:
-            print(
+            say(
                 f"[{task.name}] epoch {epoch + 1}/{task.epochs} done: "
-                + " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())),
-                flush=True,
+                + " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
             )
         epoch, skip = epoch + 1, 0
         progress.update(epoch=epoch, step_in_epoch=0, step=step)
@@ -148,11 +151,10 @@ def train_worker(config: dict) -> None:
         _report(engine, progress, metrics)
         if stop:
             if rank == 0:
-                print(
+                say(
                     f"[{task.name}] early stop after epoch {epoch}: {task.monitor} has not improved for "
                     f"{progress['since_best']} epochs (best {progress['best']:.4f} at epoch "
-                    f"{progress['best_epoch']})",
-                    flush=True,
+                    f"{progress['best_epoch']})"
                 )
             break
     task.finish(engine, rank, progress["history"])
