@@ -128,7 +128,7 @@ def test_generator_memorises_a_few_hundred_examples(base):
         "rec",
         "hkmeans",
         "generator.max_train_examples=200",
-        "generator.epochs=50",
+        "generator.epochs=80",
         "generator.val_examples=0",
         "generator.lr_schedule=constant",
         "generator.batch_size=32",
@@ -146,6 +146,10 @@ def test_generator_memorises_a_few_hundred_examples(base):
     decoded = beam_search(
         model.eval(), processor, trie["depth"], 1, torch.from_numpy(data["sources"].astype(np.int64)), None
     )
-    recall_at_1 = (decoded.numpy() == targets[data["targets"]]).all(1).mean()
-    print("training recall@1:", recall_at_1, "examples:", len(data["targets"]))
-    assert len(data["targets"]) == 200 and recall_at_1 >= 0.9
+    hit = (decoded.numpy() == targets[data["targets"]]).all(1)
+    # examples whose input another example shares with a different target cannot all be right: judge the others
+    _, group, size = np.unique(data["sources"], axis=0, return_inverse=True, return_counts=True)
+    clear = size[group.reshape(-1)] == 1
+    recall_at_1 = hit[clear].mean()
+    print("training recall@1:", recall_at_1, "on", int(clear.sum()), "unambiguous of", len(hit), "examples")
+    assert len(hit) == 200 and clear.sum() >= 150 and recall_at_1 >= 0.9
