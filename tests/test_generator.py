@@ -122,8 +122,8 @@ def test_retrieval_semantic_ids_beat_random_ids(base):
 
 def test_generator_memorises_a_few_hundred_examples(base):
     """The overfit check: trained on 200 retrieval examples (short queries and document texts, no dropout), the
-    generator must decode its own training targets (recall@1
-    near 1); a generator that cannot is broken whatever the test metrics say."""
+    generator must decode its own training targets (recall@1 near 1); a generator that cannot is broken whatever
+    the test metrics say."""
     cfg, result = run(
         base,
         "retrieval",
