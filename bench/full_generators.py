@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lmindexer.config import load_config  # noqa: E402
-from lmindexer.data.prepare import prepare  # noqa: E402
+from lmindexer.data.prepare import prepare_once  # noqa: E402
 from lmindexer.downstream.train import HISTORY_FILE, train_generator  # noqa: E402
 from lmindexer.ids.baseline_ids import baseline_ids  # noqa: E402
 from lmindexer.init_model import init_model  # noqa: E402
@@ -118,15 +118,18 @@ def plot(rows: list) -> None:
     for r in rows:
         curve = [e.get("val_recall@10") for e in r["history"] if "val_recall@10" in e]
         ax.plot(range(1, len(curve) + 1), curve, marker="o", label=f"{r['set']}: {r['ids']}")
-    ax.set_xlabel("epoch"), ax.set_ylabel("validation recall@10"), ax.set_title("generator learning curves")
-    ax.legend(), fig.tight_layout(), fig.savefig(OUT.with_suffix(".png"), dpi=120)
+    ax.set(xlabel="epoch", ylabel="validation recall@10", title="generator learning curves")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(OUT.with_suffix(".png"), dpi=120)
 
 
 def run_one(name: str, method: str, extra: list) -> dict:
     spec = SETS[name]
     config = ROOT / "configs" / spec["config"]
     base = load_config(config, spec["base"])
-    prepare(base), init_model(base)  # the corpus and the tiny T5 (each skipped when already there)
+    prepare_once(base)  # the corpus and the tiny T5, each skipped when already there
+    init_model(base)
     table = spec["tables"][method]
     if not (table / "summary.json").exists():
         if "make_ids" not in spec:

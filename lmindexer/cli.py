@@ -119,12 +119,9 @@ def _run(cfg):
 
 def check_input(cfg) -> None:
     """Unless the corpus is prepared already, the configured input must exist (FileNotFoundError otherwise)."""
-    from .data.prepare import resolve_input
-    from .paths import RunLayout
-    from .storage import exists, filesystem, join
+    from .data.prepare import prepared, resolve_input
 
-    fs, corpus = filesystem(RunLayout(cfg).corpus, cfg.storage)
-    if not exists(fs, join(corpus, "summary.json")):
+    if prepared(cfg) is None:
         _, files, _ = resolve_input(cfg)
         if not files:
             raise FileNotFoundError(f"data.input={cfg.data.input} matches no file")
@@ -138,13 +135,9 @@ def with_task(cfg, task: str):
 
 
 def _prepare_once(cfg):
-    """prepare, unless the corpus is already there (its summary.json is written last)."""
-    from .paths import RunLayout
-    from .storage import exists, filesystem, join, read_json
+    from .data.prepare import prepare_once
 
-    fs, corpus = filesystem(RunLayout(cfg).corpus, cfg.storage)
-    done = join(corpus, "summary.json")
-    return read_json(fs, done) if exists(fs, done) else _prepare(cfg)
+    return prepare_once(cfg)
 
 
 def overview(summary: dict) -> str:

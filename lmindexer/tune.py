@@ -139,12 +139,11 @@ def _max_t(cfg: Config) -> int:
 
 def _prepare_shared(cfg: Config) -> dict:
     """Prepare the corpus and the backbone once; every trial reads them."""
-    from .data.prepare import prepare
+    from .data.prepare import prepare_once
     from .init_model import init_model
 
     base = copy.deepcopy(cfg)
-    if not os.path.exists(os.path.join(RunLayout(cfg).corpus, "summary.json")):
-        prepare(cfg)
+    prepare_once(cfg)
     base.data.output = RunLayout(cfg).corpus
     backbone = init_model(cfg)
     base.model.name_or_path = backbone

@@ -21,6 +21,7 @@ from ..runtime import shuffle_partitions
 from .readers import OUTPUT_COLUMNS, BadInputError, parse_file
 
 log = logging.getLogger("lmindexer.prepare")
+SUMMARY = "summary.json"  # in the corpus folder, written last
 SHOW_SKIPPED = 10
 
 
@@ -63,6 +64,18 @@ def _mark_duplicates(batch: pa.Table, first: dict) -> pa.Table:
         if not skip[i] and d in first and first[d] != o:
             skip[i] = "duplicate_id"
     return batch.set_column(batch.schema.get_field_index("_skip"), "_skip", pa.array(skip, pa.string()))
+
+
+def prepared(cfg: Config) -> dict | None:
+    """The summary of the prepared corpus (written last, so its presence means complete), or None."""
+    fs, path = storage.filesystem(RunLayout(cfg).corpus, cfg.storage)
+    done = storage.join(path, SUMMARY)
+    return storage.read_json(fs, done) if storage.exists(fs, done) else None
+
+
+def prepare_once(cfg: Config) -> dict:
+    """prepare, unless the corpus is already there."""
+    return prepared(cfg) or prepare(cfg)
 
 
 def prepare(cfg: Config) -> dict:
@@ -123,7 +136,7 @@ def prepare(cfg: Config) -> dict:
     }
     if written + sum(reasons.values()) != total or written != written_expected:
         raise RuntimeError(f"row counts disagree: {summary}")
-    storage.write_json(out_fs, storage.join(out_path, "summary.json"), summary)
+    storage.write_json(out_fs, storage.join(out_path, SUMMARY), summary)
     log.info(
         "prepare: read %d, written %d, skipped %s, truncated %d (%.1fs)",
         total,

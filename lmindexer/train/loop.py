@@ -77,7 +77,14 @@ def quiet_worker() -> None:
     Train's per-report INFO lines ("Reporting training result", "Checkpoint successfully created") are dropped."""
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed.*")
     warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.*")
-    for name in ("ray.train", "ray.train.v2"):
+    names = ["ray.train"]
+    try:  # the "Reporting training result" logger is named by its file's path, outside the ray.train tree
+        from ray.train.v2._internal.execution import context
+
+        names.append(context.__file__)
+    except ImportError:  # another Ray layout: its lines stay
+        pass
+    for name in names:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
