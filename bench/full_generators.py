@@ -8,7 +8,11 @@ methods with 95% bootstrap intervals, and the validation recall@10 of every epoc
 - scifact: retrieval on BEIR SciFact, train queries plus indexing pairs and document-as-query views, all 300 test
   queries; IDs: MiniLM + hierarchical k-means (made here). About 15 minutes.
 Both use a tiny T5 built from scratch (d_model 64), without dropout; `key=value` overrides go after the names,
-e.g. `generator.epochs=30` on a GPU box.
+e.g. `generator.epochs=30` on a GPU box. `preset=NAME` starts the generator from a fresh T5 of another shape
+(`d128`, `tiger`: see lmindexer/models/backbone.py) and `as=LABEL` keeps the run as a row of its own (its own
+generator folder), beside the default one:
+
+    .venv/bin/python bench/full_generators.py beauty:lmindexer-minilm preset=d128 as=d128 generator.epochs=20
 
     .venv/bin/python bench/full_generators.py beauty                       # lmindexer-minilm, then minilm-rqvae
     .venv/bin/python bench/full_generators.py beauty:lmindexer-minilm generator.epochs=4
@@ -117,19 +121,37 @@ def plot(rows: list) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for r in rows:
         curve = [e.get("val_recall@10") for e in r["history"] if "val_recall@10" in e]
-        ax.plot(range(1, len(curve) + 1), curve, marker="o", label=f"{r['set']}: {r['ids']}")
+        ax.plot(
+            range(1, len(curve) + 1), curve, marker="o", label=f"{r['set']}: {r['ids']} {r.get('variant', '')}".strip()
+        )
     ax.set(xlabel="epoch", ylabel="validation recall@10", title="generator learning curves")
     ax.legend()
     fig.tight_layout()
     fig.savefig(OUT.with_suffix(".png"), dpi=120)
 
 
-def run_one(name: str, method: str, extra: list) -> dict:
+def fresh_start(backbone: str, preset: str) -> str:
+    """A T5 of shape `preset` with the backbone's tokenizer, built once beside it: a generator's start model."""
+    from transformers import AutoTokenizer
+
+    from lmindexer.models.backbone import build_t5
+
+    out = f"{backbone}-{preset}"
+    if not Path(out, "config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(backbone)
+        build_t5(preset, len(tokenizer), 0.1).save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    return out
+
+
+def run_one(name: str, method: str, extra: list, preset: str = "", label: str = "") -> dict:
     spec = SETS[name]
     config = ROOT / "configs" / spec["config"]
     base = load_config(config, spec["base"])
     prepare_once(base)  # the corpus and the tiny T5, each skipped when already there
-    init_model(base)
+    backbone = init_model(base)
+    if preset:
+        extra = [f"generator.init={fresh_start(backbone, preset)}"] + extra
     table = spec["tables"][method]
     if not (table / "summary.json").exists():
         if "make_ids" not in spec:
@@ -141,7 +163,7 @@ def run_one(name: str, method: str, extra: list) -> dict:
         spec["base"]
         + spec["generator"]
         + EVAL
-        + [f"generator.ids={table}", f"generator.output={base.output_dir}/generator-{method}"]
+        + [f"generator.ids={table}", f"generator.output={base.output_dir}/generator-{method}{label and '-' + label}"]
         + extra,
     )
     result = train_generator(cfg)
@@ -150,6 +172,7 @@ def run_one(name: str, method: str, extra: list) -> dict:
     return {
         "set": name,
         "ids": method,
+        "variant": label,
         "queries": ev["queries"],
         "metrics": ev["metrics"],
         "intervals": ev["intervals"],
@@ -165,7 +188,8 @@ def run_one(name: str, method: str, extra: list) -> dict:
 def main() -> None:
     setup_logging()
     names = [a for a in sys.argv[1:] if "=" not in a] or ["beauty", "scifact"]
-    extra = [a for a in sys.argv[1:] if "=" in a]
+    own = {k: v for k, _, v in (a.partition("=") for a in sys.argv[1:]) if k in ("preset", "as")}
+    extra = [a for a in sys.argv[1:] if "=" in a and a.partition("=")[0] not in own]
     todo = []
     for n in names:
         name, _, method = n.partition(":")
@@ -178,8 +202,9 @@ def main() -> None:
         todo += [(name, m) for m in ([method] if method else SETS[name]["methods"])]
     rows = json.loads(OUT.read_text()) if OUT.exists() else []
     for name, method in todo:
-        row = run_one(name, method, extra)
-        rows = [r for r in rows if (r["set"], r["ids"]) != (name, method)] + [row]
+        row = run_one(name, method, extra, own.get("preset", ""), own.get("as", ""))
+        key = (name, method, row["variant"])
+        rows = [r for r in rows if (r["set"], r["ids"], r.get("variant", "")) != key] + [row]
         OUT.write_text(json.dumps(rows, indent=2))  # after every row: a stopped run keeps what it measured
         print(json.dumps({k: row[k] for k in ("set", "ids", "queries", "metrics", "seconds")}), flush=True)
     for name in sorted({r["set"] for r in rows}):
@@ -188,7 +213,7 @@ def main() -> None:
         print("|---|---:|" + "---:|" * len(COLUMNS) + "---:|")
         for r in mine:
             print(
-                f"| generator on {r['ids']} IDs | {r['queries']} | "
+                f"| generator on {r['ids']} IDs{r.get('variant') and ' (' + r['variant'] + ')'} | {r['queries']} | "
                 + " | ".join(cell(r["metrics"], r["intervals"], c) for c in COLUMNS)
                 + f" | {r['seconds']} |"
             )

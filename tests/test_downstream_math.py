@@ -7,9 +7,11 @@ import pytest
 import torch
 from transformers import LogitsProcessorList, T5Config, T5ForConditionalGeneration
 
+from lmindexer.downstream.evaluate import beam_search, by_length
 from lmindexer.downstream.splits import pack, retrieval_examples, sample, split_sequences, word_views
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
 from lmindexer.eval.ranking import mean_metrics, query_metrics
+from lmindexer.train.loop import length_groups, trim_padding
 
 EOS, PAD = 1, 0
 
@@ -158,3 +160,49 @@ def test_word_views_keep_document_words_in_order():
         assert 2 <= len(words) <= 6 and words == sorted(words) and set(words) <= set(text.split())
     assert len(set(views)) > 10  # views differ
     assert word_views("x y", 2, np.random.default_rng(0)) == ["x y", "x y"]  # never more words than the text has
+
+
+def test_length_grouping_keeps_every_full_batch_and_trimming_keeps_the_decoding():
+    """Batches of similar length: every row at most once, rows // batch_size batches, each sorted range contiguous;
+    and dropping all-padding columns changes neither the encoder's masked result nor the beam search."""
+    lengths = torch.tensor([5, 1, 3, 2, 4, 9, 7])
+    groups = length_groups(lengths, 2, torch.Generator().manual_seed(0))
+    assert len(groups) == 3
+    rows = torch.cat(groups).tolist()
+    assert len(set(rows)) == 6 and 5 not in rows  # the longest row is the one left over
+    assert sorted(sorted(lengths[g].tolist()) for g in groups) == [[1, 2], [3, 4], [5, 7]]
+    assert trim_padding(torch.tensor([[5, 1, 0, 0], [3, 4, 1, 0]])).tolist() == [[5, 1, 0], [3, 4, 1]]
+    assert trim_padding(torch.zeros(2, 3, dtype=torch.long)).shape == (2, 1)
+    assert by_length(np.array([[4, 4, 1], [4, 1, 0], [1, 0, 0]])).tolist() == [2, 1, 0]
+
+    ids = random_ids()
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=24,
+            d_model=16,
+            d_ff=32,
+            num_layers=1,
+            num_heads=2,
+            d_kv=8,
+            pad_token_id=PAD,
+            eos_token_id=EOS,
+            decoder_start_token_id=PAD,
+        )
+    ).eval()
+    proc = TrieLogitsProcessor(build_trie(ids), EOS, PAD)
+    x = torch.randint(3, 24, (3, 6))
+    x[:, 4:] = 0
+    x[0, 3] = 0
+    padded = torch.cat([x, torch.zeros(3, 5, dtype=torch.long)], 1)
+    untrimmed = model.generate(
+        input_ids=padded,
+        attention_mask=(padded != 0).long(),
+        num_beams=4,
+        num_return_sequences=4,
+        max_new_tokens=4,
+        do_sample=False,
+        early_stopping=True,
+        logits_processor=LogitsProcessorList([proc]),
+    )[:, 1:4]
+    assert torch.equal(beam_search(model, proc, 3, 4, padded, None), untrimmed)

@@ -23,6 +23,7 @@ from ..ids.table import read_id_table
 from ..models.generator import GENERATOR_FILE, load_generator, load_id_vocab
 from ..paths import RunLayout
 from ..raydata import actor_pool, by_row, inference_device, rows_dataset, spread
+from ..train.loop import trim_padding
 from .examples import build_examples, doc_texts
 from .reference import reference_rankings
 from .trie import TrieLogitsProcessor, build_trie, trie_bytes
@@ -41,8 +42,14 @@ def beam_width(cfg: Config) -> int:
     return beams
 
 
+def by_length(sources: np.ndarray) -> np.ndarray:
+    """Row order of 0-padded `sources` from shortest to longest (stable)."""
+    return np.argsort((sources != 0).sum(1), kind="stable")
+
+
 def beam_search(model, processor, depth: int, beams: int, input_ids: torch.Tensor, dtype) -> torch.Tensor:
     """[n * beams, depth] ID tokens of the `beams` best IDs of each input, best first, under the trie."""
+    input_ids = trim_padding(input_ids)
     with torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None):
         out = model.generate(
             input_ids=input_ids,
@@ -95,10 +102,13 @@ def evaluate(cfg: Config) -> dict:
     data = build_examples(cfg, tokenizer, vocab, table, g.eval_split)
     beams = min(beams, len(targets))
     actor = {"path": path, "trie": ray.put(trie), "beams": beams, "bf16": cfg.train.precision != "fp32"}
-    out = spread(rows_dataset(input_ids=data["sources"]), cfg).map_batches(
+    order = by_length(data["sources"])  # batches of similar length: each is decoded at its own length
+    out = spread(rows_dataset(input_ids=data["sources"][order]), cfg).map_batches(
         GeneratorActor, fn_constructor_kwargs=actor, **actor_pool(cfg)
     )
-    ranked = [r.split(" ") for r in by_row(out)["ranked"]]
+    ranked = [None] * len(order)
+    for i, r in zip(order, by_row(out)["ranked"]):
+        ranked[i] = r.split(" ")
     relevant = [{sid_of[d]: grade for d, grade in rel.items()} for rel in data["relevant"]]
     metrics, intervals = summarise(ranked, relevant, g.ks)
     texts = doc_texts(cfg, table.row) if g.task == "retrieval" else None

@@ -24,9 +24,9 @@ from ..models.generator import GENERATOR_FILE, build_generator, indexer_codebook
 from ..paths import RunLayout
 from ..raydata import rows_dataset, shared
 from ..train.engine import lr_multiplier
-from ..train.loop import all_reduce_sum, fit, shuffled_batches
+from ..train.loop import all_reduce_sum, fit, length_grouped_batches
 from ..train.task import HISTORY_FILE, TaskDefaults
-from .evaluate import beam_search, beam_width, evaluate, finished_evaluation
+from .evaluate import beam_search, beam_width, by_length, evaluate, finished_evaluation
 from .examples import VALIDATION, build_examples, id_targets
 from .trie import TrieLogitsProcessor, build_trie
 
@@ -65,7 +65,7 @@ class GeneratorTask(TaskDefaults):
         return lambda step: lr_multiplier(step, total, warmup, kind)
 
     def batches(self, shard, epoch: int):
-        for b in shuffled_batches(shard, self.batch_size, self.seed, epoch):
+        for b in length_grouped_batches(shard, self.batch_size, self.seed, epoch, "input_ids"):
             ids = b["input_ids"].long()
             yield {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": b["labels"].long()}
 
@@ -165,9 +165,10 @@ def train_generator(cfg: Config) -> dict:
             v = build_examples(cfg, tokenizer, vocab, table, VALIDATION)
             targets = vocab.tokens(table.codes, table.suffix)
             first = [table.row[next(iter(rel))] for rel in v["relevant"]]  # recall of one relevant ID per query
+            order = by_length(v["sources"])
             val = {
-                "sources": ray.put(v["sources"]),
-                "targets": ray.put(targets[first]),
+                "sources": ray.put(v["sources"][order]),
+                "targets": ray.put(targets[first][order]),
                 "trie": ray.put(build_trie(targets)),
                 "ks": list(g.ks),
             }

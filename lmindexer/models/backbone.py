@@ -26,6 +26,8 @@ log = logging.getLogger("lmindexer.models")
 # d_model, d_ff, layers (encoder = decoder), heads, d_kv. `small` and `base` are t5-small's and t5-base's shapes.
 PRESETS = {
     "tiny": (64, 128, 2, 2, 32),
+    "d128": (128, 512, 2, 4, 32),  # a generator twice tiny's width at ~2.5x its cost on CPU
+    "tiger": (128, 1024, 4, 6, 64),  # the TIGER generator's published shape (Rajput et al., 2023)
     "mini": (256, 1024, 4, 4, 64),
     "small": (512, 2048, 6, 8, 64),
     "base": (768, 3072, 12, 12, 64),

@@ -167,18 +167,46 @@ def train_worker(config: dict) -> None:
     task.finish(engine, rank, progress["history"])
 
 
-def shuffled_batches(shard, batch_size: int, seed: int, epoch: int):
+def shuffled_batches(shard, batch_size: int, seed: int, epoch: int, drop_last: bool = True):
     """Torch batches of a worker's shard, shuffled differently per epoch and rank; a partial last batch is dropped so
     every rank takes the same number of steps. Batches stay on the CPU (tasks index tables with their row numbers);
     the engine moves model inputs to the worker's device."""
     rank = ray.train.get_context().get_world_rank()
     return shard.iter_torch_batches(
         batch_size=batch_size,
-        drop_last=True,
+        drop_last=drop_last,
         local_shuffle_buffer_size=batch_size * 8,
         local_shuffle_seed=seed + epoch * 1000 + rank,
         device="cpu",
     )
+
+
+def trim_padding(ids: torch.Tensor) -> torch.Tensor:
+    """`ids` [B, L] right-padded with 0, without the columns that are padding in every row (at least one is kept)."""
+    used = (ids != 0).any(0).nonzero()
+    return ids[:, : int(used.max()) + 1 if len(used) else 1]
+
+
+def length_groups(lengths: torch.Tensor, batch_size: int, generator: torch.Generator) -> list:
+    """Row indices of `len(lengths) // batch_size` batches that each hold rows of similar length (the rows sorted by
+    length, cut into batches), in a random order; rows past the last full batch are left out."""
+    order = torch.argsort(lengths, stable=True)
+    n = len(order) // batch_size
+    groups = [order[i * batch_size : (i + 1) * batch_size] for i in range(n)]
+    return [groups[i] for i in torch.randperm(n, generator=generator).tolist()]
+
+
+def length_grouped_batches(shard, batch_size: int, seed: int, epoch: int, key: str, pool: int = 8):
+    """Like shuffled_batches, but each pool of `pool` shuffled batches is regrouped by the length of `key` (0-padded
+    token ids) and every batch loses its all-padding columns: a corpus of mostly short inputs padded to a long
+    maximum costs its real length, not the maximum (the grouping of fairseq's and Hugging Face's length samplers).
+    Every rank takes rows // batch_size steps, as with shuffled_batches (Ray Train's shards hold equal row counts)."""
+    rank = ray.train.get_context().get_world_rank()
+    generator = torch.Generator().manual_seed(seed + epoch * 1000 + rank)
+    for big in shuffled_batches(shard, batch_size * pool, seed, epoch, drop_last=False):
+        lengths = (big[key] != 0).sum(1)
+        for rows in length_groups(lengths, batch_size, generator):
+            yield {name: trim_padding(v[rows]) if name == key else v[rows] for name, v in big.items()}
 
 
 def _tune_callbacks() -> list:
