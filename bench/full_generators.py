@@ -173,6 +173,8 @@ def run_one(name: str, method: str, extra: list, preset: str = "", label: str = 
         "set": name,
         "ids": method,
         "variant": label,
+        "preset": preset or "tiny",
+        "epochs_run": len(history),
         "queries": ev["queries"],
         "metrics": ev["metrics"],
         "intervals": ev["intervals"],

@@ -156,6 +156,17 @@ def generative_section(rows) -> str:
     return "\n".join(lines) + "\n"
 
 
+def label(row) -> str:
+    """A generator row's name: its ID method, and its variant (bench/full_generators.py as=) where it has one."""
+    return row["ids"] + (f" ({row['variant']})" if row.get("variant") else "")
+
+
+def shape(row) -> str:
+    setting = dict(s.split("=", 1) for s in row["settings"])
+    epochs = row.get("epochs_run") or len(row["history"])
+    return f"{row.get('preset', 'tiny')}, {setting.get('generator.dropout', '0.1')}, {epochs}"
+
+
 def full_generators_section(rows) -> str:
     """Per data set: each generator and the reference methods with 95% intervals; learning curves beneath."""
     cols = ["recall@5", "ndcg@5", "recall@10", "ndcg@10"]
@@ -166,17 +177,19 @@ def full_generators_section(rows) -> str:
         lines += [
             f"**{name}**, test split, {mine[-1]['queries']:,} users/queries; mean [95% bootstrap interval].",
             "",
-            "| method | training examples | seconds | " + " | ".join(cols) + " |",
-            "|---|---:|---:|" + "---:|" * len(cols),
+            "| method | generator (T5 shape, dropout, epochs run) | training examples | seconds | "
+            + " | ".join(cols)
+            + " |",
+            "|---|---|---:|---:|" + "---:|" * len(cols),
         ]
         for r in mine:
             lines.append(
-                f"| generator on {r['ids']} IDs | {r['train'].get('examples', '')} | {r['seconds']} | "
+                f"| generator on {label(r)} IDs | {shape(r)} | {r['train'].get('examples', '')} | {r['seconds']} | "
                 + " | ".join(cell(r["metrics"], r["intervals"], c) for c in cols)
                 + " |"
             )
         for ref, v in mine[-1]["reference"].items():
-            lines.append(f"| {ref} | | | " + " | ".join(cell(v["metrics"], v["intervals"], c) for c in cols) + " |")
+            lines.append(f"| {ref} | | | | " + " | ".join(cell(v["metrics"], v["intervals"], c) for c in cols) + " |")
         lines.append("")
         for r in mine:  # the verdict, read off the intervals: a rank is claimed only where they do not overlap
             lo, hi = r["intervals"]["recall@10"]
@@ -184,15 +197,15 @@ def full_generators_section(rows) -> str:
             for ref, v in mine[-1]["reference"].items():
                 rlo, rhi = v["intervals"]["recall@10"]
                 verdict.append(f"{'above' if lo > rhi else 'below' if hi < rlo else 'not separable from'} {ref}")
-            lines.append(f"- generator on {r['ids']} IDs, recall@10: " + "; ".join(verdict) + ".")
+            lines.append(f"- generator on {label(r)} IDs, recall@10: " + "; ".join(verdict) + ".")
         for i, r in enumerate(mine):  # ID methods against each other
             for o in mine[i + 1 :]:
                 (lo, hi), (olo, ohi) = r["intervals"]["recall@10"], o["intervals"]["recall@10"]
                 word = "above" if lo > ohi else "below" if hi < olo else "not separable from"
-                lines.append(f"- generator on {r['ids']} IDs, recall@10: {word} the one on {o['ids']} IDs.")
+                lines.append(f"- generator on {label(r)} IDs, recall@10: {word} the one on {label(o)} IDs.")
         for r in mine:
             curve = ", ".join(f"{e['val_recall@10']:.3f}" for e in r["history"] if "val_recall@10" in e)
-            lines.append(f"- {r['ids']}: validation recall@10 by epoch: {curve}")
+            lines.append(f"- {label(r)}: validation recall@10 by epoch: {curve}")
         lines.append("")
     png = RUNS / "bench-full-generators.png"
     if png.exists():
@@ -324,8 +337,9 @@ indexer gives them, i.e. how well training later positions kept the earlier code
 full shuffle every epoch, a linear learning-rate schedule after warm-up, validation recall@10 after every epoch
 (Beauty: the second-to-last item of 2,000 seeded users; SciFact: 10% of the train queries held out) with the best
 epoch kept and early stopping, then evaluated on every test user or query next to the reference methods of the
-same harness. A rank between two rows is claimed only where their intervals do not overlap. Tiny T5 from scratch,
-no dropout, 2 CPU cores; the settings are in the script.
+same harness. A rank between two rows is claimed only where their intervals do not overlap. A T5 from scratch
+(`tiny`: d_model 64, 2+2 layers; `d128`: d_model 128, 2+2 layers, 4 heads) on 2 CPU cores; the other settings are
+in the script and in each row of runs/bench-full-generators.json.
 
 {section("full-generators", full_generators_section)}
 ### Earlier: sampled generator runs (every ID method, a fraction of the data)

@@ -371,7 +371,7 @@ CHOICES = {
     "data.on_bad": {"skip", "error"},
     "data.on_long": {"truncate", "skip", "error"},
     "model.backbone": {"t5", "encoder"},
-    "model.preset": {"tiny", "mini", "small", "base"},
+    "model.preset": {"tiny", "d128", "tiger", "mini", "small", "base"},
     "indexer.selection": {"dot", "l2"},
     "indexer.contrastive": {"prefix", "inbatch"},
     "indexer.prefix_similarity": {"dot", "cos"},

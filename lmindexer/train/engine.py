@@ -127,11 +127,30 @@ class Engine:
 
     @contextlib.contextmanager
     def full_weights(self):
-        """All ranks enter; inside, every parameter is whole (ZeRO-3 gathers its shards)."""
-        if self.kind == "deepspeed" and self.cfg.zero_stage == 3:
-            import deepspeed
-
-            with deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None):
-                yield self.module
-        else:
+        """All ranks enter; inside, every parameter is whole (ZeRO-3 gathers its shards) and fp32: under DeepSpeed
+        bf16 the module's own weights are bf16 copies, so they are swapped for the optimizer's fp32 master weights
+        until the block ends (what is saved or decoded there is what training reached, not its bf16 rounding)."""
+        if self.kind != "deepspeed":
             yield self.module
+            return
+        import deepspeed
+
+        params = list(self.module.parameters())
+        gather = (
+            deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+            if self.cfg.zero_stage == 3
+            else contextlib.nullcontext()
+        )
+        with gather:
+            if not use_bf16(self.cfg):
+                yield self.module
+                return
+            kept = [p.data for p in params]
+            for p in params:
+                master = deepspeed.utils.safe_get_full_fp32_param(p) if p.requires_grad else None
+                p.data = master.to(p.device) if master is not None else p.data.float()
+            try:
+                yield self.module
+            finally:
+                for p, data in zip(params, kept):
+                    p.data = data
