@@ -279,12 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command != "id-report":  # the report reads tables on the driver alone
             ensure_ray(cfg)
         result = fn(cfg, args.phase) if getattr(args, "phase", None) else fn(cfg)
-    except ConfigError as e:  # a setting that cannot work, found once the stage looked: one line, exit 2
+    except (ConfigError, BadInputError, FileNotFoundError) as e:
+        # the user's to fix (a setting that cannot work, bad or missing data, a step not run yet): one line naming
+        # it, no traceback, exit 2 like a bad option; exit 1 stays for the program's own failures
         print(f"lmindexer: {args.command}: {e}", file=sys.stderr)
         return 2
-    except (BadInputError, FileNotFoundError) as e:  # the data's fault, not the program's: one line, no traceback
-        print(f"lmindexer: {args.command}: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         # Ray's shutdown at exit takes ~10 s after a Ctrl-C inside one of its calls; a local Ray's processes share
         # this process's fate, so leaving at once loses nothing that a re-run needs

@@ -28,8 +28,8 @@ def test_bad_override_exits_2_naming_the_key(capsys):
 
 
 def test_a_missing_input_fails_at_once_in_one_line(tmp_path, capsys):
-    """No Ray start-up first, no traceback: the data's fault gets one line and exit 1."""
-    assert main(["prepare", f"output_dir={tmp_path}", f"data.input={tmp_path}/nope.jsonl"]) == 1
+    """No Ray start-up first, no traceback: the data's fault gets one line and exit 2, as a config error does."""
+    assert main(["prepare", f"output_dir={tmp_path}", f"data.input={tmp_path}/nope.jsonl"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"lmindexer: prepare: input not found: {tmp_path}/nope.jsonl"]
     import ray
