@@ -44,23 +44,20 @@ def test_trie_rejects_empty_input():
         build_trie(np.zeros((0, 3)))
 
 
+def tiny_t5() -> T5ForConditionalGeneration:
+    """A seeded one-layer T5 over a 24-token vocabulary, in eval mode."""
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=24, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8, pad_token_id=PAD, eos_token_id=EOS
+    )
+    config.decoder_start_token_id = PAD
+    return T5ForConditionalGeneration(config).eval()
+
+
 def test_beam_search_under_the_trie_emits_only_valid_ids_and_reaches_all():
     """Pins the behaviour of the installed transformers' beam search with a custom LogitsProcessor."""
     ids = random_ids()
-    torch.manual_seed(0)
-    model = T5ForConditionalGeneration(
-        T5Config(
-            vocab_size=24,
-            d_model=16,
-            d_ff=32,
-            num_layers=1,
-            num_heads=2,
-            d_kv=8,
-            pad_token_id=PAD,
-            eos_token_id=EOS,
-            decoder_start_token_id=PAD,
-        )
-    ).eval()
+    model = tiny_t5()
     proc = TrieLogitsProcessor(build_trie(ids), EOS, PAD)
     x = torch.randint(3, 24, (3, 6))
     out = model.generate(
@@ -176,20 +173,7 @@ def test_length_grouping_keeps_every_full_batch_and_trimming_keeps_the_decoding(
     assert by_length(np.array([[4, 4, 1], [4, 1, 0], [1, 0, 0]])).tolist() == [2, 1, 0]
 
     ids = random_ids()
-    torch.manual_seed(0)
-    model = T5ForConditionalGeneration(
-        T5Config(
-            vocab_size=24,
-            d_model=16,
-            d_ff=32,
-            num_layers=1,
-            num_heads=2,
-            d_kv=8,
-            pad_token_id=PAD,
-            eos_token_id=EOS,
-            decoder_start_token_id=PAD,
-        )
-    ).eval()
+    model = tiny_t5()
     proc = TrieLogitsProcessor(build_trie(ids), EOS, PAD)
     x = torch.randint(3, 24, (3, 6))
     x[:, 4:] = 0
