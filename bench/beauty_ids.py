@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+from shared_data import DATA  # noqa: E402
 
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.data.prepare import prepare  # noqa: E402
@@ -41,7 +42,7 @@ from lmindexer.ids.learn import learn_ids  # noqa: E402
 from lmindexer.paths import RunLayout  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 
-BEAUTY = ROOT.parent / "shared" / "data" / "amazon_beauty"
+BEAUTY = DATA / "amazon_beauty"
 PEERS = BEAUTY / "original" / "CollisionGenRec" / "data" / "Beauty" / "indexes"
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from shared_data import DATA  # noqa: E402
+
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.data.prepare import prepare_once  # noqa: E402
 from lmindexer.downstream.train import HISTORY_FILE, train_generator  # noqa: E402
@@ -38,8 +40,8 @@ from lmindexer.ids.baseline_ids import baseline_ids  # noqa: E402
 from lmindexer.init_model import init_model  # noqa: E402
 from lmindexer.runtime import setup_logging  # noqa: E402
 
-BEAUTY = ROOT.parent / "shared" / "data" / "amazon_beauty"
-SCIFACT = ROOT.parent / "shared" / "data" / "scifact" / "derived_beir"
+BEAUTY = DATA / "amazon_beauty"
+SCIFACT = DATA / "scifact" / "derived_beir"
 MINILM_IDS = ROOT / "runs" / "bench-beauty-ids-minilm"
 SETS = {
     "beauty": {

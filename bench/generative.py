@@ -25,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from shared_data import DATA  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "bench"))
 
 from beauty_ids import BEAUTY, baseline_runs, make_tables  # noqa: E402
@@ -34,7 +37,7 @@ from lmindexer.config import load_config  # noqa: E402
 from lmindexer.downstream.train import train_generator  # noqa: E402
 from lmindexer.runtime import setup_logging  # noqa: E402
 
-SCIFACT = ROOT.parent / "shared" / "data" / "scifact" / "derived_beir"
+SCIFACT = DATA / "scifact" / "derived_beir"
 MINILM = "--minilm" in sys.argv  # also the MiniLM-based baselines (the [minilm] extra)
 OUT = ROOT / "runs" / "bench-generative.json"
 COLUMNS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"]

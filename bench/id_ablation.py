@@ -26,6 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from shared_data import DATA  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "bench"))
 
 from beauty_ids import make_tables  # noqa: E402
@@ -35,7 +38,6 @@ from lmindexer.config import load_config  # noqa: E402
 from lmindexer.eval.report import id_report  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
 # the recipe under test: every position trained, 2 of MiniLM's 6 layers trained (the lower 4 frozen, run once per
 # batch), one joint epoch per position at a fine-tuning learning rate
 ALL = [

@@ -22,13 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from shared_data import DATA  # noqa: E402
+
 from lmindexer.data.generator_data import read_qrels, read_queries, read_sequences  # noqa: E402
 from lmindexer.downstream.reference import bm25_rank, rec_baselines  # noqa: E402
 from lmindexer.downstream.splits import split_sequences  # noqa: E402
 from lmindexer.eval.ranking import bootstrap_ci, per_query  # noqa: E402
 
-BEAUTY = ROOT.parent / "shared" / "data" / "amazon_beauty" / "original" / "CIKM2020-S3Rec" / "data" / "Beauty.txt"
-SCIFACT = ROOT.parent / "shared" / "data" / "scifact" / "derived_beir"
+BEAUTY = DATA / "amazon_beauty" / "original" / "CIKM2020-S3Rec" / "data" / "Beauty.txt"
+SCIFACT = DATA / "scifact" / "derived_beir"
 OUT = ROOT / "runs" / "bench-reference.json"
 KS = [5, 10]
 
