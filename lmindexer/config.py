@@ -274,6 +274,11 @@ class GeneratorConfig:
         "linear", "learning-rate schedule after a linear warm-up: linear (decay to 0), cosine or constant"
     )
     warmup: float = opt(0.05, "share of the optimizer steps spent warming the learning rate up")
+    group_by_length: bool = opt(
+        True,
+        "batches of similar input length, each cut to its longest input (regrouped within pools of 8 shuffled "
+        "batches): short inputs padded to max_source_length cost their own length, not the maximum",
+    )
     val_examples: int = opt(
         500,
         "validation examples decoded under the trie after every epoch (rec: the second-to-"

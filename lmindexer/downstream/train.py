@@ -24,7 +24,7 @@ from ..models.generator import GENERATOR_FILE, build_generator, indexer_codebook
 from ..paths import RunLayout
 from ..raydata import rows_dataset, shared
 from ..train.engine import lr_multiplier
-from ..train.loop import all_reduce_sum, fit, length_grouped_batches
+from ..train.loop import all_reduce_sum, fit, length_grouped_batches, shuffled_batches
 from ..train.task import HISTORY_FILE, TaskDefaults
 from .evaluate import beam_search, beam_width, by_length, evaluate, finished_evaluation
 from .examples import VALIDATION, build_examples, id_targets
@@ -48,6 +48,7 @@ class GeneratorTask(TaskDefaults):
     val: dict | None = None  # {"sources": ref [V, L], "targets": ref [V, depth], "trie": ref, "ks": [...]}
     patience: int = 0
     dropout: float = 0.1
+    group_by_length: bool = True
 
     @property
     def validates(self) -> bool:
@@ -65,7 +66,11 @@ class GeneratorTask(TaskDefaults):
         return lambda step: lr_multiplier(step, total, warmup, kind)
 
     def batches(self, shard, epoch: int):
-        for b in length_grouped_batches(shard, self.batch_size, self.seed, epoch, "input_ids"):
+        if self.group_by_length:
+            source = length_grouped_batches(shard, self.batch_size, self.seed, epoch, "input_ids")
+        else:
+            source = shuffled_batches(shard, self.batch_size, self.seed, epoch)
+        for b in source:
             ids = b["input_ids"].long()
             yield {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": b["labels"].long()}
 
@@ -188,6 +193,7 @@ def train_generator(cfg: Config) -> dict:
             val,
             g.patience,
             g.dropout,
+            g.group_by_length,
         )
         fit(cfg, task, rows_dataset(input_ids=data["sources"], labels=labels).random_shuffle())
     summary["train_seconds"] = round(time.time() - start, 1)
