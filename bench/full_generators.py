@@ -109,6 +109,10 @@ OUT = ROOT / "runs" / "bench-full-generators.json"
 COLUMNS = ["recall@5", "ndcg@5", "recall@10", "ndcg@10"]
 
 
+def variant(row: dict) -> str:
+    return f" ({row['variant']})" if row.get("variant") else ""
+
+
 def cell(metrics: dict, intervals: dict, c: str) -> str:
     lo, hi = intervals.get(c, (None, None))
     return f"{metrics[c]:.4f} [{lo:.4f}, {hi:.4f}]" if lo is not None else f"{metrics[c]:.4f}"
@@ -217,7 +221,7 @@ def main() -> None:
         print("|---|---:|" + "---:|" * len(COLUMNS) + "---:|")
         for r in mine:
             print(
-                f"| generator on {r['ids']} IDs{r.get('variant') and ' (' + r['variant'] + ')'} | {r['queries']} | "
+                f"| generator on {r['ids']} IDs{variant(r)} | {r['queries']} | "
                 + " | ".join(cell(r["metrics"], r["intervals"], c) for c in COLUMNS)
                 + f" | {r['seconds']} |"
             )
