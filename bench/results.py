@@ -157,14 +157,16 @@ def generative_section(rows) -> str:
 
 
 def label(row) -> str:
-    """A generator row's name: its ID method, and its variant (bench/full_generators.py as=) where it has one."""
-    return row["ids"] + (f" ({row['variant']})" if row.get("variant") else "")
+    """A generator row's name: its variant (bench/full_generators.py as=) where it has one, and its ID method."""
+    return (f"generator ({row['variant']})" if row.get("variant") else "generator") + f" on {row['ids']} IDs"
 
 
 def shape(row) -> str:
     setting = dict(s.split("=", 1) for s in row["settings"])
+    start = setting.get("generator.init", "")  # bench/full_generators.py preset=NAME starts from <backbone>-NAME
+    preset = row.get("preset") or (start.rsplit("-", 1)[-1] if "backbone-" in start else "tiny")
     epochs = row.get("epochs_run") or len(row["history"])
-    return f"{row.get('preset', 'tiny')}, {setting.get('generator.dropout', '0.1')}, {epochs}"
+    return f"{preset}, {setting.get('generator.dropout', '0.1')}, {epochs}"
 
 
 def full_generators_section(rows) -> str:
@@ -184,7 +186,7 @@ def full_generators_section(rows) -> str:
         ]
         for r in mine:
             lines.append(
-                f"| generator on {label(r)} IDs | {shape(r)} | {r['train'].get('examples', '')} | {r['seconds']} | "
+                f"| {label(r)} | {shape(r)} | {r['train'].get('examples', '')} | {r['seconds']} | "
                 + " | ".join(cell(r["metrics"], r["intervals"], c) for c in cols)
                 + " |"
             )
@@ -197,12 +199,12 @@ def full_generators_section(rows) -> str:
             for ref, v in mine[-1]["reference"].items():
                 rlo, rhi = v["intervals"]["recall@10"]
                 verdict.append(f"{'above' if lo > rhi else 'below' if hi < rlo else 'not separable from'} {ref}")
-            lines.append(f"- generator on {label(r)} IDs, recall@10: " + "; ".join(verdict) + ".")
+            lines.append(f"- {label(r)}, recall@10: " + "; ".join(verdict) + ".")
         for i, r in enumerate(mine):  # ID methods against each other
             for o in mine[i + 1 :]:
                 (lo, hi), (olo, ohi) = r["intervals"]["recall@10"], o["intervals"]["recall@10"]
                 word = "above" if lo > ohi else "below" if hi < olo else "not separable from"
-                lines.append(f"- generator on {label(r)} IDs, recall@10: {word} the one on {label(o)} IDs.")
+                lines.append(f"- {label(r)}, recall@10: {word} the {label(o)}.")
         for r in mine:
             curve = ", ".join(f"{e['val_recall@10']:.3f}" for e in r["history"] if "val_recall@10" in e)
             lines.append(f"- {label(r)}: validation recall@10 by epoch: {curve}")
