@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from results import label  # noqa: E402
 from shared_data import DATA  # noqa: E402
 
 from lmindexer.config import load_config  # noqa: E402
@@ -109,10 +110,6 @@ OUT = ROOT / "runs" / "bench-full-generators.json"
 COLUMNS = ["recall@5", "ndcg@5", "recall@10", "ndcg@10"]
 
 
-def variant(row: dict) -> str:
-    return f" ({row['variant']})" if row.get("variant") else ""
-
-
 def cell(metrics: dict, intervals: dict, c: str) -> str:
     lo, hi = intervals.get(c, (None, None))
     return f"{metrics[c]:.4f} [{lo:.4f}, {hi:.4f}]" if lo is not None else f"{metrics[c]:.4f}"
@@ -127,9 +124,7 @@ def plot(rows: list) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for r in rows:
         curve = [e.get("val_recall@10") for e in r["history"] if "val_recall@10" in e]
-        ax.plot(
-            range(1, len(curve) + 1), curve, marker="o", label=f"{r['set']}: {r['ids']} {r.get('variant', '')}".strip()
-        )
+        ax.plot(range(1, len(curve) + 1), curve, marker="o", label=f"{r['set']}: {label(r)}")
     ax.set(xlabel="epoch", ylabel="validation recall@10", title="generator learning curves")
     ax.legend()
     fig.tight_layout()
@@ -150,7 +145,7 @@ def fresh_start(backbone: str, preset: str) -> str:
     return out
 
 
-def run_one(name: str, method: str, extra: list, preset: str = "", label: str = "") -> dict:
+def run_one(name: str, method: str, extra: list, preset: str = "", variant: str = "") -> dict:
     spec = SETS[name]
     config = ROOT / "configs" / spec["config"]
     base = load_config(config, spec["base"])
@@ -169,7 +164,10 @@ def run_one(name: str, method: str, extra: list, preset: str = "", label: str = 
         spec["base"]
         + spec["generator"]
         + EVAL
-        + [f"generator.ids={table}", f"generator.output={base.output_dir}/generator-{method}{label and '-' + label}"]
+        + [
+            f"generator.ids={table}",
+            f"generator.output={base.output_dir}/generator-{method}{variant and '-' + variant}",
+        ]
         + extra,
     )
     result = train_generator(cfg)
@@ -178,9 +176,8 @@ def run_one(name: str, method: str, extra: list, preset: str = "", label: str = 
     return {
         "set": name,
         "ids": method,
-        "variant": label,
+        "variant": variant,
         "preset": preset or "tiny",
-        "epochs_run": len(history),
         "queries": ev["queries"],
         "metrics": ev["metrics"],
         "intervals": ev["intervals"],
@@ -221,7 +218,7 @@ def main() -> None:
         print("|---|---:|" + "---:|" * len(COLUMNS) + "---:|")
         for r in mine:
             print(
-                f"| generator on {r['ids']} IDs{variant(r)} | {r['queries']} | "
+                f"| {label(r)} | {r['queries']} | "
                 + " | ".join(cell(r["metrics"], r["intervals"], c) for c in COLUMNS)
                 + f" | {r['seconds']} |"
             )

@@ -162,11 +162,9 @@ def label(row) -> str:
 
 
 def shape(row) -> str:
+    """The generator's T5 preset, dropout and epochs run."""
     setting = dict(s.split("=", 1) for s in row["settings"])
-    start = setting.get("generator.init", "")  # bench/full_generators.py preset=NAME starts from <backbone>-NAME
-    preset = row.get("preset") or (start.rsplit("-", 1)[-1] if "backbone-" in start else "tiny")
-    epochs = row.get("epochs_run") or len(row["history"])
-    return f"{preset}, {setting.get('generator.dropout', '0.1')}, {epochs}"
+    return f"{row.get('preset', 'tiny')}, {setting.get('generator.dropout', '0.1')}, {len(row['history'])}"
 
 
 def full_generators_section(rows) -> str:
