@@ -74,6 +74,7 @@ SETS = {
             "generator.batch_size=256",
             "generator.val_examples=2000",
             "generator.patience=2",
+            "generator.sasrec_epochs=0",  # bench/reference.py --sasrec trains the SASRec row (50 epochs)
         ],
     },
     "scifact": {

@@ -86,6 +86,7 @@ SETS = {
             "generator.max_eval=2000",
             "generator.ks=[1,5,10]",
             "generator.eval_split=test",
+            "generator.sasrec_epochs=0",  # bench/reference.py --sasrec trains the SASRec row
         ],
     },
 }

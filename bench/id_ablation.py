@@ -57,6 +57,7 @@ VARIANTS = {
     "no-usage-term": ["indexer.usage_weight=0"],
     "only-position-1-trained": ["indexer.trained_positions=1"],
     "commitment-5": ["indexer.commitment_weight=5"],
+    "plus-collision-term": ["indexer.collision_weight=1"],
     "landed-recipe": [
         "indexer.contrastive=inbatch",
         "indexer.residual=false",

@@ -46,26 +46,15 @@ def row(method: str, ranked: list, relevant: list) -> dict:
 
 
 def sasrec(split: dict, args) -> tuple[list, dict]:
-    """(ranked item lists for the evaluated examples, settings): SASRec trained on the shared Ray Train loop."""
+    """(ranked item lists for the evaluated examples, settings): SASRec as `lmindexer evaluate` trains it, on the
+    shared Ray Train loop (1 DDP worker with both cores)."""
     from lmindexer.config import load_config
-    from lmindexer.downstream.sasrec import SASRec, SASRecConfig, SASRecTask, rank, training_rows
-    from lmindexer.raydata import rows_dataset
+    from lmindexer.downstream.sasrec import sasrec_reference
     from lmindexer.runtime import ensure_ray
-    from lmindexer.train.loop import fit
 
-    examples = split[args.split]
-    number = {}
-    for _, h, t in examples:
-        for i in h + [t]:
-            number.setdefault(i, len(number) + 1)
-    cfg = SASRecConfig(items=len(number), max_len=50, dim=64, layers=2, heads=2, dropout=args.sasrec_dropout)
-    # every user's items before the validation target: the test split's histories less their last item
-    train = [[number[i] for i in h[:-1]] for _, h, _ in split["test"] if len(h) >= 3]
-    inputs, labels = training_rows(train, cfg.max_len)
-    out = ROOT / "runs" / "bench-sasrec"
     run = load_config(
         overrides=[
-            f"output_dir={out}",
+            f"output_dir={ROOT / 'runs' / 'bench-sasrec'}",
             "train.num_workers=1",
             "train.cpus_per_worker=2",
             "train.engine=ddp",
@@ -73,24 +62,14 @@ def sasrec(split: dict, args) -> tuple[list, dict]:
         ]
     )
     ensure_ray(run)
-    start = time.time()
-    fit(
+    return sasrec_reference(
         run,
-        SASRecTask(cfg, str(out / "model"), args.sasrec_epochs, 1e-3, 128, seed=0),
-        rows_dataset(input_ids=inputs, labels=labels),
-        fresh=True,
+        [h for _, h, _ in split["valid"]],  # each user's items before the validation target
+        [h for _, h, _ in split[args.split]],
+        max(KS),
+        args.sasrec_epochs,
+        args.sasrec_dropout,
     )
-    model = SASRec.from_pretrained(str(out / "model"))
-    item_of = {n: i for i, n in number.items()}
-    ranked = [
-        [item_of[n] for n in row] for row in rank(model, [[number[i] for i in h] for _, h, _ in examples], max(KS))
-    ]
-    return ranked, {
-        "epochs": args.sasrec_epochs,
-        "dropout": args.sasrec_dropout,
-        "train_rows": len(train),
-        "seconds": round(time.time() - start, 1),
-    }
 
 
 def scifact(split: str) -> dict:

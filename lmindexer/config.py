@@ -138,6 +138,11 @@ class IndexerConfig:
         "weight of the code-usage term log K - H(mean code distribution of the batch), "
         "a guard against codebook collapse in joint training (0: off)",
     )
+    collision_weight: float = opt(
+        0.0,
+        "positions >= 2 with contrastive=prefix: weight of the same-prefix collision term, the mean over pairs of "
+        "batch documents that share their ID prefix of the probability that both pick the same code (0: off)",
+    )
     recon_vocab: str = opt(
         "corpus",
         "backbone=encoder: the reconstruction head's vocabulary: corpus (the tokens that "
@@ -291,6 +296,12 @@ class GeneratorConfig:
         "test", "retrieval: the qrels split evaluated; rec: test (last item) or valid (second to last)"
     )
     max_eval: int = opt(0, "evaluate a seeded sample of this many queries or users (0: all)")
+    sasrec_epochs: int = opt(
+        30,
+        "rec: epochs of the SASRec reference row that evaluate trains (Ray Train) on the training sequences "
+        "and ranks beside the generator (0: no SASRec row)",
+    )
+    sasrec_dropout: float = opt(0.5, "rec: dropout of the SASRec reference (0.5 for sparse data, as its paper)")
     ks: list = opt([1, 5, 10], "cut-offs K of Recall/NDCG/MRR/hit@K")
     num_beams: int = opt(0, "beam width of the trie-constrained beam search (0: the largest K); never below it")
     run_tasks: list = opt(

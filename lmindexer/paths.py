@@ -10,6 +10,7 @@
       ids-<method>/     baseline-ids' tables (baseline.output moves one)
       report/           id-report's JSON, Markdown and PNGs (report.output moves it)
       generator-<task>-<ids folder>/   a trained generator and its evaluations (generator.output moves it)
+      sasrec/           the SASRec reference that rec evaluation trains
       ray/              Ray Train runs and checkpoints (train.storage_path moves them)
       tune/             Ray Tune experiments (tune.output moves them)
       run_summary.json  `lmindexer run`'s full summary
@@ -76,6 +77,10 @@ class RunLayout:
         g = self.cfg.generator
         ids_name = posixpath.basename(posixpath.normpath(g.ids)) if g.ids else "ids"
         return self._at(g.output, f"generator-{g.task}-{ids_name}")
+
+    @property
+    def sasrec(self) -> str:
+        return self._at("", "sasrec")
 
     @property
     def report(self) -> str:

@@ -61,12 +61,17 @@ def run(base, task, method, *extra):
 
 
 def test_recommendation_trains_and_decodes_valid_ids(base):
-    _, semantic = run(base, "rec", "hkmeans", "generator.epochs=10")
+    _, semantic = run(base, "rec", "hkmeans", "generator.epochs=10", "generator.sasrec_epochs=20")
     print("rec hit@10:", semantic["eval"]["metrics"]["hit@10"])
     assert semantic["eval"]["queries"] == 400
     assert semantic["eval"]["metrics"]["hit@10"] > 10 / 400  # a random ranking of the 400 items
-    ref = semantic["eval"]["reference"]  # the count recommenders on the same users, with intervals
-    assert set(ref) == {"most-popular", "last-item transitions", "co-occurrence (last 3)"}
+    ref = semantic["eval"]["reference"]  # the count recommenders and SASRec on the same users, with intervals
+    assert set(ref) == {"most-popular", "last-item transitions", "co-occurrence (last 3)", "SASRec"}
+    sasrec = ref["SASRec"]
+    print("SASRec recall@10:", sasrec["metrics"]["recall@10"], sasrec["settings"])
+    assert sasrec["settings"]["train_sequences"] == 400 and sasrec["settings"]["epochs"] == 20
+    assert sasrec["metrics"]["recall@10"] > 10 / 400  # trained with Ray Train, it ranks better than chance
+    assert os.path.exists(os.path.join(base, "sasrec", "sasrec.pt"))
     lo, hi = semantic["eval"]["intervals"]["recall@10"]
     assert lo <= semantic["eval"]["metrics"]["recall@10"] <= hi
     preds = pq.read_table(os.path.join(semantic["generator"], "eval-test", "predictions.parquet")).to_pandas()

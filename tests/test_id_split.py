@@ -12,7 +12,7 @@ from lmindexer.eval.metrics import collision_rate, conditional_perplexity, split
 from lmindexer.ids.negatives import prefix_batches, prefix_ids
 from lmindexer.models.backbone import load_backbone
 from lmindexer.models.indexer import SemanticIndexer
-from lmindexer.models.losses import prefix_contrastive_loss, usage_loss
+from lmindexer.models.losses import prefix_collision_loss, prefix_contrastive_loss, usage_loss
 from lmindexer.models.quantizer import fit_offsets
 
 
@@ -84,6 +84,20 @@ def test_usage_loss_is_zero_when_spread_and_log_k_when_collapsed():
     logits = torch.randn(32, 8, requires_grad=True)
     usage_loss(logits).backward()
     assert logits.grad.abs().sum() > 0
+
+
+def test_prefix_collision_loss_is_the_same_code_probability_of_same_prefix_pairs():
+    sharp = torch.full((4, 3), -50.0)
+    sharp[[0, 1, 2, 3], [0, 0, 1, 2]] = 50.0  # rows 0 and 1 pick code 0, rows 2 and 3 codes 1 and 2
+    together = torch.tensor([7, 7, 9, 9])
+    assert prefix_collision_loss(sharp, together).item() == pytest.approx(0.5, abs=1e-6)  # one of two groups collides
+    assert prefix_collision_loss(sharp, torch.tensor([7, 9, 7, 9])).item() == pytest.approx(0.0, abs=1e-6)
+    assert prefix_collision_loss(sharp, torch.arange(4)).item() == 0.0  # no same-prefix pair
+    # uniform rows over K codes: any pair collides with probability 1/K, however sharp the rows are not
+    assert prefix_collision_loss(torch.zeros(3, 4), torch.zeros(3)).item() == pytest.approx(0.25, abs=1e-6)
+    logits = torch.randn(6, 5, requires_grad=True)
+    prefix_collision_loss(logits, torch.tensor([0, 0, 0, 1, 1, 2])).backward()
+    assert logits.grad[:5].abs().sum() > 0 and logits.grad[5].abs().sum() == 0  # a lone row gets no gradient
 
 
 def _indexer(tmp_path, backbone, **indexer):

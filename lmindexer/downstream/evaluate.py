@@ -26,6 +26,7 @@ from ..raydata import actor_pool, by_row, inference_device, rows_dataset, spread
 from ..train.loop import trim_padding
 from .examples import build_examples, doc_texts
 from .reference import reference_rankings
+from .sasrec import sasrec_reference
 from .trie import TrieLogitsProcessor, build_trie, trie_bytes
 
 log = logging.getLogger("lmindexer.downstream")
@@ -116,6 +117,13 @@ def evaluate(cfg: Config) -> dict:
     for method, docs in reference_rankings(g.task, data["inputs"], list(table.doc_ids), texts, max(g.ks)).items():
         m, ci = summarise(docs, data["relevant"], g.ks)
         reference[method] = {"metrics": m, "intervals": ci}
+    if g.task == "rec" and g.sasrec_epochs > 0:
+        inputs = data["inputs"]
+        docs, settings = sasrec_reference(
+            cfg, inputs["train_sequences"], inputs["histories"], max(g.ks), g.sasrec_epochs, g.sasrec_dropout, cfg.seed
+        )
+        m, ci = summarise(docs, data["relevant"], g.ks)
+        reference["SASRec"] = {"metrics": m, "intervals": ci, "settings": settings}
     result = {
         "split": g.eval_split,
         "queries": len(ranked),

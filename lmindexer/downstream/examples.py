@@ -88,7 +88,7 @@ def retrieval_qrels(cfg: Config, data: str, split: str) -> dict:
 def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split: str) -> dict:
     """{'sources', 'keys', 'counts'} plus 'targets' (row of the target document in the table) for split 'train',
     or 'relevant' ([{doc_id: grade}]) and 'inputs' for an evaluation split: the query texts (retrieval), or the
-    histories and every history of the split (rec), for the reference methods."""
+    histories, every history of the split and the training sequences (rec), for the reference methods."""
     g, eos = cfg.generator, tokenizer.eos_token_id
     row, data = table.row, task_data(cfg)
     limit = {"train": 0, VALIDATION: g.val_examples}.get(split, g.max_eval)
@@ -131,7 +131,11 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
         keys = [u for u, _, _ in examples]
         targets = [row[t] for _, _, t in examples]
         relevant = [{t: 1} for _, _, t in examples]
-        inputs = {"histories": [h for _, h, _ in examples], "all_histories": [h for _, h, _ in parts[split]]}
+        inputs = {
+            "histories": [h for _, h, _ in examples],
+            "all_histories": [h for _, h, _ in parts[split]],
+            "train_sequences": [h for _, h, _ in parts["valid"]],  # each user's items before the validation target
+        }
     if split == "train" and g.task == "retrieval":
         keep = sample(list(range(len(pieces))), g.max_train_examples, cfg.seed)
         pieces, keys, targets = [pieces[i] for i in keep], [keys[i] for i in keep], [targets[i] for i in keep]

@@ -18,9 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import Config
+from ..paths import RunLayout
 from ..train.task import TaskDefaults
 
 CONFIG_FILE, WEIGHTS_FILE = "sasrec.json", "sasrec.pt"
+SASREC_BATCH, SASREC_LR = 128, 1e-3  # the reference setup's global batch and Adam learning rate
 
 
 @dataclass
@@ -134,3 +137,35 @@ class SASRecTask(TaskDefaults):
 
         for b in shuffled_batches(shard, self.batch_size, self.seed, epoch):
             yield {"input_ids": b["input_ids"].long(), "labels": b["labels"].long()}
+
+
+def sasrec_reference(
+    cfg: Config, sequences: list, histories: list, k: int, epochs: int, dropout: float = 0.5, seed: int = 0
+) -> tuple[list, dict]:
+    """(top-k items after each of `histories`, settings): SASRec trained with Ray Train on the training
+    `sequences` (per user, the items before the validation target), each predicting its own next items in one pass,
+    as the SASRec paper trains. The model goes to <output_dir>/sasrec; its Ray Train run starts afresh each time."""
+    import time
+
+    from ..raydata import rows_dataset
+    from ..train.loop import fit
+
+    start = time.time()
+    number: dict = {}
+    for h in list(sequences) + list(histories):
+        for i in h:
+            number.setdefault(i, len(number) + 1)
+    train = [[number[i] for i in s] for s in sequences if len(s) >= 2]
+    if not train:
+        raise ValueError("SASRec: no training sequence with 2 items or more")
+    model_cfg = SASRecConfig(items=len(number), dropout=dropout)
+    inputs, labels = training_rows(train, model_cfg.max_len)
+    out = RunLayout(cfg).sasrec
+    batch = max(1, SASREC_BATCH // cfg.train.num_workers)  # the global batch, whatever the worker count
+    task = SASRecTask(model_cfg, out, epochs, SASREC_LR, batch, seed=seed)
+    fit(cfg, task, rows_dataset(input_ids=inputs, labels=labels), fresh=True)
+    model = SASRec.from_pretrained(out)
+    item_of = {n: i for i, n in number.items()}
+    ranked = [[item_of[n] for n in row] for row in rank(model, [[number[i] for i in h] for h in histories], k)]
+    seconds = round(time.time() - start, 1)
+    return ranked, {"epochs": epochs, "dropout": dropout, "train_sequences": len(train), "seconds": seconds}

@@ -26,7 +26,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from ..config import ConfigError, IndexerConfig
 from ..quantizers.codes import IdSpec
 from .backbone import backbone_kind, load_backbone_model
-from .losses import contrastive_loss, prefix_contrastive_loss, reconstruction_loss, usage_loss
+from .losses import contrastive_loss, prefix_collision_loss, prefix_contrastive_loss, reconstruction_loss, usage_loss
 from .quantizer import Codebook
 from .reconstructor import Reconstructor, reconstruction_mask
 from .tokenizer import id_token_names
@@ -337,6 +337,8 @@ class SemanticIndexer(nn.Module):
             out["codes"] = codes
             if cfg.usage_weight > 0:
                 out["usage"] = usage_loss(logits, cfg.temperature)
+            if cfg.collision_weight > 0 and t > 1 and group is not None:
+                out["collision"] = prefix_collision_loss(logits, group, cfg.temperature)
         else:
             z = q
         slots = torch.stack(slots + [z], 1)
@@ -356,6 +358,8 @@ class SemanticIndexer(nn.Module):
         loss = out["recon"]
         if "usage" in out:
             loss = loss + cfg.usage_weight * out["usage"]
+        if "collision" in out:
+            loss = loss + cfg.collision_weight * out["collision"]
         same_prefix = t > 1 and cfg.contrastive == "prefix"
         weight = cfg.prefix_weight if same_prefix else cfg.contrastive_weight
         if self.phase != "warmup" and weight > 0 and (group is not None or not same_prefix):

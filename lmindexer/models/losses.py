@@ -75,3 +75,16 @@ def usage_loss(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     log K when every row puts its mass on the same code (a collapse guard)."""
     mean = F.softmax(logits.float() / temperature, dim=-1).mean(0)
     return math.log(logits.shape[-1]) + (mean * mean.clamp_min(1e-12).log()).sum()
+
+
+def prefix_collision_loss(logits: torch.Tensor, group: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Mean over ordered pairs of distinct rows with the same `group` (documents sharing their ID prefix) of the
+    probability that both pick the same code, with p = softmax(logits / tau) per row: 0 when same-prefix documents
+    put their mass on different codes, 1 when they all pick one code. Unlike an entropy term it leaves each row free
+    to be sharp. With no such pair the loss is 0 (with a graph, so every worker still takes the same backward)."""
+    p = F.softmax(logits.float() / temperature, dim=-1)
+    same = group[:, None] == group[None, :]
+    same.fill_diagonal_(False)
+    if not bool(same.any()):
+        return p.sum() * 0.0
+    return (p @ p.T)[same].mean()
