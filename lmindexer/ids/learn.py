@@ -204,6 +204,7 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
                 prefix = torch.from_numpy(progress.codes[rows, : t - 1].astype(np.int64))
                 book.offsets.data.copy_(fit_offsets(h, prefix, ic.codebook_size))
                 h = book.centre(h, prefix).detach()
+            log.info("learn-ids: position %d k-means over %d states (K=%d)", t, len(h), ic.codebook_size)
             centres = kmeans(h, ic.codebook_size, iters=ic.kmeans_iters, seed=cfg.seed + t)
             book.weight.data.copy_(centres)
             model.save_pretrained(out)
