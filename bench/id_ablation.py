@@ -58,6 +58,7 @@ VARIANTS = {
     "only-position-1-trained": ["indexer.trained_positions=1"],
     "commitment-5": ["indexer.commitment_weight=5"],
     "plus-collision-term": ["indexer.collision_weight=1"],
+    "plus-collision-term-5": ["indexer.collision_weight=5"],
     "landed-recipe": [
         "indexer.contrastive=inbatch",
         "indexer.residual=false",
