@@ -11,7 +11,8 @@ exp H(c_t | c_<t); distinct prefixes; first-level perplexity and AMI against the
 
     .venv/bin/python bench/id_ablation.py                       # Beauty, 2,000 seeded items, T=3, K=32
     .venv/bin/python bench/id_ablation.py --corpus agnews       # AG News train (4,000), T=3, K=32
-    .venv/bin/python bench/id_ablation.py --only all,landed-recipe --baselines hkmeans   # a subset
+    .venv/bin/python bench/id_ablation.py --only all,landed-recipe --baselines hkmeans   # a subset (other rows of
+                                                                                  # an earlier run are kept)
 """
 
 from __future__ import annotations
@@ -163,10 +164,15 @@ def main() -> None:
         f"CPUs; AMI of the first code against `{labels[0]}`, of the 2-code prefix against `{labels[-1]}`."
     )
     data = {"title": title, "results": results, "seconds": seconds, "kept": stable}
+    saved = root / "ablation.json"
+    if args.only and saved.exists():  # rows of earlier runs that this one did not redo stay in the table
+        old = json.load(open(saved))
+        for key in ("results", "seconds", "kept"):
+            data[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in data[key]}, **data[key]}
     print("\n" + split_section(data))
     print(f"full report: {out['report']}")
     os.makedirs(root, exist_ok=True)
-    json.dump(data, open(root / "ablation.json", "w"), indent=1)
+    json.dump(data, open(saved, "w"), indent=1)
 
 
 if __name__ == "__main__":

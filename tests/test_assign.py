@@ -130,6 +130,9 @@ def test_crash_and_rerun_redoes_no_finished_shard(indexed, tmp_path):
     assert first.returncode == 130 and "assign-ids interrupted" in log1, log1[-3000:]
     markers = {m: os.path.getmtime(m) for m in glob.glob(f"{out}/_done/*.json")}
     assert 2 <= len(markers) < 6 and not os.path.exists(out / "table")
+    moved = tmp_path / "moved"  # the same run reached by another path (a moved folder, a link) still resumes
+    moved.symlink_to(indexed, target_is_directory=True)
+    args = [f"output_dir={moved}" if a.startswith("output_dir=") else a for a in args]
     second = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-4000:]
     assert f"{len(markers)} already done" in second.stdout

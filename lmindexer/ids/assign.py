@@ -75,33 +75,44 @@ def encode_rounds(
     fs,
     out: str,
     src_fs,
-    files: list[str],
+    src: str,
     columns: list[str],
     actor,
     actor_kwargs: dict,
     actor_gpu: bool = True,
 ) -> None:
-    """Step 1: `actor` turns the `columns` of every input shard not yet in a committed round into codes."""
+    """Step 1: `actor` turns the `columns` of every shard under `src` not yet in a committed round into codes. Rounds
+    record their shards relative to `src`, so a run reached by another path (a moved folder, a link) resumes; a
+    committed round whose shards are no longer all in `src` (a re-prepared corpus) is dropped and redone."""
+    files = storage.list_files(src_fs, src)
+    name_of = {f: _shard_name(f, src) for f in files}
     raw, done_dir = storage.join(out, "_codes"), storage.join(out, "_done")
     committed = {
-        os.path.basename(i.path)[:-5]: storage.read_json(fs, i.path)["files"]
+        os.path.basename(i.path)[:-5]: [_shard_name(f, src) for f in storage.read_json(fs, i.path)["files"]]
         for i in fs.get_file_info(pafs.FileSelector(done_dir, allow_not_found=True))
     }
+    present = set(name_of.values())
+    for round_name, shards in list(committed.items()):
+        if not set(shards) <= present:
+            log.warning("codes: %s was made from shards that are gone; it is done again", round_name)
+            fs.delete_file(storage.join(done_dir, round_name + ".json"))
+            del committed[round_name]
     for info in fs.get_file_info(pafs.FileSelector(raw, allow_not_found=True)):
-        if os.path.basename(info.path) not in committed:  # a round that crashed before its commit
+        if os.path.basename(info.path) not in committed:  # a round that crashed before its commit, or a stale one
             fs.delete_dir(info.path)
     finished = {f for fl in committed.values() for f in fl}
-    pending = [f for f in files if f not in finished]
+    pending = [f for f in files if name_of[f] not in finished]
     log.info("codes: %d shard(s), %d already done, %d to do", len(files), len(files) - len(pending), len(pending))
     step = max(1, cfg.assign.files_per_round)
     for i in range(0, len(pending), step):
         chunk, start = pending[i : i + step], time.time()
-        name = _round_name(chunk)
+        names = [name_of[f] for f in chunk]
+        name = _round_name(names)
         ds = spread(ray.data.read_parquet(chunk, filesystem=src_fs).select_columns(columns), cfg).map_batches(
             actor, fn_constructor_kwargs=actor_kwargs, **actor_pool(cfg, gpu=actor_gpu)
         )
         ds.write_parquet(storage.join(raw, name), filesystem=fs, mode="overwrite")
-        storage.write_json(fs, storage.join(done_dir, name + ".json"), {"files": chunk})
+        storage.write_json(fs, storage.join(done_dir, name + ".json"), {"files": names})
         log.info(
             "codes: round %d/%d (%d shard(s)) committed in %.1fs",
             i // step + 1,
@@ -109,6 +120,12 @@ def encode_rounds(
             len(chunk),
             time.time() - start,
         )
+
+
+def _shard_name(path: str, src: str) -> str:
+    """A shard's name relative to its source folder (rounds written before this kept absolute paths)."""
+    root = src.rstrip("/") + "/"
+    return path[len(root) :] if path.startswith(root) else path
 
 
 def _with_keys(batch: pa.Table) -> pa.Table:
@@ -162,7 +179,7 @@ def assign_ids(cfg: Config) -> dict:
         fs,
         out,
         dfs,
-        storage.list_files(dfs, dpath),
+        dpath,
         ["doc_id", "text"],
         AssignActor,
         {

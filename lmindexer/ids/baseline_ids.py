@@ -145,5 +145,5 @@ def baseline_ids(cfg: Config) -> dict:
     else:
         kwargs["method_dir"] = fit_method(cfg, fs, out, embed_corpus(cfg, fs, out))
         src_fs, src, columns = fs, storage.join(out, "_emb"), ["doc_id", "emb"]
-    encode_rounds(cfg, fs, out, src_fs, storage.list_files(src_fs, src), columns, MethodActor, kwargs, actor_gpu=False)
+    encode_rounds(cfg, fs, out, src_fs, src, columns, MethodActor, kwargs, actor_gpu=False)
     return make_unique(cfg, uri, start, ic.codebook_size, {"method": b.method})
