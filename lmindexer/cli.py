@@ -15,7 +15,7 @@ import time
 
 from .config import ConfigError, describe, load_config
 from .data.readers import BadInputError
-from .runtime import ensure_ray, setup_logging
+from .runtime import ensure_ray, quiet_libraries, setup_logging
 
 log = logging.getLogger("lmindexer")
 
@@ -254,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
             epilog="config options (override as key.sub=value):\n" + describe(sections),
         )
         p.add_argument("--config", help="YAML config file (defaults apply to keys it leaves out)")
+        p.add_argument(
+            "--verbose",
+            action="store_true",
+            help="keep every library's log lines (Ray Data's per-dataset lines, weight loading bars, DeepSpeed)",
+        )
         p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
         if name == "learn-ids":
             p.add_argument(
@@ -267,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
+    quiet_libraries(args.verbose)
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as e:

@@ -147,7 +147,8 @@ def train_worker(config: dict) -> None:
             else:
                 progress["since_best"] = progress.get("since_best", 0) + 1
             stop = bool(task.patience) and progress["since_best"] >= task.patience
-        if rank == 0:
+        shown = (epoch + 1) % max(1, train.log_every_epochs) == 0 or epoch + 1 == task.epochs or stop
+        if rank == 0 and shown:
             say(
                 f"[{task.name}] epoch {epoch + 1}/{task.epochs} done: "
                 + " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
