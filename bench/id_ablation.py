@@ -60,6 +60,7 @@ VARIANTS = {
     "commitment-5": ["indexer.commitment_weight=5"],
     "plus-collision-term": ["indexer.collision_weight=1"],
     "plus-collision-term-5": ["indexer.collision_weight=5"],
+    "codebook-only-later": ["indexer.collision_weight=5", "indexer.later_positions=codebook"],
     "landed-recipe": [
         "indexer.contrastive=inbatch",
         "indexer.residual=false",

@@ -143,6 +143,11 @@ class IndexerConfig:
         "positions >= 2 with contrastive=prefix: weight of the same-prefix collision term, the mean over pairs of "
         "batch documents that share their ID prefix of the probability that both pick the same code (0: off)",
     )
+    later_positions: str = opt(
+        "all",
+        "what the joint phase trains from position 2 on: all (encoder, codebook t, reconstructor) or codebook "
+        "(codebook t and the reconstructor; the encoder stays as position 1 left it, so no earlier code moves)",
+    )
     recon_vocab: str = opt(
         "corpus",
         "backbone=encoder: the reconstruction head's vocabulary: corpus (the tokens that "
@@ -393,6 +398,7 @@ CHOICES = {
     "indexer.contrastive": {"prefix", "inbatch"},
     "indexer.prefix_similarity": {"dot", "cos"},
     "indexer.recon_vocab": {"corpus", "full"},
+    "indexer.later_positions": {"all", "codebook"},
     "train.engine": {"deepspeed", "ddp"},
     "train.zero_stage": {0, 1, 2, 3},
     "train.precision": {"auto", "fp32", "bf16"},

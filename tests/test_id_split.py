@@ -131,6 +131,18 @@ def test_frozen_lower_layers_share_states_and_get_no_gradients(tmp_path):
         _indexer(tmp_path / "t5", "t5", frozen_layers=1)
 
 
+def test_later_positions_codebook_trains_codebook_t_and_leaves_the_encoder(tmp_path):
+    idx, ids, mask = _indexer(tmp_path, "t5", later_positions="codebook", residual=True, selection="l2")
+    idx.set_phase("joint", 1)
+    assert all(p.requires_grad for p in idx.backbone.parameters())
+    idx.set_phase("joint", 2)
+    idx.train()
+    idx(ids, mask, torch.zeros(4, 1, dtype=torch.long), group=torch.tensor([0, 0, 1, 1]))["loss"].backward()
+    assert all(not p.requires_grad and p.grad is None for p in idx.backbone.parameters())
+    assert idx.codebooks[1].weight.grad is not None and idx.codebooks[1].weight.grad.abs().sum() > 0
+    assert idx.codebooks[0].weight.grad is None
+
+
 def test_residual_scores_what_the_earlier_codes_leave(tmp_path):
     idx, ids, mask = _indexer(tmp_path, "t5", residual=True, selection="l2")
     idx.state["positions_done"] = 3

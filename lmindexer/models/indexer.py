@@ -181,8 +181,11 @@ class SemanticIndexer(nn.Module):
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r} (one of {PHASES})")
         self.phase, self.position = phase, position
+        keep_encoder = phase == "warmup" or (
+            phase == "joint" and position > 1 and self.cfg.later_positions == "codebook"
+        )
         for p in self.backbone.parameters():
-            p.requires_grad = phase != "warmup"
+            p.requires_grad = not keep_encoder
         for layer in self.frozen():
             for p in layer.parameters():
                 p.requires_grad = False
