@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--verbose",
             action="store_true",
-            help="keep every library's log lines (Ray Data's per-dataset lines, weight loading bars, DeepSpeed)",
+            help="keep every library's log lines (Ray Data's per-dataset lines, weight loading bars)",
         )
         p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
         if name == "learn-ids":

@@ -11,25 +11,19 @@ import ray.data
 from .config import Config
 
 log = logging.getLogger("lmindexer")
-VERBOSE_ENV = "LMINDEXER_VERBOSE"  # set by --verbose; Ray workers of a local Ray inherit it
 
 
 def quiet_libraries(verbose: bool = False) -> None:
     """Before Ray starts: unless `verbose`, library chatter is cut at its source in this process and in every Ray
     process started from it (they inherit the environment): Ray Data's per-dataset INFO lines (3 per epoch of every
-    fit), Hugging Face's weight loading/saving progress bars and DeepSpeed's start-up prints. Warnings stay."""
+    fit) and Hugging Face's weight loading/saving progress bars. Warnings stay."""
     if verbose:
-        os.environ[VERBOSE_ENV] = "1"
         return
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # transformers read the variable above when it was imported
-
-
-def verbose() -> bool:
-    return os.environ.get(VERBOSE_ENV) == "1"
 
 
 def setup_logging(level: int = logging.INFO) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import os
 
@@ -11,7 +10,6 @@ import torch
 import torch.distributed as dist
 
 from ..config import TrainConfig
-from ..runtime import verbose
 
 
 def use_bf16(cfg: TrainConfig) -> bool:
@@ -67,11 +65,9 @@ class Engine:
 
             opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda else None
-            with contextlib.nullcontext() if verbose() else contextlib.redirect_stdout(io.StringIO()):
-                # its op builders print a line each ("... built successfully") on every start
-                self.model, self.optimizer, _, self.scheduler = deepspeed.initialize(
-                    model=model, optimizer=opt, lr_scheduler=sched, config=deepspeed_config(cfg, batch_size)
-                )
+            self.model, self.optimizer, _, self.scheduler = deepspeed.initialize(
+                model=model, optimizer=opt, lr_scheduler=sched, config=deepspeed_config(cfg, batch_size)
+            )
             if cfg.zero_stage == 3:
                 for weight in getattr(model, "external_weights", list)():
                     deepspeed.zero.register_external_parameter(model, weight)
