@@ -148,6 +148,13 @@ class IndexerConfig:
         "what the joint phase trains from position 2 on: all (encoder, codebook t, reconstructor) or codebook "
         "(codebook t and the reconstructor; the encoder stays as position 1 left it, so no earlier code moves)",
     )
+    staged_encoders: bool = opt(
+        True,
+        "keep the encoder as it was when each position's codes were assigned and compute code t with that copy, so "
+        "training later positions moves no earlier code (the final indexer gives every document learn-ids' own "
+        "codes, as the original code's per-stage IDs); costs one backbone copy per position that later training "
+        "changes, on disk and in memory when assigning",
+    )
     recon_vocab: str = opt(
         "corpus",
         "backbone=encoder: the reconstruction head's vocabulary: corpus (the tokens that "

@@ -186,3 +186,37 @@ def test_fit_offsets_centre_each_prefix_group():
         assert centred[prefix[:, 0] == g].mean(0).abs().max() < 1e-4
     two = torch.cat([prefix, torch.randint(0, 3, (400, 1))], 1)
     assert fit_offsets(h, two, 5).shape == (2, 5, 6)
+
+
+@pytest.mark.parametrize("backbone,indexer", [("t5", {}), ("encoder", {"frozen_layers": 1})])
+def test_staged_encoders_keep_earlier_codes_when_later_training_moves_the_encoder(tmp_path, backbone, indexer):
+    torch.manual_seed(0)
+    idx, ids, mask = _indexer(tmp_path, backbone, **indexer)
+    idx.state["positions_done"] = 3
+    for t in (1, 2, 3):
+        idx.set_id_embeddings(t)
+    before = idx.generate_codes(ids, mask)
+    scores_before = idx.candidates(ids, mask, before[:, :1], 4)[1]
+    idx.keep_stage(1)
+    idx.keep_stage(2)
+    with torch.no_grad():  # what training positions >= 3 does to the encoder: every weight moves
+        for p in idx.backbone.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    after = idx.generate_codes(ids, mask)
+    assert torch.equal(after[:, :2], before[:, :2])  # codes 1 and 2 come from the kept stages
+    assert torch.allclose(idx.candidates(ids, mask, before[:, :1], 4)[1], scores_before)
+    with torch.no_grad():  # code 3 is computed by the moved encoder
+        h3 = idx.states(ids, mask, after[:, :2])[:, -1]
+    assert torch.equal(idx.code_scores(h3, 3, after[:, :2]).argmax(-1), after[:, 2])
+    # the stages are saved beside the indexer, reload lazily, and a further save (as each snapshot) carries them on
+    idx.save_pretrained(str(tmp_path / "a"))
+    assert sorted(p.name for p in (tmp_path / "a" / "stages").iterdir()) == ["position-1", "position-2"]
+    again = SemanticIndexer.from_pretrained(str(tmp_path / "a"))
+    assert torch.equal(again.generate_codes(ids, mask), after)
+    again.save_pretrained(str(tmp_path / "b"))
+    third = SemanticIndexer.from_pretrained(str(tmp_path / "b"))
+    assert torch.equal(third.generate_codes(ids, mask), after)
+    assert not any(n.startswith("_stage") for n, _ in third.named_modules())  # never trained or sharded
+    # without stages the moved encoder would have changed at least one earlier code in this setup
+    third.state["stages"] = []
+    assert not torch.equal(third.generate_codes(ids, mask)[:, :2], before[:, :2])

@@ -37,7 +37,8 @@ class IndexerActor:
         with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype is not None):
             prefix = torch.from_numpy(shared(self.tables["codes"])[rows, : self.position - 1].astype(np.int64))
             prefix = prefix.to(self.device)
-            h = self.model.states(tokens, mask, prefix)[:, -1].float()
+            bb = self.model.stage_backbone(self.position)
+            h = self.model.states(tokens, mask, prefix, bb=bb)[:, -1].float()
             if self.mode == "embed":
                 return {"row": rows, "h": h.cpu().numpy()}
             return {"row": rows, "code": self.model.code_scores(h, self.position, prefix).argmax(-1).cpu().numpy()}

@@ -131,6 +131,15 @@ def schedule(ic: IndexerConfig) -> list[tuple[int, str]]:
     ]
 
 
+def moves_encoder_after(ic: IndexerConfig, plan: list[tuple[int, str]], position: int) -> bool:
+    """Whether a training step of a later position changes the encoder (so code `position` needs its own copy)."""
+    epochs = phase_epochs(ic)
+    return any(
+        t > position and s in epochs and s != "warmup" and not (s == "joint" and ic.later_positions == "codebook")
+        for t, s in plan
+    )
+
+
 def learn_ids(cfg: Config, only: str | None = None) -> dict:
     start = time.time()
     ic = cfg.indexer
@@ -214,6 +223,8 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             model = SemanticIndexer.from_pretrained(progress.snapshot)
             model.set_id_embeddings(t)
             model.state["positions_done"] = t
+            if ic.staged_encoders and moves_encoder_after(ic, plan if not only else schedule(ic), t):
+                model.keep_stage(t)  # later training moves the encoder: code t keeps this copy
             model.save_pretrained(out)
             split = split_stats(progress.codes[:, :t])[-1]
             metrics = {

@@ -12,9 +12,11 @@ plus indexer.safetensors (codebooks, reconstructor) and indexer.json.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
+import shutil
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +33,7 @@ from .quantizer import Codebook
 from .reconstructor import Reconstructor, reconstruction_mask
 from .tokenizer import id_token_names
 
-CONFIG_FILE, WEIGHTS_FILE = "indexer.json", "indexer.safetensors"
+CONFIG_FILE, WEIGHTS_FILE, STAGES_DIR = "indexer.json", "indexer.safetensors", "stages"
 # IndexerConfig fields of a training run, not of the model: left out of indexer.json (they load as defaults)
 RUN_ONLY = (
     "output",
@@ -96,6 +98,10 @@ class SemanticIndexer(nn.Module):
         self.register_buffer("recon_vocab", vocab, persistent=False)
         self.register_buffer("recon_index", index, persistent=False)
         self.phase, self.position = "joint", 1
+        # staged encoders: the folder this indexer was loaded from, and the stage backbones in memory (not
+        # submodules: they never train, and DeepSpeed never sees them)
+        self.source_dir: str | None = None
+        self._stage_models: dict[int, nn.Module] = {}
         if cfg.frozen_layers:
             layers = getattr(getattr(backbone, "encoder", None), "layer", None)
             if self.kind != "encoder" or layers is None or not hasattr(backbone, "embeddings"):
@@ -138,6 +144,14 @@ class SemanticIndexer(nn.Module):
         os.makedirs(path, exist_ok=True)
         self.backbone.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
+        for t in self.state.get("stages", []):
+            folder = os.path.join(path, STAGES_DIR, f"position-{t}")
+            if t in self._stage_models:
+                self._stage_models[t].save_pretrained(folder)
+            elif os.path.abspath(self.source_dir or "") != os.path.abspath(path):
+                shutil.copytree(
+                    os.path.join(self.source_dir or "", STAGES_DIR, f"position-{t}"), folder, dirs_exist_ok=True
+                )
         own = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("backbone.")}
         save_file(own, os.path.join(path, WEIGHTS_FILE))
         with open(os.path.join(path, CONFIG_FILE), "w") as f:
@@ -168,6 +182,7 @@ class SemanticIndexer(nn.Module):
         missing, unexpected = model.load_state_dict(load_file(os.path.join(path, WEIGHTS_FILE)), strict=False)
         if unexpected or any(not k.startswith("backbone.") for k in missing):
             raise ValueError(f"{path}: indexer weights do not match (missing {missing}, unexpected {unexpected})")
+        model.source_dir = path
         return model.eval()  # as Hugging Face models load: dropout off, so codes match the ID table
 
     def external_weights(self) -> list[nn.Parameter]:
@@ -204,47 +219,71 @@ class SemanticIndexer(nn.Module):
     def id_tokens(self, position, codes: torch.Tensor) -> torch.Tensor:
         return self.state["id_token_offset"] + (position - 1) * self.cfg.codebook_size + codes
 
-    def frozen(self) -> list[nn.Module]:
-        """The encoder layers indexer.frozen_layers keeps frozen (none for T5 or by default)."""
-        return list(self.backbone.encoder.layer[: self.cfg.frozen_layers]) if self.cfg.frozen_layers else []
+    def frozen(self, bb: nn.Module | None = None) -> list[nn.Module]:
+        """The encoder layers indexer.frozen_layers keeps frozen (none for T5 or by default), of `bb` or the
+        backbone."""
+        bb = self.backbone if bb is None else bb
+        return list(bb.encoder.layer[: self.cfg.frozen_layers]) if self.cfg.frozen_layers else []
+
+    # ---- staged encoders (indexer.staged_encoders) ----------------------------------------------------------
+    def keep_stage(self, position: int) -> None:
+        """Record the backbone as it is now as the one that computes code `position` (saved with the indexer as
+        stages/position-<t>/), so that training later positions moves no code of this one."""
+        self.state["stages"] = sorted(set(self.state.get("stages", [])) | {position})
+        self._stage_models[position] = copy.deepcopy(self.backbone).eval()
+
+    def stage_backbone(self, position: int) -> nn.Module:
+        """The backbone that computes code `position`: its kept stage when there is one, else the backbone."""
+        if position not in self.state.get("stages", []):
+            return self.backbone
+        if position not in self._stage_models:
+            folder = os.path.join(self.source_dir or "", STAGES_DIR, f"position-{position}")
+            if not os.path.isdir(folder):
+                raise FileNotFoundError(f"indexer stage {position} is recorded but {folder} is missing")
+            self._stage_models[position] = load_backbone_model(folder, self.kind).eval()
+        param = next(self.backbone.parameters())
+        return self._stage_models[position].to(device=param.device, dtype=param.dtype)
 
     # ---- forward -----------------------------------------------------------------------------------------
-    def lower_states(self, input_ids, attention_mask) -> torch.Tensor | None:
+    def lower_states(self, input_ids, attention_mask, bb: nn.Module | None = None) -> torch.Tensor | None:
         """With indexer.frozen_layers=N: the document's states after the N frozen layers, computed once per batch
         without gradients and with the ID slots hidden (so they do not depend on the prefix and every copy of the
         batch shares them); None otherwise."""
-        if not self.frozen():
+        bb = self.backbone if bb is None else bb
+        if not self.frozen(bb):
             return None
         slots = self.cfg.num_positions - 1
         ids = torch.cat([input_ids.new_zeros(input_ids.shape[0], slots), input_ids], 1)
         mask = torch.cat([attention_mask.new_zeros(input_ids.shape[0], slots), attention_mask], 1)
         with torch.no_grad():
-            hidden = self.backbone.embeddings(input_ids=ids)
-            ext = create_bidirectional_mask(config=self.backbone.config, inputs_embeds=hidden, attention_mask=mask)
-            for layer in self.frozen():
+            hidden = bb.embeddings(input_ids=ids)
+            ext = create_bidirectional_mask(config=bb.config, inputs_embeds=hidden, attention_mask=mask)
+            for layer in self.frozen(bb):
                 hidden = layer(hidden, ext)
         return hidden[:, slots:]
 
-    def states(self, input_ids, attention_mask, prefix, every: bool = False, lower=None) -> torch.Tensor:
+    def states(self, input_ids, attention_mask, prefix, every: bool = False, lower=None, bb=None) -> torch.Tensor:
         """[B, t, d] (every) or [B, 1, d]: h_1..h_t, or h_t alone, for t = prefix length + 1. `lower`: the
-        batch's lower_states, when the caller already has them."""
+        batch's lower_states, when the caller already has them; `bb`: the backbone to run (default: the one that
+        trains)."""
+        bb = self.backbone if bb is None else bb
         if self.kind == "t5":
-            enc = self.backbone.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            enc = bb.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             start = torch.full(
                 (input_ids.shape[0], 1),
-                self.backbone.config.decoder_start_token_id,
+                bb.config.decoder_start_token_id,
                 device=input_ids.device,
                 dtype=torch.long,
             )
             ids = [start] + [self.id_tokens(s + 1, prefix[:, s : s + 1].long()) for s in range(prefix.shape[1])]
-            out = self.backbone.decoder(
+            out = bb.decoder(
                 input_ids=torch.cat(ids, 1), encoder_hidden_states=enc, encoder_attention_mask=attention_mask
             ).last_hidden_state
             return out if every else out[:, -1:]
         shown = list(range(prefix.shape[1] + 1)) if every else [prefix.shape[1]]
-        return self._encoder_states(input_ids, attention_mask, prefix, shown, lower)
+        return self._encoder_states(input_ids, attention_mask, prefix, shown, lower, bb)
 
-    def _encoder_states(self, input_ids, attention_mask, prefix, shown: list[int], lower=None) -> torch.Tensor:
+    def _encoder_states(self, input_ids, attention_mask, prefix, shown: list[int], lower, bb) -> torch.Tensor:
         """[B, len(shown), d]: the mean document state with the first n ID slots visible, for each n in `shown`,
         in one batched pass."""
         b, slots, device = input_ids.shape[0], self.cfg.num_positions - 1, input_ids.device
@@ -253,18 +292,16 @@ class SemanticIndexer(nn.Module):
         ids = torch.cat([self.id_tokens(torch.arange(1, slots + 1, device=device), codes), input_ids], 1)
         visible = torch.arange(slots, device=device)[None] < torch.tensor(shown, device=device)[:, None]
         mask = torch.cat([visible.repeat_interleave(b, 0), attention_mask.bool().repeat(len(shown), 1)], 1)
-        if self.frozen():  # the slots join the document's frozen lower states at the first trained layer
-            lower = self.lower_states(input_ids, attention_mask) if lower is None else lower
-            hidden = torch.cat([self.backbone.embeddings(input_ids=ids)[:, :slots], lower], 1)
+        if self.frozen(bb):  # the slots join the document's frozen lower states at the first trained layer
+            lower = self.lower_states(input_ids, attention_mask, bb) if lower is None else lower
+            hidden = torch.cat([bb.embeddings(input_ids=ids)[:, :slots], lower], 1)
             hidden = hidden.repeat(len(shown), 1, 1)
-            ext = create_bidirectional_mask(
-                config=self.backbone.config, inputs_embeds=hidden, attention_mask=mask.long()
-            )
-            for layer in self.backbone.encoder.layer[self.cfg.frozen_layers :]:
+            ext = create_bidirectional_mask(config=bb.config, inputs_embeds=hidden, attention_mask=mask.long())
+            for layer in bb.encoder.layer[self.cfg.frozen_layers :]:
                 hidden = layer(hidden, ext)
             out = hidden
         else:
-            out = self.backbone(input_ids=ids.repeat(len(shown), 1), attention_mask=mask.long()).last_hidden_state
+            out = bb(input_ids=ids.repeat(len(shown), 1), attention_mask=mask.long()).last_hidden_state
         doc = attention_mask[..., None].to(out.dtype).repeat(len(shown), 1, 1)
         pooled = (out[:, slots:] * doc).sum(1) / doc.sum(1).clamp(min=1)
         return pooled.view(len(shown), b, -1).transpose(0, 1)
@@ -284,14 +321,14 @@ class SemanticIndexer(nn.Module):
         """Codes for positions 1..T, each conditioned on the codes chosen before it."""
         prefix = torch.zeros(input_ids.shape[0], 0, dtype=torch.long, device=input_ids.device)
         for t in range(1, (positions or self.state["positions_done"]) + 1):
-            h = self.states(input_ids, attention_mask, prefix)[:, -1]
+            h = self.states(input_ids, attention_mask, prefix, bb=self.stage_backbone(t))[:, -1]
             prefix = torch.cat([prefix, self.code_scores(h, t, prefix).argmax(-1, keepdim=True)], 1)
         return prefix
 
     @torch.no_grad()
     def candidates(self, input_ids, attention_mask, prefix, k: int):
         """(top-k codes, their scores) for the position after `prefix`, best first."""
-        h = self.states(input_ids, attention_mask, prefix)[:, -1]
+        h = self.states(input_ids, attention_mask, prefix, bb=self.stage_backbone(prefix.shape[1] + 1))[:, -1]
         scores = self.code_scores(h, prefix.shape[1] + 1, prefix)
         top = scores.topk(min(k, scores.shape[-1]), dim=-1)
         return top.indices, top.values
