@@ -1,12 +1,13 @@
 """Which change makes LMIndexer's later ID positions split their parents: an ablation on a labelled corpus.
 
 Every row runs the real commands (prepare, learn-ids, assign-ids with suffixes, no rebalancing) with the pretrained
-all-MiniLM-L6-v2 as an encoder-only backbone, every position trained, and one change switched off against `all`:
-the same-prefix contrastive loss (-> in-batch negatives + one hard negative, the landed behaviour), residual
-scoring, L2 code selection (-> dot), the code-usage term, training of positions 2..T (-> k-means only), and the
-landed recipe with all of them off. Two-stage rows embed with the same MiniLM: hierarchical k-means, residual k-means
-and RQ-VAE at the same T and K. Then id-report over all of them, and one line per row with the figures that say
-whether later positions split (collision rate = share of documents that need a suffix; conditional perplexity
+all-MiniLM-L6-v2 as an encoder-only backbone, every position trained, and one change switched off against `all`: the
+same-prefix contrastive loss (-> in-batch negatives + one hard negative, the landed behaviour), residual scoring, L2
+code selection (-> dot), the code-usage term, training of positions 2..T (-> k-means only), the staged encoders (->
+one encoder computes every code, so training later positions can move earlier codes), and the landed recipe of the
+first MiniLM table with all of them off. Two-stage rows embed with the same MiniLM: hierarchical k-means, residual
+k-means and RQ-VAE at the same T and K. Then id-report over all of them, and one line per row with the figures that
+say whether later positions split (collision rate = share of documents that need a suffix; conditional perplexity
 exp H(c_t | c_<t); distinct prefixes; first-level perplexity and AMI against the labels).
 
     .venv/bin/python bench/id_ablation.py                       # Beauty, 2,000 seeded items, T=3, K=32
@@ -49,6 +50,7 @@ ALL = [
     "indexer.usage_weight=0.1",
     "indexer.trained_positions=0",
     "indexer.frozen_layers=4",
+    "indexer.staged_encoders=true",
 ]
 VARIANTS = {
     "all": [],
@@ -58,6 +60,7 @@ VARIANTS = {
     "no-usage-term": ["indexer.usage_weight=0"],
     "only-position-1-trained": ["indexer.trained_positions=1"],
     "commitment-5": ["indexer.commitment_weight=5"],
+    "no-staged-encoders": ["indexer.staged_encoders=false"],
     "plus-collision-term": ["indexer.collision_weight=1"],
     "plus-collision-term-5": ["indexer.collision_weight=5"],
     "codebook-only-later": ["indexer.collision_weight=5", "indexer.later_positions=codebook"],

@@ -196,7 +196,13 @@ class TrainConfig:
     precision: str = opt("auto", "auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     grad_clip: float = opt(1.0, "gradient norm clip (0: off)")
-    checkpoint_every_steps: int = opt(0, "checkpoint every N steps as well as at each epoch end (0: epochs only)")
+    checkpoint_every_steps: int = opt(0, "checkpoint every N steps as well as at epoch ends (0: epoch ends only)")
+    checkpoint_min_seconds: float = opt(
+        30.0,
+        "an epoch end writes a checkpoint only when this long has passed since the last one (the last epoch and an "
+        "early stop always do; metrics are reported every epoch): short epochs of small models otherwise spend "
+        "more time saving than training. 0: every epoch",
+    )
     max_failures: int = opt(2, "worker-group restarts allowed before a run fails")
     log_every_steps: int = opt(20, "steps between progress lines (0: none within an epoch)")
     log_every_epochs: int = opt(1, "epochs between epoch lines (the last epoch and an early stop always print one)")

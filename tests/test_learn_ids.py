@@ -57,9 +57,19 @@ def same_label_agreement(out, base):
 
 def test_zero2_two_positions_learns_useful_codes(corpus, tmp_path):
     out = tmp_path / "z2"
-    cfg = config(corpus, out, "train.zero_stage=2", "indexer.continuous_epochs=2", "indexer.joint_epochs=3")
+    cfg = config(
+        corpus,
+        out,
+        "train.zero_stage=2",
+        "indexer.continuous_epochs=2",
+        "indexer.joint_epochs=3",
+        "train.checkpoint_min_seconds=1e9",
+    )
     summary = learn_ids(cfg)
     steps = summary["steps"]
+    # metrics every epoch, a checkpoint only at the end (train.checkpoint_min_seconds longer than the run)
+    assert [e["epoch"] for e in steps["2:joint"]["epochs"]] == [1, 2, 3]
+    assert len(list((out / "ray" / "learn-ids-p2-joint").glob("checkpoint_*"))) == 1
     cont = steps["1:continuous"]["epochs"]
     assert cont[-1]["loss"] < cont[0]["loss"] and cont[-1]["recon"] < cont[0]["recon"]
     joint = steps["2:joint"]["epochs"]
@@ -76,8 +86,12 @@ def test_zero2_two_positions_learns_useful_codes(corpus, tmp_path):
     assert within > overall * 1.2
     idx = SemanticIndexer.from_pretrained(summary["indexer"])
     assert idx.state["positions_done"] == 2 and idx.state["history"][0]["documents"] == 480
-    again = learn_ids(cfg)  # everything done: nothing is trained again
-    assert again["steps"] == summary["steps"]
+    # position 2 trained the encoder after code 1 was assigned: code 1 keeps its own copy (staged encoders)
+    assert idx.state["stages"] == [1] and os.path.isdir(os.path.join(summary["indexer"], "stages", "position-1"))
+    saved = os.path.getmtime(os.path.join(summary["indexer"], "indexer.json"))
+    again = learn_ids(cfg)  # everything done: nothing is trained again, and the indexer is not rewritten
+    assert again["steps"] == summary["steps"] and again["collision_rate"] == summary["collision_rate"]
+    assert os.path.getmtime(os.path.join(summary["indexer"], "indexer.json")) == saved
     with pytest.raises(ValueError, match="POSITION:STEP"):
         learn_ids(cfg, only="3:joint")
 
@@ -140,3 +154,6 @@ def test_encoder_backbone_zero3_two_positions(corpus, tmp_path):
     )
     code2, _ = idx.candidates(enc["input_ids"], enc["attention_mask"], learned[:, :1], k=1)
     assert (code2[:, 0] == learned[:, 1]).float().mean() >= 0.95  # the last step's codes, from the reloaded model
+    # and whole IDs: code 1 comes from the encoder as position 1 left it (staged encoders), not as position 2 did
+    codes = idx.generate_codes(enc["input_ids"], enc["attention_mask"])
+    assert idx.state["stages"] == [1] and (codes == learned).all(1).float().mean() >= 0.95

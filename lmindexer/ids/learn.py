@@ -27,7 +27,7 @@ from ..config import Config, ConfigError, IndexerConfig
 from ..data.prepare import load_docs
 from ..eval.metrics import ami, code_usage, collision_rate, nmi, split_stats
 from ..init_model import init_model
-from ..models.indexer import SemanticIndexer
+from ..models.indexer import CONFIG_FILE, SemanticIndexer
 from ..models.quantizer import fit_offsets
 from ..models.tokenizer import encode_texts
 from ..paths import RunLayout
@@ -176,10 +176,12 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             ", ".join(done),
             todo[0] if todo else "nothing, all done",
         )
+    ran = False
     for t, step in plan:
         key = f"{t}:{step}"
         if key in progress.done and not only:
             continue
+        ran = True
         step_start = time.time()
         tables["codes"] = ray.put(progress.codes)
         out = os.path.join(progress.dir, f"snapshot-{t}-{step}")
@@ -237,11 +239,13 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             }
         progress.save(key, out, metrics)
         log.info("learn-ids: position %d %s done in %.1fs %s", t, step, time.time() - step_start, metrics)
-    return _finish(cfg, progress, data, time.time() - start)
+    return _finish(cfg, progress, data, time.time() - start, ran)
 
 
-def _finish(cfg: Config, progress: Progress, data: dict, seconds: float) -> dict:
-    """Copy the last snapshot to <output_dir>/indexer with the training summary; write the code table."""
+def _finish(cfg: Config, progress: Progress, data: dict, seconds: float, ran: bool = True) -> dict:
+    """Copy the last snapshot to <output_dir>/indexer with the training summary; write the code table. A re-run that
+    did no step leaves a saved indexer as it is (a new copy would look newer than the ID table made from it, and
+    assign-ids would run again)."""
     final = RunLayout(cfg).indexer
     positions_done = sum(f"{t}:assign" in progress.done for t in range(1, cfg.indexer.num_positions + 1))
     done_all = positions_done == cfg.indexer.num_positions
@@ -256,6 +260,10 @@ def _finish(cfg: Config, progress: Progress, data: dict, seconds: float) -> dict
         summary["collision_rate"] = round(collision_rate(codes), 4)  # share of documents needing a suffix
         summary["split"] = split_stats(codes)
         summary["first_position"] = _label_scores(data["label"], codes[:, :1])
+        fs, folder = storage.filesystem(final, cfg.storage)
+        if not ran and storage.exists(fs, storage.join(folder, CONFIG_FILE)):
+            log.info("learn-ids: all positions done; the indexer at %s is kept as it is", final)
+            return {"indexer": final, **summary}
         model = SemanticIndexer.from_pretrained(progress.snapshot)
         model.state["history"] = [summary]
         local = os.path.join(progress.dir, "indexer") if storage.is_uri(final) else final

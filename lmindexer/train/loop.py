@@ -46,7 +46,13 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
-def _report(engine: Engine, progress: dict, metrics: dict) -> None:
+def _report(engine: Engine, progress: dict, metrics: dict, checkpoint: bool = True) -> None:
+    """Report the metrics to Ray Train, with a checkpoint (every rank saves its part) unless `checkpoint` is
+    False; every rank must pass the same `checkpoint`."""
+    if not checkpoint:
+        scalars = {k: v for k, v in progress.items() if k != "history" and v is not None}
+        ray.train.report({**metrics, **scalars})
+        return
     with tempfile.TemporaryDirectory() as d:
         engine.save(d)
         if ray.train.get_context().get_world_rank() == 0:
@@ -110,6 +116,7 @@ def train_worker(config: dict) -> None:
     epoch, skip, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
     shard = ray.train.get_dataset_shard("train")
     every = train.checkpoint_every_steps
+    saved_at = time.time()
     while epoch < task.epochs:
         engine.train()
         sums, n, start = defaultdict(float), 0, time.time()
@@ -131,6 +138,7 @@ def train_worker(config: dict) -> None:
             if every and step % every == 0:
                 progress.update(epoch=epoch, step_in_epoch=i + 1, step=step)
                 _report(engine, progress, {})
+                saved_at = time.time()
         keys = sorted(sums)
         totals = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [n], dtype=torch.float64))
         metrics = {k: float(totals[j] / max(totals[-1], 1)) for j, k in enumerate(keys)}
@@ -156,7 +164,11 @@ def train_worker(config: dict) -> None:
         epoch, skip = epoch + 1, 0
         progress.update(epoch=epoch, step_in_epoch=0, step=step)
         progress["history"].append({**metrics, "epoch": epoch, "resumes": progress["resumes"]})
-        _report(engine, progress, metrics)
+        due = stop or epoch == task.epochs or time.time() - saved_at >= train.checkpoint_min_seconds
+        due = bool(all_reduce_sum(torch.tensor([float(due)], dtype=torch.float64)).item() > 0)  # one choice for all
+        _report(engine, progress, metrics, checkpoint=due)
+        if due:
+            saved_at = time.time()
         if stop:
             if rank == 0:
                 say(
