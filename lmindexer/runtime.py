@@ -7,10 +7,18 @@ import os
 
 import ray
 import ray.data
+import torch
 
 from .config import Config
 
 log = logging.getLogger("lmindexer")
+
+
+QUIET = "LMINDEXER_QUIET"  # set by quiet_libraries: Ray Train's own INFO lines are cut too (train.loop.fit)
+
+
+def quiet() -> bool:
+    return os.environ.get(QUIET) == "1"
 
 
 def quiet_libraries(verbose: bool = False) -> None:
@@ -19,6 +27,7 @@ def quiet_libraries(verbose: bool = False) -> None:
     fit) and Hugging Face's weight loading/saving progress bars. Warnings stay."""
     if verbose:
         return
+    os.environ.setdefault(QUIET, "1")
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from transformers.utils import logging as hf_logging
@@ -50,6 +59,8 @@ def ensure_ray(cfg: Config) -> None:
         ray.init(address=address, log_to_driver=True)
         return
     local = {"address": "local", "num_cpus": cfg.ray.num_cpus or 2 * (os.cpu_count() or 1)}
+    if not torch.cuda.is_available():  # a local Ray on a machine without GPUs: DeepSpeed then need not guess (and
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # warn so from every worker); workers inherit it
     if cfg.ray.dashboard:
         try:
             ray.init(**local, include_dashboard=True, dashboard_host="127.0.0.1")

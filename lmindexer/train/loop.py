@@ -24,12 +24,13 @@ import ray
 import ray.train
 import torch
 import torch.distributed as dist
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from .. import storage
 from ..config import Config
 from ..paths import RunLayout
+from ..runtime import quiet
 from .engine import Engine
 from .task import TrainingTask
 
@@ -255,6 +256,7 @@ def fit(cfg: Config, task: TrainingTask, dataset: "ray.data.Dataset", fresh: boo
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=_tune_callbacks(),
+            logging_config=LoggingConfig(log_level="WARNING" if quiet() else "INFO"),
         ),
         datasets={"train": dataset},
     )
