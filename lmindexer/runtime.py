@@ -7,13 +7,10 @@ import os
 
 import ray
 import ray.data
-import torch
 
 from .config import Config
 
 log = logging.getLogger("lmindexer")
-
-
 QUIET = "LMINDEXER_QUIET"  # set by quiet_libraries: Ray Train's own INFO lines are cut too (train.loop.fit)
 
 
@@ -59,6 +56,8 @@ def ensure_ray(cfg: Config) -> None:
         ray.init(address=address, log_to_driver=True)
         return
     local = {"address": "local", "num_cpus": cfg.ray.num_cpus or 2 * (os.cpu_count() or 1)}
+    import torch  # here, not at the CLI's start-up (1.3 s)
+
     if not torch.cuda.is_available():  # a local Ray on a machine without GPUs: DeepSpeed then need not guess (and
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # warn so from every worker); workers inherit it
     if cfg.ray.dashboard:

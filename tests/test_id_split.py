@@ -217,6 +217,9 @@ def test_staged_encoders_keep_earlier_codes_when_later_training_moves_the_encode
     third = SemanticIndexer.from_pretrained(str(tmp_path / "b"))
     assert torch.equal(third.generate_codes(ids, mask), after)
     assert not any(n.startswith("_stage") for n, _ in third.named_modules())  # never trained or sharded
-    # without stages the moved encoder would have changed at least one earlier code in this setup
-    third.state["stages"] = []
-    assert not torch.equal(third.generate_codes(ids, mask)[:, :2], before[:, :2])
+    # what the stage guards against: the moved encoder gives position 1 other states than its kept copy (whether
+    # that flips one of 4 documents' codes depends on the tokenizer a process trains, so states are compared)
+    with torch.no_grad():
+        none = after[:, :0]
+        kept, moved = third.states(ids, mask, none, bb=third.stage_backbone(1)), third.states(ids, mask, none)
+    assert not torch.allclose(kept, moved, atol=1e-3)

@@ -225,7 +225,7 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             model = SemanticIndexer.from_pretrained(progress.snapshot)
             model.set_id_embeddings(t)
             model.state["positions_done"] = t
-            if ic.staged_encoders and moves_encoder_after(ic, plan if not only else schedule(ic), t):
+            if ic.staged_encoders and moves_encoder_after(ic, schedule(ic), t):
                 model.keep_stage(t)  # later training moves the encoder: code t keeps this copy
             model.save_pretrained(out)
             split = split_stats(progress.codes[:, :t])[-1]

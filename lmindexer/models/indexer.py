@@ -48,6 +48,11 @@ RUN_ONLY = (
 PHASES = ("warmup", "continuous", "joint")
 
 
+def stage_folder(indexer_dir: str, position: int) -> str:
+    """Where an indexer folder keeps the backbone that computes code `position` (indexer.staged_encoders)."""
+    return os.path.join(indexer_dir, STAGES_DIR, f"position-{position}")
+
+
 def _dims(config) -> tuple[int, int, int, float]:
     """(width, heads, feed-forward width, dropout) of a T5 or BERT-style config, for the reconstructor."""
     ff = getattr(config, "intermediate_size", None) or config.d_ff
@@ -145,13 +150,10 @@ class SemanticIndexer(nn.Module):
         self.backbone.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         for t in self.state.get("stages", []):
-            folder = os.path.join(path, STAGES_DIR, f"position-{t}")
             if t in self._stage_models:
-                self._stage_models[t].save_pretrained(folder)
+                self._stage_models[t].save_pretrained(stage_folder(path, t))
             elif os.path.abspath(self.source_dir or "") != os.path.abspath(path):
-                shutil.copytree(
-                    os.path.join(self.source_dir or "", STAGES_DIR, f"position-{t}"), folder, dirs_exist_ok=True
-                )
+                shutil.copytree(stage_folder(self.source_dir or "", t), stage_folder(path, t), dirs_exist_ok=True)
         own = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("backbone.")}
         save_file(own, os.path.join(path, WEIGHTS_FILE))
         with open(os.path.join(path, CONFIG_FILE), "w") as f:
@@ -237,7 +239,7 @@ class SemanticIndexer(nn.Module):
         if position not in self.state.get("stages", []):
             return self.backbone
         if position not in self._stage_models:
-            folder = os.path.join(self.source_dir or "", STAGES_DIR, f"position-{position}")
+            folder = stage_folder(self.source_dir or "", position)
             if not os.path.isdir(folder):
                 raise FileNotFoundError(f"indexer stage {position} is recorded but {folder} is missing")
             self._stage_models[position] = load_backbone_model(folder, self.kind).eval()

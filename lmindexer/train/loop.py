@@ -50,8 +50,8 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
 def _report(engine: Engine, progress: dict, metrics: dict, checkpoint: bool = True) -> None:
     """Report the metrics to Ray Train, with a checkpoint (every rank saves its part) unless `checkpoint` is
     False; every rank must pass the same `checkpoint`."""
+    scalars = {k: v for k, v in progress.items() if k != "history" and v is not None}
     if not checkpoint:
-        scalars = {k: v for k, v in progress.items() if k != "history" and v is not None}
         ray.train.report({**metrics, **scalars})
         return
     with tempfile.TemporaryDirectory() as d:
@@ -59,9 +59,8 @@ def _report(engine: Engine, progress: dict, metrics: dict, checkpoint: bool = Tr
         if ray.train.get_context().get_world_rank() == 0:
             with open(os.path.join(d, PROGRESS), "w") as f:
                 json.dump(progress, f)
-        checkpoint = Checkpoint.from_directory(d) if os.listdir(d) else None
-        scalars = {k: v for k, v in progress.items() if k != "history" and v is not None}
-        ray.train.report({**metrics, **scalars}, checkpoint=checkpoint)
+        saved = Checkpoint.from_directory(d) if os.listdir(d) else None
+        ray.train.report({**metrics, **scalars}, checkpoint=saved)
 
 
 def say(*parts) -> None:
