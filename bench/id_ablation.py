@@ -58,6 +58,8 @@ VARIANTS = {
     "no-residual": ["indexer.residual=false"],
     "dot-selection": ["indexer.selection=dot"],
     "no-usage-term": ["indexer.usage_weight=0"],
+    "usage-from-2": ["indexer.usage_from=2"],
+    "usage-from-2-collision-5": ["indexer.usage_from=2", "indexer.collision_weight=5"],
     "only-position-1-trained": ["indexer.trained_positions=1"],
     "commitment-5": ["indexer.commitment_weight=5"],
     "no-staged-encoders": ["indexer.staged_encoders=false"],

@@ -138,6 +138,11 @@ class IndexerConfig:
         "weight of the code-usage term log K - H(mean code distribution of the batch), "
         "a guard against codebook collapse in joint training (0: off)",
     )
+    usage_from: int = opt(
+        1,
+        "the first position the code-usage term applies to (2: position 1's codes follow the encoder's own "
+        "clusters, only later positions are pushed to spread their parent's documents)",
+    )
     collision_weight: float = opt(
         0.0,
         "positions >= 2 with contrastive=prefix: weight of the same-prefix collision term, the mean over pairs of "

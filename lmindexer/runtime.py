@@ -25,11 +25,41 @@ def quiet_libraries(verbose: bool = False) -> None:
     if verbose:
         return
     os.environ.setdefault(QUIET, "1")
-    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "RAY_DATA_LOG_LEVEL" not in os.environ:  # the variable would override every level of the config below
+        os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", ray_data_logging_config())
+        from ray.data._internal import logging as ray_data_logging
+
+        ray_data_logging.configure_logging()  # this process configured Ray Data's loggers when it imported it
+    # Ray Train's dataset actor sets a deprecated Ray Data option on every fit (a warning in every run's log)
+    deprecated = "ignore:`ExecutionOptions.exclude_resources` is deprecated"
+    os.environ["PYTHONWARNINGS"] = ",".join(w for w in (os.environ.get("PYTHONWARNINGS"), deprecated) if w)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # transformers read the variable above when it was imported
+
+
+def ray_data_logging_config() -> str:
+    """A Ray Data logging config file (Ray's own default, in a temporary folder) whose console shows warnings and
+    errors only, and not the warning each Ray Data process gives that progress bars are off (a line per fit); the
+    ray-data.log file in Ray's session folder keeps every other line, as by default."""
+    import copy
+    import tempfile
+
+    import yaml
+    from ray.data._internal import logging as ray_data_logging
+
+    config = copy.deepcopy(ray_data_logging.DEFAULT_CONFIG)
+    config["handlers"]["console"]["level"] = "WARNING"
+    config["loggers"]["ray.data._internal.progress"] = {
+        "level": "ERROR",
+        "handlers": list(config["loggers"]["ray.data"]["handlers"]),
+        "propagate": False,
+    }
+    path = os.path.join(tempfile.gettempdir(), f"lmindexer-ray-data-logging-{os.getuid()}.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
+    return path
 
 
 def setup_logging(level: int = logging.INFO) -> None:

@@ -1,6 +1,10 @@
 """The CLI: every subcommand's --help lists every option it reads; config errors exit 2 naming the key."""
 
 import dataclasses
+import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -35,3 +39,27 @@ def test_a_missing_input_fails_at_once_in_one_line(tmp_path, capsys):
     import ray
 
     assert not ray.is_initialized()
+
+
+def test_quiet_libraries_filters_at_the_source():
+    """Without --verbose: Ray Data's console shows warnings and errors but not its progress-bar notice, Ray's
+    deprecated-option warning is filtered for every Ray process started from here, and a --verbose run is untouched
+    (each in a fresh interpreter: the settings are process-wide)."""
+    probe = (
+        "import logging, os, sys\n"
+        "from lmindexer.runtime import quiet_libraries\n"
+        "quiet_libraries(verbose=sys.argv[1] == 'verbose')\n"
+        "progress = logging.getLogger('ray.data._internal.progress')\n"
+        "console = [h for h in logging.getLogger('ray.data').handlers if h.name == 'console']\n"
+        "print(progress.getEffectiveLevel(), console[0].level if console else None,\n"
+        "      'exclude_resources' in os.environ.get('PYTHONWARNINGS', ''), os.environ.get('LMINDEXER_QUIET'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_DATA_LOG_LEVEL", "PYTHONWARNINGS", "LMINDEXER_QUIET")}
+    quiet, verbose = (
+        subprocess.run(
+            [sys.executable, "-c", probe, mode], capture_output=True, text=True, env=env, check=True
+        ).stdout.split()
+        for mode in ("quiet", "verbose")
+    )
+    assert quiet == [str(logging.ERROR), str(logging.WARNING), "True", "1"]
+    assert verbose[2:] == ["False", "None"] and verbose[0] != str(logging.ERROR)

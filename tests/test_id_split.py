@@ -223,3 +223,14 @@ def test_staged_encoders_keep_earlier_codes_when_later_training_moves_the_encode
         none = after[:, :0]
         kept, moved = third.states(ids, mask, none, bb=third.stage_backbone(1)), third.states(ids, mask, none)
     assert not torch.allclose(kept, moved, atol=1e-3)
+
+
+def test_usage_term_starts_at_usage_from(tmp_path):
+    """indexer.usage_from=2: position 1's joint loss has no code-usage term, later positions have it."""
+    idx, ids, mask = _indexer(tmp_path, "t5", usage_weight=0.1, usage_from=2)
+    idx.train()
+    idx.set_phase("joint", 1)
+    assert "usage" not in idx(ids, mask, torch.zeros(4, 0, dtype=torch.long))
+    idx.set_phase("joint", 2)
+    out = idx(ids, mask, torch.zeros(4, 1, dtype=torch.long), group=torch.tensor([0, 0, 1, 1]))
+    assert "usage" in out and out["usage"].item() >= 0

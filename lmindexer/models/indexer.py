@@ -377,7 +377,7 @@ class SemanticIndexer(nn.Module):
                 prefix=prefix,
             )
             out["codes"] = codes
-            if cfg.usage_weight > 0:
+            if cfg.usage_weight > 0 and t >= cfg.usage_from:
                 out["usage"] = usage_loss(logits, cfg.temperature)
             if cfg.collision_weight > 0 and t > 1 and group is not None:
                 out["collision"] = prefix_collision_loss(logits, group, cfg.temperature)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 
@@ -10,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import TrainConfig
+from ..runtime import quiet
 
 
 def use_bf16(cfg: TrainConfig) -> bool:
@@ -65,9 +67,11 @@ class Engine:
 
             opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda else None
-            self.model, self.optimizer, _, self.scheduler = deepspeed.initialize(
-                model=model, optimizer=opt, lr_scheduler=sched, config=deepspeed_config(cfg, batch_size)
-            )
+            with contextlib.redirect_stdout(io.StringIO()) if quiet() else contextlib.nullcontext():
+                # DeepSpeed prints (not logs) that its shared-memory op was built, twice per worker and fit
+                self.model, self.optimizer, _, self.scheduler = deepspeed.initialize(
+                    model=model, optimizer=opt, lr_scheduler=sched, config=deepspeed_config(cfg, batch_size)
+                )
             if cfg.zero_stage == 3:
                 for weight in getattr(model, "external_weights", list)():
                     deepspeed.zero.register_external_parameter(model, weight)
