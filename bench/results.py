@@ -25,12 +25,17 @@ RUNS = ROOT / "runs"
 SOURCES = {
     "beauty": (RUNS / "bench-beauty-ids" / "report" / "report.json", "bench/beauty_ids.py"),
     "beauty-minilm": (
-        RUNS / "bench-beauty-ids-minilm3" / "report" / "report.json",
-        "bench/beauty_ids.py --minilm output_dir=runs/bench-beauty-ids-minilm3",
+        RUNS / "bench-beauty-ids-minilm5" / "report" / "report.json",
+        "bench/beauty_ids.py --minilm output_dir=runs/bench-beauty-ids-minilm5",
     ),
     "beauty-minilm-collision": (
-        RUNS / "bench-beauty-ids-minilm2" / "report" / "report.json",
-        "bench/beauty_ids.py --minilm output_dir=runs/bench-beauty-ids-minilm2 indexer.collision_weight=5",
+        RUNS / "bench-beauty-ids-minilm4" / "report" / "report.json",
+        "bench/beauty_ids.py --minilm output_dir=runs/bench-beauty-ids-minilm4 indexer.usage_from=1",
+    ),
+    "beauty-minilm-staged": (
+        RUNS / "bench-beauty-ids-minilm3" / "report" / "report.json",
+        "bench/beauty_ids.py --minilm output_dir=runs/bench-beauty-ids-minilm3 indexer.usage_from=1 "
+        "indexer.collision_weight=0",
     ),
     "ablation-beauty": (RUNS / "ablation-beauty" / "ablation.json", "bench/id_ablation.py"),
     "ablation-agnews": (RUNS / "ablation-agnews" / "ablation.json", "bench/id_ablation.py --corpus agnews"),
@@ -321,40 +326,49 @@ the same codes keeps one at suffix 0).
 LMIndexer with `model.backbone=encoder` on MiniLM (22.6M parameters, pretrained), next to the two-stage methods on
 the same MiniLM's mean-pooled embeddings, backbone for backbone, at T=3 and K=256; settings in
 `configs/beauty-minilm.yaml`: every position trained for one joint epoch (k-means start on the prefix-centred
-states, same-prefix contrast, usage term, the lower 4 of 6 layers frozen) and staged encoders (code t is computed by
-the encoder as position t's training left it; learn-ids 1,861 s on 2 cores). A first-level AMI read alone favours
-fewer codes in use: read it with the perplexity beside it, and against the k-means control whose K is LMIndexer's
-first-level perplexity (`minilm-hkmeans-k<K>`). The columns after the perplexity say whether positions 2 and 3 split
-their parents: the conditional perplexity exp H(c_t | c_<t) is 1 when code t is a function of the earlier codes.
+states, same-prefix contrast, the lower 4 of 6 layers frozen), staged encoders (code t is computed by the encoder as
+position t's training left it), the same-prefix collision term at weight 5, and the code-usage term from position 2
+on (`indexer.usage_from=2`: position 1's codes follow the encoder's own clusters). learn-ids took 1,412 s on 2 cores.
+A first-level AMI read alone favours fewer codes in use: read it with the perplexity beside it, and against the
+k-means control whose K is LMIndexer's first-level perplexity (`minilm-hkmeans-k<K>`). The columns after the
+perplexity say whether positions 2 and 3 split their parents: the conditional perplexity exp H(c_t | c_<t) is 1 when
+code t is a function of the earlier codes, and cannot exceed the bracketed figure (at t=3 about 2-3, since a 2-code
+prefix holds about two items).
 
-What staged encoders changed (one run each, same recipe; the run without them is `runs/bench-beauty-ids-minilm`):
-the final indexer now gives every item the codes learn-ids assigned it (assign-ids: 951 items with a suffix, exactly
-learn-ids' own share 0.0786; without stages it kept only 55% of the items' first two codes). The suffix share falls
-from 0.103 to **0.079** and the distinct 2-code prefixes rise from 6,534 to **7,488** (the published RQ-VAE IDs:
-6,701; ours on MiniLM: 8,307). What it does not fix: the first code is now position 1's own (AMI 0.404 against
-category_l2), and that is below the matched k-means control (`minilm-hkmeans-k172`, 0.411) and below RQ-VAE's first
-level (0.421); without stages, later training had moved the first codes to an AMI of 0.421. The 2-code prefix's AMI
-against category_l3 reads 0.143 against 0.180 before: finer prefixes agree less with 1,000-odd categories, as the
-RQ-VAE rows show too (8,307 prefixes, 0.119). So the learned IDs split as well as the two-stage ones now, and are not
-yet better than them on category agreement.
+The learned IDs now agree with the categories better than every two-stage ID built from the same MiniLM: the first
+code's AMI against category_l2 is **0.466**, 0.021 above the matched k-means control (`minilm-hkmeans-k97`, 0.445,
+whose perplexity of 75 even favours it) and above RQ-VAE's first level (0.421); the 2-code prefix's AMI against
+category_l3 is **0.227** against 0.200 for residual k-means, 0.157 for the control and 0.119 for RQ-VAE (the
+published residual k-means IDs, T=4 from other embeddings, read 0.279). Position 2 splits its parents (conditional
+perplexity 39). The price is uniqueness: 11.6% of the items need a suffix (residual k-means: 14.3%; RQ-VAE on MiniLM:
+2.3%; the published RQ-VAE: 5.0%), the first level's perplexity is 97, and there are 5,774 distinct 2-code prefixes.
+Without the usage term's pull at position 1 the first code follows MiniLM's clusters, whose sizes are uneven, and
+larger groups leave more items sharing all three codes.
 
 {section("beauty-minilm", beauty_section)}
-#### Before staged encoders, with the same-prefix collision term (`indexer.collision_weight=5`)
+#### The usage term at every position: the fewest collisions (`indexer.usage_from=1`)
 
-The recipe without staged encoders and with the term the ablation below favours (`bench/beauty_ids.py --minilm
-output_dir=runs/bench-beauty-ids-minilm2 indexer.collision_weight=5 indexer.staged_encoders=false`, learn-ids
-1,775 s on 2 cores). Not better overall, so `configs/beauty-minilm.yaml` leaves it off: against the same recipe
-without the term, the share of items that need a suffix falls from 0.103 to
-0.085, but the distinct 2-code prefixes stay at ~6,500 and the first code's AMI against category_l2 drops from 0.421
-to 0.407 (below the matched k-means control, `minilm-hkmeans-k148`, 0.419). Learn-ids' own codes, each assigned
-right after its position's training, had 7,555 distinct 2-code prefixes and a suffix share of 0.057; the final
-indexer, which assign-ids runs, gives different earlier codes to part of the items, because training positions 2
-and 3 moves the states positions 1 and 2 read (the commitment loss stays near 1.2 nats). Keeping the earlier codes
-is where the next gain was: the final indexer gave 79% of the items the first code learn-ids assigned them and 57%
-the same first two codes (77% and 55% without the term, whose own codes had 7,541 distinct 2-code prefixes). Staged
-encoders, above, keep them all.
+The same recipe with the usage term at position 1 too (`bench/beauty_ids.py --minilm
+output_dir=runs/bench-beauty-ids-minilm4 indexer.usage_from=1`, learn-ids 1,454 s): the other end of the trade. The
+share of items that need a suffix is **0.051** (615 items; the published RQ-VAE: 0.050), the first level's
+perplexity 181 and the distinct 2-code prefixes **7,926** (published RQ-VAE: 6,701). But the first code's AMI
+against category_l2 is 0.397, below the matched control (`minilm-hkmeans-k181`, 0.409), and the 2-code prefix's AMI
+against category_l3 is 0.126, below residual k-means (0.200). So the usage term at position 1 buys uniqueness with
+category agreement; which matters more is the user's call (a rebalanced table makes either unique, at a longer ID).
 
 {section("beauty-minilm-collision", beauty_section)}
+#### Without the collision term (`indexer.collision_weight=0`)
+
+Staged encoders and the usage term at every position, no collision term (`bench/beauty_ids.py --minilm
+output_dir=runs/bench-beauty-ids-minilm3 indexer.usage_from=1 indexer.collision_weight=0`, learn-ids 1,861 s): the
+suffix share is 0.079 (0.103 without staged encoders, the run before them), the distinct 2-code prefixes 7,488
+(6,534 before), the first code's AMI 0.404 against the matched control's 0.411 (`minilm-hkmeans-k172`), and the
+2-code prefix's AMI against category_l3 0.143. The collision term takes the suffix share from 0.079 to 0.051 and
+adds 438 prefixes at the cost of 0.017 of 2-code AMI. Staged encoders (`indexer.staged_encoders`, default on) are
+what made the final indexer give every item the codes learn-ids assigned it: without them it kept only 55% of the
+items' first two codes, because training positions 2 and 3 moves the states positions 1 and 2 read.
+
+{section("beauty-minilm-staged", beauty_section)}
 ### Which change makes later positions split: ablation
 
 `bench/id_ablation.py`: LMIndexer on MiniLM with every position trained (one joint epoch each) and one change
@@ -375,7 +389,11 @@ for `no-staged-encoders` (the same recipe run before the option existed; rows ab
 which trains position 1 only, were run without it too, as their codes-kept column shows). Between two runs of one
 recipe the figures move by about 0.01 and 15 prefixes. The two-stage rows on this sample (run with `all`) are not
 beaten: each has a higher first-code AMI (0.48-0.51 against 0.45) and a higher 2-code-prefix AMI (0.29-0.36 against
-0.29), at a similar or lower collision rate except RQ-VAE.
+0.29), at a similar or lower collision rate except RQ-VAE. `usage-from-2` (the usage term from position 2 on,
+`indexer.usage_from=2`, measured with staged encoders) is the first row that beats them on category agreement:
+first-code AMI 0.524 at a first-level perplexity of 24 (hierarchical k-means: 0.512 at 23), 2-code-prefix AMI 0.379
+(residual k-means: 0.363), at a collision rate of 0.333 against `all`'s 0.280. The full Beauty runs above show the
+same trade at K=256, and the recipe there adds the collision term to it.
 
 {section("ablation-beauty", split_section)}
 {section("ablation-agnews", split_section)}
