@@ -65,7 +65,7 @@ def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F81
     # the re-run resumes the fit and finishes it; a Ctrl-C once k-means has begun (the driver's own torch work,
     # then the Ray Data assignment) stops it at once too: Ray Train's handler must not outlive the fit
     second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able)
-    log2 = []
+    log2, stopped = [], None
     for line in second.stdout:
         log2.append(line)
         if "k-means over" in line:
@@ -74,6 +74,7 @@ def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F81
             break
     rest, _ = second.communicate(timeout=120)
     log2 = "".join(log2) + rest
+    assert stopped is not None, log2[-3000:]  # the re-run reached k-means
     assert second.returncode == 130 and "learn-ids interrupted" in log2, log2[-3000:]
     assert time.time() - stopped < 30, f"Ctrl-C took {time.time() - stopped:.0f}s"
     assert "[learn-ids-p1-continuous] resumed from checkpoint" in log2
