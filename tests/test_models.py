@@ -10,7 +10,7 @@ from lmindexer.models.backbone import PRESETS, load_backbone
 from lmindexer.models.generator import build_generator, load_generator
 from lmindexer.models.quantizer import Codebook, code_logits
 from lmindexer.quantizers.codes import IdSpec
-from lmindexer.train.engine import forward_precision
+from lmindexer.train.engine import forward_precision, silenced_print
 
 TEXTS = [f"product {i} with shade {i % 7} and brand b{i % 5}" for i in range(200)]
 
@@ -177,3 +177,11 @@ def test_worker_threads_share_the_cores():
 
     assert worker_threads(0.5, 2, 2) == 1 and worker_threads(0.5, 1, 2) == 2 and worker_threads(0.5, 4, 2) == 1
     assert worker_threads(2, 1, 16) == 2 and worker_threads(3.0, 8, 16) == 3
+
+
+def test_silenced_print_drops_prints_inside_the_block_only(capsys):
+    """DeepSpeed's op-built notice is a print(); Engine runs deepspeed.initialize under silenced_print in quiet mode."""
+    with silenced_print():
+        print("DeepSpeed deepspeed.ops.comm.deepspeed_shm_comm_op built successfully")
+    print("after")
+    assert capsys.readouterr().out == "after\n"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
-import io
 import math
 import os
 
@@ -52,6 +52,19 @@ def deepspeed_config(cfg: TrainConfig, batch_size: int) -> dict:
     }
 
 
+@contextlib.contextmanager
+def silenced_print():
+    """print() writes nothing inside the block. DeepSpeed prints (does not log) that its shared-memory op was built,
+    twice per worker and training run; Ray Train patches print() to log what is printed through its logger as well as
+    to stdout, so redirecting stdout alone still left one copy on the driver's screen."""
+    saved = builtins.print
+    builtins.print = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        builtins.print = saved
+
+
 class Engine:
     """Wraps a model and an AdamW optimizer (a torch one: no DeepSpeed op has to be compiled)."""
 
@@ -67,8 +80,7 @@ class Engine:
 
             opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda else None
-            with contextlib.redirect_stdout(io.StringIO()) if quiet() else contextlib.nullcontext():
-                # DeepSpeed prints (not logs) that its shared-memory op was built, twice per worker and fit
+            with silenced_print() if quiet() else contextlib.nullcontext():
                 self.model, self.optimizer, _, self.scheduler = deepspeed.initialize(
                     model=model, optimizer=opt, lr_scheduler=sched, config=deepspeed_config(cfg, batch_size)
                 )
