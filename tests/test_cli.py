@@ -54,7 +54,8 @@ def test_quiet_libraries_filters_at_the_source():
         "print(progress.getEffectiveLevel(), console[0].level if console else None,\n"
         "      'exclude_resources' in os.environ.get('PYTHONWARNINGS', ''), os.environ.get('LMINDEXER_QUIET'))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_DATA_LOG_LEVEL", "PYTHONWARNINGS", "LMINDEXER_QUIET")}
+    set_here = ("RAY_DATA_LOG_LEVEL", "RAY_DATA_LOGGING_CONFIG", "PYTHONWARNINGS", "LMINDEXER_QUIET")  # (an earlier
+    env = {k: v for k, v in os.environ.items() if k not in set_here}  # in-process CLI test sets them in this process)
     quiet, verbose = (
         subprocess.run(
             [sys.executable, "-c", probe, mode], capture_output=True, text=True, env=env, check=True
