@@ -27,13 +27,19 @@ def quiet_libraries(verbose: bool = False) -> None:
     os.environ.setdefault(QUIET, "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if "RAY_DATA_LOG_LEVEL" not in os.environ:  # the variable would override every level of the config below
-        os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", ray_data_logging_config())
-        from ray.data._internal import logging as ray_data_logging
+        try:  # Ray Data's own default config, from a private module: another Ray layout falls back to a level
+            os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", ray_data_logging_config())
+            from ray.data._internal import logging as ray_data_logging
 
-        ray_data_logging.configure_logging()  # this process configured Ray Data's loggers when it imported it
+            ray_data_logging.configure_logging()  # this process configured Ray Data's loggers when it imported it
+        except (ImportError, AttributeError, KeyError):
+            os.environ.pop("RAY_DATA_LOGGING_CONFIG", None)
+            os.environ["RAY_DATA_LOG_LEVEL"] = "WARNING"
     # Ray Train's dataset actor sets a deprecated Ray Data option on every fit (a warning in every run's log)
     deprecated = "ignore:`ExecutionOptions.exclude_resources` is deprecated"
-    os.environ["PYTHONWARNINGS"] = ",".join(w for w in (os.environ.get("PYTHONWARNINGS"), deprecated) if w)
+    filters = os.environ.get("PYTHONWARNINGS", "")
+    if deprecated not in filters:
+        os.environ["PYTHONWARNINGS"] = ",".join(w for w in (filters, deprecated) if w)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # transformers read the variable above when it was imported
@@ -57,8 +63,9 @@ def ray_data_logging_config() -> str:
         "propagate": False,
     }
     path = os.path.join(tempfile.gettempdir(), f"lmindexer-ray-data-logging-{os.getuid()}.yaml")
-    with open(path, "w") as f:
+    with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), suffix=".yaml", delete=False) as f:
         yaml.safe_dump(config, f)
+    os.replace(f.name, path)  # whole, even when two commands start at once
     return path
 
 
