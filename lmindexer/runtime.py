@@ -28,7 +28,8 @@ def quiet_libraries(verbose: bool = False) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if "RAY_DATA_LOG_LEVEL" not in os.environ:  # the variable would override every level of the config below
         try:  # Ray Data's own default config, from a private module: another Ray layout falls back to a level
-            os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", ray_data_logging_config())
+            if "RAY_DATA_LOGGING_CONFIG" not in os.environ:  # the user's own config stays
+                os.environ["RAY_DATA_LOGGING_CONFIG"] = ray_data_logging_config()
             from ray.data._internal import logging as ray_data_logging
 
             ray_data_logging.configure_logging()  # this process configured Ray Data's loggers when it imported it

@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -26,6 +28,23 @@ def ctrl_c_able() -> None:
     """preexec_fn of a command a test interrupts: a shell without job control starts background jobs with SIGINT
     ignored, and a child inherits that, so the test's Ctrl-C would go unheard (seen with `make test &`)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def ctrl_c_at_line(args: list, marker: str, timeout: float = 120, **popen) -> tuple[int, str, float | None]:
+    """Run a command, Ctrl-C it when a line of its output contains `marker`, and wait for it to end: (exit code,
+    its whole output, seconds from the Ctrl-C to its end, or None if the marker never came)."""
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able, **popen
+    )
+    lines, sent = [], None
+    for line in proc.stdout:
+        lines.append(line)
+        if marker in line:
+            proc.send_signal(signal.SIGINT)
+            sent = time.time()
+            break
+    rest, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, "".join(lines) + rest, None if sent is None else time.time() - sent
 
 
 def shared_data(rel: str) -> Path:

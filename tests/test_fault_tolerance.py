@@ -12,7 +12,7 @@ import time
 
 import psutil
 import pytest
-from conftest import ctrl_c_able
+from conftest import ctrl_c_able, ctrl_c_at_line
 from test_learn_ids import config, corpus  # noqa: F401  (the shared corpus fixture)
 
 from lmindexer.ids.learn import learn_ids
@@ -64,19 +64,10 @@ def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F81
     assert not os.path.exists(out / "indexer")
     # the re-run resumes the fit and finishes it; a Ctrl-C once k-means has begun (the driver's own torch work,
     # then the Ray Data assignment) stops it at once too: Ray Train's handler must not outlive the fit
-    second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able)
-    log2, stopped = [], None
-    for line in second.stdout:
-        log2.append(line)
-        if "k-means over" in line:
-            second.send_signal(signal.SIGINT)
-            stopped = time.time()
-            break
-    rest, _ = second.communicate(timeout=120)
-    log2 = "".join(log2) + rest
-    assert stopped is not None, log2[-3000:]  # the re-run reached k-means
-    assert second.returncode == 130 and "learn-ids interrupted" in log2, log2[-3000:]
-    assert time.time() - stopped < 30, f"Ctrl-C took {time.time() - stopped:.0f}s"
+    code, log2, seconds = ctrl_c_at_line(args, "k-means over")
+    assert seconds is not None, log2[-3000:]  # the re-run reached k-means
+    assert code == 130 and "learn-ids interrupted" in log2, log2[-3000:]
+    assert seconds < 30, f"Ctrl-C took {seconds:.0f}s"
     assert "[learn-ids-p1-continuous] resumed from checkpoint" in log2
     third = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert third.returncode == 0, third.stdout[-5000:]

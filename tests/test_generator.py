@@ -3,8 +3,6 @@ CPU) train a tiny T5 to emit IDs, a Ray Data actor pool decodes under the trie; 
 
 import json
 import os
-import signal
-import subprocess
 import sys
 
 import numpy as np
@@ -12,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 import torch
-from conftest import ctrl_c_able
+from conftest import ctrl_c_at_line
 
 from lmindexer.config import load_config
 from lmindexer.data.generator_data import read_sequences
@@ -131,23 +129,13 @@ def test_retrieval_semantic_ids_beat_random_ids(base):
     # Ctrl-C during an evaluation (the decoding actor pool starting) stops the command with the documented exit
     args = [f"output_dir={base}", *SETTINGS, "generator.task=retrieval", f"generator.ids={base}/ids-hkmeans"]
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}  # this test's Ray, not a second one
-    proc = subprocess.Popen(
+    code, log, _ = ctrl_c_at_line(
         [sys.executable, "-m", "lmindexer.cli", "evaluate", "--config", "configs/quickstart.yaml", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        "evaluate: trie over",
+        timeout=60,
         env=env,
-        preexec_fn=ctrl_c_able,
     )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "evaluate: trie over" in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    rest, _ = proc.communicate(timeout=60)
-    log = "".join(lines) + rest
-    assert proc.returncode == 130 and "evaluate interrupted" in log, log[-3000:]
+    assert code == 130 and "evaluate interrupted" in log, log[-3000:]
 
 
 def test_generator_memorises_a_few_hundred_examples(base):
