@@ -208,6 +208,11 @@ class TrainConfig:
         "early stop always do; metrics are reported every epoch): short epochs of small models otherwise spend "
         "more time saving than training. 0: every epoch",
     )
+    cache_mb: float = opt(
+        1024.0,
+        "a worker whose share of the training data is at most this many MiB keeps it in memory after the first "
+        "epoch and reshuffles it there, instead of streaming it from Ray Data again every epoch (0: always stream)",
+    )
     max_failures: int = opt(2, "worker-group restarts allowed before a run fails")
     log_every_steps: int = opt(20, "steps between progress lines (0: none within an epoch)")
     log_every_epochs: int = opt(1, "epochs between epoch lines (the last epoch and an early stop always print one)")

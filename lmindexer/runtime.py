@@ -98,6 +98,9 @@ def ensure_ray(cfg: Config) -> None:
 
     if not torch.cuda.is_available():  # a local Ray on a machine without GPUs: DeepSpeed then need not guess (and
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # warn so from every worker); workers inherit it
+    # Ray Train's controller looks at its workers every 2 s by default: the end of every training run waited for
+    # that poll, and so did every report after the first (its queue holds one)
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     if cfg.ray.dashboard:
         try:
             ray.init(**local, include_dashboard=True, dashboard_host="127.0.0.1")

@@ -5,6 +5,10 @@ A *task* object says what is trained: `build()` the model, `batches(shard, epoch
 Optional: `lr_lambda()` (a learning-rate schedule), and where `validates` is true, `validate(engine, rank)` ->
 metrics identical on every rank, after every epoch, with `monitor` (the metric to maximise), `keep_best(engine,
 rank)` (called when it improves) and `patience` (epochs without improvement before training stops; 0: never).
+
+A worker's share of the data streams from Ray Data in the first epoch and, up to `train.cache_mb`, is reshuffled in
+memory after that (lmindexer.train.shard). Metrics go to Ray Train only with a checkpoint, or every epoch inside a
+Ray Tune trial: each report waits for the controller's next look at its workers.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ..config import Config
 from ..paths import RunLayout
 from ..runtime import quiet
 from .engine import Engine
+from .shard import CachedShard
 from .task import TrainingTask
 
 log = logging.getLogger("lmindexer.train")
@@ -96,7 +101,7 @@ def quiet_worker() -> None:
 
 def train_worker(config: dict) -> None:
     """Runs on every Ray Train worker, given only what it needs: the train section, the seed and its task."""
-    train, seed, task = config["train"], config["seed"], config["task"]
+    train, seed, task, tuned = config["train"], config["seed"], config["task"], config.get("tuned", False)
     rank = ray.train.get_context().get_world_rank()
     quiet_worker()
     if not train.use_gpu:
@@ -114,7 +119,7 @@ def train_worker(config: dict) -> None:
         if rank == 0:
             say(f"[{task.name}] resumed from checkpoint at epoch {progress['epoch'] + 1}, step {progress['step']}")
     epoch, skip, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
-    shard = ray.train.get_dataset_shard("train")
+    shard = CachedShard(ray.train.get_dataset_shard("train"), train.cache_mb)
     every = train.checkpoint_every_steps
     saved_at = time.time()
     while epoch < task.epochs:
@@ -139,6 +144,9 @@ def train_worker(config: dict) -> None:
                 progress.update(epoch=epoch, step_in_epoch=i + 1, step=step)
                 _report(engine, progress, {})
                 saved_at = time.time()
+        if not shard.settled:  # one choice for all workers: a streaming split waits for every reader
+            votes = all_reduce_sum(torch.tensor([float(shard.complete())], dtype=torch.float64))
+            shard.settle(int(votes.item()) == ray.train.get_context().get_world_size())
         keys = sorted(sums)
         totals = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [n], dtype=torch.float64))
         metrics = {k: float(totals[j] / max(totals[-1], 1)) for j, k in enumerate(keys)}
@@ -166,7 +174,8 @@ def train_worker(config: dict) -> None:
         progress["history"].append({**metrics, "epoch": epoch, "resumes": progress["resumes"]})
         due = stop or epoch == task.epochs or time.time() - saved_at >= train.checkpoint_min_seconds
         due = bool(all_reduce_sum(torch.tensor([float(due)], dtype=torch.float64)).item() > 0)  # one choice for all
-        _report(engine, progress, metrics, checkpoint=due)
+        if due or tuned:  # a report waits for the controller's next poll; only Tune reads every epoch's figures
+            _report(engine, progress, metrics, checkpoint=due)
         if due:
             saved_at = time.time()
         if stop:
@@ -239,9 +248,10 @@ def fit(cfg: Config, task: TrainingTask, dataset: "ray.data.Dataset", fresh: boo
     fs, root = storage.filesystem(uri, cfg.storage)
     if fresh and storage.exists(fs, storage.join(root, task.name)):
         fs.delete_dir(storage.join(root, task.name))
+    callbacks = _tune_callbacks()
     trainer = _Trainer(
         train_worker,
-        train_loop_config={"train": cfg.train, "seed": cfg.seed, "task": task},
+        train_loop_config={"train": cfg.train, "seed": cfg.seed, "task": task, "tuned": bool(callbacks)},
         scaling_config=ScalingConfig(
             num_workers=cfg.train.num_workers,
             use_gpu=cfg.train.use_gpu,
@@ -254,7 +264,7 @@ def fit(cfg: Config, task: TrainingTask, dataset: "ray.data.Dataset", fresh: boo
             storage_filesystem=fs if storage.is_uri(uri) else None,
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
-            callbacks=_tune_callbacks(),
+            callbacks=callbacks,
             logging_config=LoggingConfig(log_level="WARNING" if quiet() else "INFO"),
         ),
         datasets={"train": dataset},
