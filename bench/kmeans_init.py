@@ -19,7 +19,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lmindexer.quantizers.kmeans import _sq_dist, assign, kmeans  # noqa: E402
+from lmindexer.quantizers.kmeans import kmeans, nearest  # noqa: E402
 
 
 def data(n: int, d: int, topics: int, seed: int = 0) -> torch.Tensor:
@@ -31,12 +31,7 @@ def data(n: int, d: int, topics: int, seed: int = 0) -> torch.Tensor:
 
 
 def inertia(x: torch.Tensor, c: torch.Tensor) -> float:
-    return float(
-        sum(
-            _sq_dist(x[i : i + 65536], c).gather(1, assign(x[i : i + 65536], c)[:, None]).sum()
-            for i in range(0, len(x), 65536)
-        )
-    )
+    return float(nearest(x, c)[1].sum())
 
 
 def main() -> None:

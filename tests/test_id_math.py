@@ -19,7 +19,7 @@ from lmindexer.models.indexer import SemanticIndexer
 from lmindexer.models.losses import contrastive_loss
 from lmindexer.models.quantizer import code_logits, straight_through
 from lmindexer.models.reconstructor import Reconstructor, reconstruction_mask
-from lmindexer.quantizers.kmeans import assign, kmeans
+from lmindexer.quantizers.kmeans import assign, kmeans, nearest
 
 
 @pytest.mark.parametrize("selection", ["dot", "l2"])
@@ -107,8 +107,19 @@ def test_kmeans_recovers_known_clusters_and_is_deterministic():
     assert torch.equal(found, kmeans(x, 4, seed=3))
     sampled = kmeans(x, 4, seed=3, max_points=100)  # fit on a sample, assign everything
     assert ami(truth.numpy(), assign(x, sampled, batch_size=7).numpy()) == pytest.approx(1.0)
+    labels = assign(x, found)  # a fixed point of Lloyd's step: every centre is the mean of the points it holds
+    assert torch.allclose(found, torch.stack([x[labels == j].mean(0) for j in range(4)]), atol=1e-5)
     with pytest.raises(ValueError, match="at least k"):
         kmeans(x[:3], 4)
+
+
+def test_nearest_gives_each_rows_centre_and_distance_batch_by_batch():
+    g = torch.Generator().manual_seed(1)
+    x, centres = torch.randn(50, 3, generator=g), torch.randn(4, 3, generator=g)
+    labels, d2 = nearest(x, centres, batch_size=16)
+    full = ((x[:, None, :] - centres[None]) ** 2).sum(2)
+    assert torch.equal(labels, full.argmin(1)) and torch.allclose(d2, full.min(1).values, atol=1e-5)
+    assert torch.equal(assign(x, centres, batch_size=7), labels)
 
 
 def test_hard_negatives_share_the_prefix_and_are_other_rows():

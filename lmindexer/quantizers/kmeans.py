@@ -15,8 +15,15 @@ def _sq_dist(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return (x.pow(2).sum(1, keepdim=True) - 2 * x @ c.T + c.pow(2).sum(1)).clamp_min_(0)
 
 
+def nearest(x: torch.Tensor, centres: torch.Tensor, batch_size: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+    """(index of each row's nearest centre, its squared distance), in batches of rows: memory stays at
+    batch_size x k distances however many rows there are."""
+    parts = [_sq_dist(x[i : i + batch_size], centres).min(1) for i in range(0, len(x), batch_size)]
+    return torch.cat([p.indices for p in parts]), torch.cat([p.values for p in parts])
+
+
 def assign(x: torch.Tensor, centres: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
-    return torch.cat([_sq_dist(x[i : i + batch_size], centres).argmin(1) for i in range(0, len(x), batch_size)])
+    return nearest(x, centres, batch_size)[0]
 
 
 def kmeans_pp(x: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
@@ -42,7 +49,8 @@ def kmeans(
     tol: float = 1e-6,
     seed_points: int | None = None,
 ) -> torch.Tensor:
-    """Centres [k, d] of x [n, d]. Empty clusters are re-seeded at the points farthest from their centre.
+    """Centres [k, d] of x [n, d] after at most `iters` Lloyd iterations (fewer once the inertia changes by at most
+    `tol`, relative). Empty clusters are re-seeded at the points farthest from their centre.
     `seed_points`: rows the k-means++ seeding samples (None: max(50 k, 10,000); 0: all)."""
     g = torch.Generator(device="cpu").manual_seed(seed)
     x = x.float()
@@ -55,19 +63,18 @@ def kmeans(
     pool = x if n <= m else x[torch.randperm(n, generator=g)[:m].to(x.device)]
     centres = kmeans_pp(pool, k, g)
     prev = None
-    for _ in range(iters):
-        labels = assign(x, centres)
+    for _ in range(iters):  # one pass over the distances per iteration: the labels and the inertia come from it
+        labels, d2 = nearest(x, centres)
+        inertia = float(d2.sum())
+        if prev is not None and abs(prev - inertia) <= tol * max(prev, 1.0):
+            break
+        prev = inertia
         sums = torch.zeros_like(centres).index_add_(0, labels, x)
         counts = torch.bincount(labels, minlength=k).to(x.dtype)
         empty = counts == 0
         centres = torch.where(empty[:, None], centres, sums / counts.clamp_min(1)[:, None])
-        if empty.any():
-            far = _sq_dist(x, centres).gather(1, labels[:, None]).squeeze(1).topk(int(empty.sum())).indices
-            centres[empty] = x[far]
-        inertia = _sq_dist(x, centres).min(1).values.sum()
-        if prev is not None and abs(prev - inertia) <= tol * max(prev, 1.0):
-            break
-        prev = inertia
+        if empty.any():  # re-seeded at the points farthest from the centre they had
+            centres[empty] = x[d2.topk(int(empty.sum())).indices]
     return centres
 
 
