@@ -5,8 +5,10 @@ through (a) a plain loop: tokenise -> generate_codes -> candidates, one thread, 
 and 2 actors, each run in its own process so its memory can be sampled (driver, and driver + Ray processes). The
 code step's time comes from assign-ids' own log; end-to-end adds uniqueness (group by) and verification.
 
-    .venv/bin/python bench/assign_throughput.py                # 1x = 10,000 documents, 10x = 100,000
+    .venv/bin/python bench/assign_throughput.py                # 10,000 and 100,000 documents, 1 and 2 actors
     .venv/bin/python bench/assign_throughput.py --docs 2000    # a quick run
+    .venv/bin/python bench/assign_throughput.py --scales 1,10,100 --actors 2   # adds 1,000,000 (2 actors)
+Each size is a synthetic corpus of the embedded demo generator, prepared once under --work and kept.
 """
 
 from __future__ import annotations
@@ -151,19 +153,19 @@ def assign(work: Path, base: Path, path: Path, actors: int, docs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=10000, help="documents at 1x (10x is ten times as many)")
+    parser.add_argument("--docs", type=int, default=10000, help="documents at scale 1")
+    parser.add_argument("--scales", default="1,10", help="corpus sizes as multiples of --docs")
+    parser.add_argument("--actors", default="1,2", help="actor counts to run at every size")
     parser.add_argument("--work", default="runs/bench-assign")
     args = parser.parse_args()
     work = ROOT / args.work
-    one, ten = corpus(work, args.docs), corpus(work, 10 * args.docs)
+    sizes = [int(x) * args.docs for x in args.scales.split(",")]
+    bases = {docs: corpus(work, docs) for docs in sizes}
+    one = bases[sizes[0]]
     path = indexer(work, one)
     plain = plain_loop(path, one, threads=1)
     plain_all = plain_loop(path, one, threads=os.cpu_count() or 1)
-    runs = [
-        assign(work, base, path, actors, docs)
-        for base, docs in ((one, args.docs), (ten, 10 * args.docs))
-        for actors in (1, 2)
-    ]
+    runs = [assign(work, bases[docs], path, int(actors), docs) for docs in sizes for actors in args.actors.split(",")]
     same = pq.read_table(runs[0]["out"] / "table", columns=["doc_id", "codes"]).to_pandas().set_index("doc_id")
     texts_order = pq.read_table(one / "corpus" / "docs", columns=["doc_id"]).column("doc_id").to_pylist()
     agree = float(np.mean([list(same.codes[d]) == list(c) for d, c in zip(texts_order, plain["codes"])]))
@@ -185,13 +187,16 @@ def main() -> None:
             f"{r['docs_per_s'] / plain['docs_per_s']:.2f}x | {r['end_to_end_s']} | {r['driver_mib']} | "
             f"{r['largest_worker_mib']} | {r['all_processes_mib']} ({r['processes']}) |"
         )
-    print(
-        f"\ncodes identical to the plain loop's for {agree:.1%} of documents; peak memory at 10x / 1x (2 actors): "
-        + ", ".join(
-            f"{k.replace('_mib', '')} {runs[3][k] / runs[1][k]:.2f}x"
-            for k in ("driver_mib", "largest_worker_mib", "all_processes_mib")
+    print(f"\ncodes identical to the plain loop's for {agree:.1%} of documents")
+    for a, b in zip(runs, runs[len(args.actors.split(",")) :]):  # each size against the one before, same actors
+        print(
+            f"{b['docs']:,} / {a['docs']:,} documents, {a['actors']} actor(s): time "
+            f"{b['codes_s'] / a['codes_s']:.2f}x, peak memory "
+            + ", ".join(
+                f"{k.replace('_mib', '')} {b[k] / max(a[k], 1):.2f}x"
+                for k in ("driver_mib", "largest_worker_mib", "all_processes_mib")
+            )
         )
-    )
     with open(work / "bench_assign_throughput.json", "w") as f:
         json.dump(
             {

@@ -253,15 +253,27 @@ def assign_section(data) -> str:
     lines = [
         f"Plain single-process PyTorch loop over the same model and data: {plain} documents/s.",
         "",
-        "| documents | actors | documents/s (code step) | ratio to the plain loop | end to end (s) | driver MiB |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| documents | actors | documents/s (code step) | ratio to the plain loop | end to end (s) | driver MiB | "
+        "largest worker MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in data["assign"]:
         lines.append(
             f"| {r['docs']:,} | {r['actors']} | {r['docs_per_s']} | {r['docs_per_s'] / plain:.2f}x | "
-            f"{r['end_to_end_s']} | {r['driver_mib']} |"
+            f"{r['end_to_end_s']} | {r['driver_mib']} | {r.get('largest_worker_mib', '')} |"
         )
-    return "\n".join(lines) + "\n"
+    by_actors: dict = {}
+    for r in data["assign"]:
+        by_actors.setdefault(r["actors"], []).append(r)
+    growth = [
+        f"- {b['docs'] // a['docs']}x the documents ({b['docs']:,}), {a['actors']} actor(s): code step "
+        f"{b['codes_s'] / a['codes_s']:.2f}x the time, peak driver memory {b['driver_mib'] / a['driver_mib']:.2f}x, "
+        f"largest worker {b['largest_worker_mib'] / a['largest_worker_mib']:.2f}x"
+        for rows in by_actors.values()
+        for a, b in zip(rows, rows[1:])
+        if "largest_worker_mib" in a
+    ]
+    return "\n".join(lines + ([""] + growth if growth else [])) + "\n"
 
 
 def train_section(data) -> str:
