@@ -29,15 +29,19 @@ def assign(x: torch.Tensor, centres: torch.Tensor, batch_size: int = 65536) -> t
 def kmeans_pp(x: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
     """k-means++ seeding: each next centre drawn with probability proportional to its squared distance."""
     n = len(x)
-    centres = torch.empty(k, x.shape[1], dtype=x.dtype, device=x.device)
-    centres[0] = x[torch.randint(n, (1,), generator=g).to(x.device)]
-    d2 = _sq_dist(x, centres[:1]).squeeze(1)
-    for i in range(1, k):
+    norms = x.pow(2).sum(1)  # once: each pass then costs one matrix-vector product
+
+    def to(i: torch.Tensor) -> torch.Tensor:
+        return (norms - 2 * (x @ x[i].squeeze(0)) + norms[i]).clamp_min_(0)
+
+    idx = torch.randint(n, (1,), generator=g).to(x.device)
+    chosen, d2 = [idx], to(idx)
+    for _ in range(1, k):
         probs = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1.0 / n)
         idx = torch.multinomial(probs.cpu(), 1, generator=g).to(x.device)
-        centres[i] = x[idx]
-        d2 = torch.minimum(d2, _sq_dist(x, x[idx]).squeeze(1))
-    return centres
+        chosen.append(idx)
+        d2 = torch.minimum(d2, to(idx))
+    return x[torch.cat(chosen)].clone()
 
 
 def kmeans(
