@@ -101,6 +101,9 @@ def ensure_ray(cfg: Config) -> None:
     # Ray Train's controller looks at its workers every 2 s by default: the end of every training run waited for
     # that poll, and so did every report after the first (its queue holds one)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    # and it starts a preemption watcher actor (one more process per training run, which logs an ERROR line about
+    # its constructor arguments) that watches for node drains: a local Ray has no node to lose. Clusters keep it.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     if cfg.ray.dashboard:
         try:
             ray.init(**local, include_dashboard=True, dashboard_host="127.0.0.1")
