@@ -308,6 +308,16 @@ class GeneratorConfig:
         "linear", "learning-rate schedule after a linear warm-up: linear (decay to 0), cosine or constant"
     )
     warmup: float = opt(0.05, "share of the optimizer steps spent warming the learning rate up")
+    encoder: str = opt(
+        "",
+        "retrieval: a frozen pretrained text encoder (a Hugging Face encoder folder or name, e.g. minilm-offline) "
+        "whose mean-pooled embedding of each input the generator's decoder reads, in place of a T5 encoder that "
+        "learns the words from scratch (empty: the T5 reads the tokens)",
+    )
+    encoder_slots: int = opt(
+        4, "with generator.encoder: memory vectors the decoder reads, projected from the embedding"
+    )
+    encoder_max_length: int = opt(128, "with generator.encoder: input tokens the encoder reads")
     group_by_length: bool = opt(
         True,
         "batches of similar input length, each cut to its longest input (regrouped within pools of 8 shuffled "

@@ -173,3 +173,21 @@ def test_generator_memorises_a_few_hundred_examples(base):
     recall_at_1 = hit[clear].mean()
     print("training recall@1:", recall_at_1, "on", int(clear.sum()), "unambiguous of", len(hit), "examples")
     assert len(hit) == 200 and clear.sum() >= 150 and recall_at_1 >= 0.9
+
+
+def test_retrieval_generator_reading_a_frozen_encoder(base):
+    """generator.encoder: the decoder reads MiniLM's embedding of each query (embedded by a Ray Data actor pool),
+    trains on Ray Train like the token generator, decodes under the trie, and reloads as it was saved."""
+    from lmindexer.config import ConfigError
+    from lmindexer.models.generator import EmbeddingGenerator
+
+    enc = ["generator.encoder=minilm-offline", "generator.encoder_max_length=32", "generator.epochs=10"]
+    cfg, result = run(base, "retrieval", "hkmeans", *enc, f"generator.output={base}/encoder")
+    metrics = result["eval"]["metrics"]
+    print("retrieval recall@10 from MiniLM embeddings:", metrics["recall@10"])
+    assert result["eval"]["queries"] == 200 and result["train"]["indexing_pairs"] == 400
+    assert metrics["recall@10"] > 4 * 10 / 400  # four times a random ranking of the 400 documents
+    model, _, _, info = load_generator(result["generator"])
+    assert isinstance(model, EmbeddingGenerator) and not model.training and info["encoder"] == "minilm-offline"
+    with pytest.raises(ConfigError, match="generator.task=retrieval"):
+        run(base, "rec", "hkmeans", *enc, f"generator.output={base}/encoder-rec")

@@ -19,8 +19,10 @@ from transformers import LogitsProcessorList
 
 from ..config import Config, ConfigError
 from ..eval.ranking import bootstrap_ci, per_query
+from ..ids.infer import EmbedActor
 from ..ids.table import read_id_table
 from ..models.generator import GENERATOR_FILE, load_generator, load_id_vocab
+from ..models.pretrained import resolve
 from ..paths import RunLayout
 from ..raydata import actor_pool, by_row, inference_device, rows_dataset, spread
 from ..train.loop import trim_padding
@@ -48,9 +50,45 @@ def by_length(sources: np.ndarray) -> np.ndarray:
     return np.argsort((sources != 0).sum(1), kind="stable")
 
 
+def text_embedder(cfg: Config, encoder: str):
+    """texts -> [n, d] float32: mean-pooled embeddings by the pretrained `encoder` in a Ray Data actor pool, in the
+    order given (None where there is no encoder: the generator reads tokens)."""
+    if not encoder:
+        return None
+    path, g = resolve(encoder, cfg.storage), cfg.generator
+    kwargs = {
+        "source": "encoder",
+        "path": path,
+        "max_length": g.encoder_max_length,
+        "bf16": cfg.train.precision != "fp32",
+    }
+
+    def embed(texts: list) -> np.ndarray:
+        start = time.time()
+        ds = ray.data.from_items([{"doc_id": i, "text": t} for i, t in enumerate(texts)])
+        out = spread(ds, cfg).map_batches(EmbedActor, fn_constructor_kwargs=kwargs, **actor_pool(cfg))
+        parts = list(out.iter_batches(batch_size=None, batch_format="numpy"))
+        order = np.argsort(np.concatenate([p["doc_id"] for p in parts]))
+        emb = np.concatenate([p["emb"] for p in parts])[order].astype(np.float32)
+        if len(emb) != len(texts):
+            raise RuntimeError(f"{len(texts)} texts to embed, {len(emb)} embeddings back")
+        log.info("generator: %d texts embedded by %s in %.1fs", len(texts), encoder, time.time() - start)
+        return emb
+
+    return embed
+
+
+def source_tensor(sources: np.ndarray) -> torch.Tensor:
+    """A batch of generator inputs as a tensor: token ids as int64, embeddings (generator.encoder) as float32."""
+    kind = np.float32 if np.issubdtype(sources.dtype, np.floating) else np.int64
+    return torch.from_numpy(np.ascontiguousarray(sources, dtype=kind))
+
+
 def beam_search(model, processor, depth: int, beams: int, input_ids: torch.Tensor, dtype) -> torch.Tensor:
-    """[n * beams, depth] ID tokens of the `beams` best IDs of each input, best first, under the trie."""
-    input_ids = trim_padding(input_ids)
+    """[n * beams, depth] ID tokens of the `beams` best IDs of each input, best first, under the trie. `input_ids`
+    are token ids, or embeddings for a generator that reads them."""
+    if not input_ids.is_floating_point():
+        input_ids = trim_padding(input_ids)
     with torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None):
         out = model.generate(
             input_ids=input_ids,
@@ -79,7 +117,7 @@ class GeneratorActor:
     @torch.no_grad()
     def __call__(self, batch: dict) -> dict:
         device = next(self.model.parameters()).device
-        ids = torch.from_numpy(batch["input_ids"].astype(np.int64)).to(device)
+        ids = source_tensor(batch["input_ids"]).to(device)
         out = beam_search(self.model, self.processor, self.depth, self.beams, ids, self.dtype)
         sids = self.vocab.sids(out.cpu().numpy())
         ranked = [" ".join(sids[i * self.beams : (i + 1) * self.beams]) for i in range(len(ids))]
@@ -100,7 +138,7 @@ def evaluate(cfg: Config) -> dict:
     log.info(
         "evaluate: trie over %d IDs built in %.2fs (%.1f MiB)", len(targets), time.time() - t0, trie_bytes(trie) / 2**20
     )
-    data = build_examples(cfg, tokenizer, vocab, table, g.eval_split)
+    data = build_examples(cfg, tokenizer, vocab, table, g.eval_split, text_embedder(cfg, info.get("encoder", "")))
     beams = min(beams, len(targets))
     actor = {"path": path, "trie": ray.put(trie), "beams": beams, "bf16": cfg.train.precision != "fp32"}
     order = by_length(data["sources"])  # batches of similar length: each is decoded at its own length

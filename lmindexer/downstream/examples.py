@@ -85,40 +85,44 @@ def retrieval_qrels(cfg: Config, data: str, split: str) -> dict:
     return held if split == VALIDATION else kept
 
 
-def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split: str) -> dict:
+def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split: str, embed=None) -> dict:
     """{'sources', 'keys', 'counts'} plus 'targets' (row of the target document in the table) for split 'train',
     or 'relevant' ([{doc_id: grade}]) and 'inputs' for an evaluation split: the query texts (retrieval), or the
-    histories, every history of the split and the training sequences (rec), for the reference methods."""
+    histories, every history of the split and the training sequences (rec), for the reference methods.
+    `embed` (retrieval): texts -> [n, d] float32; the sources are then those embeddings, not token ids."""
     g, eos = cfg.generator, tokenizer.eos_token_id
     row, data = table.row, task_data(cfg)
     limit = {"train": 0, VALIDATION: g.val_examples}.get(split, g.max_eval)
     counts: dict = {}
+    texts = None
     if g.task == "retrieval":
         queries = read_queries(data)
         examples, skipped = retrieval_examples(queries, retrieval_qrels(cfg, data, split), row)
         examples = sample(examples, limit, cfg.seed)
-        query_tokens = _tokens(tokenizer, [queries[q] for q, _ in examples], g.max_source_length)
-        pieces, keys = [[t] for t in query_tokens], [q for q, _ in examples]
+        texts, keys = [queries[q] for q, _ in examples], [q for q, _ in examples]
         if split == "train":
             targets = [row[d] for _, rel in examples for d in rel]
-            pieces = [p for p, (_, rel) in zip(pieces, examples) for _ in rel]
+            texts = [t for t, (_, rel) in zip(texts, examples) for _ in rel]
             keys = [k for k, (_, rel) in zip(keys, examples) for _ in rel]
             if g.indexing:
-                texts = doc_texts(cfg, row)
-                pieces += [[t] for t in _tokens(tokenizer, texts, g.max_source_length)]
+                documents = doc_texts(cfg, row)
+                texts += documents
                 keys += list(table.doc_ids)
                 targets += list(range(len(row)))
                 counts["indexing_pairs"] = len(row)
                 if g.indexing_views:
                     rng = np.random.default_rng(cfg.seed)
-                    views = [(i, v) for i, t in enumerate(texts) for v in word_views(t, g.indexing_views, rng)]
-                    pieces += [[t] for t in _tokens(tokenizer, [v for _, v in views], g.max_source_length)]
+                    views = [(i, v) for i, t in enumerate(documents) for v in word_views(t, g.indexing_views, rng)]
+                    texts += [v for _, v in views]
                     keys += [table.doc_ids[i] for i, _ in views]
                     targets += [i for i, _ in views]
                     counts["indexing_views"] = len(views)
+        pieces = list(range(len(texts)))  # rows of `texts`, turned into tokens or embeddings once sampled below
         relevant = [rel for _, rel in examples]
         inputs = {"queries": [queries[q] for q, _ in examples]}
     else:
+        if embed is not None:
+            raise ConfigError("generator.encoder reads query texts: it is for generator.task=retrieval")
         parts, skipped = split_sequences(read_sequences(data), row)
         split = "valid" if split == VALIDATION else split
         if split not in parts:
@@ -146,7 +150,16 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
     for k, v in counts.items():
         if k.startswith("skipped_"):
             log.warning("generator %s/%s: %s = %d", g.task, split, k, v)
-    out = {"sources": pack(pieces, g.max_source_length, eos), "keys": np.array(keys, dtype=object), "counts": counts}
+    if texts is not None:  # retrieval: the kept rows' texts
+        kept = [texts[i] for i in pieces]
+        sources = (
+            embed(kept)
+            if embed is not None
+            else pack([[t] for t in _tokens(tokenizer, kept, g.max_source_length)], g.max_source_length, eos)
+        )
+    else:
+        sources = pack(pieces, g.max_source_length, eos)
+    out = {"sources": sources, "keys": np.array(keys, dtype=object), "counts": counts}
     if split == "train":
         out["targets"] = np.asarray(targets, dtype=np.int64)
     else:

@@ -16,17 +16,18 @@ from dataclasses import dataclass
 
 import ray
 import torch
-from transformers import AutoTokenizer, T5ForConditionalGeneration
+from transformers import AutoConfig, AutoTokenizer
 
 from ..config import Config, ConfigError
 from ..ids.table import read_id_table
-from ..models.generator import GENERATOR_FILE, build_generator, indexer_codebooks, load_id_vocab
+from ..models.generator import GENERATOR_FILE, build_generator, generator_model, indexer_codebooks, load_id_vocab
+from ..models.pretrained import resolve
 from ..paths import RunLayout
 from ..raydata import rows_dataset, shared
 from ..train.engine import lr_multiplier
 from ..train.loop import all_reduce_sum, fit, length_grouped_batches, shuffled_batches
 from ..train.task import HISTORY_FILE, TaskDefaults
-from .evaluate import beam_search, beam_width, by_length, evaluate, finished_evaluation
+from .evaluate import beam_search, beam_width, by_length, evaluate, finished_evaluation, source_tensor, text_embedder
 from .examples import VALIDATION, build_examples, id_targets
 from .trie import TrieLogitsProcessor, build_trie
 
@@ -49,6 +50,7 @@ class GeneratorTask(TaskDefaults):
     patience: int = 0
     dropout: float = 0.1
     group_by_length: bool = True
+    embedded: bool = False  # the inputs are embeddings of a frozen encoder (generator.encoder), not token ids
 
     @property
     def validates(self) -> bool:
@@ -58,14 +60,18 @@ class GeneratorTask(TaskDefaults):
     def monitor(self) -> str:
         return f"val_recall@{max(self.val['ks'])}"
 
-    def build(self) -> T5ForConditionalGeneration:
-        return T5ForConditionalGeneration.from_pretrained(self.init_dir, dropout_rate=self.dropout)
+    def build(self):
+        return generator_model(self.init_dir, dropout_rate=self.dropout)
 
     def lr_lambda(self):
         total, warmup, kind = self.steps_per_epoch * self.epochs, self.warmup, self.schedule
         return lambda step: lr_multiplier(step, total, warmup, kind)
 
     def batches(self, shard, epoch: int):
+        if self.embedded:
+            for b in shuffled_batches(shard, self.batch_size, self.seed, epoch):
+                yield {"input_emb": b["input_ids"].float(), "labels": b["labels"].long()}
+            return
         if self.group_by_length:
             source = length_grouped_batches(shard, self.batch_size, self.seed, epoch, "input_ids")
         else:
@@ -88,7 +94,7 @@ class GeneratorTask(TaskDefaults):
             processor = TrieLogitsProcessor(trie, model.config.eos_token_id, model.config.pad_token_id)
             device = next(model.parameters()).device
             for i in range(0, len(sources), 64):
-                ids = torch.from_numpy(sources[i : i + 64].astype("int64")).to(device)
+                ids = source_tensor(sources[i : i + 64]).to(device)
                 out = beam_search(model, processor, trie["depth"], beams, ids, None).cpu()
                 out = out.view(len(ids), beams, -1)
                 want = torch.from_numpy(targets[i : i + 64].astype("int64"))[:, None, : out.shape[-1]]
@@ -109,7 +115,7 @@ class GeneratorTask(TaskDefaults):
         with engine.full_weights() as model:
             if rank == 0:
                 if os.path.exists(best):  # the best validated epoch, not the last
-                    model = T5ForConditionalGeneration.from_pretrained(best)
+                    model = generator_model(best)
                 model.save_pretrained(self.out_dir)
                 shutil.rmtree(best, ignore_errors=True)
                 AutoTokenizer.from_pretrained(self.init_dir).save_pretrained(self.out_dir)
@@ -126,7 +132,14 @@ def _init(cfg: Config, out: str, table) -> str:
     indexer = table.summary.get("indexer", "")
     books = indexer_codebooks(indexer, cfg.storage) if g.codebook_init and indexer else None
     meta = {"task": g.task, "ids": RunLayout(cfg).generator_ids, "method": table.summary.get("method", "")}
-    info = build_generator(g.init or RunLayout(cfg).backbone, table.spec, init_dir, books, meta)
+    dim = AutoConfig.from_pretrained(resolve(g.encoder, cfg.storage)).hidden_size if g.encoder else 0
+    if g.encoder:
+        if g.task != "retrieval":
+            raise ConfigError("generator.encoder reads query texts: it is for generator.task=retrieval")
+        meta["encoder"] = g.encoder
+    info = build_generator(
+        g.init or RunLayout(cfg).backbone, table.spec, init_dir, books, meta, dim, g.encoder_slots if dim else 0
+    )
     log.info(
         "generator: start model %s with %d ID positions of %d codes and %d suffixes (ID embeddings from %s)",
         info["init"],
@@ -153,8 +166,9 @@ def train_generator(cfg: Config) -> dict:
     if os.path.exists(os.path.join(out, HISTORY_FILE)):
         log.info("generator: already trained at %s", out)
     else:
-        tokenizer, vocab, _ = load_id_vocab(init_dir)
-        data = build_examples(cfg, tokenizer, vocab, table, "train")
+        tokenizer, vocab, info = load_id_vocab(init_dir)
+        embed = text_embedder(cfg, info.get("encoder", ""))
+        data = build_examples(cfg, tokenizer, vocab, table, "train", embed)
         labels = id_targets(vocab, table, tokenizer.eos_token_id)[data["targets"]]
         summary["train"] = data["counts"]
         log.info("generator: %d training examples (%s), %d epochs", len(labels), g.task, g.epochs)
@@ -167,7 +181,7 @@ def train_generator(cfg: Config) -> dict:
             )
         val = None
         if g.val_examples:
-            v = build_examples(cfg, tokenizer, vocab, table, VALIDATION)
+            v = build_examples(cfg, tokenizer, vocab, table, VALIDATION, embed)
             targets = vocab.tokens(table.codes, table.suffix)
             first = [table.row[next(iter(rel))] for rel in v["relevant"]]  # recall of one relevant ID per query
             order = by_length(v["sources"])
@@ -194,6 +208,7 @@ def train_generator(cfg: Config) -> dict:
             g.patience,
             g.dropout,
             g.group_by_length,
+            embed is not None,
         )
         fit(cfg, task, rows_dataset(input_ids=data["sources"], labels=labels).random_shuffle())
     summary["train_seconds"] = round(time.time() - start, 1)

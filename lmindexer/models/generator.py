@@ -11,8 +11,10 @@ import os
 
 import numpy as np
 import torch
-from safetensors.torch import load
+from safetensors.torch import load, load_file, save_file
+from torch import nn
 from transformers import AutoTokenizer, T5ForConditionalGeneration
+from transformers.modeling_outputs import BaseModelOutput
 
 from .. import storage
 from ..config import ConfigError, StorageConfig
@@ -22,6 +24,7 @@ from .pretrained import resolve
 from .tokenizer import id_token_names
 
 GENERATOR_FILE = "generator.json"
+INPUT_PROJECTION = "input_projection.safetensors"  # beside the T5 of a generator that reads embeddings
 
 
 class IdVocab:
@@ -56,6 +59,51 @@ class IdVocab:
         return self.spec.to_json()
 
 
+class EmbeddingGenerator(nn.Module):
+    """The generator when a frozen pretrained encoder reads the input (generator.encoder): its T5 decoder attends to
+    `slots` vectors projected from the input's L2-normalised embedding; the T5's own encoder is never run. Inputs are
+    embeddings [n, dim] where the plain generator takes token ids; save_pretrained / from_pretrained keep the T5 and
+    the projection side by side."""
+
+    def __init__(self, t5: T5ForConditionalGeneration, dim: int, slots: int):
+        super().__init__()
+        self.t5, self.slots, self.config = t5, slots, t5.config
+        self.proj = nn.Linear(dim, slots * t5.config.d_model)
+
+    def memory(self, emb: torch.Tensor) -> BaseModelOutput:
+        x = nn.functional.normalize(emb.float(), dim=-1).to(self.proj.weight.dtype)
+        return BaseModelOutput(last_hidden_state=self.proj(x).view(len(x), self.slots, -1))
+
+    def forward(self, input_emb: torch.Tensor, labels: torch.Tensor | None = None):
+        return self.t5(encoder_outputs=self.memory(input_emb), labels=labels)
+
+    def generate(self, input_ids: torch.Tensor, attention_mask=None, **kwargs) -> torch.Tensor:
+        """`input_ids`: the embeddings [n, dim] (named as the plain generator's argument, so one decoding serves
+        both)."""
+        slots = torch.ones(len(input_ids), self.slots, dtype=torch.long, device=input_ids.device)
+        return self.t5.generate(encoder_outputs=self.memory(input_ids), attention_mask=slots, **kwargs)
+
+    def save_pretrained(self, path: str) -> None:
+        self.t5.save_pretrained(path)
+        state = {k: v.detach().float().contiguous() for k, v in self.proj.state_dict().items()}
+        save_file(state, os.path.join(path, INPUT_PROJECTION))
+
+    @classmethod
+    def from_pretrained(cls, path: str, **kwargs) -> "EmbeddingGenerator":
+        t5 = T5ForConditionalGeneration.from_pretrained(path, **kwargs)
+        state = load_file(os.path.join(path, INPUT_PROJECTION))
+        model = cls(t5, state["weight"].shape[1], state["weight"].shape[0] // t5.config.d_model)
+        model.proj.load_state_dict(state)
+        return model.train(t5.training)
+
+
+def generator_model(path: str, **kwargs) -> nn.Module:
+    """The generator saved in `path`: a T5 that reads tokens, or one that reads embeddings (EmbeddingGenerator)."""
+    if os.path.exists(os.path.join(path, INPUT_PROJECTION)):
+        return EmbeddingGenerator.from_pretrained(path, **kwargs)
+    return T5ForConditionalGeneration.from_pretrained(path, **kwargs)
+
+
 def indexer_codebooks(path: str, storage_cfg: StorageConfig | None = None) -> torch.Tensor | None:
     """[T, K, d] codebooks of an indexer folder, local or at a URI (None if the folder is no indexer). Only the
     indexer's own weights file is read, not the T5 beside it."""
@@ -72,10 +120,17 @@ def indexer_codebooks(path: str, storage_cfg: StorageConfig | None = None) -> to
 
 
 def build_generator(
-    init: str, spec: IdSpec, out: str, codebooks: torch.Tensor | None = None, meta: dict | None = None
+    init: str,
+    spec: IdSpec,
+    out: str,
+    codebooks: torch.Tensor | None = None,
+    meta: dict | None = None,
+    input_dim: int = 0,
+    slots: int = 0,
 ) -> dict:
     """Save to `out` the start model with the ID tokens added; their embeddings come from `codebooks` [T, K, d]
-    when given (and as wide as the model), else random at the scale of the other embeddings. Returns what
+    when given (and as wide as the model), else random at the scale of the other embeddings. With `input_dim`, the
+    generator reads embeddings of that width through `slots` memory vectors (EmbeddingGenerator). Returns what
     generator.json holds."""
     path = resolve(init)
     if backbone_kind(path) != "t5":
@@ -105,6 +160,13 @@ def build_generator(
         if used:
             for t in range(positions):
                 emb[torch.from_numpy(vocab.table[t, :size])] = codebooks[t, :size].to(emb.dtype)
+    if input_dim:
+        if model.config.num_layers != model.config.num_decoder_layers:  # generate() sizes its cache by num_layers
+            raise ConfigError(
+                f"generator.encoder needs a T5 with as many encoder as decoder layers (generator.init={init} has "
+                f"{model.config.num_layers} and {model.config.num_decoder_layers})"
+            )
+        model = EmbeddingGenerator(model, input_dim, slots)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     info = {**(meta or {}), **vocab.to_json(), "init": init, "codebook_init": bool(used)}
@@ -123,4 +185,4 @@ def load_id_vocab(path: str):
 
 def load_generator(path: str):
     """(model, tokenizer, IdVocab, generator.json) of a generator folder."""
-    return (T5ForConditionalGeneration.from_pretrained(path), *load_id_vocab(path))
+    return (generator_model(path), *load_id_vocab(path))
