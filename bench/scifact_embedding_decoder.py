@@ -1,13 +1,13 @@
-"""A prototype outside the pipeline: can a generator write SciFact document IDs from a frozen pretrained encoder?
+"""The generator that reads a frozen encoder (generator.encoder) on SciFact, in a plain loop beside its baselines.
 
-The pipeline's generator is a T5 trained from scratch on token ids (recall@10 0.089 on SciFact, BM25 0.774). Here a
-small T5 decoder (2 layers, d_model 128, from scratch) reads a frozen all-MiniLM-L6-v2 embedding of the input,
-projected to 4 memory slots, and writes the document's ID (MiniLM + hierarchical k-means, 3 x 64 + suffix: the table
-`bench/full_generators.py scifact` makes) under the ID trie. Training examples as the pipeline's: the train queries,
-every document (title + text) and up to 3 sentences per document as pseudo-queries. A plain single-process PyTorch
-loop (2 threads), no Ray: this measures the idea, not the system. Beside it, in the same run and on the same 300 test
-queries: BM25 (bm25s) and MiniLM dense retrieval (cosine over the same embeddings), which is what a user holding
-these embeddings would run instead.
+The pipeline's default generator is a T5 trained from scratch on token ids (recall@10 0.089 on SciFact, BM25 0.774).
+Here the pipeline's EmbeddingGenerator (a fresh `d128` T5 whose decoder attends to 4 slots projected from a frozen
+all-MiniLM-L6-v2 embedding of the input) writes the document's ID (MiniLM + hierarchical k-means, 3 x 64 + suffix:
+the table `bench/full_generators.py scifact` makes) under the ID trie. Training examples: the train queries, every
+document (title + text) and up to 3 of its sentences as pseudo-queries (the pipeline's views are word spans). A plain
+single-process PyTorch loop (2 threads), no Ray: it measures the model, and `bench/full_generators.py` runs the same
+model through `train-generator`. Beside it, in the same run and on the same 300 test queries: BM25 (bm25s) and MiniLM
+dense retrieval (cosine over the same embeddings), which is what a user holding these embeddings would run instead.
 
     .venv/bin/python bench/scifact_embedding_decoder.py            # ~10 min on 2 cores (embeddings ~4.5, kept)
     .venv/bin/python bench/scifact_embedding_decoder.py --epochs 60
@@ -31,10 +31,12 @@ sys.path.insert(0, str(ROOT))
 
 from shared_data import DATA  # noqa: E402
 
-from lmindexer.downstream.evaluate import summarise  # noqa: E402
+from lmindexer.downstream.evaluate import beam_search, summarise  # noqa: E402
 from lmindexer.downstream.reference import bm25_rank  # noqa: E402
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie  # noqa: E402
 from lmindexer.ids.table import read_id_table  # noqa: E402
+from lmindexer.models.backbone import PRESETS  # noqa: E402
+from lmindexer.models.generator import EmbeddingGenerator  # noqa: E402
 from lmindexer.models.pretrained import resolve  # noqa: E402
 
 SCIFACT = DATA / "scifact" / "derived_beir"
@@ -85,50 +87,26 @@ def minilm(texts: list, max_length: int) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-class EmbeddingDecoder(torch.nn.Module):
-    """A T5 decoder over `slots` memory vectors projected from one input embedding (its T5 encoder is never run)."""
+def decoder(dim: int, vocab: int, dropout: float) -> EmbeddingGenerator:
+    """The pipeline's EmbeddingGenerator (generator.encoder) over a fresh T5 of the `d128` shape (2 + 2 layers,
+    d_model 128) with this bench's own vocabulary (pad, eos, then the ID tokens), reading 4 memory slots."""
+    from transformers import T5Config, T5ForConditionalGeneration
 
-    def __init__(self, dim: int, vocab: int, d_model: int, layers: int, slots: int, dropout: float):
-        super().__init__()
-        from transformers import T5Config, T5ForConditionalGeneration
-
-        self.slots, self.d_model = slots, d_model
-        cfg = T5Config(
-            vocab_size=vocab,
-            d_model=d_model,
-            d_kv=32,
-            d_ff=4 * d_model,
-            num_layers=layers,  # the cache is sized by num_layers: equal to the decoder's
-            num_decoder_layers=layers,
-            num_heads=d_model // 32,
-            dropout_rate=dropout,
-            pad_token_id=PAD,
-            eos_token_id=EOS,
-            decoder_start_token_id=PAD,
-        )
-        self.t5 = T5ForConditionalGeneration(cfg)
-        self.proj = torch.nn.Linear(dim, slots * d_model)
-
-    def memory(self, x: torch.Tensor):
-        from transformers.modeling_outputs import BaseModelOutput
-
-        return BaseModelOutput(last_hidden_state=self.proj(x).view(len(x), self.slots, self.d_model))
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.t5(encoder_outputs=self.memory(x), labels=labels).loss
-
-    @torch.no_grad()
-    def decode(self, x: torch.Tensor, processor, depth: int, beams: int) -> torch.Tensor:
-        out = self.t5.generate(
-            encoder_outputs=self.memory(x),
-            attention_mask=torch.ones(len(x), self.slots, dtype=torch.long),
-            num_beams=beams,
-            num_return_sequences=beams,
-            max_new_tokens=depth + 1,
-            logits_processor=[processor],
-            do_sample=False,
-        )
-        return out[:, 1 : 1 + depth]
+    d_model, d_ff, layers, heads, d_kv = PRESETS["d128"]
+    cfg = T5Config(
+        vocab_size=vocab,
+        d_model=d_model,
+        d_ff=d_ff,
+        d_kv=d_kv,
+        num_layers=layers,
+        num_decoder_layers=layers,
+        num_heads=heads,
+        dropout_rate=dropout,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        decoder_start_token_id=PAD,
+    )
+    return EmbeddingGenerator(T5ForConditionalGeneration(cfg), dim, 4)
 
 
 def main() -> None:
@@ -195,7 +173,7 @@ def main() -> None:
     y = np.concatenate([doc_tokens, doc_tokens[owner], doc_tokens[[drow[d] for _, d in train]]])
     y = torch.from_numpy(np.concatenate([y, np.full((len(y), 1), EOS)], 1)).long()
     counts = {"documents": len(demb), "sentences": len(semb), "train_query_pairs": len(train), "examples": len(x)}
-    model = EmbeddingDecoder(x.shape[1], 2 + T * K + S, 128, 2, 4, 0.1)
+    model = decoder(x.shape[1], 2 + T * K + S, 0.1)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
     steps = args.epochs * (len(x) // args.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 200) * max(0.0, 1 - s / steps))
@@ -206,7 +184,8 @@ def main() -> None:
 
     def rank() -> list:
         model.eval()
-        out = model.decode(queries_x, processor, trie["depth"], 10).tolist()
+        with torch.no_grad():
+            out = beam_search(model, processor, trie["depth"], 10, queries_x, None).tolist()
         model.train()
         return [[tok2doc.get(tuple(out[i * 10 + j]), "?") for j in range(10)] for i in range(len(test))]
 
@@ -215,7 +194,7 @@ def main() -> None:
         perm, total = torch.randperm(len(x)), 0.0
         for i in range(0, len(x) - args.batch_size + 1, args.batch_size):
             b = perm[i : i + args.batch_size]
-            loss = model(x[b], y[b])
+            loss = model(input_emb=x[b], labels=y[b]).loss
             opt.zero_grad()
             loss.backward()
             opt.step()
