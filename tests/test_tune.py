@@ -1,4 +1,4 @@
-"""`lmindexer tune` for real: a 2-trial grid over learn-ids on the tiny preset with ASHA, interrupted after its first
+"""`lmindexer tune` for real: a 3-trial grid over learn-ids on the tiny preset with ASHA, interrupted after its first
 trial (Ctrl-C to the command, in its own process) and resumed by the same command; best.yaml is a complete config."""
 
 import csv
@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def settings(out):
-    # a good learning rate, then one that barely learns: the good trial finishes before the interruption, so when
-    # the resumed bad one reaches the first rung ASHA has a better rival on record, and stops it
+    # one good learning rate between two that barely learn, in that order: whichever trial finishes before the
+    # interruption, ASHA has a better rival on record when the last bad one reaches the first rung, and stops it
     return [
         f"output_dir={out}",
         "data.input=builtin:demo",
@@ -34,7 +34,7 @@ def settings(out):
         "indexer.joint_epochs=3",
         "indexer.batch_size=16",
         "train.log_every_steps=0",
-        "tune.space={indexer.lr: [grid, 1.0e-2, 1.0e-7]}",
+        "tune.space={indexer.lr: [grid, 1.0e-7, 1.0e-2, 3.0e-7]}",
         "tune.num_samples=1",
         "tune.max_concurrent=1",
         "tune.grace_period=1",
@@ -88,10 +88,10 @@ def test_asha_search_stops_weak_trials_resumes_and_writes_a_best_config(ray_sess
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     before = finished_trials(experiment)
-    assert len(before) == 1
+    assert 1 <= len(before) < 3
 
     summary = tune_search(load_config(overrides=settings(tmp_path)))  # the same command again: resumes
-    assert summary["trials"] == 2 and summary["errors"] == 0
+    assert summary["trials"] == 3 and summary["errors"] == 0
     assert summary["stopped_early"] >= 1
     after = finished_trials(experiment)
     assert all(after[name] == 1 for name in before)  # finished trials were not run again
