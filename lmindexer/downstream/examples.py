@@ -1,5 +1,6 @@
 """Reads what the generator learns from (an ID table, the corpus, queries and qrels or user sequences) and turns it
-into token arrays: sources [N, max_source_length] and, for training, targets [N, T + 2] (the ID tokens, then eos).
+into arrays: sources [N, max_source_length] of token ids (or [N, d] embeddings, with generator.encoder) and, for
+training, targets [N, T + 2] (the ID tokens, then eos).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The generator: a T5 that reads a query or a user's history and writes an ID, one token per position.
 
 Each ID position has its own tokens, `<id_{t}_{k}>` for codes and `<id_s_{j}>` for the collision suffix, added to
-the start model's vocabulary. A generator folder is a plain Hugging Face T5 folder plus generator.json (the ID layout).
+the start model's vocabulary. A generator folder is a plain Hugging Face T5 folder plus generator.json (the ID layout),
+and for a generator that reads a frozen encoder's embeddings (generator.encoder) its input projection beside them.
 """
 
 from __future__ import annotations
