@@ -35,7 +35,7 @@ from lmindexer.downstream.evaluate import beam_search, summarise  # noqa: E402
 from lmindexer.downstream.reference import bm25_rank  # noqa: E402
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie  # noqa: E402
 from lmindexer.ids.table import read_id_table  # noqa: E402
-from lmindexer.models.backbone import PRESETS  # noqa: E402
+from lmindexer.models.backbone import build_t5  # noqa: E402
 from lmindexer.models.generator import EmbeddingGenerator  # noqa: E402
 from lmindexer.models.pretrained import resolve  # noqa: E402
 
@@ -89,24 +89,8 @@ def minilm(texts: list, max_length: int) -> np.ndarray:
 
 def decoder(dim: int, vocab: int, dropout: float) -> EmbeddingGenerator:
     """The pipeline's EmbeddingGenerator (generator.encoder) over a fresh T5 of the `d128` shape (2 + 2 layers,
-    d_model 128) with this bench's own vocabulary (pad, eos, then the ID tokens), reading 4 memory slots."""
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    d_model, d_ff, layers, heads, d_kv = PRESETS["d128"]
-    cfg = T5Config(
-        vocab_size=vocab,
-        d_model=d_model,
-        d_ff=d_ff,
-        d_kv=d_kv,
-        num_layers=layers,
-        num_decoder_layers=layers,
-        num_heads=heads,
-        dropout_rate=dropout,
-        pad_token_id=PAD,
-        eos_token_id=EOS,
-        decoder_start_token_id=PAD,
-    )
-    return EmbeddingGenerator(T5ForConditionalGeneration(cfg), dim, 4)
+    d_model 128) with this bench's own vocabulary (pad 0, eos 1, then the ID tokens), reading 4 memory slots."""
+    return EmbeddingGenerator(build_t5("d128", vocab, dropout), dim, 4)
 
 
 def main() -> None:
