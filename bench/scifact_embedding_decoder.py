@@ -190,7 +190,7 @@ def main() -> None:
     train_s = time.time() - t
     t = time.time()
     add(
-        "T5 decoder on frozen MiniLM embeddings (prototype)",
+        "generator reading frozen MiniLM embeddings (plain loop)",
         rank(),
         train_s + time.time() - t,
         train_seconds=round(train_s, 1),
