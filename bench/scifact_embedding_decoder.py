@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from shared_data import DATA  # noqa: E402
 
+from lmindexer.data.generator_data import read_qrels, read_queries  # noqa: E402
 from lmindexer.downstream.evaluate import beam_search, summarise  # noqa: E402
 from lmindexer.downstream.reference import bm25_rank  # noqa: E402
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie  # noqa: E402
@@ -48,14 +49,8 @@ PAD, EOS = 0, 1
 
 def read_scifact():
     docs = [json.loads(line) for line in open(SCIFACT / "corpus.jsonl")]
-    queries = {q["_id"]: q["text"] for q in map(json.loads, open(SCIFACT / "queries.jsonl"))}
-    qrels = {}
-    for split in ("train", "test"):
-        rows = [line.rstrip("\n").split("\t") for line in list(open(SCIFACT / "qrels" / f"{split}.tsv"))[1:]]
-        qrels[split] = {}
-        for q, d, grade in rows:
-            qrels[split].setdefault(q, {})[d] = int(grade)
-    return docs, queries, qrels
+    qrels = {split: read_qrels(str(SCIFACT), split) for split in ("train", "test")}
+    return docs, read_queries(str(SCIFACT)), qrels
 
 
 def sentences(docs: list, per_doc: int, seed: int) -> tuple[list, list]:

@@ -205,8 +205,8 @@ class TrainConfig:
     checkpoint_min_seconds: float = opt(
         30.0,
         "an epoch end writes a checkpoint only when this long has passed since the last one (the last epoch and an "
-        "early stop always do; metrics are reported every epoch): short epochs of small models otherwise spend "
-        "more time saving than training. 0: every epoch",
+        "early stop always do; every epoch's metrics go to the run's history): short epochs of small models "
+        "otherwise spend more time saving than training. 0: every epoch",
     )
     cache_mb: float = opt(
         1024.0,

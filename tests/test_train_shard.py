@@ -28,7 +28,7 @@ def test_first_epoch_streams_and_keeps_every_row_later_epochs_reshuffle_in_memor
     shard = CachedShard(source(), limit_mb=1)
     first = epoch(shard, 0)
     assert [len(b["row"]) for b in first] == [8] * 6  # drop_last as Ray Data's own: 48 of 50 rows
-    assert shard.complete()  # the 2 rows the first epoch dropped are kept as well
+    assert shard.in_memory  # the 2 rows the first epoch dropped are kept as well
     assert sorted(shard.columns["row"].tolist()) == list(range(50))
     shard.settle(True)
     second, third = epoch(shard, 1), epoch(shard, 2)
@@ -46,13 +46,13 @@ def test_first_epoch_streams_and_keeps_every_row_later_epochs_reshuffle_in_memor
 
 def test_a_share_over_the_limit_or_a_no_vote_streams_every_epoch(ray_session):
     small = CachedShard(source(), limit_mb=100 / 2**20)  # 100 bytes: the first batch already exceeds it
-    assert len(rows_of(epoch(small, 0))) == 48 and not small.complete()
+    assert len(rows_of(epoch(small, 0))) == 48 and not small.in_memory
     small.settle(False)
     assert len(rows_of(epoch(small, 1))) == 48 and not small.in_memory
     outvoted = CachedShard(source(), limit_mb=1)
     list(outvoted.iter_batches(batch_size=16))
-    assert outvoted.complete()
+    assert outvoted.in_memory
     outvoted.settle(False)  # another worker's share did not fit: this one streams too
     assert not outvoted.in_memory and len(rows_of(outvoted.iter_batches(batch_size=16))) == 50
     never = CachedShard(source(), limit_mb=0)
-    assert never.settled and len(rows_of(epoch(never, 0))) == 48 and not never.complete()
+    assert never.settled and len(rows_of(epoch(never, 0))) == 48 and not never.in_memory

@@ -132,14 +132,13 @@ def _init(cfg: Config, out: str, table) -> str:
     indexer = table.summary.get("indexer", "")
     books = indexer_codebooks(indexer, cfg.storage) if g.codebook_init and indexer else None
     meta = {"task": g.task, "ids": RunLayout(cfg).generator_ids, "method": table.summary.get("method", "")}
-    dim = AutoConfig.from_pretrained(resolve(g.encoder, cfg.storage)).hidden_size if g.encoder else 0
+    dim = 0  # the width of the encoder's embeddings the generator reads (0: it reads tokens)
     if g.encoder:
         if g.task != "retrieval":
             raise ConfigError("generator.encoder reads query texts: it is for generator.task=retrieval")
         meta["encoder"] = g.encoder
-    info = build_generator(
-        g.init or RunLayout(cfg).backbone, table.spec, init_dir, books, meta, dim, g.encoder_slots if dim else 0
-    )
+        dim = AutoConfig.from_pretrained(resolve(g.encoder, cfg.storage)).hidden_size
+    info = build_generator(g.init or RunLayout(cfg).backbone, table.spec, init_dir, books, meta, dim, g.encoder_slots)
     log.info(
         "generator: start model %s with %d ID positions of %d codes and %d suffixes (ID embeddings from %s)",
         info["init"],

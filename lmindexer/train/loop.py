@@ -101,7 +101,7 @@ def quiet_worker() -> None:
 
 def train_worker(config: dict) -> None:
     """Runs on every Ray Train worker, given only what it needs: the train section, the seed and its task."""
-    train, seed, task, tuned = config["train"], config["seed"], config["task"], config.get("tuned", False)
+    train, seed, task, tuned = config["train"], config["seed"], config["task"], config["tuned"]
     rank = ray.train.get_context().get_world_rank()
     quiet_worker()
     if not train.use_gpu:
@@ -145,7 +145,7 @@ def train_worker(config: dict) -> None:
                 _report(engine, progress, {})
                 saved_at = time.time()
         if not shard.settled:  # one choice for all workers: a streaming split waits for every reader
-            votes = all_reduce_sum(torch.tensor([float(shard.complete())], dtype=torch.float64))
+            votes = all_reduce_sum(torch.tensor([float(shard.in_memory)], dtype=torch.float64))
             shard.settle(int(votes.item()) == ray.train.get_context().get_world_size())
         keys = sorted(sums)
         totals = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [n], dtype=torch.float64))

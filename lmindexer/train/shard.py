@@ -29,10 +29,7 @@ class CachedShard:
 
     @property
     def in_memory(self) -> bool:
-        return self.columns is not None
-
-    def complete(self) -> bool:
-        """Whether this worker holds its whole share (its vote in `settle`)."""
+        """Whether this worker holds its whole share (its vote in `settle`, then where batches come from)."""
         return self.columns is not None
 
     def settle(self, use_memory: bool) -> None:
@@ -49,7 +46,10 @@ class CachedShard:
                 part = {k: v.numpy() if torch.is_tensor(v) else np.asarray(v) for k, v in batch.items()}
                 size += sum(v.nbytes for v in part.values())
                 self.fits = size <= self.limit
-                parts = parts + [part] if self.fits else []
+                if self.fits:
+                    parts.append(part)
+                else:
+                    parts.clear()
             yield batch
         if self.fits and parts:
             self.columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
