@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from shared_data import DATA  # noqa: E402
 from lmindexer.data.generator_data import read_qrels, read_queries  # noqa: E402
 from lmindexer.downstream.evaluate import beam_search, summarise  # noqa: E402
 from lmindexer.downstream.reference import bm25_rank  # noqa: E402
+from lmindexer.downstream.splits import sentence_views  # noqa: E402
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie  # noqa: E402
 from lmindexer.ids.table import read_id_table  # noqa: E402
 from lmindexer.models.backbone import build_t5  # noqa: E402
@@ -54,16 +54,11 @@ def read_scifact():
 
 
 def sentences(docs: list, per_doc: int, seed: int) -> tuple[list, list]:
-    """Up to `per_doc` sentences of 5 words or more per document, drawn at random: pseudo-queries (claims are one
-    sentence)."""
+    """Up to `per_doc` sentences of each document's text (the pipeline's `generator.view_kind=sentences` views), and
+    the row of the document each came from."""
     rng = np.random.default_rng(seed)
-    texts, owner = [], []
-    for i, d in enumerate(docs):
-        parts = [s for s in re.split(r"(?<=[.!?])\s+", d["text"]) if len(s.split()) > 4]
-        for s in rng.choice(parts, min(per_doc, len(parts)), replace=False) if parts else []:
-            texts.append(str(s))
-            owner.append(i)
-    return texts, owner
+    views = [(i, v) for i, d in enumerate(docs) for v in sentence_views(d["text"], per_doc, rng)]
+    return [v for _, v in views], [i for i, _ in views]
 
 
 @torch.no_grad()

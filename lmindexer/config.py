@@ -287,8 +287,13 @@ class GeneratorConfig:
     indexing: bool = opt(True, "retrieval: also train document text -> its ID (DSI/NCI indexing pairs)")
     indexing_views: int = opt(
         0,
-        "retrieval: also this many short pseudo-queries per document (2-6 of its words in "
-        "order, NCI's document-as-query) -> its ID, so every document is met as a query",
+        "retrieval: also this many pseudo-queries per document (views, see view_kind; NCI's "
+        "document-as-query) -> its ID, so every document is met as a query",
+    )
+    view_kind: str = opt(
+        "words",
+        "retrieval: what an indexing view is: words (2-6 of the document's words in order) or sentences (one of its "
+        "sentences of 5 words or more, drawn without replacement: for queries that are sentences, e.g. claims)",
     )
     history: str = opt("text", "rec: the history as item texts (as LMIndexer) or as item IDs (as TIGER)")
     max_history: int = opt(20, "rec: most recent items kept in the input, newest first")
@@ -441,6 +446,7 @@ CHOICES = {
     "generator.task": {"retrieval", "rec"},
     "generator.lr_schedule": {"linear", "cosine", "constant"},
     "generator.history": {"text", "ids"},
+    "generator.view_kind": {"words", "sentences"},
     "generator.run_tasks": {"retrieval", "rec"},
     "tune.target": {"learn-ids", "generator"},
     "tune.scheduler": {"asha", "fifo"},

@@ -8,7 +8,14 @@ import torch
 from transformers import LogitsProcessorList, T5Config, T5ForConditionalGeneration
 
 from lmindexer.downstream.evaluate import beam_search, by_length
-from lmindexer.downstream.splits import pack, retrieval_examples, sample, split_sequences, word_views
+from lmindexer.downstream.splits import (
+    pack,
+    retrieval_examples,
+    sample,
+    sentence_views,
+    split_sequences,
+    word_views,
+)
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
 from lmindexer.eval.ranking import mean_metrics, query_metrics
 from lmindexer.train.loop import length_groups, trim_padding
@@ -157,6 +164,20 @@ def test_word_views_keep_document_words_in_order():
         assert 2 <= len(words) <= 6 and words == sorted(words) and set(words) <= set(text.split())
     assert len(set(views)) > 10  # views differ
     assert word_views("x y", 2, np.random.default_rng(0)) == ["x y", "x y"]  # never more words than the text has
+
+
+def test_sentence_views_are_distinct_long_sentences_of_the_document():
+    text = (
+        "Title words here. Short one. The first long sentence is here! Is the second long one here? Tiny. "
+        "Last long sentence of this text"
+    )
+    long = {"The first long sentence is here!", "Is the second long one here?", "Last long sentence of this text"}
+    views = sentence_views(text, 10, np.random.default_rng(0))
+    assert len(views) == len(set(views)) == len(long) and set(views) == long  # each at most once, short ones never
+    two = sentence_views(text, 2, np.random.default_rng(1))
+    assert len(two) == 2 and set(two) <= long
+    assert sentence_views("too short. also short", 3, np.random.default_rng(0)) == []
+    assert sentence_views("", 3, np.random.default_rng(0)) == []
 
 
 def test_length_grouping_keeps_every_full_batch_and_trimming_keeps_the_decoding():

@@ -17,7 +17,16 @@ from ..ids.table import IdTable
 from ..models.generator import IdVocab
 from ..models.tokenizer import encode_texts
 from ..paths import RunLayout
-from .splits import history_pieces, hold_out, pack, retrieval_examples, sample, split_sequences, word_views
+from .splits import (
+    history_pieces,
+    hold_out,
+    pack,
+    retrieval_examples,
+    sample,
+    sentence_views,
+    split_sequences,
+    word_views,
+)
 
 VALIDATION = "validation"  # the split the generator is validated on after every epoch
 HELD_OUT_SHARE = 0.1  # retrieval sets without qrels/dev.tsv: this share of the train queries is held out
@@ -113,7 +122,8 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
                 counts["indexing_pairs"] = len(row)
                 if g.indexing_views:
                     rng = np.random.default_rng(cfg.seed)
-                    views = [(i, v) for i, t in enumerate(documents) for v in word_views(t, g.indexing_views, rng)]
+                    make = sentence_views if g.view_kind == "sentences" else word_views
+                    views = [(i, v) for i, t in enumerate(documents) for v in make(t, g.indexing_views, rng)]
                     texts += [v for _, v in views]
                     keys += [table.doc_ids[i] for i, _ in views]
                     targets += [i for i, _ in views]

@@ -4,6 +4,7 @@ recommendation (history -> next item, leave-one-out). Whatever cannot be used is
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -54,6 +55,13 @@ def word_views(text: str, views: int, rng: np.random.Generator, low: int = 2, hi
         k = min(int(rng.integers(low, high + 1)), len(words))
         out.append(" ".join(words[j] for j in np.sort(rng.choice(len(words), size=k, replace=False))))
     return out
+
+
+def sentence_views(text: str, views: int, rng: np.random.Generator, min_words: int = 5) -> list[str]:
+    """Up to `views` of a document's sentences of `min_words` words or more, drawn without replacement (pseudo-queries
+    for a task whose queries are sentences, such as SciFact's claims); fewer when the document has fewer."""
+    parts = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if len(s.split()) >= min_words]
+    return [parts[j] for j in rng.choice(len(parts), size=min(views, len(parts)), replace=False)] if parts else []
 
 
 def history_pieces(history: list, max_items: int) -> list:
