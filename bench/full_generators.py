@@ -19,7 +19,11 @@ generator folder), beside the default one:
     .venv/bin/python bench/full_generators.py scifact
     .venv/bin/python bench/full_generators.py scifact preset=d128 as=minilm-encoder generator.encoder=minilm-offline \
         generator.lr=1e-3 generator.batch_size=256 generator.dropout=0.1 generator.epochs=40 generator.patience=8
-(the last: the decoder reads frozen MiniLM embeddings, README "Generative retrieval and recommendation").
+    .venv/bin/python bench/full_generators.py scifact preset=d128 as=minilm-encoder-sentences \
+        generator.encoder=minilm-offline generator.view_kind=sentences generator.lr=1e-3 generator.batch_size=256 \
+        generator.dropout=0.1 generator.epochs=40 generator.patience=8
+(the last two: the decoder reads frozen MiniLM embeddings, README "Generative retrieval and recommendation"; the
+last with sentences of each document as its pseudo-queries, not word spans).
 Rows are kept in runs/bench-full-generators.json (a row run again is replaced); a trained generator is only
 evaluated again.
 """

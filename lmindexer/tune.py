@@ -198,8 +198,11 @@ def tune_search(cfg: Config) -> dict:
         t.scheduler,
         out,
     )
-    grid = tuner.fit()
-    return write_results(cfg, grid, objective, mode, out)
+    grid = tuner.fit()  # a Ctrl-C ends it gracefully: Tune saves the search, and trials left are "unfinished"
+    summary = write_results(cfg, grid, objective, mode, out)
+    if summary["unfinished"]:
+        raise KeyboardInterrupt  # the command exits 130 with the one-line message, like every other phase
+    return summary
 
 
 def write_results(cfg: Config, grid, objective: str, mode: str, out: str) -> dict:
@@ -241,7 +244,7 @@ def write_results(cfg: Config, grid, objective: str, mode: str, out: str) -> dic
         "unfinished": sum(r["status"] == "unfinished" for r in rows),
         "table": os.path.join(out, "trials.md"),
     }
-    if rows and rows[0][objective] is not None:
+    if rows and rows[0][objective] is not None and not summary["unfinished"]:  # no best of a search cut short
         best = from_dict(to_dict(cfg))
         for key in cfg.tune.space:
             override(best, key, rows[0][key])
@@ -261,7 +264,8 @@ def write_results(cfg: Config, grid, objective: str, mode: str, out: str) -> dic
     )
     if summary["unfinished"]:
         log.warning(
-            "tune: %d trial(s) unfinished (the search was interrupted): run the same command again to resume",
+            "tune: %d trial(s) unfinished (the search was interrupted): no best.yaml; run the same command again "
+            "to resume",
             summary["unfinished"],
         )
     return summary

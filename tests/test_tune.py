@@ -68,12 +68,13 @@ def test_search_space_checks_keys_and_kinds():
 def test_asha_search_stops_weak_trials_resumes_and_writes_a_best_config(ray_session, tmp_path):
     experiment = tmp_path / "tune"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "tune.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "lmindexer.cli", "tune", *settings(tmp_path)],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
         preexec_fn=ctrl_c_able,
     )
@@ -89,6 +90,9 @@ def test_asha_search_stops_weak_trials_resumes_and_writes_a_best_config(ray_sess
         proc.wait()
     before = finished_trials(experiment)
     assert 1 <= len(before) < 3
+    # the documented exit: 130 and the one-line message; the partial table is written, but no best.yaml
+    assert proc.returncode == 130 and "tune interrupted" in log.read_text(), log.read_text()[-3000:]
+    assert (experiment / "trials.md").exists() and not (experiment / "best.yaml").exists()
 
     summary = tune_search(load_config(overrides=settings(tmp_path)))  # the same command again: resumes
     assert summary["trials"] == 3 and summary["errors"] == 0

@@ -64,19 +64,39 @@ def sentence_views(text: str, views: int, rng: np.random.Generator, min_words: i
     return [parts[j] for j in rng.choice(len(parts), size=min(views, len(parts)), replace=False)] if parts else []
 
 
+def item_windows(items: list, size: int) -> list:
+    """Windows of at most `size` items that end at the last item and every size - 1 items before it: each item but
+    the first is a target exactly once (a window's first item is context only)."""
+    out, end = [], len(items)
+    while end > 1:
+        out.append(items[max(0, end - size) : end])
+        end -= size - 1
+    return out[::-1]
+
+
+def one_pass_labels(tokens: np.ndarray, width: int) -> np.ndarray:
+    """Loss labels of windows of item ID tokens, `width` tokens per item, 0-padded on the right [N, L]: every token
+    but the first item's; -100 (ignored) on the first item and on padding."""
+    labels = np.where(tokens != 0, tokens, -100).astype(np.int64)
+    labels[:, :width] = -100
+    return labels
+
+
 def history_pieces(history: list, max_items: int) -> list:
     """The most recent `max_items` items, newest first."""
     return history[::-1][:max_items]
 
 
-def pack(pieces: list, max_length: int, eos: int) -> np.ndarray:
-    """[N, max_length] int32: each example's token pieces joined in order, cut to max_length - 1, then eos, then 0s."""
+def pack(pieces: list, max_length: int, eos: int | None) -> np.ndarray:
+    """[N, max_length] int32: each example's token pieces joined in order, cut to max_length - 1, then eos, then 0s
+    (eos None: cut to max_length, no eos)."""
     out = np.zeros((len(pieces), max_length), dtype=np.int32)
     for i, parts in enumerate(pieces):
         row = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts]) if parts else np.zeros(0, np.int64)
-        row = row[: max_length - 1]
+        row = row[: max_length - (eos is not None)]
         out[i, : len(row)] = row
-        out[i, len(row)] = eos
+        if eos is not None:
+            out[i, len(row)] = eos
     return out
 
 
