@@ -84,7 +84,7 @@ class GeneratorTask(TaskDefaults):
                 start = torch.full_like(ids[:, :1], 0)
                 yield {
                     "decoder_input_ids": torch.cat([start, ids[:, :-1]], 1),
-                    "labels": b["labels"][:, : ids.shape[1]].long(),
+                    "labels": b["labels"][:, : ids.shape[1]].long().contiguous(),
                 }
                 continue
             yield {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": b["labels"].long()}
