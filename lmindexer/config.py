@@ -301,7 +301,8 @@ class GeneratorConfig:
         False,
         "rec with history=ids: the T5's decoder alone reads the items' IDs oldest first and predicts every next "
         "item of a user's history in one pass (SASRec's training), one sequence per user in windows of "
-        "max_history + 1 items, instead of one example per history prefix; the input length follows max_history",
+        "max_history + 1 items, instead of one example per history prefix; the input length follows max_history "
+        "and max_train_examples samples users",
     )
     max_source_length: int = opt(64, "input tokens (longer inputs are cut)")
     max_train_examples: int = opt(0, "train on a seeded sample of this many examples (0: all)")
