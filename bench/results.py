@@ -378,8 +378,8 @@ perplexity say whether positions 2 and 3 split their parents: the conditional pe
 code t is a function of the earlier codes, and cannot exceed the bracketed figure (at t=3 about 2-3, since a 2-code
 prefix holds about two items).
 
-In this run the learned IDs agree with the categories better than every two-stage ID built from the same MiniLM: the first
-code's AMI against category_l2 is **0.466**, 0.021 above the matched k-means control (`minilm-hkmeans-k97`, 0.445,
+In this run the learned IDs agree with the categories better than every two-stage ID built from the same MiniLM: the
+first code's AMI against category_l2 is **0.466**, 0.021 above the matched k-means control (`minilm-hkmeans-k97`, 0.445,
 whose perplexity of 75 even favours it) and above RQ-VAE's first level (0.421); the 2-code prefix's AMI against
 category_l3 is **0.227** against 0.200 for residual k-means, 0.157 for the control and 0.119 for RQ-VAE (the
 published residual k-means IDs, T=4 from other embeddings, read 0.279). Position 2 splits its parents (conditional
