@@ -472,8 +472,17 @@ epoch kept and early stopping, then evaluated on every test user or query next t
 same harness. A rank between two rows is claimed only where their intervals do not overlap. A T5 from scratch
 (`tiny`: d_model 64, 2+2 layers; `d128`: d_model 128, 2+2 layers, 4 heads) on 2 CPU cores; the other settings are
 in the script and in each row of runs/bench-full-generators.json. The training data stayed in memory after the
-first epoch (`train.cache_mb`) in the `minilm-encoder` row only: the other rows were run before that existed, with
-a full shuffle over both workers every epoch.
+first epoch (`train.cache_mb`) in the `minilm-encoder`, `minilm-encoder-sentences` and `one-pass` rows only: the
+other rows were run before that existed, with a full shuffle over both workers every epoch.
+
+Beauty's `one-pass` row is `generator.one_pass=true`: the `d128` T5's decoder alone reads each user's items as IDs,
+oldest first, and is trained on every next item of a window of 21 items in one pass (23,607 windows hold the same
+targets as the 131,413 per-prefix examples), batch 64, lr 2e-3, dropout 0.1, at most 30 epochs with patience 4. An
+epoch took about 64 s against about 320 s for the per-prefix `d128` row, and its validation recall@10 rose as fast
+per epoch (0.0425 at epoch 8 against 0.043), but it then stayed at 0.038-0.041 and early stopping ended it at epoch
+12. On the test users it reads recall@10 0.0265 in 1,137 s: level with the `tiny` per-prefix generator in the same
+time (0.0265, 1,145 s) and below the per-prefix `d128` (0.0377, 6,468 s). So the one pass buys cost per epoch,
+not quality at this budget; the per-prefix generator stays the default.
 
 SciFact's `minilm-encoder` row is `generator.encoder=minilm-offline`: the `d128` T5's decoder reads a frozen
 all-MiniLM-L6-v2 embedding of each query (documents and their word-span views are embedded the same way for
