@@ -27,8 +27,18 @@ generator folder), beside the default one:
         generator.dropout=0.1 generator.epochs=40 generator.patience=8
 (the last two: the decoder reads frozen MiniLM embeddings, README "Generative retrieval and recommendation"; the
 last with sentences of each document as its pseudo-queries, not word spans).
-Rows are kept in runs/bench-full-generators.json (a row run again is replaced); a trained generator is only
-evaluated again.
+Rows are kept in runs/bench-full-generators.json (a row run again is replaced), or in the file `rows=PATH` names
+(an experiment of its own, a section of its own in RESULTS.md); a trained generator is only evaluated again. The
+ID-only softmax against the whole vocabulary on SciFact, both rows in one run (RESULTS.md):
+
+    S="preset=d128 rows=runs/bench-scifact-id-softmax.json generator.encoder=minilm-offline \\
+       generator.view_kind=sentences generator.lr=1e-3 generator.batch_size=256 generator.dropout=0.1 \\
+       generator.epochs=40 generator.patience=8"
+    .venv/bin/python bench/full_generators.py scifact $S as=sentences-id-softmax generator.id_softmax=true
+    .venv/bin/python bench/full_generators.py scifact $S as=sentences generator.id_softmax=false
+(the `sentences` row of RESULTS.md ran while false was the default, so its settings do not name it). Every row of
+runs/bench-full-generators.json ran with the whole-vocabulary softmax, the default then: add
+`generator.id_softmax=false` to reproduce one.
 """
 
 from __future__ import annotations
@@ -126,7 +136,7 @@ def cell(metrics: dict, intervals: dict, c: str) -> str:
     return f"{metrics[c]:.4f} [{lo:.4f}, {hi:.4f}]" if lo is not None else f"{metrics[c]:.4f}"
 
 
-def plot(rows: list) -> None:
+def plot(rows: list, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,7 +149,7 @@ def plot(rows: list) -> None:
     ax.set(xlabel="epoch", ylabel="validation recall@10", title="generator learning curves")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(OUT.with_suffix(".png"), dpi=120)
+    fig.savefig(out.with_suffix(".png"), dpi=120)
 
 
 def fresh_start(backbone: str, preset: str) -> str:
@@ -204,7 +214,8 @@ def run_one(name: str, method: str, extra: list, preset: str = "", variant: str 
 def main() -> None:
     setup_logging()
     names = [a for a in sys.argv[1:] if "=" not in a] or ["beauty", "scifact"]
-    own = {k: v for k, _, v in (a.partition("=") for a in sys.argv[1:]) if k in ("preset", "as")}
+    own = {k: v for k, _, v in (a.partition("=") for a in sys.argv[1:]) if k in ("preset", "as", "rows")}
+    out = ROOT / own["rows"] if "rows" in own else OUT
     extra = [a for a in sys.argv[1:] if "=" in a and a.partition("=")[0] not in own]
     todo = []
     for n in names:
@@ -216,12 +227,12 @@ def main() -> None:
         if not SETS[name]["data"].exists():
             sys.exit(f"{name}: no data at {SETS[name]['data']}")
         todo += [(name, m) for m in ([method] if method else SETS[name]["methods"])]
-    rows = json.loads(OUT.read_text()) if OUT.exists() else []
+    rows = json.loads(out.read_text()) if out.exists() else []
     for name, method in todo:
         row = run_one(name, method, extra, own.get("preset", ""), own.get("as", ""))
         key = (name, method, row["variant"])
         rows = [r for r in rows if (r["set"], r["ids"], r.get("variant", "")) != key] + [row]
-        OUT.write_text(json.dumps(rows, indent=2))  # after every row: a stopped run keeps what it measured
+        out.write_text(json.dumps(rows, indent=2))  # after every row: a stopped run keeps what it measured
         print(json.dumps({k: row[k] for k in ("set", "ids", "queries", "metrics", "seconds")}), flush=True)
     for name in sorted({r["set"] for r in rows}):
         mine = [r for r in rows if r["set"] == name]
@@ -239,8 +250,8 @@ def main() -> None:
                 + " | ".join(cell(v["metrics"], v["intervals"], c) for c in COLUMNS)
                 + " | |"
             )
-    plot(rows)
-    print(f"\n(rows in {OUT}, learning curves in {OUT.with_suffix('.png')})")
+    plot(rows, out)
+    print(f"\n(rows in {out}, learning curves in {out.with_suffix('.png')})")
 
 
 if __name__ == "__main__":

@@ -304,6 +304,12 @@ class GeneratorConfig:
         "max_history + 1 items, instead of one example per history prefix; the input length follows max_history "
         "and max_train_examples samples users",
     )
+    id_softmax: bool = opt(
+        True,
+        "the output softmax runs over the ID tokens and eos alone, in training and decoding (the start model's word "
+        "tokens take no probability mass; on SciFact validation recall rose a few epochs sooner, test recall@10 "
+        "not separable); false: over the whole vocabulary, as a plain seq2seq T5",
+    )
     max_source_length: int = opt(64, "input tokens (longer inputs are cut)")
     max_train_examples: int = opt(0, "train on a seeded sample of this many examples (0: all)")
     epochs: int = opt(10, "training epochs (at most: see patience)")

@@ -95,6 +95,30 @@ def test_one_pass_generator_decodes_a_padded_batch_as_each_history_alone(tmp_pat
     assert logits.shape == (1, 10, gen.config.vocab_size)
 
 
+def test_id_softmax_puts_all_probability_on_id_tokens_and_eos(tmp_path):
+    """generator.id_softmax: the loaded generator's logits are -inf off the ID tokens and eos, its loss is the
+    cross-entropy of that restricted softmax (finite, and below the full-vocabulary loss of the same weights)."""
+    from lmindexer.models.generator import output_mask
+
+    assert output_mask(torch.tensor([1, 3]), 5).tolist() == [float("-inf"), 0.0, float("-inf"), 0.0, float("-inf")]
+    model, tok = load_backbone(ModelConfig(vocab_size=300, preset="tiny"), TEXTS)
+    model.save_pretrained(tmp_path / "t5")
+    tok.save_pretrained(tmp_path / "t5")
+    for name, meta in (("full", {}), ("ids", {"id_softmax": True})):
+        build_generator(str(tmp_path / "t5"), IdSpec(2, 4, 3), str(tmp_path / name), meta=meta)
+    full, *_ = load_generator(str(tmp_path / "full"))
+    ids, tokenizer, vocab, _ = load_generator(str(tmp_path / "ids"))
+    ids.load_state_dict(full.state_dict())
+    x = torch.tensor([tok("brand b1")["input_ids"]])
+    labels = torch.from_numpy(np.append(vocab.tokens(np.array([[1, 3]]), np.array([2])), tokenizer.eos_token_id))[None]
+    with torch.no_grad():
+        a, b = full(input_ids=x, labels=labels), ids(input_ids=x, labels=labels)
+    allowed = set(vocab.table[vocab.table >= 0].tolist()) | {tokenizer.eos_token_id}
+    finite = set(torch.isfinite(b.logits[0, 0]).nonzero().view(-1).tolist())
+    assert finite == allowed and torch.isfinite(b.loss) and b.loss < a.loss
+    assert torch.allclose(b.logits[0, 0, sorted(allowed)], a.logits[0, 0, sorted(allowed)])
+
+
 def test_code_selection_is_fp32_under_bf16_autocast():
     """Codes picked under bf16 autocast equal the fp32 codes (near-tied codes swap when logits are bf16)."""
     torch.manual_seed(0)

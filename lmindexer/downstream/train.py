@@ -146,6 +146,8 @@ def _init(cfg: Config, out: str, table) -> str:
         if g.task != "rec" or g.history != "ids":
             raise ConfigError("generator.one_pass reads item IDs: set generator.task=rec and generator.history=ids")
         meta["one_pass"] = True
+    if g.id_softmax:
+        meta["id_softmax"] = True
     if g.encoder:
         if g.task != "retrieval":
             raise ConfigError("generator.encoder reads query texts: it is for generator.task=retrieval")

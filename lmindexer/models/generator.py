@@ -165,15 +165,44 @@ class OnePassGenerator(nn.Module):
         return cls(t5).train(t5.training)
 
 
+def output_mask(allowed: torch.Tensor, width: int) -> torch.Tensor:
+    """[width] additive mask of an output layer: 0 at the `allowed` token ids, -inf elsewhere."""
+    mask = torch.full((width,), float("-inf"))
+    mask[allowed] = 0.0
+    return mask
+
+
+def restrict_outputs(model: nn.Module, allowed: torch.Tensor) -> nn.Module:
+    """Makes the generator's softmax run over the `allowed` token ids alone (generator.id_softmax: the ID tokens and
+    eos), in training and in decoding alike: a forward hook on its output layer adds -inf to every other logit."""
+    head = (model.t5 if hasattr(model, "t5") else model).get_output_embeddings()
+    mask = output_mask(allowed, head.out_features)
+
+    def hook(module, inputs, logits):
+        return logits + mask.to(device=logits.device, dtype=logits.dtype)
+
+    head.register_forward_hook(hook)
+    return model
+
+
 def generator_model(path: str, **kwargs) -> nn.Module:
     """The generator saved in `path`: a T5 that reads tokens, one that reads embeddings (EmbeddingGenerator), or a
-    one-pass rec decoder (OnePassGenerator)."""
+    one-pass rec decoder (OnePassGenerator); with the ID-only softmax when its generator.json asks for it."""
     if os.path.exists(os.path.join(path, INPUT_PROJECTION)):
-        return EmbeddingGenerator.from_pretrained(path, **kwargs)
-    with open(os.path.join(path, "config.json")) as f:
-        if json.load(f).get(ONE_PASS):
-            return OnePassGenerator.from_pretrained(path, **kwargs)
-    return T5ForConditionalGeneration.from_pretrained(path, **kwargs)
+        model = EmbeddingGenerator.from_pretrained(path, **kwargs)
+    else:
+        with open(os.path.join(path, "config.json")) as f:
+            one_pass = json.load(f).get(ONE_PASS)
+        model = (OnePassGenerator if one_pass else T5ForConditionalGeneration).from_pretrained(path, **kwargs)
+    info = os.path.join(path, GENERATOR_FILE)
+    if os.path.exists(info):
+        with open(info) as f:
+            id_only = json.load(f).get("id_softmax")
+        if id_only:
+            tokenizer, vocab, _ = load_id_vocab(path)
+            ids = vocab.table[vocab.table >= 0]
+            model = restrict_outputs(model, torch.from_numpy(np.append(ids, tokenizer.eos_token_id)))
+    return model
 
 
 def indexer_codebooks(path: str, storage_cfg: StorageConfig | None = None) -> torch.Tensor | None:
