@@ -47,6 +47,13 @@ def ctrl_c_at_line(args: list, marker: str, timeout: float = 120, **popen) -> tu
     return proc.returncode, "".join(lines) + rest, None if sent is None else time.time() - sent
 
 
+def this_ray() -> dict:
+    """The environment of a command a test runs beside its own Ray: the command joins that Ray. Started on its own,
+    it would bring up a second local Ray on the same cores, and the two slow each other several-fold (a learn-ids
+    that reached its first checkpoint in about a minute alone did not in 240 s beside the idle Ray of its test)."""
+    return {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+
+
 def shared_data(rel: str) -> Path:
     path = SHARED / rel
     if not path.exists():

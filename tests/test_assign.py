@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import ctrl_c_able
+from conftest import ctrl_c_able, this_ray
 
 from lmindexer.config import IndexerConfig, load_config
 from lmindexer.data.prepare import prepare
@@ -118,9 +118,11 @@ def test_crash_and_rerun_redoes_no_finished_shard(indexed, tmp_path):
         f"output_dir={indexed}",
         f"assign.output={out}",
         "assign.files_per_round=1",
-        "ray.num_cpus=4",
     ]
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able)
+    env = this_ray()
+    first = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able, env=env
+    )
     end = time.time() + 300
     while len(glob.glob(f"{out}/_done/*.json")) < 2:
         assert time.time() < end and first.poll() is None, "the first run did not commit two rounds"
@@ -133,7 +135,7 @@ def test_crash_and_rerun_redoes_no_finished_shard(indexed, tmp_path):
     moved = tmp_path / "moved"  # the same run reached by another path (a moved folder, a link) still resumes
     moved.symlink_to(indexed, target_is_directory=True)
     args = [f"output_dir={moved}" if a.startswith("output_dir=") else a for a in args]
-    second = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    second = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, env=env)
     assert second.returncode == 0, second.stdout[-4000:]
     assert f"{len(markers)} already done" in second.stdout
     assert all(os.path.getmtime(m) == t for m, t in markers.items())

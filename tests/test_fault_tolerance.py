@@ -12,7 +12,7 @@ import time
 
 import psutil
 import pytest
-from conftest import ctrl_c_able, ctrl_c_at_line
+from conftest import ctrl_c_able, ctrl_c_at_line, this_ray
 from test_learn_ids import config, corpus  # noqa: F401  (the shared corpus fixture)
 
 from lmindexer.ids.learn import learn_ids
@@ -49,9 +49,11 @@ def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F81
         "indexer.joint_epochs=0",
         "train.checkpoint_every_steps=10",
         "train.log_every_steps=0",
-        "ray.num_cpus=4",
     ]
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able)
+    env = this_ray()
+    first = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able, env=env
+    )
     wait_for(f"{out}/ray/learn-ids-p1-continuous/{REGISTERED}")
     first.send_signal(signal.SIGINT)
     try:
@@ -64,12 +66,12 @@ def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F81
     assert not os.path.exists(out / "indexer")
     # the re-run resumes the fit and finishes it; a Ctrl-C once k-means has begun (the driver's own torch work,
     # then the Ray Data assignment) stops it at once too: Ray Train's handler must not outlive the fit
-    code, log2, seconds = ctrl_c_at_line(args, "k-means over")
+    code, log2, seconds = ctrl_c_at_line(args, "k-means over", env=env)
     assert seconds is not None, log2[-3000:]  # the re-run reached k-means
     assert code == 130 and "learn-ids interrupted" in log2, log2[-3000:]
     assert seconds < 30, f"Ctrl-C took {seconds:.0f}s"
     assert "[learn-ids-p1-continuous] resumed from checkpoint" in log2
-    third = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    third = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, env=env)
     assert third.returncode == 0, third.stdout[-5000:]
     # the resume says what it kept and where it goes on (k-means of 480 points may have finished before the signal)
     assert re.search(r"finished step\(s\) kept \(1:continuous(, 1:kmeans)?\), next: 1:(kmeans|assign)", third.stdout)

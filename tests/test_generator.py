@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import ray
 import torch
-from conftest import ctrl_c_at_line
+from conftest import ctrl_c_at_line, this_ray
 
 from lmindexer.config import load_config
 from lmindexer.data.generator_data import read_sequences
@@ -152,12 +151,11 @@ def test_retrieval_semantic_ids_beat_random_ids(base):
         evaluate(wide)
     # Ctrl-C during an evaluation (the decoding actor pool starting) stops the command with the documented exit
     args = [f"output_dir={base}", *SETTINGS, "generator.task=retrieval", f"generator.ids={base}/ids-hkmeans"]
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}  # this test's Ray, not a second one
     code, log, _ = ctrl_c_at_line(
         [sys.executable, "-m", "lmindexer.cli", "evaluate", "--config", "configs/quickstart.yaml", *args],
         "evaluate: trie over",
         timeout=60,
-        env=env,
+        env=this_ray(),
     )
     assert code == 130 and "evaluate interrupted" in log, log[-3000:]
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ctrl_c_able
+from conftest import ctrl_c_able, this_ray
 
 from lmindexer.config import ConfigError, load_config
 from lmindexer.tune import search_space, tune_search
@@ -67,7 +67,7 @@ def test_search_space_checks_keys_and_kinds():
 
 def test_asha_search_stops_weak_trials_resumes_and_writes_a_best_config(ray_session, tmp_path):
     experiment = tmp_path / "tune"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**this_ray(), "PYTHONPATH": str(ROOT)}
     log = tmp_path / "tune.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "lmindexer.cli", "tune", *settings(tmp_path)],
