@@ -6,7 +6,7 @@ import logging
 import os
 
 from .config import Config
-from .data.prepare import load_docs
+from .data.prepare import read_docs
 from .models.backbone import load_backbone
 from .paths import RunLayout
 
@@ -14,10 +14,13 @@ log = logging.getLogger("lmindexer.models")
 
 
 def corpus_texts(cfg: Config, limit: int):
-    for batch in (
-        load_docs(cfg).select_columns(["text"]).limit(limit).iter_batches(batch_size=4096, batch_format="pyarrow")
-    ):
-        yield from batch.column("text").to_pylist()
+    """The first `limit` texts of the prepared corpus (the tokenizer's sample)."""
+    for batch in read_docs(cfg, ["text"], batch_size=min(4096, max(1, limit))):
+        texts = batch.column("text").to_pylist()[:limit]
+        yield from texts
+        limit -= len(texts)
+        if limit <= 0:
+            return
 
 
 def init_model(cfg: Config) -> str:

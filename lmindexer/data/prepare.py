@@ -10,6 +10,7 @@ import logging
 import time
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 from ray.data.aggregate import Count, Min
 from ray.data.expressions import col
@@ -157,8 +158,26 @@ def _unwrap(e: Exception) -> Exception:
     return e
 
 
-def load_docs(cfg: Config) -> "ray.data.Dataset":
+def _docs(cfg: Config):
     fs, path = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
     if not storage.exists(fs, path):
         raise FileNotFoundError(f"no prepared corpus at {RunLayout(cfg).docs}: run `lmindexer prepare` first")
+    return fs, path
+
+
+def load_docs(cfg: Config) -> "ray.data.Dataset":
+    """The prepared corpus as a Ray Data dataset, for the steps that run over it on the cluster."""
+    fs, path = _docs(cfg)
     return ray.data.read_parquet(path, filesystem=fs)
+
+
+def read_docs(cfg: Config, columns: list, batch_size: int = 8192):
+    """The prepared corpus's `columns`, batch by batch (pyarrow record batches), read here in the calling process,
+    shard after shard in path order. This is for steps that bring the rows to the driver anyway (a tokenizer's
+    sample, the texts of the ID table's documents). A Ray Data read would first start its tasks, which costs 5-20 s
+    on a small machine or a cluster with a runtime environment."""
+    fs, path = _docs(cfg)
+    for name in storage.list_files(fs, path):
+        if name.endswith(".parquet"):
+            with fs.open_input_file(name) as f:
+                yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)

@@ -12,7 +12,7 @@ import numpy as np
 from .. import storage
 from ..config import Config, ConfigError
 from ..data.generator_data import read_qrels, read_queries, read_sequences
-from ..data.prepare import load_docs
+from ..data.prepare import read_docs
 from ..ids.table import IdTable
 from ..models.generator import IdVocab
 from ..models.tokenizer import encode_texts
@@ -60,9 +60,7 @@ def id_targets(vocab: IdVocab, table: IdTable, eos: int) -> np.ndarray:
 def doc_texts(cfg: Config, row: dict) -> list:
     """Each table document's text, in table order."""
     texts = [""] * len(row)
-    for batch in (
-        load_docs(cfg).select_columns(["doc_id", "text"]).iter_batches(batch_size=8192, batch_format="pyarrow")
-    ):
+    for batch in read_docs(cfg, ["doc_id", "text"]):
         for d, t in zip(batch.column("doc_id").to_pylist(), batch.column("text").to_pylist()):
             if d in row:
                 texts[row[d]] = t
