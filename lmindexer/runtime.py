@@ -89,6 +89,10 @@ def ensure_ray(cfg: Config) -> None:
     context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray Train's controller looks at its workers every 2 s by default: the end of every training run waited for
+    # that poll, and so did every report after the first (its queue holds one). The driver passes it to the
+    # controller, on a local Ray or a cluster.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS", "")  # `ray job submit` sets RAY_ADDRESS
     if address:
         ray.init(address=address, log_to_driver=True)
@@ -98,10 +102,7 @@ def ensure_ray(cfg: Config) -> None:
 
     if not torch.cuda.is_available():  # a local Ray on a machine without GPUs: DeepSpeed then need not guess (and
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # warn so from every worker); workers inherit it
-    # Ray Train's controller looks at its workers every 2 s by default: the end of every training run waited for
-    # that poll, and so did every report after the first (its queue holds one)
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-    # and it starts a preemption watcher actor (one more process per training run, which logs an ERROR line about
+    # Ray Train starts a preemption watcher actor (one more process per training run, which logs an ERROR line about
     # its constructor arguments) that watches for node drains: a local Ray has no node to lose. Clusters keep it.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     if cfg.ray.dashboard:
