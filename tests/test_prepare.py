@@ -81,11 +81,12 @@ def test_glob_of_parquet_and_tsv_shards(ray_session, tmp_path):
         )
     cfg = load_config(overrides=[f"output_dir={tmp_path}/out", f"data.input={tmp_path}/part-*.parquet"])
     assert prepare(cfg)["written"] == 15
-    assert json.loads(docs(cfg).extra[0]) == {"score": 0.0}
+    out = docs(cfg)
+    assert json.loads(out.extra[0]) == {"score": 0.0}
     # the driver-side read gives the rows Ray Data gives, once each, whatever the batch size
     batches = list(read_docs(cfg, ["doc_id", "text"], batch_size=4))
     read = sorted(zip(*(sum((b.column(c).to_pylist() for b in batches), []) for c in ("doc_id", "text"))))
-    assert read == sorted(zip(docs(cfg).doc_id, docs(cfg).text)) and max(b.num_rows for b in batches) == 4
+    assert read == sorted(zip(out.doc_id, out.text)) and max(b.num_rows for b in batches) == 4
     (tmp_path / "t.tsv").write_text("doc_id\ttitle\tlabel\n1\tfirst\tA\n2\tsecond\tB\n")
     cfg = load_config(
         overrides=[f"output_dir={tmp_path}/out2", f"data.input={tmp_path}/t.tsv", "data.label_fields=label"]
