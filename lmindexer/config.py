@@ -419,6 +419,11 @@ class RayConfig:
         "Ray Data shuffle for groupby: sort_shuffle_pull_based (tasks only; "
         "fastest to start) | hash_shuffle | shuffle_v2 (actor based)",
     )
+    parquet_v2: bool = opt(
+        False,
+        "Ray Data's DataSource V2 parquet reader: every read starts 32 footer-reader actors (new processes), "
+        "seconds per read on small machines; off, read tasks read the footers themselves (Ray's V1 reader)",
+    )
 
 
 @dataclass

@@ -74,19 +74,27 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
+def data_context(cfg: Config) -> None:
+    """This process's Ray Data settings (a dataset carries them to the tasks and actors that run it): the shuffle
+    and the parquet reader. Every process that builds datasets sets them: the driver, and each Tune trial."""
+    context = ray.data.DataContext.get_current()
+    context.shuffle_strategy = ray.data.context.ShuffleStrategy(cfg.ray.shuffle)
+    context.use_datasource_v2 = cfg.ray.parquet_v2
+
+
 def ensure_ray(cfg: Config) -> None:
-    """Connect to cfg.ray.address, or start a local Ray with more logical CPUs than cores; set the Ray Data
-    shuffle (the hash shuffle's aggregator actors cost seconds per groupby on small machines).
+    """Connect to cfg.ray.address, or start a local Ray with more logical CPUs than cores; set Ray Data's shuffle
+    and parquet reader (the hash shuffle's aggregator actors and the V2 reader's footer actors cost seconds per
+    step on small machines).
 
     On small machines Train workers and Ray Data tasks must run side by side, or Ray Data never gets scheduled.
     A local Ray serves its dashboard (127.0.0.1:8265, or the next free port): Ray Train's placement-group cleaner
     asks the State API, which lives there, and without it logs a warning every second of every run.
     """
-    context = ray.data.DataContext.get_current()
-    context.shuffle_strategy = ray.data.context.ShuffleStrategy(cfg.ray.shuffle)
+    data_context(cfg)
     if ray.is_initialized():
         return
-    context.enable_progress_bars = False
+    ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray Train's controller looks at its workers every 2 s by default: the end of every training run waited for

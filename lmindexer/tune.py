@@ -23,6 +23,7 @@ from ray import tune
 
 from .config import Config, ConfigError, from_dict, override, to_dict
 from .paths import RunLayout
+from .runtime import data_context
 
 log = logging.getLogger("lmindexer.tune")
 KINDS = {
@@ -114,6 +115,7 @@ def run_trial(params: dict, base: dict, target: str, objective: str, experiment:
     temporary working folder), where a resumed trial finds them."""
     start = time.time()
     cfg = trial_config(base, params, os.path.join(experiment, os.path.basename(tune.get_context().get_trial_dir())))
+    data_context(cfg)  # this process builds the trial's datasets
     result = (_learn_ids_result if target == "learn-ids" else _generator_result)(cfg, objective)
     tune.report({**result, "trial_seconds": round(time.time() - start, 1)})
 

@@ -10,7 +10,6 @@ import logging
 import time
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import ray
 from ray.data.aggregate import Count, Min
 from ray.data.expressions import col
@@ -172,12 +171,7 @@ def load_docs(cfg: Config) -> "ray.data.Dataset":
 
 
 def read_docs(cfg: Config, columns: list, batch_size: int = 8192):
-    """The prepared corpus's `columns`, batch by batch (pyarrow record batches), read here in the calling process,
-    shard after shard in path order. This is for steps that bring the rows to the driver anyway (a tokenizer's
-    sample, the texts of the ID table's documents). A Ray Data read would first start its tasks, which costs 5-20 s
-    on a small machine or a cluster with a runtime environment."""
-    fs, path = _docs(cfg)
-    for name in storage.list_files(fs, path):
-        if name.endswith(".parquet"):
-            with fs.open_input_file(name) as f:
-                yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+    """The prepared corpus's `columns`, batch by batch, read in the calling process, shard after shard in path
+    order (storage.read_batches): for steps that bring the rows to the driver anyway (a tokenizer's sample, the
+    texts of the ID table's documents)."""
+    yield from storage.read_batches(*_docs(cfg), columns, batch_size)

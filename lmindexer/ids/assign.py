@@ -252,10 +252,12 @@ def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int
     fs, out = storage.filesystem(uri, cfg.storage)
     dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
     docs_in = sum(pq.ParquetFile(dfs.open_input_file(f)).metadata.num_rows for f in storage.list_files(dfs, dpath))
-    table = ray.data.read_parquet(storage.join(out, "table"), filesystem=fs)
-    rows = table.count()
-    dup_docs = _repeated(table, "doc_id")  # sids are unique by construction: distinct keys, distinct suffixes
-    collided = table.filter(expr=col("suffix") > 0).count()
+    rows = collided = 0
+    for batch in storage.read_batches(fs, storage.join(out, "table"), ["suffix"]):  # one int column: read here
+        rows += batch.num_rows
+        collided += int(np.count_nonzero(batch.column(0).to_numpy() > 0))
+    # sids are unique by construction (distinct keys, distinct suffixes); doc_ids are checked across the cluster
+    dup_docs = _repeated(ray.data.read_parquet(storage.join(out, "table"), filesystem=fs), "doc_id")
     summary = {
         **source,
         "documents_in": docs_in,
