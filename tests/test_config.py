@@ -57,3 +57,22 @@ def test_an_unknown_key_suggests_the_near_one():
     with pytest.raises(ConfigError) as err:
         load_config(overrides=["generator.zzzz=3"])
     assert "did you mean" not in str(err.value)
+
+
+def test_ray_data_settings_reach_this_process():
+    """The shuffle and the parquet reader the config names are what Ray Data in this process (driver or Tune trial)
+    then uses; Ray 2.60's own defaults are the actor-based shuffle and the V2 reader."""
+    import ray.data
+    from ray.data.context import ShuffleStrategy
+
+    from lmindexer.runtime import data_context
+
+    context = ray.data.DataContext.get_current()
+    saved = context.shuffle_strategy, context.use_datasource_v2
+    try:
+        data_context(load_config())
+        assert context.shuffle_strategy == ShuffleStrategy.SORT_SHUFFLE_PULL_BASED and not context.use_datasource_v2
+        data_context(load_config(overrides=["ray.parquet_v2=true", "ray.shuffle=hash_shuffle"]))
+        assert context.shuffle_strategy == ShuffleStrategy.HASH_SHUFFLE and context.use_datasource_v2
+    finally:
+        context.shuffle_strategy, context.use_datasource_v2 = saved
