@@ -62,6 +62,13 @@ VARIANTS = {
     "no-usage-term": ["indexer.usage_weight=0"],
     "usage-from-2": ["indexer.usage_from=2"],
     "usage-from-2-collision-5": ["indexer.usage_from=2", "indexer.collision_weight=5"],
+    # the same with 16 same-prefix documents per batch piece instead of 5: more of a prefix group's documents meet
+    # the collision term (and the same-prefix contrast) together
+    "usage-from-2-collision-5-group-16": [
+        "indexer.usage_from=2",
+        "indexer.collision_weight=5",
+        "indexer.prefix_group=16",
+    ],
     "only-position-1-trained": ["indexer.trained_positions=1"],
     "commitment-5": ["indexer.commitment_weight=5"],
     "no-staged-encoders": ["indexer.staged_encoders=false"],
@@ -136,12 +143,17 @@ def main() -> None:
         default="hkmeans,rkmeans,rqvae",
         help="two-stage methods on MiniLM to add (comma-separated; empty: none)",
     )
+    ap.add_argument(
+        "--tag",
+        default="",
+        help="write to runs/ablation-<corpus>-<tag>/ (its own table in RESULTS.md) instead of the main ablation",
+    )
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     setup_logging()
     config, base = corpus(args.corpus, args.size)
     base += ["indexer.num_positions=3", "indexer.codebook_size=32", *ALL, *args.overrides]
-    root = ROOT / "runs" / f"ablation-{args.corpus}"
+    root = ROOT / "runs" / "-".join(x for x in ("ablation", args.corpus, args.tag) if x)
     chosen = [v for v in VARIANTS if not args.only or v in args.only.split(",")]
     ensure_ray(load_config(config, base))
     tables, seconds, stable = {}, {}, {}

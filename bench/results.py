@@ -43,6 +43,11 @@ SOURCES = {
     ),
     "ablation-beauty": (RUNS / "ablation-beauty" / "ablation.json", "bench/id_ablation.py"),
     "ablation-agnews": (RUNS / "ablation-agnews" / "ablation.json", "bench/id_ablation.py --corpus agnews"),
+    "ablation-beauty-group": (
+        RUNS / "ablation-beauty-group" / "ablation.json",
+        "bench/id_ablation.py --tag group --only usage-from-2-collision-5,usage-from-2-collision-5-group-16 "
+        "--baselines ''",
+    ),
     "generative": (RUNS / "bench-generative.json", "bench/generative.py"),
     "reference": (RUNS / "bench-reference.json", "bench/reference.py"),
     "full-generators": (RUNS / "bench-full-generators.json", "bench/full_generators.py"),
@@ -468,6 +473,12 @@ is level with residual k-means (0.233 against 0.237). So the gain in category ag
 tuning, but it is a clear win on Beauty only.
 
 {section("ablation-agnews", split_section)}
+
+#### More same-prefix documents together in a batch (`indexer.prefix_group=16`)
+
+GROUP_TEXT
+
+{section("ablation-beauty-group", split_section)}
 ## Generators at full scale: every training example, every test user and query
 
 `bench/full_generators.py`: the generator trained on all training examples with a global batch set explicitly, a
