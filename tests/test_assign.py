@@ -65,10 +65,16 @@ def readme_snippet() -> str:
     return next(b for b in text.split("```python\n")[1:] if "SemanticIndexer.from_pretrained" in b).split("```")[0]
 
 
-def test_the_readme_snippet_gives_the_id_table_codes(indexed, tmp_path):
+@pytest.fixture(scope="module")
+def assigned(indexed, tmp_path_factory):
+    """assign-ids once with suffixes, 6 shards in rounds of 4: (its output folder, its summary)."""
+    out = tmp_path_factory.mktemp("assigned") / "ids"
+    return out, assign_ids(run_cfg(indexed, out, "assign.files_per_round=4"))
+
+
+def test_the_readme_snippet_gives_the_id_table_codes(indexed, assigned):
     """The README's loading example, run as written on an indexer and its assign-ids table: same codes."""
-    assign_ids(run_cfg(indexed, tmp_path / "ids"))
-    t = table(tmp_path / "ids")
+    t = table(assigned[0])
     docs = pq.read_table(os.path.join(indexed, "corpus", "docs"), columns=["doc_id", "text"]).to_pylist()
     texts = {r["doc_id"]: r["text"] for r in docs}
     rows = t.head(20)
@@ -79,13 +85,13 @@ def test_the_readme_snippet_gives_the_id_table_codes(indexed, tmp_path):
     assert scope["codes"].tolist() == [list(c) for c in rows.codes]
 
 
-def test_every_document_gets_exactly_one_unique_id_and_rebalance_shortens_ids(indexed, tmp_path):
-    plain = assign_ids(run_cfg(indexed, tmp_path / "ids", "assign.files_per_round=4"))
-    t = table(tmp_path / "ids")
+def test_every_document_gets_exactly_one_unique_id_and_rebalance_shortens_ids(indexed, assigned, tmp_path):
+    out, plain = assigned
+    t = table(out)
     assert plain["documents_in"] == plain["ids_out"] == len(t) == 300
     assert set(t.doc_id) == corpus_ids(indexed) and t.sid.is_unique
     assert plain["documents_with_suffix"] > 0 and (t.codes.map(len) == 2).all()
-    assert len(glob.glob(str(tmp_path / "ids" / "_done" / "*.json"))) == 2  # 6 shards, 4 per round
+    assert len(glob.glob(str(out / "_done" / "*.json"))) == 2  # 6 shards, 4 per round
     moved = assign_ids(run_cfg(indexed, tmp_path / "moved", "assign.collisions=rebalance"))
     t = table(tmp_path / "moved")
     assert t.sid.is_unique and len(t) == 300
