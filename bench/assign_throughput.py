@@ -7,7 +7,8 @@ code step's time comes from assign-ids' own log; end-to-end adds uniqueness (gro
 
     .venv/bin/python bench/assign_throughput.py                # 10,000 and 100,000 documents, 1 and 2 actors
     .venv/bin/python bench/assign_throughput.py --docs 2000    # a quick run
-    .venv/bin/python bench/assign_throughput.py --scales 1,10,100 --actors 2   # adds 1,000,000 (2 actors)
+    .venv/bin/python bench/assign_throughput.py --scales 10,100 --actors 2 --json bench_assign_million.json
+                                                               # 100,000 and 1,000,000 documents (2 actors)
 Each size is a synthetic corpus of the embedded demo generator, prepared once under --work and kept.
 """
 
@@ -157,6 +158,7 @@ def main() -> None:
     parser.add_argument("--scales", default="1,10", help="corpus sizes as multiples of --docs")
     parser.add_argument("--actors", default="1,2", help="actor counts to run at every size")
     parser.add_argument("--work", default="runs/bench-assign")
+    parser.add_argument("--json", default="bench_assign_throughput.json", help="the figures' file under --work")
     args = parser.parse_args()
     work = ROOT / args.work
     sizes = [int(x) * args.docs for x in args.scales.split(",")]
@@ -197,7 +199,7 @@ def main() -> None:
                 for k in ("driver_mib", "largest_worker_mib", "all_processes_mib")
             )
         )
-    with open(work / "bench_assign_throughput.json", "w") as f:
+    with open(work / args.json, "w") as f:
         json.dump(
             {
                 "plain": {k: v for k, v in plain.items() if k != "codes"},
