@@ -73,8 +73,10 @@ def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F81
     assert "[learn-ids-p1-continuous] resumed from checkpoint" in log2
     third = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, env=env)
     assert third.returncode == 0, third.stdout[-5000:]
-    # the resume says what it kept and where it goes on (k-means of 480 points may have finished before the signal)
-    assert re.search(r"finished step\(s\) kept \(1:continuous(, 1:kmeans)?\), next: 1:(kmeans|assign)", third.stdout)
+    # the resume says what it kept and where it goes on (k-means and the assignment of 480 documents, in the same Ray
+    # Train run, may have finished before the signal reached it)
+    kept = r"finished step\(s\) kept \(1:continuous(, 1:kmeans)?(, 1:assign)?\), next: (1:kmeans|1:assign|nothing)"
+    assert re.search(kept, third.stdout), third.stdout[-3000:]
     assert os.path.exists(out / "indexer" / "indexer.json")
 
 
