@@ -227,7 +227,7 @@ def write_results(cfg: Config, grid, objective: str, mode: str, out: str) -> dic
         )
     sign = 1 if mode == "min" else -1
     rows.sort(key=lambda row: (row[objective] is None, sign * (row[objective] or 0)))
-    columns = list(rows[0]) if rows else []
+    columns = list(dict.fromkeys(c for row in rows for c in row))  # a trial stopped before it ran has no config
     with open(os.path.join(out, "trials.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
@@ -235,7 +235,7 @@ def write_results(cfg: Config, grid, objective: str, mode: str, out: str) -> dic
     with open(os.path.join(out, "trials.md"), "w") as f:
         f.write("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n")
         for row in rows:
-            f.write("| " + " | ".join(_cell(row[c]) for c in columns) + " |\n")
+            f.write("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |\n")
     summary = {
         "experiment": out,
         "objective": objective,

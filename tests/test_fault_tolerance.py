@@ -54,7 +54,7 @@ def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F81
     first = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able, env=env
     )
-    wait_for(f"{out}/ray/learn-ids-p1-continuous/{REGISTERED}")
+    wait_for(f"{out}/ray/learn-ids/{REGISTERED}")
     first.send_signal(signal.SIGINT)
     try:
         log1, _ = first.communicate(timeout=120)
@@ -64,8 +64,8 @@ def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F81
     assert first.returncode == 130, log1[-3000:]  # Ctrl-C inside Ray Train: the documented exit and message
     assert "learn-ids interrupted; finished work is kept" in log1
     assert not os.path.exists(out / "indexer")
-    # the re-run resumes the fit and finishes it; a Ctrl-C once k-means has begun (the driver's own torch work,
-    # then the Ray Data assignment) stops it at once too: Ray Train's handler must not outlive the fit
+    # the re-run resumes the fit and finishes its phase; a Ctrl-C once k-means has begun (in the same Ray Train run,
+    # rank 0's own torch work) stops it at once too
     code, log2, seconds = ctrl_c_at_line(args, "k-means over", env=env)
     assert seconds is not None, log2[-3000:]  # the re-run reached k-means
     assert code == 130 and "learn-ids interrupted" in log2, log2[-3000:]
@@ -73,8 +73,10 @@ def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F81
     assert "[learn-ids-p1-continuous] resumed from checkpoint" in log2
     third = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, env=env)
     assert third.returncode == 0, third.stdout[-5000:]
-    # the resume says what it kept and where it goes on (k-means of 480 points may have finished before the signal)
-    assert re.search(r"finished step\(s\) kept \(1:continuous(, 1:kmeans)?\), next: 1:(kmeans|assign)", third.stdout)
+    # the resume says what it kept and where it goes on (k-means and the assignment of 480 documents, in the same Ray
+    # Train run, may have finished before the signal reached it)
+    kept = r"finished step\(s\) kept \(1:continuous(, 1:kmeans)?(, 1:assign)?\), next: (1:kmeans|1:assign|nothing)"
+    assert re.search(kept, third.stdout), third.stdout[-3000:]
     assert os.path.exists(out / "indexer" / "indexer.json")
 
 
@@ -108,7 +110,7 @@ def test_killed_worker_is_replaced_and_training_continues(corpus, tmp_path):  # 
     killed: list = []
     killer = threading.Thread(
         target=kill_a_worker_after_first_checkpoint,
-        args=(f"{out}/ray/learn-ids-p1-continuous/{REGISTERED}", killed),
+        args=(f"{out}/ray/learn-ids/{REGISTERED}", killed),
         daemon=True,
     )
     killer.start()

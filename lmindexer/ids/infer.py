@@ -1,18 +1,19 @@
-"""Batch inference with Ray Data: an autoscaling actor pool that loads an indexer once per actor."""
+"""Inference with a trained indexer: loading it for batch inference, its states or codes for rows of a token
+table (learn-ids, inside its training workers), and the document vectors of the baseline ID methods (a Ray Data
+actor)."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import ray
 import torch
 
-from ..config import Config, StorageConfig
+from ..config import StorageConfig
 from ..models.indexer import SemanticIndexer
 from ..models.pretrained import resolve
 from ..models.tokenizer import encode_texts
-from ..raydata import actor_pool, by_row, inference_device, shared, spread
+from ..raydata import inference_device
 
 
 def load_for_inference(path: str, bf16: bool, storage: StorageConfig | None = None):
@@ -21,44 +22,31 @@ def load_for_inference(path: str, bf16: bool, storage: StorageConfig | None = No
     return SemanticIndexer.from_pretrained(resolve(path, storage)).to(device).eval(), dtype
 
 
-class IndexerActor:
-    """Per batch of row indices: h_t (mode 'embed') or code t given the stored earlier codes ('assign')."""
-
-    def __init__(self, path: str, tables: dict, position: int, mode: str, bf16: bool):
-        self.model, self.dtype = load_for_inference(path, bf16)
-        self.device = next(self.model.parameters()).device.type
-        self.tables, self.position, self.mode = tables, position, mode
-
-    @torch.no_grad()
-    def __call__(self, batch: dict) -> dict:
-        rows = batch["row"]
-        tokens = torch.from_numpy(shared(self.tables["tokens"])[rows].astype(np.int64)).to(self.device)
-        mask = (tokens != self.model.tokenizer.pad_token_id).long()
-        with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype is not None):
-            prefix = torch.from_numpy(shared(self.tables["codes"])[rows, : self.position - 1].astype(np.int64))
-            prefix = prefix.to(self.device)
-            bb = self.model.stage_backbone(self.position)
-            h = self.model.states(tokens, mask, prefix, bb=bb)[:, -1].float()
-            if self.mode == "embed":
-                return {"row": rows, "h": h.cpu().numpy()}
-            return {"row": rows, "code": self.model.code_scores(h, self.position, prefix).argmax(-1).cpu().numpy()}
-
-
-def run_indexer(cfg: Config, path: str, rows: np.ndarray, tables: dict, position: int, mode: str) -> dict:
-    """Results for the given rows, gathered on the driver in row order."""
-    ds = ray.data.from_numpy(rows.astype(np.int64)).rename_columns({"data": "row"})
-    out = spread(ds, cfg).map_batches(
-        IndexerActor,
-        fn_constructor_kwargs={
-            "path": path,
-            "tables": tables,
-            "position": position,
-            "mode": mode,
-            "bf16": cfg.train.precision != "fp32",
-        },
-        **actor_pool(cfg),
-    )
-    return by_row(out)
+@torch.no_grad()
+def indexer_outputs(
+    model: SemanticIndexer,
+    tokens: np.ndarray,
+    codes: np.ndarray,
+    rows: np.ndarray,
+    position: int,
+    mode: str,
+    batch_size: int,
+    dtype: torch.dtype | None = None,
+) -> np.ndarray | None:
+    """For `rows` of the token table: h_t [n, d] (mode 'embed') or code t [n] given the stored earlier codes
+    ('assign'), in batches, on the model's device (autocast to `dtype` where given); None for no rows."""
+    device = next(model.parameters()).device.type
+    bb = model.stage_backbone(position)
+    out = []
+    for start in range(0, len(rows), batch_size):
+        r = rows[start : start + batch_size]
+        ids = torch.from_numpy(tokens[r].astype(np.int64)).to(device)
+        mask = (ids != model.tokenizer.pad_token_id).long()
+        prefix = torch.from_numpy(codes[r, : position - 1].astype(np.int64)).to(device)
+        with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+            h = model.states(ids, mask, prefix, bb=bb)[:, -1].float()
+            out.append(h if mode == "embed" else model.code_scores(h, position, prefix).argmax(-1))
+    return torch.cat(out).cpu().numpy() if out else None
 
 
 class EmbedActor:

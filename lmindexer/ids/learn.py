@@ -5,6 +5,11 @@ to initialise codebook t, (d) train encoder + codebook + reconstructor, (e) assi
 negatives for t+1 come from these prefixes); (a), (b) and (d) only at the first `indexer.trained_positions`. Each
 step writes an indexer snapshot and is recorded in <output_dir>/learn_ids/progress.json, so re-running the command
 continues where it stopped.
+
+All the steps run in one Ray Train run (`learn-ids`): its workers train each phase, embed their share of the
+documents for k-means (fitted on rank 0) and assign their share of the codes, so worker start-up, imports and the
+data shard are paid once, not once per step (a run per step cost ~28 s of start-up each on 2 CPU cores, and each
+k-means or assignment pass another ~8 s for its Ray Data actor pool).
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
+import ray.train
 import torch
+import torch.distributed as dist
 from transformers import AutoTokenizer
 
 from .. import storage
@@ -32,10 +40,10 @@ from ..models.quantizer import fit_offsets
 from ..models.tokenizer import encode_texts
 from ..paths import RunLayout
 from ..quantizers.kmeans import kmeans
-from ..raydata import rows_dataset, spread
-from ..train.loop import fit
-from ..train.task import HISTORY_FILE
-from .infer import run_indexer
+from ..raydata import rows_dataset, shared, spread
+from ..train.loop import launch, prepare_worker, run_task, say
+from ..train.shard import CachedShard
+from .infer import indexer_outputs, load_for_inference
 from .negatives import prefix_groups
 from .task import IdLearningTask
 
@@ -79,8 +87,8 @@ def tokenize_corpus(cfg: Config, backbone: str) -> dict:
 class Progress:
     """Which steps are done, the current snapshot and the code table; persisted after every step."""
 
-    def __init__(self, cfg: Config, n: int):
-        self.dir = RunLayout(cfg).learn_work
+    def __init__(self, work: str, n: int, positions: int):
+        self.dir = work
         self.file = os.path.join(self.dir, "progress.json")
         self.codes_file = os.path.join(self.dir, "codes.npy")
         state = {}
@@ -91,17 +99,19 @@ class Progress:
         self.snapshot: str = state.get("snapshot", "")
         self.metrics: dict = state.get("metrics", {})
         self.codes = (
-            np.load(self.codes_file)
-            if os.path.exists(self.codes_file)
-            else np.full((n, cfg.indexer.num_positions), -1, dtype=np.int32)
+            np.load(self.codes_file) if os.path.exists(self.codes_file) else np.full((n, positions), -1, dtype=np.int32)
         )
 
-    def save(self, step: str, snapshot: str, metrics: dict | None = None) -> None:
+    def note(self, step: str, snapshot: str, metrics: dict | None = None) -> None:
+        """Record a finished step in memory (every worker keeps track; rank 0 also saves)."""
         if step not in self.done:
             self.done.append(step)
         self.snapshot = snapshot
         if metrics:
             self.metrics[step] = metrics
+
+    def save(self, step: str, snapshot: str, metrics: dict | None = None) -> None:
+        self.note(step, snapshot, metrics)
         np.save(self.codes_file, self.codes)
         with open(self.file, "w") as f:
             json.dump({"done": self.done, "snapshot": snapshot, "metrics": self.metrics}, f, indent=2)
@@ -140,6 +150,21 @@ def moves_encoder_after(ic: IndexerConfig, plan: list[tuple[int, str]], position
     )
 
 
+@dataclass
+class Schedule:
+    """What the workers of the learn-ids run are given: the steps to run and what they read."""
+
+    plan: list  # (position, step) in order
+    work: str  # <output_dir>/learn_ids: progress, codes and snapshots
+    indexer: IndexerConfig
+    dropout: float
+    tokens: object  # ref of input_ids [N, L] int32
+    labels: object  # ref of the documents' labels (None where missing), for the assignment's figures
+    inference_batch_size: int
+    bf16: bool
+    rerun: bool = False  # run the plan's steps even where done (--phase)
+
+
 def learn_ids(cfg: Config, only: str | None = None) -> dict:
     start = time.time()
     ic = cfg.indexer
@@ -150,7 +175,8 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
         raise ConfigError(
             f"{n} documents cannot fill a codebook of {ic.codebook_size} codes: lower indexer.codebook_size"
         )
-    progress = Progress(cfg, n)
+    work = RunLayout(cfg).learn_work
+    progress = Progress(work, n, ic.num_positions)
     if not progress.snapshot:
         first = os.path.join(progress.dir, "snapshot-0-init")
         model = SemanticIndexer.from_backbone(backbone, ic, cfg.model.max_length)
@@ -158,88 +184,156 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             model.state["recon_vocab"] = np.unique(data["input_ids"]).tolist()
         model.save_pretrained(first)
         progress.save("0:init", first)
-    tables = {"tokens": ray.put(data["input_ids"])}
-    dataset = rows_dataset(input_ids=data["input_ids"])
-    epochs = phase_epochs(ic)
     plan = schedule(ic)
     if only:
         pos, _, step = only.partition(":")
         if (int(pos), step) not in plan:
             raise ValueError(f"--phase {only}: expected POSITION:STEP with STEP in {STEPS} (and epochs > 0)")
         plan = [(int(pos), step)]
+    todo = [f"{t}:{s}" for t, s in plan if only or f"{t}:{s}" not in progress.done]
     done = [f"{t}:{s}" for t, s in plan if f"{t}:{s}" in progress.done] if not only else []
     if done:  # a re-run resumes: say what is kept and where it goes on
-        todo = [f"{t}:{s}" for t, s in plan if f"{t}:{s}" not in progress.done]
         log.info(
             "learn-ids: resuming; %d finished step(s) kept (%s), next: %s",
             len(done),
             ", ".join(done),
             todo[0] if todo else "nothing, all done",
         )
-    ran = False
-    for t, step in plan:
+    if todo:
+        steps = Schedule(
+            plan=plan,
+            work=work,
+            indexer=ic,
+            dropout=cfg.model.dropout,
+            tokens=ray.put(data["input_ids"]),
+            labels=ray.put(data["label"]),
+            inference_batch_size=cfg.train.inference_batch_size,
+            bf16=cfg.train.precision != "fp32",
+            rerun=bool(only),
+        )
+        config = {"train": cfg.train, "seed": cfg.seed, "schedule": steps}
+        dataset = rows_dataset(input_ids=data["input_ids"])
+        launch(cfg, "learn-ids", schedule_worker, config, dataset, fresh=bool(only), what=f"steps {', '.join(todo)}")
+        progress = Progress(work, n, ic.num_positions)
+    return _finish(cfg, progress, data, time.time() - start, bool(todo))
+
+
+def schedule_worker(config: dict) -> None:
+    """Every step of the plan on one Ray Train worker, in order; rank 0 saves each step's snapshot and progress."""
+    s, train, seed, tuned = config["schedule"], config["train"], config["seed"], config["tuned"]
+    prepare_worker(train)
+    rank = ray.train.get_context().get_world_rank()
+    shard = CachedShard(ray.train.get_dataset_shard("train"), train.cache_mb)
+    checkpoint = ray.train.get_checkpoint()  # of the training phase a stopped run was in, if any
+    tokens = shared(s.tokens)
+    progress = Progress(s.work, len(tokens), s.indexer.num_positions)
+    epochs = phase_epochs(s.indexer)
+    for t, step in s.plan:
         key = f"{t}:{step}"
-        if key in progress.done and not only:
+        if key in progress.done and not s.rerun:
             continue
-        ran = True
-        step_start = time.time()
-        tables["codes"] = ray.put(progress.codes)
+        start = time.time()
         out = os.path.join(progress.dir, f"snapshot-{t}-{step}")
-        metrics = {}
         if step in epochs:
             groups = None
-            if t > 1 and ic.hard_negatives and step != "warmup":
-                groups = ray.put(prefix_groups(progress.codes[:, : t - 1]))
+            if t > 1 and s.indexer.hard_negatives and step != "warmup":
+                groups = prefix_groups(progress.codes[:, : t - 1])
             task = IdLearningTask(
                 init_dir=progress.snapshot,
                 out_dir=out,
                 phase=step,
                 position=t,
                 epochs=epochs[step],
-                lr=ic.lr,
-                batch_size=ic.batch_size,
-                dropout=cfg.model.dropout,
-                tables={**tables, "groups": groups},
-                seed=cfg.seed,
+                lr=s.indexer.lr,
+                batch_size=s.indexer.batch_size,
+                dropout=s.dropout,
+                tables={"tokens": tokens, "codes": progress.codes, "groups": groups},
+                seed=seed,
             )
-            fit(cfg, task, dataset, fresh=bool(only))
-            with open(os.path.join(out, HISTORY_FILE)) as f:
-                metrics = {"epochs": json.load(f)}
+            metrics = {"epochs": run_task(task, train, seed, tuned, shard, checkpoint, final_checkpoint=False)}
         elif step == "kmeans":
-            rng = np.random.default_rng(cfg.seed + t)
-            rows = np.sort(rng.choice(n, size=min(n, ic.kmeans_sample), replace=False))
-            h = torch.from_numpy(run_indexer(cfg, progress.snapshot, rows, tables, t, "embed")["h"])
-            model = SemanticIndexer.from_pretrained(progress.snapshot)
-            book = model.codebooks[t - 1]
-            if book.offsets is not None:  # centre h_t on its prefix before clustering (indexer.residual)
-                prefix = torch.from_numpy(progress.codes[rows, : t - 1].astype(np.int64))
-                book.offsets.data.copy_(fit_offsets(h, prefix, ic.codebook_size))
-                h = book.centre(h, prefix).detach()
-            log.info("learn-ids: position %d k-means over %d states (K=%d)", t, len(h), ic.codebook_size)
-            centres = kmeans(h, ic.codebook_size, iters=ic.kmeans_iters, seed=cfg.seed + t)
-            book.weight.data.copy_(centres)
-            model.save_pretrained(out)
-            metrics = {"points": len(rows)}
-        else:  # assign
-            progress.codes[:, t - 1] = run_indexer(cfg, progress.snapshot, np.arange(n), tables, t, "assign")["code"]
-            model = SemanticIndexer.from_pretrained(progress.snapshot)
-            model.set_id_embeddings(t)
-            model.state["positions_done"] = t
-            if ic.staged_encoders and moves_encoder_after(ic, schedule(ic), t):
-                model.keep_stage(t)  # later training moves the encoder: code t keeps this copy
-            model.save_pretrained(out)
-            split = split_stats(progress.codes[:, :t])[-1]
-            metrics = {
-                **code_usage(progress.codes[:, t - 1], ic.codebook_size),
-                **_label_scores(data["label"], progress.codes[:, :t]),
-                "distinct_prefixes": int(len(np.unique(progress.codes[:, :t], axis=0))),
-                "cond_perplexity": split["cond_perplexity"],
-                "children_mean": split["children_mean"],
-                "suffix_share": round(collision_rate(progress.codes[:, :t]), 4),
-            }
-        progress.save(key, out, metrics)
-        log.info("learn-ids: position %d %s done in %.1fs %s", t, step, time.time() - step_start, metrics)
-    return _finish(cfg, progress, data, time.time() - start, ran)
+            metrics = _kmeans_step(s, progress, tokens, t, seed, out)
+        else:
+            metrics = _assign_step(s, progress, tokens, t, out)
+        if rank == 0:
+            progress.save(key, out, metrics)
+            shown = {k: v for k, v in metrics.items() if k != "epochs"}
+            say(f"learn-ids: position {t} {step} done in {time.time() - start:.1f}s {shown or ''}".rstrip())
+        else:
+            progress.note(key, out, metrics)
+        _barrier()
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def _infer(s: Schedule, progress: Progress, tokens: np.ndarray, rows: np.ndarray, t: int, mode: str, everyone: bool):
+    """States ('embed') or codes ('assign') of `rows` in their order: each worker computes every world-size-th row;
+    gathered on rank 0 (None elsewhere), or on every worker with `everyone`."""
+    model, dtype = load_for_inference(progress.snapshot, s.bf16)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    part = indexer_outputs(model, tokens, progress.codes, rows[rank::world], t, mode, s.inference_batch_size, dtype)
+    parts = [part]
+    if world > 1:
+        parts = [None] * world
+        if everyone:
+            dist.all_gather_object(parts, part)
+        else:
+            dist.gather_object(part, parts if rank == 0 else None, dst=0)
+            if rank != 0:
+                return None
+    first = next(p for p in parts if p is not None)
+    result = np.empty((len(rows), *first.shape[1:]), dtype=first.dtype)
+    for r, p in enumerate(parts):
+        if p is not None:
+            result[r::world] = p
+    return result
+
+
+def _kmeans_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, seed: int, out: str) -> dict:
+    """Codebook t from k-means on the states of a seeded sample of documents (centred on their prefix where the
+    codebook has offsets: indexer.residual); rank 0 fits and saves."""
+    ic, n = s.indexer, len(tokens)
+    rows = np.sort(np.random.default_rng(seed + t).choice(n, size=min(n, ic.kmeans_sample), replace=False))
+    h = _infer(s, progress, tokens, rows, t, "embed", everyone=False)
+    if h is not None:
+        h = torch.from_numpy(h)
+        model = SemanticIndexer.from_pretrained(progress.snapshot)
+        book = model.codebooks[t - 1]
+        if book.offsets is not None:
+            prefix = torch.from_numpy(progress.codes[rows, : t - 1].astype(np.int64))
+            book.offsets.data.copy_(fit_offsets(h, prefix, ic.codebook_size))
+            h = book.centre(h, prefix).detach()
+        say(f"learn-ids: position {t} k-means over {len(h)} states (K={ic.codebook_size})")
+        book.weight.data.copy_(kmeans(h, ic.codebook_size, iters=ic.kmeans_iters, seed=seed + t))
+        model.save_pretrained(out)
+    return {"points": len(rows)}
+
+
+def _assign_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, out: str) -> dict:
+    """Code t of every document (every worker keeps the table); rank 0 saves the indexer with position t done."""
+    ic = s.indexer
+    progress.codes[:, t - 1] = _infer(s, progress, tokens, np.arange(len(tokens)), t, "assign", everyone=True)
+    if ray.train.get_context().get_world_rank() != 0:
+        return {}
+    model = SemanticIndexer.from_pretrained(progress.snapshot)
+    model.set_id_embeddings(t)
+    model.state["positions_done"] = t
+    if ic.staged_encoders and moves_encoder_after(ic, schedule(ic), t):
+        model.keep_stage(t)  # later training moves the encoder: code t keeps this copy
+    model.save_pretrained(out)
+    split = split_stats(progress.codes[:, :t])[-1]
+    return {
+        **code_usage(progress.codes[:, t - 1], ic.codebook_size),
+        **_label_scores(shared(s.labels), progress.codes[:, :t]),
+        "distinct_prefixes": int(len(np.unique(progress.codes[:, :t], axis=0))),
+        "cond_perplexity": split["cond_perplexity"],
+        "children_mean": split["children_mean"],
+        "suffix_share": round(collision_rate(progress.codes[:, :t]), 4),
+    }
 
 
 def _finish(cfg: Config, progress: Progress, data: dict, seconds: float, ran: bool = True) -> dict:

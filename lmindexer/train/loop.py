@@ -9,6 +9,10 @@ rank)` (called when it improves) and `patience` (epochs without improvement befo
 A worker's share of the data streams from Ray Data in the first epoch and, up to `train.cache_mb`, is reshuffled in
 memory after that (lmindexer.train.shard). Metrics go to Ray Train only with a checkpoint, or every epoch inside a
 Ray Tune trial: each report waits for the controller's next look at its workers.
+
+`fit` runs one task in one TorchTrainer run. A run of several steps (learn-ids: every position's training phases,
+k-means and code assignment) calls `run_task` for each of its tasks inside one worker function given to `launch`,
+so the workers, their imports and the data shard are set up once.
 """
 
 from __future__ import annotations
@@ -99,27 +103,40 @@ def quiet_worker() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def train_worker(config: dict) -> None:
-    """Runs on every Ray Train worker, given only what it needs: the train section, the seed and its task."""
-    train, seed, task, tuned = config["train"], config["seed"], config["task"], config["tuned"]
-    rank = ray.train.get_context().get_world_rank()
+def prepare_worker(train) -> None:
+    """A worker's logging and torch threads, once per process."""
     quiet_worker()
     if not train.use_gpu:
         torch.set_num_threads(worker_threads(train.cpus_per_worker, train.num_workers, os.cpu_count() or 1))
+
+
+def train_worker(config: dict) -> None:
+    """Runs on every Ray Train worker, given only what it needs: the train section, the seed and its task."""
+    prepare_worker(config["train"])
+    shard = CachedShard(ray.train.get_dataset_shard("train"), config["train"].cache_mb)
+    run_task(config["task"], config["train"], config["seed"], config["tuned"], shard, ray.train.get_checkpoint())
+
+
+def run_task(task, train, seed: int, tuned: bool, shard, checkpoint=None, final_checkpoint: bool = True) -> list:
+    """Train `task` on this worker's `shard` (a CachedShard) and call its finish(); the per-epoch history. A
+    `checkpoint` of the same task resumes it (one of another task, as in a run of several tasks, is ignored). With
+    `final_checkpoint` false the last epoch reports no checkpoint (the caller keeps what finish() saves)."""
+    rank = ray.train.get_context().get_world_rank()
     torch.manual_seed(seed + rank)
     engine = Engine(task.build(), train, task.lr, task.batch_size, task.lr_lambda())
     progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "resumes": 0, "history": [], "best": None, "since_best": 0}
-    checkpoint = ray.train.get_checkpoint()
+    progress["task"] = task.name
     if checkpoint:
         with checkpoint.as_directory() as d:
-            engine.load(d)
             with open(os.path.join(d, PROGRESS)) as f:
-                progress = json.load(f)
-        progress["resumes"] += 1
-        if rank == 0:
-            say(f"[{task.name}] resumed from checkpoint at epoch {progress['epoch'] + 1}, step {progress['step']}")
+                saved = json.load(f)
+            if saved.get("task", task.name) == task.name:
+                engine.load(d)
+                progress = {**saved, "task": task.name, "resumes": saved["resumes"] + 1}
+                if rank == 0:
+                    at = f"epoch {progress['epoch'] + 1}, step {progress['step']}"
+                    say(f"[{task.name}] resumed from checkpoint at {at}")
     epoch, skip, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
-    shard = CachedShard(ray.train.get_dataset_shard("train"), train.cache_mb)
     every = train.checkpoint_every_steps
     saved_at = time.time()
     while epoch < task.epochs:
@@ -172,7 +189,8 @@ def train_worker(config: dict) -> None:
         epoch, skip = epoch + 1, 0
         progress.update(epoch=epoch, step_in_epoch=0, step=step)
         progress["history"].append({**metrics, "epoch": epoch, "resumes": progress["resumes"]})
-        due = stop or epoch == task.epochs or time.time() - saved_at >= train.checkpoint_min_seconds
+        last = stop or epoch == task.epochs
+        due = (last and final_checkpoint) or (not last and time.time() - saved_at >= train.checkpoint_min_seconds)
         due = bool(all_reduce_sum(torch.tensor([float(due)], dtype=torch.float64)).item() > 0)  # one choice for all
         if due or tuned:  # a report waits for the controller's next poll; only Tune reads every epoch's figures
             _report(engine, progress, metrics, checkpoint=due)
@@ -187,6 +205,7 @@ def train_worker(config: dict) -> None:
                 )
             break
     task.finish(engine, rank, progress["history"])
+    return progress["history"]
 
 
 def shuffled_batches(shard, batch_size: int, seed: int, epoch: int, drop_last: bool = True):
@@ -244,14 +263,24 @@ def _tune_callbacks() -> list:
 def fit(cfg: Config, task: TrainingTask, dataset: "ray.data.Dataset", fresh: bool = False) -> "ray.train.Result":
     """One TorchTrainer run for `task`; a run of the same name under the same storage resumes where it stopped,
     unless `fresh` discards that run first."""
+    config = {"train": cfg.train, "seed": cfg.seed, "task": task}
+    return launch(cfg, task.name, train_worker, config, dataset, fresh, f"{task.epochs} epoch(s)")
+
+
+def launch(
+    cfg: Config, name: str, worker, config: dict, dataset: "ray.data.Dataset", fresh: bool = False, what: str = ""
+) -> "ray.train.Result":
+    """One TorchTrainer run named `name` of `worker(config)` (config gains "tuned": whether it runs inside a Ray
+    Tune trial) on `dataset`; a run of the same name under the same storage resumes where it stopped, unless `fresh`
+    discards that run first."""
     uri = RunLayout(cfg).ray
     fs, root = storage.filesystem(uri, cfg.storage)
-    if fresh and storage.exists(fs, storage.join(root, task.name)):
-        fs.delete_dir(storage.join(root, task.name))
+    if fresh and storage.exists(fs, storage.join(root, name)):
+        fs.delete_dir(storage.join(root, name))
     callbacks = _tune_callbacks()
     trainer = _Trainer(
-        train_worker,
-        train_loop_config={"train": cfg.train, "seed": cfg.seed, "task": task, "tuned": bool(callbacks)},
+        worker,
+        train_loop_config={**config, "tuned": bool(callbacks)},
         scaling_config=ScalingConfig(
             num_workers=cfg.train.num_workers,
             use_gpu=cfg.train.use_gpu,
@@ -259,7 +288,7 @@ def fit(cfg: Config, task: TrainingTask, dataset: "ray.data.Dataset", fresh: boo
         ),
         torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
         run_config=RunConfig(
-            name=task.name,
+            name=name,
             storage_path=root,
             storage_filesystem=fs if storage.is_uri(uri) else None,
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
@@ -270,12 +299,12 @@ def fit(cfg: Config, task: TrainingTask, dataset: "ray.data.Dataset", fresh: boo
         datasets={"train": dataset},
     )
     log.info(
-        "%s: %d worker(s), engine=%s%s, %d epoch(s)",
-        task.name,
+        "%s: %d worker(s), engine=%s%s%s",
+        name,
         cfg.train.num_workers,
         cfg.train.engine,
         f" ZeRO-{cfg.train.zero_stage}" if cfg.train.engine == "deepspeed" else "",
-        task.epochs,
+        f", {what}" if what else "",
     )
     previous = signal.getsignal(signal.SIGINT)
     try:
