@@ -16,11 +16,11 @@ def shared(ref):
     return ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
 
 
-def rows_dataset(**arrays: np.ndarray) -> "ray.data.Dataset":
-    """A dataset of row numbers with the rows of each array attached: the arrays go to the object store once and
-    every read task takes its rows from there."""
-    refs = {k: ray.put(v) for k, v in arrays.items()}
-    n = len(next(iter(arrays.values())))
+def rows_dataset(**arrays) -> "ray.data.Dataset":
+    """A dataset of row numbers with the rows of each array attached: the arrays (or refs of arrays already in the
+    object store) go there once and every read task takes its rows from there."""
+    refs = {k: v if isinstance(v, ray.ObjectRef) else ray.put(v) for k, v in arrays.items()}
+    n = len(shared(next(iter(refs.values()))))
     return (
         ray.data.from_numpy(np.arange(n))
         .rename_columns({"data": "row"})

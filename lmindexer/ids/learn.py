@@ -200,19 +200,20 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             todo[0] if todo else "nothing, all done",
         )
     if todo:
+        tokens = ray.put(data["input_ids"])  # one copy: the workers' table and the dataset's rows
         steps = Schedule(
             plan=plan,
             work=work,
             indexer=ic,
             dropout=cfg.model.dropout,
-            tokens=ray.put(data["input_ids"]),
+            tokens=tokens,
             labels=ray.put(data["label"]),
             inference_batch_size=cfg.train.inference_batch_size,
             bf16=cfg.train.precision != "fp32",
             rerun=bool(only),
         )
         config = {"train": cfg.train, "seed": cfg.seed, "schedule": steps}
-        dataset = rows_dataset(input_ids=data["input_ids"])
+        dataset = rows_dataset(input_ids=tokens)
         launch(cfg, "learn-ids", schedule_worker, config, dataset, fresh=bool(only), what=f"steps {', '.join(todo)}")
         progress = Progress(work, n, ic.num_positions)
     return _finish(cfg, progress, data, time.time() - start, bool(todo))
@@ -269,10 +270,9 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _infer(s: Schedule, progress: Progress, tokens: np.ndarray, rows: np.ndarray, t: int, mode: str, everyone: bool):
+def _infer(model, dtype, s: Schedule, progress: Progress, tokens, rows: np.ndarray, t: int, mode: str, everyone: bool):
     """States ('embed') or codes ('assign') of `rows` in their order: each worker computes every world-size-th row;
     gathered on rank 0 (None elsewhere), or on every worker with `everyone`."""
-    model, dtype = load_for_inference(progress.snapshot, s.bf16)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     part = indexer_outputs(model, tokens, progress.codes, rows[rank::world], t, mode, s.inference_batch_size, dtype)
@@ -298,13 +298,14 @@ def _kmeans_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, se
     codebook has offsets: indexer.residual); rank 0 fits and saves."""
     ic, n = s.indexer, len(tokens)
     rows = np.sort(np.random.default_rng(seed + t).choice(n, size=min(n, ic.kmeans_sample), replace=False))
-    h = _infer(s, progress, tokens, rows, t, "embed", everyone=False)
+    model, dtype = load_for_inference(progress.snapshot, s.bf16)
+    h = _infer(model, dtype, s, progress, tokens, rows, t, "embed", everyone=False)
     if h is not None:
-        h = torch.from_numpy(h)
-        model = SemanticIndexer.from_pretrained(progress.snapshot)
+        device = next(model.parameters()).device  # the inference copy fits and is saved: k-means on its device
+        h = torch.from_numpy(h).to(device)
         book = model.codebooks[t - 1]
         if book.offsets is not None:
-            prefix = torch.from_numpy(progress.codes[rows, : t - 1].astype(np.int64))
+            prefix = torch.from_numpy(progress.codes[rows, : t - 1].astype(np.int64)).to(device)
             book.offsets.data.copy_(fit_offsets(h, prefix, ic.codebook_size))
             h = book.centre(h, prefix).detach()
         say(f"learn-ids: position {t} k-means over {len(h)} states (K={ic.codebook_size})")
@@ -316,10 +317,10 @@ def _kmeans_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, se
 def _assign_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, out: str) -> dict:
     """Code t of every document (every worker keeps the table); rank 0 saves the indexer with position t done."""
     ic = s.indexer
-    progress.codes[:, t - 1] = _infer(s, progress, tokens, np.arange(len(tokens)), t, "assign", everyone=True)
+    model, dtype = load_for_inference(progress.snapshot, s.bf16)
+    progress.codes[:, t - 1] = _infer(model, dtype, s, progress, tokens, np.arange(len(tokens)), t, "assign", True)
     if ray.train.get_context().get_world_rank() != 0:
         return {}
-    model = SemanticIndexer.from_pretrained(progress.snapshot)
     model.set_id_embeddings(t)
     model.state["positions_done"] = t
     if ic.staged_encoders and moves_encoder_after(ic, schedule(ic), t):
