@@ -419,6 +419,12 @@ class RayConfig:
         "Ray Data shuffle for groupby: sort_shuffle_pull_based (tasks only; "
         "fastest to start) | hash_shuffle | shuffle_v2 (actor based)",
     )
+    in_process_rows: int = opt(
+        20000,
+        "a batch step (tokenising, embedding, code assignment, the uniqueness pass) over at most this many rows runs "
+        "in the calling process, not in a Ray Data pipeline (whose start-up costs 5-25 s per pipeline on 2 CPU "
+        "cores); 0: always Ray Data",
+    )
     parquet_v2: bool = opt(
         False,
         "Ray Data's DataSource V2 parquet reader: every read starts 32 footer-reader actors (new processes), "

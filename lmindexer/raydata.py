@@ -1,13 +1,19 @@
 """Ray Data at the edges, in one module: arrays shared through the object store, datasets of row numbers, the
-batch-inference actor pool and its helpers. Every stage that streams data or runs an actor pool uses these."""
+batch-inference actor pool and its helpers. Every stage that streams data or runs an actor pool uses these.
+
+Small inputs skip Ray Data (`in_process`): a pipeline's start-up (read tasks, an actor pool whose processes import
+torch, a shuffle's sampling and reduce rounds) costs 5-25 s on 2 CPU cores whatever the input, so a step over at
+most `ray.in_process_rows` rows runs the same functions in the calling process."""
 
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import ray
 import ray.data
 import torch
 
+from . import storage
 from .config import Config
 
 
@@ -65,3 +71,59 @@ def by_row(ds: "ray.data.Dataset") -> dict:
     parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
     order = np.argsort(np.concatenate([p["row"] for p in parts]))
     return {k: np.concatenate([p[k] for p in parts])[order] for k in parts[0] if k != "row"}
+
+
+def in_process(cfg: Config, rows: int) -> bool:
+    """Whether a batch step over `rows` rows runs in this process rather than as a Ray Data pipeline."""
+    return rows <= cfg.ray.in_process_rows
+
+
+def map_files(cfg: Config, files: list, fs, columns: list | None, actor, kwargs: dict, out: str, out_fs, gpu=True):
+    """`actor(**kwargs)` over batches of the `columns` (None: all) of the parquet `files`, its outputs written to the
+    folder `out` (replaced): an autoscaling Ray Data actor pool, or for at most ray.in_process_rows rows one instance
+    in this process, fed and written with Ray Data's own batch conversions. Returns the rows read."""
+    from ray.data.block import BlockAccessor
+
+    rows = storage.count_rows(fs, files)
+    if not in_process(cfg, rows):
+        ds = ray.data.read_parquet(files, filesystem=fs)
+        ds = spread(ds.select_columns(columns) if columns else ds, cfg)
+        ds = ds.map_batches(actor, fn_constructor_kwargs=kwargs, **actor_pool(cfg, gpu=gpu))
+        ds.write_parquet(out, filesystem=out_fs, mode="overwrite")
+        return rows
+    model, parts = actor(**kwargs), []
+    for batch in storage.read_batches(fs, files, columns, cfg.train.inference_batch_size):
+        parts.append(BlockAccessor.batch_to_block(model(as_numpy(pa.Table.from_batches([batch])))))
+    if parts:
+        storage.write_table(out_fs, out, pa.concat_tables(parts))
+    return rows
+
+
+def as_numpy(table: pa.Table) -> dict:
+    """A table as the numpy batch Ray Data would hand to a function (tensor columns as arrays, lists as objects)."""
+    from ray.data.block import BlockAccessor
+
+    return BlockAccessor.for_block(table).to_batch_format("numpy")
+
+
+def read_numpy(fs, path: str, columns: list | None = None) -> dict:
+    """The `columns` of the parquet files under `path`, read in this process, as one numpy batch (`as_numpy`)."""
+    return as_numpy(pa.Table.from_batches(list(storage.read_batches(fs, path, columns))))
+
+
+def map_groups(table: pa.Table, key: str, fn) -> pa.Table:
+    """`groupby(key).map_groups(fn, batch_format="numpy")` in this process: `fn` gets each group's rows as the
+    numpy batch Ray Data would give it, groups in key order; its outputs are converted as Ray Data converts them."""
+    from ray.data._internal.arrow_ops.transform_pyarrow import concat  # Ray's own: unifies tensor columns' shapes
+    from ray.data.block import BlockAccessor
+
+    if table.num_rows == 0:
+        return table
+    cols = as_numpy(table.sort_by(key))
+    keys = cols[key]
+    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    parts = [
+        BlockAccessor.batch_to_block(fn({k: v[a:b] for k, v in cols.items()}))
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(keys)])
+    ]
+    return concat(parts, promote_types=True)

@@ -64,16 +64,40 @@ def list_files(fs: pafs.FileSystem, path: str) -> list[str]:
     return sorted(files)
 
 
-def read_batches(fs: pafs.FileSystem, path: str, columns: list | None = None, batch_size: int = 8192):
-    """The `columns` of every parquet file under `path`, batch by batch (pyarrow record batches), read in the
-    calling process, file after file in path order: one file's batch in memory at a time. For steps whose rows come
-    to the driver anyway, or that only count: a Ray Data read first starts its tasks (seconds on a small machine)."""
+def read_batches(fs: pafs.FileSystem, path: str | list, columns: list | None = None, batch_size: int = 8192):
+    """The `columns` of every parquet file under `path` (or of the files listed), batch by batch (pyarrow record
+    batches), read in the calling process, file after file in path order: one file's batch in memory at a time. For
+    steps whose rows come to the driver anyway, or that only count: a Ray Data read first starts its tasks (seconds
+    on a small machine)."""
     import pyarrow.parquet as pq
 
-    for name in list_files(fs, path):
+    for name in path if isinstance(path, list) else list_files(fs, path):
         if name.endswith(".parquet"):
             with fs.open_input_file(name) as f:
                 yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def count_rows(fs: pafs.FileSystem, path: str | list) -> int:
+    """Rows of the parquet files under `path` (or listed), from their footers."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for name in path if isinstance(path, list) else list_files(fs, path):
+        if name.endswith(".parquet"):
+            with fs.open_input_file(name) as f:
+                total += pq.ParquetFile(f).metadata.num_rows
+    return total
+
+
+def write_table(fs: pafs.FileSystem, folder: str, table) -> None:
+    """`table` as the only file of `folder`, which is emptied first (what Ray Data's write_parquet(mode='overwrite')
+    leaves, in one file)."""
+    import pyarrow.parquet as pq
+
+    if exists(fs, folder):
+        fs.delete_dir(folder)
+    fs.create_dir(folder, recursive=True)
+    pq.write_table(table, join(folder, "part-00000.parquet"), filesystem=fs)
 
 
 def exists(fs: pafs.FileSystem, path: str) -> bool:

@@ -96,6 +96,11 @@ def test_every_document_gets_exactly_one_unique_id_and_rebalance_shortens_ids(in
     t = table(tmp_path / "moved")
     assert t.sid.is_unique and len(t) == 300
     assert moved["documents_with_suffix"] < plain["documents_with_suffix"]
+    # the same on Ray Data (an actor pool for the codes, groupby across the cluster), as at scale: the same table
+    on_ray = assign_ids(run_cfg(indexed, tmp_path / "ray", "assign.collisions=rebalance", "ray.in_process_rows=0"))
+    assert on_ray["ids_out"] == 300 and on_ray["documents_with_suffix"] == moved["documents_with_suffix"]
+    by_doc = lambda t: t.set_index("doc_id").sort_index()[["sid"]]  # noqa: E731
+    assert by_doc(table(tmp_path / "ray")).equals(by_doc(t))
 
 
 def test_incremental_indexing_keeps_old_ids(indexed, tmp_path):
@@ -109,6 +114,10 @@ def test_incremental_indexing_keeps_old_ids(indexed, tmp_path):
     new = table(tmp_path / "new").set_index("doc_id")
     assert summary["existing_kept"] == 200 and len(new) == 300 and new.sid.is_unique
     assert (new.loc[old.index, "sid"] == old.sid).all()
+    # Ray Data's union and groupby by doc_id keep the same IDs
+    existing = f"assign.existing={tmp_path / 'old'}"
+    assert assign_ids(run_cfg(indexed, tmp_path / "ray", existing, "ray.in_process_rows=0"))["existing_kept"] == 200
+    assert table(tmp_path / "ray").set_index("doc_id").sort_index().sid.equals(new.sort_index().sid)
 
 
 @pytest.mark.slow
@@ -124,6 +133,7 @@ def test_crash_and_rerun_redoes_no_finished_shard(indexed, tmp_path):
         f"output_dir={indexed}",
         f"assign.output={out}",
         "assign.files_per_round=1",
+        "ray.in_process_rows=0",  # rounds on Ray Data, slow enough to be stopped halfway
     ]
     env = this_ray()
     first = subprocess.Popen(

@@ -84,6 +84,7 @@ def test_pipeline_on_s3(ray_session, s3, tmp_path):
         "train.storage_path=s3://lmi/ray",
         "indexer.output=s3://lmi/indexer",
         "assign.output=s3://lmi/ids",
+        "ray.in_process_rows=0",  # Ray Data reads and writes the bucket, as for a corpus too big for one process
         "demo.num_docs=150",
         "model.vocab_size=500",
         "model.max_length=32",

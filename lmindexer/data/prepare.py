@@ -170,7 +170,12 @@ def load_docs(cfg: Config) -> "ray.data.Dataset":
     return ray.data.read_parquet(path, filesystem=fs)
 
 
-def read_docs(cfg: Config, columns: list, batch_size: int = 8192):
+def count_docs(cfg: Config) -> int:
+    """Documents of the prepared corpus, from its parquet footers."""
+    return storage.count_rows(*_docs(cfg))
+
+
+def read_docs(cfg: Config, columns: list | None, batch_size: int = 8192):
     """The prepared corpus's `columns`, batch by batch, read in the calling process, shard after shard in path
     order (storage.read_batches): for steps that bring the rows to the driver anyway (a tokenizer's sample, the
     texts of the ID table's documents)."""

@@ -18,7 +18,6 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import ray
 import torch
 from ray.data.aggregate import Count
@@ -30,7 +29,7 @@ from ..models.indexer import CONFIG_FILE
 from ..models.tokenizer import encode_texts
 from ..paths import RunLayout
 from ..quantizers.codes import code_key
-from ..raydata import actor_pool, spread
+from ..raydata import in_process, map_files, map_groups, read_numpy
 from ..runtime import shuffle_partitions
 from .infer import load_for_inference
 from .unique import rebalance_group, sid, suffix_group
@@ -108,10 +107,7 @@ def encode_rounds(
         chunk, start = pending[i : i + step], time.time()
         names = [name_of[f] for f in chunk]
         name = _round_name(names)
-        ds = spread(ray.data.read_parquet(chunk, filesystem=src_fs).select_columns(columns), cfg).map_batches(
-            actor, fn_constructor_kwargs=actor_kwargs, **actor_pool(cfg, gpu=actor_gpu)
-        )
-        ds.write_parquet(storage.join(raw, name), filesystem=fs, mode="overwrite")
+        map_files(cfg, chunk, src_fs, columns, actor, actor_kwargs, storage.join(raw, name), fs, gpu=actor_gpu)
         storage.write_json(fs, storage.join(done_dir, name + ".json"), {"files": names})
         log.info(
             "codes: round %d/%d (%d shard(s)) committed in %.1fs",
@@ -213,23 +209,40 @@ def finished_table(cfg: Config) -> dict | None:
 
 def make_unique(cfg: Config, uri: str, start: float, codebook_size: int, source: dict) -> dict:
     """Step 2 for any codes under <uri>/_codes: keep existing IDs, rebalance or suffix collisions, verify.
-    `source` (the method, and the indexer that made the codes) goes into summary.json."""
+    `source` (the method, and the indexer that made the codes) goes into summary.json. Ray Data groups the rows
+    across the cluster; at most ray.in_process_rows of them are grouped in this process by the same functions."""
     fs, out = storage.filesystem(uri, cfg.storage)
-    new = ray.data.read_parquet(storage.join(out, "_codes"), filesystem=fs).map_batches(
-        lambda b: b.append_column("suffix", pa.array(np.full(b.num_rows, -1, dtype=np.int64))), batch_format="pyarrow"
-    )
-    kept = 0
+    codes = storage.join(out, "_codes")
+    efs = epath = None
     if cfg.assign.existing:
         efs, epath = storage.filesystem(storage.join(cfg.assign.existing, "table"), cfg.storage)
+    rows = storage.count_rows(fs, codes) + (storage.count_rows(efs, epath) if epath else 0)
+    unique = _unique_here if in_process(cfg, rows) else _unique_on_ray
+    kept = unique(cfg, fs, out, efs, epath)
+    return _verify(cfg, uri, kept, time.time() - start, codebook_size, source)
+
+
+def _with_old_columns(b: pa.Table, k: int) -> pa.Table:
+    """An existing table's rows with the columns of new codes: no rebalancing candidates (they never move)."""
+    return b.append_column("candidates", pa.array([[0] * k] * b.num_rows, pa.list_(pa.int32()))).append_column(
+        "scores", pa.array([[0.0] * k] * b.num_rows, pa.list_(pa.float32()))
+    )
+
+
+def _new_suffix(b: pa.Table) -> pa.Table:
+    return b.append_column("suffix", pa.array(np.full(b.num_rows, -1, dtype=np.int64)))
+
+
+def _unique_on_ray(cfg: Config, fs, out: str, efs, epath) -> int:
+    """The ID table from the codes with Ray Data's groupby; returns the rows kept from the existing table."""
+    new = ray.data.read_parquet(storage.join(out, "_codes"), filesystem=fs).map_batches(
+        _new_suffix, batch_format="pyarrow"
+    )
+    kept = 0
+    if epath:
         old = ray.data.read_parquet(epath, filesystem=efs).select_columns(["doc_id", "codes", "suffix"])
         kept = old.count()
-        k = cfg.assign.candidates
-        old = old.map_batches(
-            lambda b: b.append_column(
-                "candidates", pa.array([[0] * k] * b.num_rows, pa.list_(pa.int32()))
-            ).append_column("scores", pa.array([[0.0] * k] * b.num_rows, pa.list_(pa.float32()))),
-            batch_format="pyarrow",
-        )
+        old = old.map_batches(_with_old_columns, fn_kwargs={"k": cfg.assign.candidates}, batch_format="pyarrow")
         # a document already in the table keeps its ID, whatever codes it would get now
         new = new.union(old.select_columns(new.schema().names))
         new = new.groupby("doc_id", num_partitions=shuffle_partitions()).map_groups(_prefer_old, batch_format="numpy")
@@ -238,7 +251,23 @@ def make_unique(cfg: Config, uri: str, start: float, codebook_size: int, source:
         rows = rows.groupby("prefix", num_partitions=shuffle_partitions()).map_groups(_rebalance, batch_format="numpy")
     table = rows.groupby("key", num_partitions=shuffle_partitions()).map_groups(_suffix, batch_format="numpy")
     table.write_parquet(storage.join(out, "table"), filesystem=fs, mode="overwrite")
-    return _verify(cfg, uri, kept, time.time() - start, codebook_size, source)
+    return kept
+
+
+def _unique_here(cfg: Config, fs, out: str, efs, epath) -> int:
+    """`_unique_on_ray` in this process, group by group in key order."""
+    new = _new_suffix(pa.Table.from_batches(list(storage.read_batches(fs, storage.join(out, "_codes")))))
+    kept = 0
+    if epath:
+        old = pa.Table.from_batches(list(storage.read_batches(efs, epath, ["doc_id", "codes", "suffix"])))
+        kept = old.num_rows
+        old = _with_old_columns(old, cfg.assign.candidates).select(new.column_names).cast(new.schema)
+        new = map_groups(pa.concat_tables([new, old]), "doc_id", _prefer_old)
+    rows = _with_keys(new)
+    if cfg.assign.collisions == "rebalance":
+        rows = map_groups(rows, "prefix", _rebalance)
+    storage.write_table(fs, storage.join(out, "table"), map_groups(rows, "key", _suffix))
+    return kept
 
 
 def _repeated(ds, key: str) -> int:
@@ -251,13 +280,17 @@ def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int
     """Documents in equal IDs out and no doc_id twice; the figures go next to the table as summary.json."""
     fs, out = storage.filesystem(uri, cfg.storage)
     dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
-    docs_in = sum(pq.ParquetFile(dfs.open_input_file(f)).metadata.num_rows for f in storage.list_files(dfs, dpath))
+    docs_in = storage.count_rows(dfs, dpath)
     rows = collided = 0
     for batch in storage.read_batches(fs, storage.join(out, "table"), ["suffix"]):  # one int column: read here
         rows += batch.num_rows
         collided += int(np.count_nonzero(batch.column(0).to_numpy() > 0))
     # sids are unique by construction (distinct keys, distinct suffixes); doc_ids are checked across the cluster
-    dup_docs = _repeated(ray.data.read_parquet(storage.join(out, "table"), filesystem=fs), "doc_id")
+    if in_process(cfg, rows):
+        _, counts = np.unique(read_numpy(fs, storage.join(out, "table"), ["doc_id"])["doc_id"], return_counts=True)
+        dup_docs = int(np.count_nonzero(counts > 1))
+    else:
+        dup_docs = _repeated(ray.data.read_parquet(storage.join(out, "table"), filesystem=fs), "doc_id")
     summary = {
         **source,
         "documents_in": docs_in,

@@ -25,7 +25,7 @@ from ..init_model import init_model
 from ..models.pretrained import resolve
 from ..paths import RunLayout
 from ..quantizers import HierarchicalKMeans, ResidualKMeans, load_method, random_codes, save_method
-from ..raydata import actor_pool, spread
+from ..raydata import in_process, map_files, read_numpy
 from ..train.loop import fit
 from .assign import codes_table, encode_rounds, make_unique
 from .infer import EmbedActor
@@ -64,19 +64,13 @@ def embed_corpus(cfg: Config, fs, out: str) -> int:
     encoder = resolve(b.encoder) if b.encoder else (init_model(cfg) if source == "encoder" else "")
     dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
     columns = ["doc_id", "text"] if source == "encoder" else None
-    ds = ray.data.read_parquet(storage.list_files(dfs, dpath), filesystem=dfs)
-    ds = spread(ds.select_columns(columns) if columns else ds, cfg).map_batches(
-        EmbedActor,
-        fn_constructor_kwargs={
-            "source": source,
-            "path": encoder,
-            "max_length": cfg.model.max_length,
-            "bf16": cfg.train.precision != "fp32",
-        },
-        **actor_pool(cfg, gpu=source == "encoder"),
-    )
-    ds.write_parquet(storage.join(out, "_emb"), filesystem=fs, mode="overwrite")
-    rows = ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).count()
+    kwargs = {"source": source, "path": encoder, "max_length": cfg.model.max_length}
+    kwargs["bf16"] = cfg.train.precision != "fp32"
+    emb, files = storage.join(out, "_emb"), storage.list_files(dfs, dpath)
+    read = map_files(cfg, files, dfs, columns, EmbedActor, kwargs, emb, fs, gpu=source == "encoder")
+    rows = storage.count_rows(fs, emb) if read else 0
+    if rows != read:
+        raise RuntimeError(f"baseline-ids: {read} documents read but {rows} vectors written to {emb}")
     storage.write_json(fs, marker, {"rows": rows, "source": source, "encoder": encoder})
     log.info("baseline-ids: embedded %d documents (%s) in %.1fs", rows, encoder or source, time.time() - start)
     return rows
@@ -89,12 +83,18 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
     if storage.exists(fs, storage.join(out, "method", "method.json")):
         return uri
     start = time.time()
-    emb = ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).select_columns(["emb"])
-    if rows > b.fit_sample:
-        emb = emb.random_sample(b.fit_sample / rows, seed=cfg.seed)
-    sample = torch.from_numpy(
-        np.concatenate([x["emb"] for x in emb.iter_batches(batch_size=None, batch_format="numpy")])
-    )
+    if in_process(cfg, rows):
+        emb = read_numpy(fs, storage.join(out, "_emb"), ["emb"])["emb"]
+        if rows > b.fit_sample:
+            emb = emb[np.sort(np.random.default_rng(cfg.seed).choice(rows, b.fit_sample, replace=False))]
+        sample = torch.from_numpy(np.ascontiguousarray(emb))
+    else:
+        emb = ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).select_columns(["emb"])
+        if rows > b.fit_sample:
+            emb = emb.random_sample(b.fit_sample / rows, seed=cfg.seed)
+        sample = torch.from_numpy(
+            np.concatenate([x["emb"] for x in emb.iter_batches(batch_size=None, batch_format="numpy")])
+        )
     if len(sample) < ic.codebook_size:
         raise ConfigError(f"{len(sample)} vectors cannot fill {ic.codebook_size} codes: lower indexer.codebook_size")
     log.info(

@@ -32,7 +32,7 @@ from transformers import AutoTokenizer
 
 from .. import storage
 from ..config import Config, ConfigError, IndexerConfig
-from ..data.prepare import load_docs
+from ..data.prepare import count_docs, load_docs, read_docs
 from ..eval.metrics import ami, code_usage, collision_rate, nmi, split_stats
 from ..init_model import init_model
 from ..models.indexer import CONFIG_FILE, SemanticIndexer
@@ -40,7 +40,7 @@ from ..models.quantizer import fit_offsets
 from ..models.tokenizer import encode_texts
 from ..paths import RunLayout
 from ..quantizers.kmeans import kmeans
-from ..raydata import rows_dataset, shared, spread
+from ..raydata import as_numpy, in_process, rows_dataset, shared, spread
 from ..train.loop import launch, prepare_worker, run_task, say
 from ..train.shard import CachedShard
 from .infer import indexer_outputs, load_for_inference
@@ -63,20 +63,25 @@ class Tokenize:
 
 
 def tokenize_corpus(cfg: Config, backbone: str) -> dict:
-    """doc_id, label and input_ids [N, L] of the whole corpus, tokenised by Ray Data; cached in the work dir."""
+    """doc_id, label and input_ids [N, L] of the whole corpus, tokenised by Ray Data (in this process for at most
+    ray.in_process_rows documents); cached in the work dir."""
     cache = os.path.join(RunLayout(cfg).learn_work, "tokens.npz")
     if os.path.exists(cache):
         data = np.load(cache, allow_pickle=True)
         return {k: data[k] for k in data.files}
-    ds = spread(load_docs(cfg), cfg).map_batches(
-        Tokenize,
-        fn_constructor_kwargs={"path": backbone, "max_length": cfg.model.max_length},
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
-        num_cpus=0.5,
-        batch_size=1024,
-        batch_format="numpy",
-    )
-    parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    if in_process(cfg, count_docs(cfg)):
+        tokenize = Tokenize(backbone, cfg.model.max_length)
+        parts = [tokenize(as_numpy(pa.Table.from_batches([b]))) for b in read_docs(cfg, None, batch_size=1024)]
+    else:
+        ds = spread(load_docs(cfg), cfg).map_batches(
+            Tokenize,
+            fn_constructor_kwargs={"path": backbone, "max_length": cfg.model.max_length},
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
+            num_cpus=0.5,
+            batch_size=1024,
+            batch_format="numpy",
+        )
+        parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
     data = {k: np.concatenate([p[k] for p in parts]) for k in ("doc_id", "label", "input_ids")}
     os.makedirs(RunLayout(cfg).learn_work, exist_ok=True)
     np.savez(cache, **data)
