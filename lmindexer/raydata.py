@@ -34,6 +34,33 @@ def rows_dataset(**arrays) -> "ray.data.Dataset":
     )
 
 
+class MemoryRows:
+    """Training rows kept as arrays in the object store, for a Ray Train run without a Ray Data pipeline: each worker
+    takes its share itself (`share`). Ray Data's streaming split cost a training run ~10 s before its first batch on
+    2 CPU cores; for at most ray.in_process_rows rows this does the same job."""
+
+    def __init__(self, refs: dict, n: int, seed: int):
+        self.refs, self.n, self.seed = refs, n, seed
+
+    def share(self, rank: int, world: int) -> dict:
+        """Worker `rank`'s rows of a seeded permutation, as Ray Train's equal split gives them: n // world rows each
+        (every worker takes as many steps), with their `row` numbers."""
+        order = np.random.default_rng(self.seed).permutation(self.n)
+        mine = order[rank::world][: self.n // world]
+        return {"row": mine, **{k: shared(r)[mine] for k, r in self.refs.items()}}
+
+
+def train_rows(cfg: Config, shuffle: bool = False, **arrays):
+    """What a Ray Train run trains on (lmindexer.train.loop.launch): a dataset of row numbers with the `arrays`
+    attached (`rows_dataset`; `shuffle`: fully shuffled), or for at most ray.in_process_rows rows a `MemoryRows`."""
+    refs = {k: v if isinstance(v, ray.ObjectRef) else ray.put(v) for k, v in arrays.items()}
+    n = len(shared(next(iter(refs.values()))))
+    if in_process(cfg, n):
+        return MemoryRows(refs, n, cfg.seed)
+    ds = rows_dataset(**refs)
+    return ds.random_shuffle() if shuffle else ds
+
+
 def _attach(batch: dict, refs: dict) -> dict:
     return {"row": batch["row"], **{k: ray.get(r)[batch["row"]] for k, r in refs.items()}}
 
@@ -64,13 +91,6 @@ def spread(ds: "ray.data.Dataset", cfg: Config) -> "ray.data.Dataset":
     """Blocks of a few batches each, streamed: Ray Data reads many small files as one block, and a block goes to a
     single actor, so without this one actor of the pool does all the work."""
     return ds.repartition(target_num_rows_per_block=cfg.train.inference_batch_size * 4)
-
-
-def by_row(ds: "ray.data.Dataset") -> dict:
-    """Every column but `row`, gathered on the driver in row order."""
-    parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
-    order = np.argsort(np.concatenate([p["row"] for p in parts]))
-    return {k: np.concatenate([p[k] for p in parts])[order] for k in parts[0] if k != "row"}
 
 
 def in_process(cfg: Config, rows: int) -> bool:
@@ -127,3 +147,26 @@ def map_groups(table: pa.Table, key: str, fn) -> pa.Table:
         for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(keys)])
     ]
     return concat(parts, promote_types=True)
+
+
+def map_rows(cfg: Config, actor, kwargs: dict, order_by: str = "row", gpu: bool = True, **arrays) -> dict:
+    """`actor(**kwargs)` over batches of the rows of `arrays` (numpy arrays or their refs; each batch also holds its
+    `row` numbers), every output column but `order_by` gathered here in row order (`order_by`: the output column that
+    holds the row's number). A Ray Data actor pool, or for at most ray.in_process_rows rows one instance here."""
+    arrays = {k: shared(v) for k, v in arrays.items()}
+    n = len(next(iter(arrays.values())))
+    if not in_process(cfg, n):
+        ds = spread(rows_dataset(**arrays), cfg).map_batches(
+            actor, fn_constructor_kwargs=kwargs, **actor_pool(cfg, gpu)
+        )
+        parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    else:
+        model, size = actor(**kwargs), max(1, cfg.train.inference_batch_size)
+        parts = [
+            model({"row": np.arange(i, min(n, i + size)), **{k: v[i : i + size] for k, v in arrays.items()}})
+            for i in range(0, n, size)
+        ]
+    if not parts:
+        return {}
+    order = np.argsort(np.concatenate([p[order_by] for p in parts]), kind="stable")
+    return {k: np.concatenate([p[k] for p in parts])[order] for k in parts[0] if k != order_by}

@@ -56,3 +56,24 @@ def test_a_share_over_the_limit_or_a_no_vote_streams_every_epoch(ray_session):
     assert not outvoted.in_memory and len(rows_of(outvoted.iter_batches(batch_size=16))) == 50
     never = CachedShard(source(), limit_mb=0)
     assert never.settled and len(rows_of(epoch(never, 0))) == 48 and not never.in_memory
+
+
+def test_small_training_data_is_split_in_memory_as_ray_train_splits_a_dataset(ray_session):
+    """At most ray.in_process_rows rows skip Ray Data: each worker takes its equal share of a seeded permutation
+    from the object store, served from memory from the first epoch; more rows stay a Ray Dataset."""
+    from lmindexer.config import load_config
+    from lmindexer.raydata import MemoryRows, train_rows
+
+    x = np.arange(50, dtype=np.int32) * 3
+    rows = train_rows(load_config(overrides=["ray.in_process_rows=50"]), x=x)
+    assert isinstance(rows, MemoryRows)
+    shares = [rows.share(rank, 3) for rank in range(3)]
+    assert [len(s["row"]) for s in shares] == [16] * 3  # 50 // 3 each: every worker takes as many steps
+    assert len(set(np.concatenate([s["row"] for s in shares]).tolist())) == 48
+    assert all((s["x"] == 3 * s["row"]).all() for s in shares)  # rows stay whole
+    assert rows.share(1, 3)["row"].tolist() == shares[1]["row"].tolist()  # seeded: a restarted worker gets the same
+    shard = CachedShard.of_columns(shares[0])
+    assert shard.in_memory and shard.settled
+    assert sorted(rows_of(epoch(shard, 0, drop_last=False))) == sorted(shares[0]["row"].tolist())
+    assert rows_of(epoch(shard, 1)) != rows_of(epoch(shard, 2))
+    assert isinstance(train_rows(load_config(overrides=["ray.in_process_rows=49"]), x=x), ray.data.Dataset)

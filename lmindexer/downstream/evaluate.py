@@ -24,7 +24,7 @@ from ..ids.table import read_id_table
 from ..models.generator import GENERATOR_FILE, load_generator, load_id_vocab
 from ..models.pretrained import resolve
 from ..paths import RunLayout
-from ..raydata import actor_pool, by_row, inference_device, rows_dataset, spread
+from ..raydata import inference_device, map_rows
 from ..train.loop import trim_padding
 from .examples import build_examples, doc_texts
 from .reference import reference_rankings
@@ -51,8 +51,8 @@ def by_length(sources: np.ndarray) -> np.ndarray:
 
 
 def text_embedder(cfg: Config, encoder: str):
-    """texts -> [n, d] float32: mean-pooled embeddings by the pretrained `encoder` in a Ray Data actor pool, in the
-    order given (None where there is no encoder: the generator reads tokens)."""
+    """texts -> [n, d] float32: mean-pooled embeddings by the pretrained `encoder` in a Ray Data actor pool (here for
+    few texts: raydata.map_rows), in the order given (None where there is no encoder: the generator reads tokens)."""
     if not encoder:
         return None
     path, g = resolve(encoder, cfg.storage), cfg.generator
@@ -65,11 +65,8 @@ def text_embedder(cfg: Config, encoder: str):
 
     def embed(texts: list) -> np.ndarray:
         start = time.time()
-        ds = ray.data.from_items([{"doc_id": i, "text": t} for i, t in enumerate(texts)])
-        out = spread(ds, cfg).map_batches(EmbedActor, fn_constructor_kwargs=kwargs, **actor_pool(cfg))
-        parts = list(out.iter_batches(batch_size=None, batch_format="numpy"))
-        order = np.argsort(np.concatenate([p["doc_id"] for p in parts]))
-        emb = np.concatenate([p["emb"] for p in parts])[order].astype(np.float32)
+        numbered = {"doc_id": np.arange(len(texts)), "text": np.array(texts, dtype=object)}
+        emb = map_rows(cfg, EmbedActor, kwargs, order_by="doc_id", **numbered)["emb"].astype(np.float32)
         if len(emb) != len(texts):
             raise RuntimeError(f"{len(texts)} texts to embed, {len(emb)} embeddings back")
         log.info("generator: %d texts embedded by %s in %.1fs", len(texts), encoder, time.time() - start)
@@ -142,11 +139,8 @@ def evaluate(cfg: Config) -> dict:
     beams = min(beams, len(targets))
     actor = {"path": path, "trie": ray.put(trie), "beams": beams, "bf16": cfg.train.precision != "fp32"}
     order = by_length(data["sources"])  # batches of similar length: each is decoded at its own length
-    out = spread(rows_dataset(input_ids=data["sources"][order]), cfg).map_batches(
-        GeneratorActor, fn_constructor_kwargs=actor, **actor_pool(cfg)
-    )
     ranked = [None] * len(order)
-    for i, r in zip(order, by_row(out)["ranked"]):
+    for i, r in zip(order, map_rows(cfg, GeneratorActor, actor, input_ids=data["sources"][order])["ranked"]):
         ranked[i] = r.split(" ")
     relevant = [{sid_of[d]: grade for d, grade in rel.items()} for rel in data["relevant"]]
     metrics, intervals = summarise(ranked, relevant, g.ks)

@@ -147,7 +147,7 @@ def sasrec_reference(
     as the SASRec paper trains. The model goes to <output_dir>/sasrec; its Ray Train run starts afresh each time."""
     import time
 
-    from ..raydata import rows_dataset
+    from ..raydata import train_rows
     from ..train.loop import fit
 
     start = time.time()
@@ -163,7 +163,7 @@ def sasrec_reference(
     out = RunLayout(cfg).sasrec
     batch = max(1, SASREC_BATCH // cfg.train.num_workers)  # the global batch, whatever the worker count
     task = SASRecTask(model_cfg, out, epochs, SASREC_LR, batch, seed=seed)
-    fit(cfg, task, rows_dataset(input_ids=inputs, labels=labels), fresh=True)
+    fit(cfg, task, train_rows(cfg, input_ids=inputs, labels=labels), fresh=True)
     model = SASRec.from_pretrained(out)
     item_of = {n: i for i, n in number.items()}
     ranked = [[item_of[n] for n in row] for row in rank(model, [[number[i] for i in h] for h in histories], k)]

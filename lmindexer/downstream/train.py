@@ -23,7 +23,7 @@ from ..ids.table import read_id_table
 from ..models.generator import GENERATOR_FILE, build_generator, generator_model, indexer_codebooks, load_id_vocab
 from ..models.pretrained import resolve
 from ..paths import RunLayout
-from ..raydata import rows_dataset, shared
+from ..raydata import shared, train_rows
 from ..train.engine import lr_multiplier
 from ..train.loop import all_reduce_sum, fit, length_grouped_batches, shuffled_batches
 from ..train.task import HISTORY_FILE, TaskDefaults
@@ -230,7 +230,7 @@ def train_generator(cfg: Config) -> dict:
             embed is not None,
             g.one_pass,
         )
-        fit(cfg, task, rows_dataset(input_ids=data["sources"], labels=labels).random_shuffle())
+        fit(cfg, task, train_rows(cfg, shuffle=True, input_ids=data["sources"], labels=labels))
     summary["train_seconds"] = round(time.time() - start, 1)
     done = finished_evaluation(cfg) if "train" not in summary else None
     if done is not None:

@@ -25,7 +25,7 @@ from ..init_model import init_model
 from ..models.pretrained import resolve
 from ..paths import RunLayout
 from ..quantizers import HierarchicalKMeans, ResidualKMeans, load_method, random_codes, save_method
-from ..raydata import in_process, map_files, read_numpy
+from ..raydata import in_process, map_files, read_numpy, train_rows
 from ..train.loop import fit
 from .assign import codes_table, encode_rounds, make_unique
 from .infer import EmbedActor
@@ -118,7 +118,11 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
             # one Ray Train run per output folder: a re-run resumes it, another table never does
             name=f"baseline-rqvae-{hashlib.sha1(uri.encode()).hexdigest()[:10]}",
         )
-        fit(cfg, task, ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).select_columns(["emb"]))
+        if in_process(cfg, rows):
+            data = train_rows(cfg, emb=read_numpy(fs, storage.join(out, "_emb"), ["emb"])["emb"])
+        else:
+            data = ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).select_columns(["emb"])
+        fit(cfg, task, data)
     else:
         kind = HierarchicalKMeans if b.method == "hkmeans" else ResidualKMeans
         method = kind.fit(sample, ic.codebook_size, ic.num_positions, ic.kmeans_iters, cfg.seed)

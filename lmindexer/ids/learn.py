@@ -40,9 +40,8 @@ from ..models.quantizer import fit_offsets
 from ..models.tokenizer import encode_texts
 from ..paths import RunLayout
 from ..quantizers.kmeans import kmeans
-from ..raydata import as_numpy, in_process, rows_dataset, shared, spread
-from ..train.loop import launch, prepare_worker, run_task, say
-from ..train.shard import CachedShard
+from ..raydata import as_numpy, in_process, shared, spread, train_rows
+from ..train.loop import launch, prepare_worker, run_task, say, worker_shard
 from .infer import indexer_outputs, load_for_inference
 from .negatives import prefix_groups
 from .task import IdLearningTask
@@ -218,7 +217,7 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             rerun=bool(only),
         )
         config = {"train": cfg.train, "seed": cfg.seed, "schedule": steps}
-        dataset = rows_dataset(input_ids=tokens)
+        dataset = train_rows(cfg, input_ids=tokens)
         launch(cfg, "learn-ids", schedule_worker, config, dataset, fresh=bool(only), what=f"steps {', '.join(todo)}")
         progress = Progress(work, n, ic.num_positions)
     return _finish(cfg, progress, data, time.time() - start, bool(todo))
@@ -229,7 +228,7 @@ def schedule_worker(config: dict) -> None:
     s, train, seed, tuned = config["schedule"], config["train"], config["seed"], config["tuned"]
     prepare_worker(train)
     rank = ray.train.get_context().get_world_rank()
-    shard = CachedShard(ray.train.get_dataset_shard("train"), train.cache_mb)
+    shard = worker_shard(config)
     checkpoint = ray.train.get_checkpoint()  # of the training phase a stopped run was in, if any
     tokens = shared(s.tokens)
     progress = Progress(s.work, len(tokens), s.indexer.num_positions)

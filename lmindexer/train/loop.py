@@ -38,6 +38,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from .. import storage
 from ..config import Config
 from ..paths import RunLayout
+from ..raydata import MemoryRows
 from ..runtime import quiet
 from .engine import Engine
 from .shard import CachedShard
@@ -113,8 +114,17 @@ def prepare_worker(train) -> None:
 def train_worker(config: dict) -> None:
     """Runs on every Ray Train worker, given only what it needs: the train section, the seed and its task."""
     prepare_worker(config["train"])
-    shard = CachedShard(ray.train.get_dataset_shard("train"), config["train"].cache_mb)
+    shard = worker_shard(config)
     run_task(config["task"], config["train"], config["seed"], config["tuned"], shard, ray.train.get_checkpoint())
+
+
+def worker_shard(config: dict) -> CachedShard:
+    """This worker's share of the run's training rows: its Ray Data shard, or its part of the MemoryRows that
+    `launch` passed in the config."""
+    if config.get("rows") is None:
+        return CachedShard(ray.train.get_dataset_shard("train"), config["train"].cache_mb)
+    ctx = ray.train.get_context()
+    return CachedShard.of_columns(config["rows"].share(ctx.get_world_rank(), ctx.get_world_size()))
 
 
 def run_task(task, train, seed: int, tuned: bool, shard, checkpoint=None, final_checkpoint: bool = True) -> list:
@@ -260,7 +270,7 @@ def _tune_callbacks() -> list:
         return []
 
 
-def fit(cfg: Config, task: TrainingTask, dataset: "ray.data.Dataset", fresh: bool = False) -> "ray.train.Result":
+def fit(cfg: Config, task: TrainingTask, dataset, fresh: bool = False) -> "ray.train.Result":
     """One TorchTrainer run for `task`; a run of the same name under the same storage resumes where it stopped,
     unless `fresh` discards that run first."""
     config = {"train": cfg.train, "seed": cfg.seed, "task": task}
@@ -268,19 +278,21 @@ def fit(cfg: Config, task: TrainingTask, dataset: "ray.data.Dataset", fresh: boo
 
 
 def launch(
-    cfg: Config, name: str, worker, config: dict, dataset: "ray.data.Dataset", fresh: bool = False, what: str = ""
+    cfg: Config, name: str, worker, config: dict, dataset, fresh: bool = False, what: str = ""
 ) -> "ray.train.Result":
     """One TorchTrainer run named `name` of `worker(config)` (config gains "tuned": whether it runs inside a Ray
-    Tune trial) on `dataset`; a run of the same name under the same storage resumes where it stopped, unless `fresh`
-    discards that run first."""
+    Tune trial, and "rows": `dataset` where it is a raydata.MemoryRows, else None) on `dataset` (a Ray Dataset or
+    MemoryRows; `worker_shard` gives each worker its share); a run of the same name under the same storage resumes
+    where it stopped, unless `fresh` discards that run first."""
     uri = RunLayout(cfg).ray
     fs, root = storage.filesystem(uri, cfg.storage)
     if fresh and storage.exists(fs, storage.join(root, name)):
         fs.delete_dir(storage.join(root, name))
     callbacks = _tune_callbacks()
+    in_memory = isinstance(dataset, MemoryRows)
     trainer = _Trainer(
         worker,
-        train_loop_config={**config, "tuned": bool(callbacks)},
+        train_loop_config={**config, "tuned": bool(callbacks), "rows": dataset if in_memory else None},
         scaling_config=ScalingConfig(
             num_workers=cfg.train.num_workers,
             use_gpu=cfg.train.use_gpu,
@@ -296,7 +308,7 @@ def launch(
             callbacks=callbacks,
             logging_config=LoggingConfig(log_level="WARNING" if quiet() else "INFO"),
         ),
-        datasets={"train": dataset},
+        datasets=None if in_memory else {"train": dataset},
     )
     log.info(
         "%s: %d worker(s), engine=%s%s%s",

@@ -27,6 +27,14 @@ class CachedShard:
         self.fits = limit_mb > 0  # the pass so far fitted (or may still)
         self.settled = limit_mb <= 0  # no more recording: from memory if `columns`, else streamed
 
+    @classmethod
+    def of_columns(cls, columns: dict) -> "CachedShard":
+        """A worker's share handed over whole as numpy columns (raydata.MemoryRows): served from memory from the
+        first epoch, reshuffled every epoch like a settled shard."""
+        shard = cls(None, 0)
+        shard.columns, shard.settled = columns, True
+        return shard
+
     @property
     def in_memory(self) -> bool:
         """Whether this worker holds its whole share (its vote in `settle`, then where batches come from)."""
