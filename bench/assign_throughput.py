@@ -1,11 +1,13 @@
 """assign-ids throughput against a plain single-process PyTorch loop, and peak memory at 1x and 10x corpus size.
 
 The same indexer (a `tiny` T5, T=3, K=64), tokenizer, batch size and documents (the embedded demo generator) go
-through (a) a plain loop: tokenise -> generate_codes -> candidates, one thread, and (b) `lmindexer assign-ids` with 1
-and 2 actors, each run in its own process so its memory can be sampled (driver, and driver + Ray processes). The
-code step's time comes from assign-ids' own log; end-to-end adds uniqueness (group by) and verification.
+through (a) a plain loop: tokenise -> generate_codes -> candidates, one thread, and (b) `lmindexer assign-ids` in its
+own process (actors 0: in that process, as the default ray.in_process_rows does for small corpora) and on a Ray Data
+actor pool of 1 and 2 actors (ray.in_process_rows=0), each run in its own process so its memory can be sampled
+(driver, and driver + Ray processes). The code step's time comes from assign-ids' own log; end-to-end adds
+uniqueness (group by) and verification.
 
-    .venv/bin/python bench/assign_throughput.py                # 10,000 and 100,000 documents, 1 and 2 actors
+    .venv/bin/python bench/assign_throughput.py                # 10,000 and 100,000 documents; 0, 1 and 2 actors
     .venv/bin/python bench/assign_throughput.py --docs 2000    # a quick run
     .venv/bin/python bench/assign_throughput.py --scales 10,100 --actors 2 --json bench_assign_million.json
                                                                # 100,000 and 1,000,000 documents (2 actors)
@@ -129,8 +131,9 @@ def assign(work: Path, base: Path, path: Path, actors: int, docs: int) -> dict:
         f"output_dir={base}",
         f"assign.indexer={path}",
         f"assign.output={out}",
-        f"train.inference_actors={actors}",
-        f"train.inference_min_actors={actors}",
+        f"train.inference_actors={max(1, actors)}",
+        f"train.inference_min_actors={max(1, actors)}",
+        f"ray.in_process_rows={docs if actors == 0 else 0}",
         f"train.inference_batch_size={BATCH}",
         f"assign.candidates={CANDIDATES}",
         "assign.files_per_round=1000",
@@ -156,7 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=10000, help="documents at scale 1")
     parser.add_argument("--scales", default="1,10", help="corpus sizes as multiples of --docs")
-    parser.add_argument("--actors", default="1,2", help="actor counts to run at every size")
+    parser.add_argument("--actors", default="0,1,2", help="actor counts to run at every size (0: in process)")
     parser.add_argument("--work", default="runs/bench-assign")
     parser.add_argument("--json", default="bench_assign_throughput.json", help="the figures' file under --work")
     args = parser.parse_args()
@@ -185,7 +188,8 @@ def main() -> None:
         )
     for r in runs:
         print(
-            f"| assign-ids, {r['actors']} actor(s) | {r['docs']} | {r['codes_s']} | {r['docs_per_s']} | "
+            f"| assign-ids, {r['actors'] or 'in process, 0'} actor(s) | {r['docs']} | {r['codes_s']} | "
+            f"{r['docs_per_s']} | "
             f"{r['docs_per_s'] / plain['docs_per_s']:.2f}x | {r['end_to_end_s']} | {r['driver_mib']} | "
             f"{r['largest_worker_mib']} | {r['all_processes_mib']} ({r['processes']}) |"
         )

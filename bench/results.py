@@ -308,14 +308,15 @@ def assign_section(data) -> str:
     ]
     for r in data["assign"]:
         lines.append(
-            f"| {r['docs']:,} | {r['actors']} | {r['docs_per_s']} | {r['docs_per_s'] / plain:.2f}x | "
+            f"| {r['docs']:,} | {r['actors'] or 'none (in process)'} | {r['docs_per_s']} | "
+            f"{r['docs_per_s'] / plain:.2f}x | "
             f"{r['end_to_end_s']} | {r['driver_mib']} | {r.get('largest_worker_mib', '')} |"
         )
     by_actors: dict = {}
     for r in data["assign"]:
         by_actors.setdefault(r["actors"], []).append(r)
     growth = [
-        f"- {b['docs'] // a['docs']}x the documents ({b['docs']:,}), {a['actors']} actor(s): code step "
+        f"- {b['docs'] // a['docs']}x the documents ({b['docs']:,}), {a['actors'] or 'no'} actor(s): code step "
         f"{b['codes_s'] / a['codes_s']:.2f}x the time, peak driver memory {b['driver_mib'] / a['driver_mib']:.2f}x, "
         f"largest worker {b['largest_worker_mib'] / a['largest_worker_mib']:.2f}x"
         for rows in by_actors.values()
