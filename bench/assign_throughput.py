@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -124,6 +125,7 @@ def plain_loop(path: Path, base: Path, threads: int) -> dict:
 
 def assign(work: Path, base: Path, path: Path, actors: int, docs: int) -> dict:
     out = work / f"ids-{docs}-{actors}"
+    shutil.rmtree(out, ignore_errors=True)  # a finished table of an earlier run would be resumed, not redone
     log, memory = lmindexer(
         "assign-ids",
         "--config",
