@@ -315,6 +315,16 @@ def assign_section(data) -> str:
     by_actors: dict = {}
     for r in data["assign"]:
         by_actors.setdefault(r["actors"], []).append(r)
+    smallest = {r["actors"]: r for r in data["assign"] if r["docs"] == data["assign"][0]["docs"]}
+    if 0 in smallest and 1 in smallest:
+        here, pool = smallest[0], smallest[1]
+        lines += [
+            "",
+            f"At {here['docs']:,} documents: {here['end_to_end_s']} s end to end in process against "
+            f"{pool['end_to_end_s']} s on a 1-actor pool ({here['docs_per_s'] / plain:.2f}x against "
+            f"{pool['docs_per_s'] / plain:.2f}x the plain loop); codes identical to the plain loop's for "
+            f"{data['agreement']:.1%} of documents.",
+        ]
     growth = [
         f"- {b['docs'] // a['docs']}x the documents ({b['docs']:,}), {a['actors'] or 'no'} actor(s): code step "
         f"{b['codes_s'] / a['codes_s']:.2f}x the time, peak driver memory {b['driver_mib'] / a['driver_mib']:.2f}x, "
@@ -608,14 +618,12 @@ an epoch). It lands above the published SASRec on Beauty as TIGER's paper quotes
 `bench/assign_throughput.py`, run again on 2026-12-03 after small inputs stopped going through Ray Data: a corpus of
 at most `ray.in_process_rows` documents (default 20,000) now has its codes and its uniqueness pass computed in the
 command's own process ("none (in process)" below; the bench forces that path at 100,000 too, and forces Ray Data with
-`ray.in_process_rows=0` for the actor rows). At 10,000 documents the default path runs at 1.31x the plain 1-thread loop
-(it uses both cores; the plain loop on 2 threads reached 1.46x) and takes 8.3 s end to end against 44.5 s on a Ray
-Data pool of 1 actor. The actor pools themselves are no faster than before: 0.43x and 0.56x at 10,000 documents
-(0.44x and 0.57x at the last measurement), fixed cost (starting the pool and its reads, then the uniqueness step's
-shuffles). At 100,000 documents the pools reach 0.74x and 1.03x (1.05x and 1.26x at the last measurement: this
-run is worse, on the same code path, so read it as these machines' spread), and the in-process path 1.25x with its
-driver at 939 MiB (1.42x its 10,000-document peak: the whole code table is grouped in memory), where the actor runs
-keep the driver flat (1.02x-1.03x). Codes are identical to the plain loop's for every document.
+`ray.in_process_rows=0` for the actor rows). The in-process path uses both cores, so it can pass the 1-thread plain
+loop. The actor pools themselves are no faster than before (0.44x and 0.57x at 10,000 documents at the last
+measurement): at that size they are fixed cost (starting the pool and its reads, then the uniqueness step's
+shuffles). At 100,000 documents this run's pools are slower than the last measurement's (1.05x and 1.26x) on the
+same code path: read that as these machines' spread. The in-process path keeps the whole code table in the driver
+(its peak grows with the corpus), where the actor runs keep the driver flat.
 
 {section("assign", assign_section)}
 ## Training throughput

@@ -22,11 +22,16 @@ def shared(ref):
     return ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
 
 
+def _put(arrays: dict) -> tuple[dict, int]:
+    """(refs of the arrays, put in the object store unless they are refs already; their row count)."""
+    refs = {k: v if isinstance(v, ray.ObjectRef) else ray.put(v) for k, v in arrays.items()}
+    return refs, len(shared(next(iter(refs.values()))))
+
+
 def rows_dataset(**arrays) -> "ray.data.Dataset":
     """A dataset of row numbers with the rows of each array attached: the arrays (or refs of arrays already in the
     object store) go there once and every read task takes its rows from there."""
-    refs = {k: v if isinstance(v, ray.ObjectRef) else ray.put(v) for k, v in arrays.items()}
-    n = len(shared(next(iter(refs.values()))))
+    refs, n = _put(arrays)
     return (
         ray.data.from_numpy(np.arange(n))
         .rename_columns({"data": "row"})
@@ -53,8 +58,7 @@ class MemoryRows:
 def train_rows(cfg: Config, shuffle: bool = False, **arrays):
     """What a Ray Train run trains on (lmindexer.train.loop.launch): a dataset of row numbers with the `arrays`
     attached (`rows_dataset`; `shuffle`: fully shuffled), or for at most ray.in_process_rows rows a `MemoryRows`."""
-    refs = {k: v if isinstance(v, ray.ObjectRef) else ray.put(v) for k, v in arrays.items()}
-    n = len(shared(next(iter(refs.values()))))
+    refs, n = _put(arrays)
     if in_process(cfg, n):
         return MemoryRows(refs, n, cfg.seed)
     ds = rows_dataset(**refs)

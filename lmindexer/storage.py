@@ -64,6 +64,11 @@ def list_files(fs: pafs.FileSystem, path: str) -> list[str]:
     return sorted(files)
 
 
+def parquet_files(fs: pafs.FileSystem, path: str | list) -> list[str]:
+    """The parquet files under `path` (list_files), or of the files listed."""
+    return [f for f in (path if isinstance(path, list) else list_files(fs, path)) if f.endswith(".parquet")]
+
+
 def read_batches(fs: pafs.FileSystem, path: str | list, columns: list | None = None, batch_size: int = 8192):
     """The `columns` of every parquet file under `path` (or of the files listed), batch by batch (pyarrow record
     batches), read in the calling process, file after file in path order: one file's batch in memory at a time. For
@@ -71,10 +76,9 @@ def read_batches(fs: pafs.FileSystem, path: str | list, columns: list | None = N
     on a small machine)."""
     import pyarrow.parquet as pq
 
-    for name in path if isinstance(path, list) else list_files(fs, path):
-        if name.endswith(".parquet"):
-            with fs.open_input_file(name) as f:
-                yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+    for name in parquet_files(fs, path):
+        with fs.open_input_file(name) as f:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
 
 
 def count_rows(fs: pafs.FileSystem, path: str | list) -> int:
@@ -82,10 +86,9 @@ def count_rows(fs: pafs.FileSystem, path: str | list) -> int:
     import pyarrow.parquet as pq
 
     total = 0
-    for name in path if isinstance(path, list) else list_files(fs, path):
-        if name.endswith(".parquet"):
-            with fs.open_input_file(name) as f:
-                total += pq.ParquetFile(f).metadata.num_rows
+    for name in parquet_files(fs, path):
+        with fs.open_input_file(name) as f:
+            total += pq.ParquetFile(f).metadata.num_rows
     return total
 
 
