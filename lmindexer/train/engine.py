@@ -39,6 +39,15 @@ def forward_precision(engine: str, bf16: bool, device) -> contextlib.AbstractCon
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
+def skip_shm_comm_op(deepspeed) -> None:
+    """On CPU, DeepSpeed's communication backend compiles a shared-memory op at its first start (g++, ~60 s of both
+    cores, redone whenever the venv's path changes, as on every fresh clone). Only its tensor-parallel inference
+    all-reduce uses that op, never training: marked incompatible, the backend goes without it (plain gloo)."""
+    ops = getattr(deepspeed.ops, "__compatible_ops__", None)
+    if isinstance(ops, dict):
+        ops["deepspeed_shm_comm"] = False
+
+
 def deepspeed_config(cfg: TrainConfig, batch_size: int) -> dict:
     return {
         "train_micro_batch_size_per_gpu": batch_size,
@@ -78,6 +87,8 @@ class Engine:
         if self.kind == "deepspeed":
             import deepspeed
 
+            if self.device.type == "cpu":
+                skip_shm_comm_op(deepspeed)
             opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda else None
             with silenced_print() if quiet() else contextlib.nullcontext():

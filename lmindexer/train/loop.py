@@ -290,9 +290,12 @@ def launch(
         fs.delete_dir(storage.join(root, name))
     callbacks = _tune_callbacks()
     in_memory = isinstance(dataset, MemoryRows)
+    # by reference: Ray Train's controller keeps the loop config, and unpickling it there would import the worker's
+    # modules (torch, transformers, the task's own), ~6 s of one core per run; only the workers open it
+    payload = ray.put((worker, {**config, "tuned": bool(callbacks), "rows": dataset if in_memory else None}))
     trainer = _Trainer(
-        worker,
-        train_loop_config={**config, "tuned": bool(callbacks), "rows": dataset if in_memory else None},
+        _open_payload,
+        train_loop_config={"payload": payload},
         scaling_config=ScalingConfig(
             num_workers=cfg.train.num_workers,
             use_gpu=cfg.train.use_gpu,
@@ -324,6 +327,12 @@ def launch(
     finally:  # Ray Train's handler would otherwise outlive the run and swallow a later Ctrl-C
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, previous)
+
+
+def _open_payload(config: dict) -> None:
+    """Every Ray Train worker's entry point: the worker function and its config that `launch` put in the store."""
+    worker, config = ray.get(config["payload"])
+    worker(config)
 
 
 class _Trainer(TorchTrainer):
