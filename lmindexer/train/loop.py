@@ -311,7 +311,7 @@ def launch(
             callbacks=callbacks,
             logging_config=LoggingConfig(log_level="WARNING" if quiet() else "INFO"),
         ),
-        datasets=None if in_memory else {"train": dataset},
+        datasets={"train": dataset} if dataset is not None and not in_memory else None,
     )
     log.info(
         "%s: %d worker(s), engine=%s%s%s",
@@ -339,6 +339,23 @@ class _Trainer(TorchTrainer):
     """TorchTrainer whose Ctrl-C stops the run and raises KeyboardInterrupt in the driver at once (Ray's own
     handler aborts gracefully and returns, so the command went on to its next step). Checkpoints already reported
     are kept: running the command again resumes."""
+
+    def _create_default_callbacks(self) -> list:
+        """Ray Train's callbacks less two helper actors a run here does not need (each a process of its own,
+        ~3 s of a core to start): the dataset manager when the rows came in memory (no datasets), and the
+        placement-group cleaner outside Ray Tune. The cleaner frees the workers' reserved CPUs if the controller
+        dies without stopping them; a group's reservation otherwise ends with the driver's job, which is soon
+        after in a command (the failed fit ends it), but not in a Tune search, whose scheduler kills trials."""
+        callbacks = super()._create_default_callbacks()
+        try:
+            from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+            from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+        except ImportError:  # another Ray layout: keep them all
+            return callbacks
+        drop = () if self.datasets else (DatasetsCallback,)
+        if not self.run_config.callbacks:  # no TuneReportCallback: not a Tune trial
+            drop += (PlacementGroupCleanerCallback,)
+        return [c for c in callbacks if not isinstance(c, drop)]
 
     def _register_sigint_handler(self, controller) -> None:
         def stop(signum, frame):
