@@ -89,7 +89,8 @@ def ensure_ray(cfg: Config) -> None:
 
     On small machines Train workers and Ray Data tasks must run side by side, or Ray Data never gets scheduled.
     A local Ray serves its dashboard (127.0.0.1:8265, or the next free port): Ray Train's placement-group cleaner
-    asks the State API, which lives there, and without it logs a warning every second of every run.
+    (started in Ray Tune trials, see train.loop._Trainer) asks the State API, which lives there, and without it logs
+    a warning every second of every trial.
     """
     data_context(cfg)
     if ray.is_initialized():
