@@ -421,10 +421,10 @@ class RayConfig:
     )
     in_process_rows: int = opt(
         20000,
-        "a batch step (tokenising, embedding, code assignment, the uniqueness pass, evaluation decoding) over at "
-        "most this many rows runs in the calling process, and a training set of at most this many rows reaches the "
-        "Ray Train workers through the object store, not through a Ray Data pipeline (whose start-up costs 5-25 s "
-        "on 2 CPU cores); 0: always Ray Data",
+        "a batch step (parsing the input, tokenising, embedding, code assignment, the uniqueness pass, evaluation "
+        "decoding) over at most this many rows runs in the calling process, and a training set of at most this many "
+        "rows reaches the Ray Train workers through the object store, not through a Ray Data pipeline (whose "
+        "start-up costs 5-25 s on 2 CPU cores); 0: always Ray Data",
     )
     parquet_v2: bool = opt(
         False,

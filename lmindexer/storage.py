@@ -92,15 +92,17 @@ def count_rows(fs: pafs.FileSystem, path: str | list) -> int:
     return total
 
 
-def write_table(fs: pafs.FileSystem, folder: str, table) -> None:
-    """`table` as the only file of `folder`, which is emptied first (what Ray Data's write_parquet(mode='overwrite')
-    leaves, in one file)."""
+def write_table(fs: pafs.FileSystem, folder: str, table, rows_per_file: int = 0) -> None:
+    """`table` as the files of `folder`, which is emptied first (what Ray Data's write_parquet(mode='overwrite')
+    leaves): one file, or files of at most `rows_per_file` rows (an empty table still writes one file)."""
     import pyarrow.parquet as pq
 
     if exists(fs, folder):
         fs.delete_dir(folder)
     fs.create_dir(folder, recursive=True)
-    pq.write_table(table, join(folder, "part-00000.parquet"), filesystem=fs)
+    step = rows_per_file or max(1, len(table))
+    for i, at in enumerate(range(0, max(1, len(table)), step)):
+        pq.write_table(table.slice(at, step), join(folder, f"part-{i:05d}.parquet"), filesystem=fs)
 
 
 def exists(fs: pafs.FileSystem, path: str) -> bool:

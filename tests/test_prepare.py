@@ -17,7 +17,12 @@ def docs(cfg):
     return load_docs(cfg).to_pandas().sort_values("doc_id").reset_index(drop=True)
 
 
-def test_bad_input_summary_and_skipped_rows(ray_session, tmp_path):
+# each input parsed and summed up in this process (small inputs) and as Ray Data pipelines (ray.in_process_rows=0)
+BOTH_WAYS = pytest.mark.parametrize("where", [[], ["ray.in_process_rows=0"]], ids=["in-process", "ray-data"])
+
+
+@BOTH_WAYS
+def test_bad_input_summary_and_skipped_rows(ray_session, tmp_path, where):
     rows = [json.dumps({"doc_id": f"d{i}", "title": f"title {i}", "text": "body"}).encode() for i in range(20)]
     rows += [
         json.dumps({"doc_id": "d3", "title": "again"}).encode(),  # duplicate_id
@@ -38,6 +43,7 @@ def test_bad_input_summary_and_skipped_rows(ray_session, tmp_path):
             "data.max_text_chars=100",
             "data.on_long=skip",
             "data.rows_per_shard=8",
+            *where,
         ]
     )
     summary = prepare(cfg)
@@ -60,9 +66,12 @@ def test_bad_input_summary_and_skipped_rows(ray_session, tmp_path):
     assert json.loads((tmp_path / "out" / "corpus" / "summary.json").read_text())["written"] == 20
 
 
-def test_on_bad_error_stops_with_the_cause(ray_session, tmp_path):
+@BOTH_WAYS
+def test_on_bad_error_stops_with_the_cause(ray_session, tmp_path, where):
     (tmp_path / "a.jsonl").write_text('{"doc_id": "1", "text": "ok"}\n{"doc_id": "1", "text": "dup"}\n')
-    cfg = load_config(overrides=[f"output_dir={tmp_path}/out", f"data.input={tmp_path}/a.jsonl", "data.on_bad=error"])
+    cfg = load_config(
+        overrides=[f"output_dir={tmp_path}/out", f"data.input={tmp_path}/a.jsonl", "data.on_bad=error", *where]
+    )
     with pytest.raises(BadInputError, match="duplicate doc_id '1'"):
         prepare(cfg)
     (tmp_path / "b.jsonl").write_text('{"doc_id": "1", "text": "ok"}\n{"doc_id": "2", "text": " "}\n')

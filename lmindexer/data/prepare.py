@@ -1,4 +1,5 @@
-"""`lmindexer prepare`: any corpus -> sharded parquet (doc_id, text, label, labels, extra), with Ray Data.
+"""`lmindexer prepare`: any corpus -> sharded parquet (doc_id, text, label, labels, extra), with Ray Data (in this
+process for inputs of at most ray.in_process_rows rows).
 
 Every input row ends up either in <out>/docs or, with its reason, in <out>/skipped; the summary adds them up and
 the command fails if the sums disagree.
@@ -10,6 +11,7 @@ import logging
 import time
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 from ray.data.aggregate import Count, Min
 from ray.data.expressions import col
@@ -17,12 +19,14 @@ from ray.data.expressions import col
 from .. import storage
 from ..config import Config, ConfigError
 from ..paths import RunLayout
+from ..raydata import in_process
 from ..runtime import shuffle_partitions
 from .readers import OUTPUT_COLUMNS, BadInputError, parse_file
 
 log = logging.getLogger("lmindexer.prepare")
 SUMMARY = "summary.json"  # in the corpus folder, written last
 SHOW_SKIPPED = 10
+SKIPPED_COLUMNS = ["_src", "_skip", "doc_id", "text"]
 
 
 def resolve_input(cfg: Config):
@@ -87,43 +91,23 @@ def prepare(cfg: Config) -> dict:
     index = {}
     for i, f in enumerate(files):
         index[f] = index["/" + f.lstrip("/")] = i
-    ds = ray.data.read_binary_files(files, filesystem=fs, include_paths=True)
-    try:
-        rows = ds.map_batches(
-            _parse_batch, fn_kwargs={"data": data, "index": index}, batch_size=1, batch_format="pyarrow"
-        ).materialize()
-    except Exception as e:  # Ray wraps task errors; surface ours with its own message
-        raise _unwrap(e) from None
-
-    kept = rows.filter(expr=col("_skip") == "")
-    dup = kept.groupby("doc_id", num_partitions=shuffle_partitions()).aggregate(Count(), Min("_order"))
-    dup = dup.filter(expr=col("count()") > 1).take_all()
-    first = {r["doc_id"]: r["min(_order)"] for r in dup}
+    parsed = _parse_here(cfg, fs, files, data, index)
+    steps = _Here(parsed) if parsed is not None else _OnRay(_parse_on_ray(fs, files, data, index))
+    first = steps.duplicates()
     if first and data.on_bad == "error":
         d = next(iter(first))
         raise BadInputError(
             f"duplicate doc_id {d!r} ({len(first)} ids repeat); set data.on_bad=skip to keep the first of each"
         )
     if first:
-        rows = rows.map_batches(_mark_duplicates, fn_kwargs={"first": first}, batch_format="pyarrow").materialize()
-
-    total = rows.count()
-    by_reason = rows.groupby("_skip", num_partitions=shuffle_partitions()).count().take_all()
-    reasons = {r["_skip"]: r["count()"] for r in by_reason}
+        steps.mark_duplicates(first)
+    total, reasons, truncated = steps.counts()
     written_expected = reasons.pop("", 0)
-    truncated = int(rows.sum("_truncated") or 0) if total else 0
-    docs = rows.filter(expr=col("_skip") == "").select_columns(OUTPUT_COLUMNS)
-    docs.write_parquet(
-        storage.join(out_path, "docs"), filesystem=out_fs, max_rows_per_file=cfg.data.rows_per_shard, mode="overwrite"
-    )
-    skipped_rows = rows.filter(expr=col("_skip") != "")
-    if reasons:
-        skipped_rows.select_columns(["_src", "_skip", "doc_id", "text"]).write_parquet(
-            storage.join(out_path, "skipped"), filesystem=out_fs, mode="overwrite"
-        )
-        for r in skipped_rows.take(SHOW_SKIPPED):
-            log.warning("skipped %s: %s (doc_id=%r)", r["_src"], r["_skip"], r["doc_id"])
-    written = ray.data.read_parquet(storage.join(out_path, "docs"), filesystem=out_fs).count()
+    docs, skipped = storage.join(out_path, "docs"), storage.join(out_path, "skipped")
+    steps.write(out_fs, docs, skipped if reasons else None, cfg.data.rows_per_shard)
+    for r in steps.skipped_sample(SHOW_SKIPPED) if reasons else []:
+        log.warning("skipped %s: %s (doc_id=%r)", r["_src"], r["_skip"], r["doc_id"])
+    written = storage.count_rows(out_fs, docs)
     summary = {
         "input": data.input,
         "files": len(files),
@@ -146,6 +130,93 @@ def prepare(cfg: Config) -> dict:
         summary["seconds"],
     )
     return summary
+
+
+def _parse_here(cfg: Config, fs, files: list, data, index: dict) -> pa.Table | None:
+    """Every input row parsed in this process, or None as soon as they pass ray.in_process_rows (or with no
+    files): Ray Data parses them then."""
+    tables, rows = [], 0
+    for f in files:
+        with fs.open_input_stream(f) as stream:
+            table = parse_file(f, stream.read(), index[f], data)
+        rows += len(table)
+        if not in_process(cfg, rows):
+            return None
+        tables.append(table)
+    return pa.concat_tables(tables) if tables else None
+
+
+def _parse_on_ray(fs, files: list, data, index: dict) -> "ray.data.Dataset":
+    ds = ray.data.read_binary_files(files, filesystem=fs, include_paths=True)
+    try:
+        return ds.map_batches(
+            _parse_batch, fn_kwargs={"data": data, "index": index}, batch_size=1, batch_format="pyarrow"
+        ).materialize()
+    except Exception as e:  # Ray wraps task errors; surface ours with its own message
+        raise _unwrap(e) from None
+
+
+class _Here:
+    """prepare's steps over the parsed rows as one pyarrow table in this process (small inputs)."""
+
+    def __init__(self, rows: pa.Table):
+        self.rows = rows
+
+    def duplicates(self) -> dict:
+        kept = self.rows.filter(pc.equal(self.rows["_skip"], ""))
+        groups = kept.group_by("doc_id").aggregate([("doc_id", "count"), ("_order", "min")])
+        groups = groups.filter(pc.greater(groups["doc_id_count"], 1))
+        return dict(zip(groups["doc_id"].to_pylist(), groups["_order_min"].to_pylist()))
+
+    def mark_duplicates(self, first: dict) -> None:
+        self.rows = _mark_duplicates(self.rows, first)
+
+    def counts(self) -> tuple[int, dict, int]:
+        reasons = self.rows.group_by("_skip").aggregate([("_skip", "count")])
+        truncated = int(pc.sum(self.rows["_truncated"]).as_py() or 0)
+        return len(self.rows), dict(zip(reasons["_skip"].to_pylist(), reasons["_skip_count"].to_pylist())), truncated
+
+    def write(self, fs, docs: str, skipped: str | None, rows_per_shard: int) -> None:
+        keep = pc.equal(self.rows["_skip"], "")
+        storage.write_table(fs, docs, self.rows.filter(keep).select(OUTPUT_COLUMNS), rows_per_shard)
+        if skipped:
+            storage.write_table(fs, skipped, self.rows.filter(pc.invert(keep)).select(SKIPPED_COLUMNS))
+
+    def skipped_sample(self, n: int) -> list:
+        return self.rows.filter(pc.not_equal(self.rows["_skip"], "")).slice(0, n).to_pylist()
+
+
+class _OnRay:
+    """The same steps as Ray Data pipelines (inputs over ray.in_process_rows rows)."""
+
+    def __init__(self, rows: "ray.data.Dataset"):
+        self.rows = rows
+
+    def duplicates(self) -> dict:
+        kept = self.rows.filter(expr=col("_skip") == "")
+        dup = kept.groupby("doc_id", num_partitions=shuffle_partitions()).aggregate(Count(), Min("_order"))
+        return {r["doc_id"]: r["min(_order)"] for r in dup.filter(expr=col("count()") > 1).take_all()}
+
+    def mark_duplicates(self, first: dict) -> None:
+        self.rows = self.rows.map_batches(
+            _mark_duplicates, fn_kwargs={"first": first}, batch_format="pyarrow"
+        ).materialize()
+
+    def counts(self) -> tuple[int, dict, int]:
+        total = self.rows.count()
+        by_reason = self.rows.groupby("_skip", num_partitions=shuffle_partitions()).count().take_all()
+        truncated = int(self.rows.sum("_truncated") or 0) if total else 0
+        return total, {r["_skip"]: r["count()"] for r in by_reason}, truncated
+
+    def write(self, fs, docs: str, skipped: str | None, rows_per_shard: int) -> None:
+        kept = self.rows.filter(expr=col("_skip") == "").select_columns(OUTPUT_COLUMNS)
+        kept.write_parquet(docs, filesystem=fs, max_rows_per_file=rows_per_shard, mode="overwrite")
+        if skipped:
+            bad = self.rows.filter(expr=col("_skip") != "").select_columns(SKIPPED_COLUMNS)
+            bad.write_parquet(skipped, filesystem=fs, mode="overwrite")
+
+    def skipped_sample(self, n: int) -> list:
+        return self.rows.filter(expr=col("_skip") != "").take(n)
 
 
 def _unwrap(e: Exception) -> Exception:
