@@ -626,6 +626,12 @@ same code path: read that as these machines' spread. The in-process path keeps t
 (its peak grows with the corpus), where the actor runs keep the driver flat.
 
 {section("assign", assign_section)}
+### A million documents
+
+The same bench at 100,000 and 1,000,000 documents on a 2-actor Ray Data pool (the path a corpus over
+`ray.in_process_rows` takes): whether the time grows linearly and the driver's and workers' memory stay flat.
+
+{section("assign-million", assign_section)}
 ## Training throughput
 
 {section("train", train_section)}
