@@ -637,6 +637,10 @@ group-by over the whole table) is not measured yet.
 {section("assign-million", assign_section)}
 ## Training throughput
 
+Rows are fed as the commands feed them (at this size in memory, `raydata.train_rows`). Read the ratios, not the
+examples/s: the plain loop's own rate moved by a fifth (510 and 408 examples/s) between two runs on the same
+afternoon, and the 1-worker DeepSpeed ratio sat on either side of issue 19's 0.85 target in those two runs.
+
 {section("train", train_section)}
 ## The ID trie at a million IDs
 
