@@ -33,13 +33,14 @@ import ray.train
 import torch
 import torch.distributed as dist
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchConfig, TorchTrainer
+from ray.train.torch import TorchTrainer
 
 from .. import storage
 from ..config import Config
 from ..paths import RunLayout
 from ..raydata import MemoryRows
 from ..runtime import quiet
+from .backend import ProcessGroupConfig
 from .engine import Engine
 from .shard import CachedShard
 from .task import TrainingTask
@@ -301,7 +302,7 @@ def launch(
             use_gpu=cfg.train.use_gpu,
             resources_per_worker={"CPU": cfg.train.cpus_per_worker},
         ),
-        torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
+        torch_config=ProcessGroupConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
         run_config=RunConfig(
             name=name,
             storage_path=root,
