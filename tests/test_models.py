@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmindexer.config import ModelConfig
+from lmindexer.config import ModelConfig, load_config
 from lmindexer.models.backbone import PRESETS, load_backbone
 from lmindexer.models.generator import build_generator, load_generator
 from lmindexer.models.quantizer import Codebook, code_logits
@@ -182,7 +182,7 @@ def _regression():
 def test_deepspeed_bf16_saves_and_decodes_the_fp32_master_weights(ray_session, tmp_path):
     """DeepSpeed bf16 keeps bf16 weights in the module and fp32 master weights in its optimizer; what full_weights()
     hands to saving and validation must be the fp32 ones, matching a plain fp32 run (the bf16 copy is off by its
-    rounding, ~2e-3 at 0.5), for ZeRO-2 and ZeRO-3."""
+    rounding, ~2e-3 at 0.5), for ZeRO-0, ZeRO-2 and ZeRO-3."""
     from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -195,7 +195,7 @@ def test_deepspeed_bf16_saves_and_decodes_the_fp32_master_weights(ray_session, t
         from lmindexer.train.engine import Engine
 
         found = {}
-        for stage in (2, 3):
+        for stage in (0, 2, 3):  # 0: what a single worker runs (engine.zero_stage)
             cfg = load_config(overrides=["train.precision=bf16", f"train.zero_stage={stage}", "train.grad_clip=0"])
             torch.manual_seed(0)
             engine = Engine(Regression(), cfg.train, lr=1e-4, batch_size=64)
@@ -204,7 +204,7 @@ def test_deepspeed_bf16_saves_and_decodes_the_fp32_master_weights(ray_session, t
             with engine.full_weights() as model:
                 full = model.w.weight.detach().clone()
             found[stage] = {"full": full, "own_dtype": engine.module.w.weight.dtype}  # bf16 again after the block
-            if stage == 2:  # (ZeRO-3 keeps only a shard in the module)
+            if stage < 3:  # (ZeRO-3 keeps only a shard in the module)
                 found[stage]["own"] = engine.module.w.weight.detach().clone()
         if ray.train.get_context().get_world_rank() == 0:
             torch.save(found, config["out"])
@@ -228,7 +228,16 @@ def test_deepspeed_bf16_saves_and_decodes_the_fp32_master_weights(ray_session, t
     for stage, got in found.items():
         assert got["full"].dtype == torch.float32 and got["own_dtype"] == torch.bfloat16, stage
         assert torch.allclose(got["full"], want, atol=2e-4), (stage, got["full"], want)
-    assert not torch.allclose(found[2]["own"].float(), want, atol=2e-4)  # the check can fail: bf16 is off
+    for stage in (0, 2):  # the check can fail: the module's own bf16 copy is off
+        assert not torch.allclose(found[stage]["own"].float(), want, atol=2e-4), stage
+
+
+def test_a_single_worker_runs_zero_stage_0():
+    from lmindexer.train.engine import deepspeed_config, zero_stage
+
+    cfg = load_config(overrides=["train.zero_stage=3"]).train
+    assert [zero_stage(cfg, n) for n in (1, 2, 8)] == [0, 3, 3]  # one worker: nothing to shard
+    assert deepspeed_config(cfg, 16, zero_stage(cfg, 1))["zero_optimization"] == {"stage": 0}
 
 
 def test_worker_threads_share_the_cores():

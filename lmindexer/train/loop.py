@@ -41,7 +41,7 @@ from ..paths import RunLayout
 from ..raydata import MemoryRows
 from ..runtime import quiet
 from .backend import ProcessGroupConfig
-from .engine import Engine
+from .engine import Engine, zero_stage
 from .shard import CachedShard
 from .task import TrainingTask
 
@@ -319,7 +319,7 @@ def launch(
         name,
         cfg.train.num_workers,
         cfg.train.engine,
-        f" ZeRO-{cfg.train.zero_stage}" if cfg.train.engine == "deepspeed" else "",
+        f" ZeRO-{zero_stage(cfg.train, cfg.train.num_workers)}" if cfg.train.engine == "deepspeed" else "",
         f", {what}" if what else "",
     )
     previous = signal.getsignal(signal.SIGINT)
