@@ -419,11 +419,6 @@ class RayConfig:
         "Ray Data shuffle for groupby: sort_shuffle_pull_based (tasks only; "
         "fastest to start) | hash_shuffle | shuffle_v2 (actor based)",
     )
-    shuffle_rows_per_partition: int = opt(
-        12500,
-        "a groupby over more than a few partitions' worth of rows gets one partition per this many rows (the "
-        "uniqueness pass of assign-ids): each reduce task and map_groups call holds one partition whole",
-    )
     in_process_rows: int = opt(
         20000,
         "a batch step (parsing the input, tokenising, embedding, code assignment, the uniqueness pass, evaluation "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 
 import ray
@@ -129,12 +128,7 @@ def ensure_ray(cfg: Config) -> None:
     ray.init(**local, include_dashboard=False)
 
 
-def shuffle_partitions(cfg: Config | None = None, rows: int = 0) -> int:
-    """Partitions for a Ray Data groupby of `rows` rows: a few per CPU of the cluster (Ray's default of 200 crawls on
-    small machines), and for a large input enough that one partition, which a reduce task and a map_groups call
-    hold whole, stays near ray.shuffle_rows_per_partition rows: a worker's memory then stays flat as the corpus
-    grows (with 8 partitions, the uniqueness pass's largest worker took 2.08x the memory for 10x the documents)."""
-    per_cpu = max(2, int(ray.cluster_resources().get("CPU", 1)) * 2)
-    if cfg is None or rows <= 0:
-        return per_cpu
-    return max(per_cpu, math.ceil(rows / max(1, cfg.ray.shuffle_rows_per_partition)))
+def shuffle_partitions() -> int:
+    """Partitions for Ray Data groupby: a few per CPU of the cluster (Ray's default of 200 crawls on small
+    machines)."""
+    return max(2, int(ray.cluster_resources().get("CPU", 1)) * 2)

@@ -10,7 +10,6 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import ray
 from conftest import ctrl_c_able, this_ray
 
 from lmindexer.config import IndexerConfig, load_config
@@ -19,7 +18,6 @@ from lmindexer.ids.assign import assign_ids
 from lmindexer.ids.unique import rebalance_group, sid, suffix_group
 from lmindexer.init_model import init_model
 from lmindexer.models.indexer import SemanticIndexer
-from lmindexer.runtime import shuffle_partitions
 
 
 def test_suffixes_keep_old_ids_and_follow_doc_id_order():
@@ -103,16 +101,6 @@ def test_every_document_gets_exactly_one_unique_id_and_rebalance_shortens_ids(in
     assert on_ray["ids_out"] == 300 and on_ray["documents_with_suffix"] == moved["documents_with_suffix"]
     by_doc = lambda t: t.set_index("doc_id").sort_index()[["sid"]]  # noqa: E731
     assert by_doc(table(tmp_path / "ray")).equals(by_doc(t))
-
-
-def test_groupby_partitions_follow_the_row_count(indexed):
-    """A few per CPU for small inputs; beyond that one per ray.shuffle_rows_per_partition rows (flat memory per
-    reduce task as the corpus grows)."""
-    per_cpu = shuffle_partitions()
-    cfg = load_config("configs/quickstart.yaml", ["ray.shuffle_rows_per_partition=100"])
-    assert per_cpu == 2 * int(ray.cluster_resources()["CPU"])
-    assert shuffle_partitions(cfg, 300) == per_cpu
-    assert shuffle_partitions(cfg, 100 * per_cpu + 1) == per_cpu + 1 and shuffle_partitions(cfg, 50_000) == 500
 
 
 def test_incremental_indexing_keeps_old_ids(indexed, tmp_path):

@@ -238,20 +238,18 @@ def _unique_on_ray(cfg: Config, fs, out: str, efs, epath) -> int:
     new = ray.data.read_parquet(storage.join(out, "_codes"), filesystem=fs).map_batches(
         _new_suffix, batch_format="pyarrow"
     )
-    kept, coded = 0, storage.count_rows(fs, storage.join(out, "_codes"))
+    kept = 0
     if epath:
         old = ray.data.read_parquet(epath, filesystem=efs).select_columns(["doc_id", "codes", "suffix"])
         kept = old.count()
         old = old.map_batches(_with_old_columns, fn_kwargs={"k": cfg.assign.candidates}, batch_format="pyarrow")
         # a document already in the table keeps its ID, whatever codes it would get now
         new = new.union(old.select_columns(new.schema().names))
-    parts = shuffle_partitions(cfg, coded + kept)  # flat memory per reduce task as the corpus grows
-    if epath:
-        new = new.groupby("doc_id", num_partitions=parts).map_groups(_prefer_old, batch_format="numpy")
+        new = new.groupby("doc_id", num_partitions=shuffle_partitions()).map_groups(_prefer_old, batch_format="numpy")
     rows = new.map_batches(_with_keys, batch_format="pyarrow")
     if cfg.assign.collisions == "rebalance":
-        rows = rows.groupby("prefix", num_partitions=parts).map_groups(_rebalance, batch_format="numpy")
-    table = rows.groupby("key", num_partitions=parts).map_groups(_suffix, batch_format="numpy")
+        rows = rows.groupby("prefix", num_partitions=shuffle_partitions()).map_groups(_rebalance, batch_format="numpy")
+    table = rows.groupby("key", num_partitions=shuffle_partitions()).map_groups(_suffix, batch_format="numpy")
     table.write_parquet(storage.join(out, "table"), filesystem=fs, mode="overwrite")
     return kept
 
@@ -272,9 +270,9 @@ def _unique_here(cfg: Config, fs, out: str, efs, epath) -> int:
     return kept
 
 
-def _repeated(ds, key: str, partitions: int) -> int:
+def _repeated(ds, key: str) -> int:
     """How many values of `key` occur more than once."""
-    counts = ds.groupby(key, num_partitions=partitions).aggregate(Count())
+    counts = ds.groupby(key, num_partitions=shuffle_partitions()).aggregate(Count())
     return counts.filter(expr=col("count()") > 1).count()
 
 
@@ -292,8 +290,7 @@ def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int
         _, counts = np.unique(read_numpy(fs, storage.join(out, "table"), ["doc_id"])["doc_id"], return_counts=True)
         dup_docs = int(np.count_nonzero(counts > 1))
     else:
-        table = ray.data.read_parquet(storage.join(out, "table"), filesystem=fs)
-        dup_docs = _repeated(table, "doc_id", shuffle_partitions(cfg, rows))
+        dup_docs = _repeated(ray.data.read_parquet(storage.join(out, "table"), filesystem=fs), "doc_id")
     summary = {
         **source,
         "documents_in": docs_in,
