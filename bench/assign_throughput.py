@@ -1,9 +1,10 @@
 """assign-ids throughput against a plain single-process PyTorch loop, and peak memory at 1x and 10x corpus size.
 
-The same indexer (a `tiny` T5, T=3, K=64), tokenizer, batch size and documents (the embedded demo generator) go
-through (a) a plain loop: tokenise -> generate_codes -> candidates, one thread, and (b) `lmindexer assign-ids` in its
-own process (actors 0: in that process, as the default ray.in_process_rows does for small corpora) and on a Ray Data
-actor pool of 1 and 2 actors (ray.in_process_rows=0), each run in its own process so its memory can be sampled
+The same indexer (a `tiny` T5, T=3, K=64, codebooks from learn-ids' k-means start on the --docs corpus, no training
+epoch), tokenizer, batch size and documents (the embedded demo generator) go through (a) a plain loop: tokenise ->
+generate_codes -> candidates, one thread, and (b) `lmindexer assign-ids` in its own process (actors 0: in that
+process, as the default ray.in_process_rows does for small corpora) and on a Ray Data actor pool of 1 and 2 actors
+(ray.in_process_rows=0), each run in its own process so its memory can be sampled
 (driver, and driver + Ray processes). The code step's time comes from assign-ids' own log; end-to-end adds
 uniqueness (group by) and verification.
 
@@ -35,7 +36,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lmindexer.config import IndexerConfig  # noqa: E402
 from lmindexer.models.indexer import SemanticIndexer  # noqa: E402
 
 CLI = [sys.executable, "-m", "lmindexer.cli"]
@@ -44,18 +44,24 @@ BATCH, MAX_LENGTH, CANDIDATES = 256, 48, 8
 
 def lmindexer(*args: str, sample_memory: bool = False) -> tuple[str, dict]:
     """Run a CLI command; with sample_memory, the peak RSS (MiB) of its driver, of its largest other process (an
-    actor or task worker), of all its processes together, and the most processes seen at once."""
+    actor or task worker; `largest_worker` names it by its Ray process title), of all its processes together, and
+    the most processes seen at once."""
     proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     peak = {"driver_mib": 0.0, "largest_worker_mib": 0.0, "all_processes_mib": 0.0, "processes": 0}
+    largest = {"largest_worker": ""}
 
     def sample():
         me = psutil.Process(proc.pid)
         while proc.poll() is None:
             try:
                 procs = [me] + me.children(recursive=True)
-                rss = [p.memory_info().rss for p in procs if p.is_running()]
+                procs = [p for p in procs if p.is_running()]
+                rss = [p.memory_info().rss for p in procs]
                 peak["driver_mib"] = max(peak["driver_mib"], rss[0] / 2**20)
-                peak["largest_worker_mib"] = max(peak["largest_worker_mib"], max(rss[1:], default=0) / 2**20)
+                if max(rss[1:], default=0) / 2**20 > peak["largest_worker_mib"]:
+                    top = 1 + int(np.argmax(rss[1:]))
+                    peak["largest_worker_mib"] = rss[top] / 2**20
+                    largest["largest_worker"] = " ".join(procs[top].cmdline())[:60].strip()
                 peak["processes"] = max(peak["processes"], len(rss))
                 peak["all_processes_mib"] = max(peak["all_processes_mib"], sum(rss) / 2**20)
             except psutil.Error:
@@ -68,7 +74,7 @@ def lmindexer(*args: str, sample_memory: bool = False) -> tuple[str, dict]:
     out, _ = proc.communicate()
     if proc.returncode:
         sys.exit(f"lmindexer {args[0]} failed:\n{out[-4000:]}")
-    return out, peak
+    return out, {**peak, **largest}
 
 
 def corpus(work: Path, docs: int) -> Path:
@@ -86,14 +92,27 @@ def corpus(work: Path, docs: int) -> Path:
 
 
 def indexer(work: Path, base: Path) -> Path:
-    path = work / "indexer"
+    """learn-ids with no training epoch on the smallest corpus: codebooks from its k-means start, so that the codes
+    spread over the IDs as a trained indexer's do. Random codebooks gave nearly every document the same few codes
+    (one collision group held 63% of the documents), and the uniqueness pass, which holds a group whole, then grew
+    its memory with the corpus instead of staying flat."""
+    path = work / "indexer-kmeans"
     if not (path / "indexer.json").exists():
         lmindexer("init-model", "--config", "configs/quickstart.yaml", f"output_dir={base}")
-        model = SemanticIndexer.from_backbone(
-            str(base / "backbone"), IndexerConfig(num_positions=3, codebook_size=64), MAX_LENGTH
+        lmindexer(
+            "learn-ids",
+            "--config",
+            "configs/quickstart.yaml",
+            f"output_dir={work / 'learn-ids'}",
+            f"data.output={base / 'corpus'}",
+            f"model.name_or_path={base / 'backbone'}",
+            f"model.max_length={MAX_LENGTH}",
+            "indexer.num_positions=3",
+            "indexer.codebook_size=64",
+            "indexer.continuous_epochs=0",
+            "indexer.joint_epochs=0",
+            f"indexer.output={path}",
         )
-        model.state["positions_done"] = 3
-        model.save_pretrained(str(path))
     return path
 
 
@@ -152,7 +171,7 @@ def assign(work: Path, base: Path, path: Path, actors: int, docs: int) -> dict:
         "codes_s": round(code_s, 1),
         "docs_per_s": round(docs / code_s, 1),
         "end_to_end_s": summary["seconds"],
-        **{k: round(v) for k, v in memory.items()},
+        **{k: round(v) if isinstance(v, float) else v for k, v in memory.items()},
         "out": out,
     }
 
@@ -169,7 +188,7 @@ def main() -> None:
     sizes = [int(x) * args.docs for x in args.scales.split(",")]
     bases = {docs: corpus(work, docs) for docs in sizes}
     one = bases[sizes[0]]
-    path = indexer(work, one)
+    path = indexer(work, corpus(work, args.docs))
     plain = plain_loop(path, one, threads=1)
     plain_all = plain_loop(path, one, threads=os.cpu_count() or 1)
     runs = [assign(work, bases[docs], path, int(actors), docs) for docs in sizes for actors in args.actors.split(",")]

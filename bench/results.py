@@ -310,7 +310,9 @@ def assign_section(data) -> str:
         lines.append(
             f"| {r['docs']:,} | {r['actors'] or 'none (in process)'} | {r['docs_per_s']} | "
             f"{r['docs_per_s'] / plain:.2f}x | "
-            f"{r['end_to_end_s']} | {r['driver_mib']} | {r.get('largest_worker_mib', '')} |"
+            f"{r['end_to_end_s']} | {r['driver_mib']} | {r.get('largest_worker_mib', '')}"
+            + (f" ({r['largest_worker'].removeprefix('ray::')})" if r.get("largest_worker") else "")
+            + " |"
         )
     by_actors: dict = {}
     for r in data["assign"]:
