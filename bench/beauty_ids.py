@@ -41,6 +41,7 @@ from lmindexer.ids.baseline_ids import baseline_ids  # noqa: E402
 from lmindexer.ids.learn import learn_ids  # noqa: E402
 from lmindexer.paths import RunLayout  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
+from lmindexer.train.engine import engine_kind  # noqa: E402
 
 BEAUTY = DATA / "amazon_beauty"
 PEERS = BEAUTY / "original" / "CollisionGenRec" / "data" / "Beauty" / "indexes"
@@ -160,7 +161,7 @@ def main() -> None:
     print(
         f"\nAmazon Beauty, backbone={backbone}, T={cfg.indexer.num_positions}, K={cfg.indexer.codebook_size}, "
         f"epochs continuous/joint = {cfg.indexer.continuous_epochs}/{cfg.indexer.joint_epochs} per position, "
-        f"{cfg.train.num_workers} workers ({cfg.train.engine}); published peers: T=4, K=256\n"
+        f"{cfg.train.num_workers} workers ({engine_kind(cfg.train)}); published peers: T=4, K=256\n"
     )
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "\n")
     print(open(out["report"]).read())

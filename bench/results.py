@@ -640,8 +640,13 @@ group-by over the whole table) is not measured yet.
 ## Training throughput
 
 Rows are fed as the commands feed them (at this size in memory, `raydata.train_rows`). Read the ratios, not the
-examples/s: the plain loop's own rate moved by a fifth (510 and 408 examples/s) between two runs on the same
-afternoon, and the 1-worker DeepSpeed ratio sat on either side of issue 19's 0.85 target in those two runs.
+examples/s: the plain loop's own rate moved by a fifth between runs on one day (510, 408 and 451 examples/s). This
+run (2026-12-03) is the first since a single DeepSpeed worker runs ZeRO stage 0 (nothing to shard): it read 0.81x,
+against 0.86x and 0.84x at stage 2 in the two runs before, so the stage is not what costs on a CPU; DeepSpeed's
+engine is. DDP read 0.99x with one worker and 1.07x with two (0.97x / 0.94x and 0.89x / 1.14x before). Hence
+`train.engine=auto`, the default since: DDP on CPUs, DeepSpeed on GPUs. With one worker DeepSpeed stays below issue
+19's 0.85 target on this machine; DDP, the CPU default, meets it in all three runs. Two workers were faster than one
+with the same engine in the last two runs; in the first, DDP's two read 0.94x against one's 0.97x.
 
 {section("train", train_section)}
 ## The ID trie at a million IDs

@@ -196,7 +196,9 @@ class TrainConfig:
     num_workers: int = opt(2, "Ray Train workers")
     use_gpu: bool = opt(False, "one GPU per worker")
     cpus_per_worker: float = opt(0.5, "CPUs reserved per worker (fractions leave room for Ray Data on small machines)")
-    engine: str = opt("deepspeed", "deepspeed or ddp")
+    engine: str = opt(
+        "auto", "auto (deepspeed on GPUs, ddp on CPUs, where DeepSpeed's engine slows each step) | deepspeed | ddp"
+    )
     zero_stage: int = opt(2, "DeepSpeed ZeRO stage 0-3")
     precision: str = opt("auto", "auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16")
     weight_decay: float = opt(0.0, "AdamW weight decay")
@@ -462,7 +464,7 @@ CHOICES = {
     "indexer.prefix_similarity": {"dot", "cos"},
     "indexer.recon_vocab": {"corpus", "full"},
     "indexer.later_positions": {"all", "codebook"},
-    "train.engine": {"deepspeed", "ddp"},
+    "train.engine": {"auto", "deepspeed", "ddp"},
     "train.zero_stage": {0, 1, 2, 3},
     "train.precision": {"auto", "fp32", "bf16"},
     "assign.collisions": {"suffix", "rebalance"},

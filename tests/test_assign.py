@@ -132,7 +132,7 @@ def test_crash_and_rerun_redoes_no_finished_shard(indexed, tmp_path):
         "configs/quickstart.yaml",
         f"output_dir={indexed}",
         f"assign.output={out}",
-        "assign.files_per_round=1",
+        "assign.files_per_round=2",  # 6 shards in 3 rounds
         "ray.in_process_rows=0",  # rounds on Ray Data, slow enough to be stopped halfway
     ]
     env = this_ray()
@@ -140,14 +140,14 @@ def test_crash_and_rerun_redoes_no_finished_shard(indexed, tmp_path):
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ctrl_c_able, env=env
     )
     end = time.time() + 300
-    while len(glob.glob(f"{out}/_done/*.json")) < 2:
-        assert time.time() < end and first.poll() is None, "the first run did not commit two rounds"
+    while not glob.glob(f"{out}/_done/*.json"):
+        assert time.time() < end and first.poll() is None, "the first run did not commit a round"
         time.sleep(0.2)
     first.send_signal(signal.SIGINT)  # Ctrl-C
     log1, _ = first.communicate(timeout=60)
     assert first.returncode == 130 and "assign-ids interrupted" in log1, log1[-3000:]
     markers = {m: os.path.getmtime(m) for m in glob.glob(f"{out}/_done/*.json")}
-    assert 2 <= len(markers) < 6 and not os.path.exists(out / "table")
+    assert 1 <= len(markers) < 3 and not os.path.exists(out / "table")
     moved = tmp_path / "moved"  # the same run reached by another path (a moved folder, a link) still resumes
     moved.symlink_to(indexed, target_is_directory=True)
     args = [f"output_dir={moved}" if a.startswith("output_dir=") else a for a in args]

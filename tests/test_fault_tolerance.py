@@ -106,6 +106,7 @@ def test_killed_worker_is_replaced_and_training_continues(corpus, tmp_path):  # 
         "indexer.joint_epochs=0",
         "train.checkpoint_every_steps=10",
         "train.max_failures=3",
+        "train.engine=deepspeed",  # resumes from a DeepSpeed checkpoint (the stopped run above: the CPU default, DDP)
     )
     killed: list = []
     killer = threading.Thread(

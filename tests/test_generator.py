@@ -32,6 +32,7 @@ SETTINGS = [
     "indexer.num_positions=2",
     "indexer.codebook_size=8",
     "train.log_every_steps=0",
+    "train.engine=deepspeed",  # the engine GPUs get by default (a CPU's default is DDP)
     "generator.lr=3e-3",
     "generator.batch_size=64",
     "generator.ks=[1,10]",

@@ -73,6 +73,7 @@ def test_zero2_two_positions_learns_useful_codes(corpus, tmp_path):
     cfg = config(
         corpus,
         out,
+        "train.engine=deepspeed",
         "train.zero_stage=2",
         "indexer.continuous_epochs=2",
         "indexer.joint_epochs=3",

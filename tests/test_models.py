@@ -1,6 +1,8 @@
 """The corpus tokenizer and preset T5 save and load back through the same from_pretrained path as hub models; the
 generator adds its ID tokens to such a model."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -196,7 +198,14 @@ def test_deepspeed_bf16_saves_and_decodes_the_fp32_master_weights(ray_session, t
 
         found = {}
         for stage in (0, 2, 3):  # 0: what a single worker runs (engine.zero_stage)
-            cfg = load_config(overrides=["train.precision=bf16", f"train.zero_stage={stage}", "train.grad_clip=0"])
+            cfg = load_config(
+                overrides=[
+                    "train.engine=deepspeed",
+                    "train.precision=bf16",
+                    f"train.zero_stage={stage}",
+                    "train.grad_clip=0",
+                ]
+            )
             torch.manual_seed(0)
             engine = Engine(Regression(), cfg.train, lr=1e-4, batch_size=64)
             for _ in range(100):
@@ -232,11 +241,14 @@ def test_deepspeed_bf16_saves_and_decodes_the_fp32_master_weights(ray_session, t
         assert not torch.allclose(found[stage]["own"].float(), want, atol=2e-4), stage
 
 
-def test_a_single_worker_runs_zero_stage_0():
-    from lmindexer.train.engine import deepspeed_config, zero_stage
+def test_engine_auto_and_a_single_worker_at_zero_stage_0():
+    from lmindexer.train.engine import deepspeed_config, engine_kind, zero_stage
 
     cfg = load_config(overrides=["train.zero_stage=3"]).train
     assert [zero_stage(cfg, n) for n in (1, 2, 8)] == [0, 3, 3]  # one worker: nothing to shard
+    auto = load_config(overrides=["train.engine=auto"]).train
+    assert engine_kind(auto) == "ddp" and engine_kind(dataclasses.replace(auto, use_gpu=True)) == "deepspeed"
+    assert engine_kind(dataclasses.replace(auto, engine="deepspeed")) == "deepspeed"
     assert deepspeed_config(cfg, 16, zero_stage(cfg, 1))["zero_optimization"] == {"stage": 0}
 
 

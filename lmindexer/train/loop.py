@@ -41,7 +41,7 @@ from ..paths import RunLayout
 from ..raydata import MemoryRows
 from ..runtime import quiet
 from .backend import ProcessGroupConfig
-from .engine import Engine, zero_stage
+from .engine import Engine, engine_kind, zero_stage
 from .shard import CachedShard
 from .task import TrainingTask
 
@@ -314,12 +314,13 @@ def launch(
         ),
         datasets={"train": dataset} if dataset is not None and not in_memory else None,
     )
+    kind = engine_kind(cfg.train)
     log.info(
         "%s: %d worker(s), engine=%s%s%s",
         name,
         cfg.train.num_workers,
-        cfg.train.engine,
-        f" ZeRO-{zero_stage(cfg.train, cfg.train.num_workers)}" if cfg.train.engine == "deepspeed" else "",
+        kind,
+        f" ZeRO-{zero_stage(cfg.train, cfg.train.num_workers)}" if kind == "deepspeed" else "",
         f", {what}" if what else "",
     )
     previous = signal.getsignal(signal.SIGINT)
