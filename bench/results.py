@@ -625,16 +625,26 @@ loop. The actor pools themselves are no faster than before (0.44x and 0.57x at 1
 measurement): at that size they are fixed cost (starting the pool and its reads, then the uniqueness step's
 shuffles). At 100,000 documents this run's pools are slower than the last measurement's (1.05x and 1.26x) on the
 same code path: read that as these machines' spread. The in-process path keeps the whole code table in the driver
-(its peak grows with the corpus), where the actor runs keep the driver flat.
+(its peak grows with the corpus), where the actor runs' driver grows far less (at a million documents, next
+section: 1.36x for 10x the documents). This table's indexer had random
+codebooks (the bench's until the million-document run below): the code step's speed does not depend on them, but its
+uniqueness pass ran over a few very large collision groups.
 
 {section("assign", assign_section)}
 ### A million documents
 
 The same bench at 100,000 and 1,000,000 documents on a 2-actor Ray Data pool (the path a corpus over
-`ray.in_process_rows` takes): whether the time grows linearly and the driver's and workers' memory stay flat. The
-time does (the line under the table); the memory does not: both the driver's peak and the largest worker's grow
-past issue 19's 1.2x bound. Which step holds the extra memory (the code pass's actors, or the uniqueness pass's
-group-by over the whole table) is not measured yet.
+`ray.in_process_rows` takes): whether the time grows linearly and the driver's and workers' memory stay flat. Run
+again on 2026-12-03 with an indexer whose codebooks come from learn-ids' k-means start. The first run's indexer had
+random codebooks, and their codes put 63% of the documents into one collision group at either size (627,232 of
+1,000,000 in a per-process memory probe, whose largest process was the uniqueness pass's `_suffix` map at 1,327
+MiB): that pass's `map_groups` holds a group whole, so its largest worker grew 2.08x with the corpus. (Raising the
+group-by's `num_partitions` with the row count, tried first, changes nothing under the default sort shuffle: Ray
+applies it to the hash shuffle only.) With spread codes the largest worker (the same `_suffix` map) peaks at 1.13x
+the 100,000 run's, inside issue 19's 1.2x bound, and the code step takes 7.53x the time for 10x the documents (its
+start-up amortised). **The driver is not flat:** its peak grows 1.36x (664 to 901 MiB); which of its steps grows
+(Ray Data's bookkeeping of more blocks, or the verification's reads) is not measured. A collision group must still
+fit in one worker: an indexer that puts most documents on a few codes is bounded by one worker's memory.
 
 {section("assign-million", assign_section)}
 ## Training throughput

@@ -58,10 +58,11 @@ def engine_kind(cfg: TrainConfig) -> str:
 
 
 def zero_stage(cfg: TrainConfig, world_size: int) -> int:
-    """The ZeRO stage a run uses: train.zero_stage, or 0 for a single worker. ZeRO shards optimizer state, gradients
-    (and at 3 weights) across workers; with one worker there is nothing to shard, and stages 1-3 only add their
-    flattening, copies and collectives to every step (about a tenth of a step of the tiny T5 on a CPU)."""
-    return cfg.zero_stage if world_size > 1 else 0
+    """The ZeRO stage a run uses: train.zero_stage, or 0 for a single fp32 worker. ZeRO shards optimizer state,
+    gradients (and at 3 weights) across workers; with one there is nothing to shard. Under bf16 the configured stage
+    stays: at stage 0 DeepSpeed's bf16 optimizer does not expose its fp32 master weights to
+    `safe_get_full_fp32_param`, and `full_weights` would hand on the bf16-rounded copies (tests/test_models.py)."""
+    return cfg.zero_stage if world_size > 1 or use_bf16(cfg) else 0
 
 
 def deepspeed_config(cfg: TrainConfig, batch_size: int, stage: int) -> dict:
