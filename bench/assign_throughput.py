@@ -92,10 +92,10 @@ def corpus(work: Path, docs: int) -> Path:
 
 
 def indexer(work: Path, base: Path) -> Path:
-    """learn-ids with no training epoch on the smallest corpus: codebooks from its k-means start, so that the codes
-    spread over the IDs as a trained indexer's do. Random codebooks gave nearly every document the same few codes
-    (one collision group held 63% of the documents), and the uniqueness pass, which holds a group whole, then grew
-    its memory with the corpus instead of staying flat."""
+    """learn-ids with no training epoch on the corpus `base` (the --docs one): codebooks from its k-means start, so
+    that the codes spread over the IDs as a trained indexer's do. Random codebooks gave nearly every document the same
+    few codes (one collision group held 63% of the documents), and the uniqueness pass, which holds a group whole,
+    then grew its memory with the corpus instead of staying flat."""
     path = work / "indexer-kmeans"
     if not (path / "indexer.json").exists():
         lmindexer("init-model", "--config", "configs/quickstart.yaml", f"output_dir={base}")

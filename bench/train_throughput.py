@@ -2,9 +2,10 @@
 
 The model is the generator (a `tiny` T5 with ID tokens) on random source/target token rows; the same batch size,
 optimizer (AdamW) and steps go through (a) a plain loop: one process, no Ray, and (b) `train.loop.fit` with 1 and 2
-Ray Train workers, DeepSpeed ZeRO-2 and DDP, fed as the commands feed them (`raydata.train_rows`: in memory up to
-ray.in_process_rows rows, else a Ray Dataset). Examples/s of the Ray runs come from the loop's own `epoch_seconds` of
-the last epoch (warm; start-up is reported apart), so the ratio compares steady-state training.
+Ray Train workers, DeepSpeed (ZeRO-2; a single fp32 worker runs stage 0) and DDP, fed as the commands feed them
+(`raydata.train_rows`: in memory up to ray.in_process_rows rows, else a Ray Dataset). Examples/s of the Ray runs come
+from the loop's own `epoch_seconds` of the last epoch (warm; start-up is reported apart), so the ratio compares
+steady-state training.
 
     .venv/bin/python bench/train_throughput.py                    # 8,192 examples, 3 epochs per run
     .venv/bin/python bench/train_throughput.py --examples 2048

@@ -61,10 +61,7 @@ class _ProcessGroup(Backend):
     def on_start(self, worker_group, backend_config: ProcessGroupConfig):
         addr, port = worker_group.execute_single(0, get_address_and_port)
         size = len(worker_group)
-        joins = [
-            worker_group.execute_single_async(i, _join, addr, port, backend_config.backend, i, size, backend_config)
-            for i in range(size)
-        ]
+        joins = [worker_group.execute_single_async(i, _join, addr, port, i, size, backend_config) for i in range(size)]
         ray.get(joins)
 
     def on_shutdown(self, worker_group, backend_config: ProcessGroupConfig):
@@ -74,13 +71,13 @@ class _ProcessGroup(Backend):
             pass  # as Ray's own: a worker stuck in a collective must not hold the run's end
 
 
-def _join(addr: str, port: int, backend: str, rank: int, size: int, cfg: ProcessGroupConfig) -> None:
+def _join(addr: str, port: int, rank: int, size: int, cfg: ProcessGroupConfig) -> None:
     """In worker `rank`: the torch distributed environment and the process group (Ray's steps, in order)."""
     from ray.train.torch import config as torch_config
 
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = addr, str(port)
     torch_config._set_torch_distributed_env_vars()
-    torch_config._setup_torch_process_group(backend, rank, size, "env://", cfg.timeout_s)
+    torch_config._setup_torch_process_group(cfg.backend, rank, size, "env://", cfg.timeout_s)
 
 
 def _leave(destroy: bool) -> None:
