@@ -10,11 +10,14 @@ Labels: category_l2 and category_l3.
 
 With --minilm (the [minilm] extra), LMIndexer runs on the pretrained all-MiniLM-L6-v2 as an encoder-only backbone,
 next to the two-stage methods on the same MiniLM's embeddings (k-means / RK-means / RQ-VAE), backbone for backbone;
-its tables go to runs/bench-beauty-ids-minilm.
+its tables go to runs/bench-beauty-ids-minilm. With --dbpedia the same MiniLM table (configs/beauty-minilm.yaml's
+recipe, T=3, K=256, two-stage rows and the matched-K control) on a second labelled corpus, the 14,000 DBpedia-14
+abstracts (14 classes; no published peers there), into runs/bench-dbpedia-ids-minilm.
 
     .venv/bin/python bench/beauty_ids.py                                   # tiny T5, T=3, K=256
     .venv/bin/python bench/beauty_ids.py model.preset=mini indexer.joint_epochs=3
     .venv/bin/python bench/beauty_ids.py --minilm                          # MiniLM backbone, T=3, K=256
+    .venv/bin/python bench/beauty_ids.py --dbpedia                         # the same on DBpedia-14
 """
 
 from __future__ import annotations
@@ -129,16 +132,28 @@ MINILM_OVERRIDES = [
     "indexer.num_positions=3",
     "indexer.codebook_size=256",
 ]
+# the MiniLM recipe on DBpedia-14: header-less CSV `label,text`, ids <file>:<line>, one label level
+DBPEDIA = DATA / "text_labeled" / "dbpedia14" / "train.csv"
+DBPEDIA_OVERRIDES = MINILM_OVERRIDES + [
+    "output_dir=runs/bench-dbpedia-ids-minilm",
+    f"data.input={DBPEDIA}",
+    "data.csv_columns=[label, text]",
+    "data.id_field='@row'",
+    "data.text_fields=[text]",
+    "data.label_fields=[label]",
+]
 
 
 def main() -> None:
-    if not BEAUTY.exists():
-        sys.exit(f"Amazon Beauty is not at {BEAUTY}")
     setup_logging()
-    minilm = "--minilm" in sys.argv
-    args = [a for a in sys.argv[1:] if a != "--minilm"]
+    dbpedia = "--dbpedia" in sys.argv
+    minilm = dbpedia or "--minilm" in sys.argv
+    args = [a for a in sys.argv[1:] if a not in ("--minilm", "--dbpedia")]
+    corpus = DBPEDIA if dbpedia else BEAUTY
+    if not corpus.exists():
+        sys.exit(f"{'DBpedia-14' if dbpedia else 'Amazon Beauty'} is not at {corpus}")
     config = ROOT / "configs" / ("beauty-minilm.yaml" if minilm else "beauty.yaml")
-    overrides = (MINILM_OVERRIDES if minilm else OVERRIDES) + args
+    overrides = (DBPEDIA_OVERRIDES if dbpedia else MINILM_OVERRIDES if minilm else OVERRIDES) + args
     cfg = load_config(config, overrides)
     runs = (
         [(f"minilm-{m}", m, "minilm-offline") for m in ("hkmeans", "rkmeans", "rqvae")]
@@ -149,19 +164,18 @@ def main() -> None:
     if minilm:
         name, tables[name] = matched_control(config, overrides, tables["lmindexer"])
     tables = [f"{name}={path}" for name, path in tables.items()]
-    for peer in ("rqvae", "rkmeans", "letter"):
+    for peer in () if dbpedia else ("rqvae", "rkmeans", "letter"):
         path = PEERS / f"{peer}_native" / "Beauty.index.json"
         if path.exists():
             tables.append(f"published-{peer}={path}")
-    report = load_config(
-        config, overrides + [f"report.tables=[{', '.join(tables)}]", "report.key_field=letter_item_id"]
-    )
-    out = id_report(report)
+    keyed = [] if dbpedia else ["report.key_field=letter_item_id"]
+    out = id_report(load_config(config, overrides + [f"report.tables=[{', '.join(tables)}]", *keyed]))
     backbone = cfg.model.name_or_path or f"{cfg.model.preset} {cfg.model.backbone}"
+    peers = "" if dbpedia else "; published peers: T=4, K=256"
     print(
-        f"\nAmazon Beauty, backbone={backbone}, T={cfg.indexer.num_positions}, K={cfg.indexer.codebook_size}, "
-        f"epochs continuous/joint = {cfg.indexer.continuous_epochs}/{cfg.indexer.joint_epochs} per position, "
-        f"{cfg.train.num_workers} workers ({engine_kind(cfg.train)}); published peers: T=4, K=256\n"
+        f"\n{'DBpedia-14' if dbpedia else 'Amazon Beauty'}, backbone={backbone}, T={cfg.indexer.num_positions}, "
+        f"K={cfg.indexer.codebook_size}, epochs continuous/joint = {cfg.indexer.continuous_epochs}/"
+        f"{cfg.indexer.joint_epochs} per position, {cfg.train.num_workers} workers ({engine_kind(cfg.train)}){peers}\n"
     )
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "\n")
     print(open(out["report"]).read())

@@ -45,6 +45,7 @@ SOURCES = {
         RUNS / "bench-beauty-ids-minilm7" / "report" / "report.json",
         "bench/beauty_ids.py --minilm output_dir=runs/bench-beauty-ids-minilm7 indexer.prefix_group=16",
     ),
+    "dbpedia-minilm": (RUNS / "bench-dbpedia-ids-minilm" / "report" / "report.json", "bench/beauty_ids.py --dbpedia"),
     "ablation-beauty": (RUNS / "ablation-beauty" / "ablation.json", "bench/id_ablation.py"),
     "ablation-agnews": (RUNS / "ablation-agnews" / "ablation.json", "bench/id_ablation.py --corpus agnews"),
     "ablation-beauty-group": (
@@ -98,16 +99,20 @@ def machine() -> str:
 
 
 def beauty_section(data) -> str:
+    """id-report's tables side by side: the first code's AMI against every label field, the 2-code prefix's against
+    the last one (Beauty: category_l2, category_l3; DBpedia-14: label), collisions, usage and conditional splits."""
+    names = list(next(iter(data.values())).get("labels", {})) or ["category_l2", "category_l3"]
     lines = [
-        "| IDs | AMI first code vs category_l2 | AMI first code vs category_l3 | AMI 2-code prefix vs "
-        "category_l3 | collision rate | distinct prefixes per level | perplexity per level | conditional "
-        "perplexity t=2 / t=3 |",
-        "|---|---:|---:|---:|---:|---|---|---|",
+        "| IDs | "
+        + " | ".join(f"AMI first code vs {n}" for n in names)
+        + f" | AMI 2-code prefix vs {names[-1]} | collision rate | distinct prefixes per level | perplexity per level "
+        "| conditional perplexity t=2 / t=3 |",
+        "|---|" + "---:|" * (len(names) + 2) + "---|---|---|",
     ]
     for name, f in data.items():
         labels = f.get("labels", {})
-        l2 = labels.get("category_l2", {}).get("ami", [None])
-        l3 = labels.get("category_l3", {}).get("ami", [None, None])
+        firsts = [labels.get(n, {}).get("ami", [None])[0] for n in names]
+        last = labels.get(names[-1], {}).get("ami", [None])
         cond = (
             " / ".join(
                 f"{s['cond_perplexity']:.1f} (≤{s.get('cond_perplexity_max', float('nan')):.1f})"
@@ -117,8 +122,8 @@ def beauty_section(data) -> str:
             else "-"
         )
         lines.append(
-            f"| {name} | {l2[0]} | {l3[0]} | {l3[1] if len(l3) > 1 else '-'} | {f['collision_rate']} | "
-            f"{' / '.join(map(str, f['distinct_prefixes']))} | "
+            f"| {name} | {' | '.join(map(str, firsts))} | {last[1] if len(last) > 1 else '-'} | "
+            f"{f['collision_rate']} | {' / '.join(map(str, f['distinct_prefixes']))} | "
             f"{' / '.join(str(round(u['perplexity'])) for u in f['code_usage'])} | {cond} |"
         )
     return "\n".join(lines) + "\n"
