@@ -9,15 +9,18 @@ them and the published RQ-VAE (TIGER), RK-means and LETTER IDs from CollisionGen
 Labels: category_l2 and category_l3.
 
 With --minilm (the [minilm] extra), LMIndexer runs on the pretrained all-MiniLM-L6-v2 as an encoder-only backbone,
-next to the two-stage methods on the same MiniLM's embeddings (k-means / RK-means / RQ-VAE), backbone for backbone;
+next to the two-stage methods on the same MiniLM's embeddings (k-means / RK-means / RQ-VAE), backbone for backbone,
+and k-means at LMIndexer's first-level granularity (K = its perplexity, and the K whose perplexity matches it);
 its tables go to runs/bench-beauty-ids-minilm. With --dbpedia the same MiniLM table (configs/beauty-minilm.yaml's
-recipe, T=3, K=256, two-stage rows and the matched-K control) on a second labelled corpus, the 14,000 DBpedia-14
+recipe, T=3, K=256, two-stage rows and the matched controls) on a second labelled corpus, the 14,000 DBpedia-14
 abstracts (14 classes; no published peers there), into runs/bench-dbpedia-ids-minilm.
 
     .venv/bin/python bench/beauty_ids.py                                   # tiny T5, T=3, K=256
     .venv/bin/python bench/beauty_ids.py model.preset=mini indexer.joint_epochs=3
     .venv/bin/python bench/beauty_ids.py --minilm                          # MiniLM backbone, T=3, K=256
     .venv/bin/python bench/beauty_ids.py --dbpedia                         # the same on DBpedia-14
+    .venv/bin/python bench/beauty_ids.py --kmeans-curve                    # MiniLM + k-means' first code at
+                                                                           # several K: AMI against perplexity
 """
 
 from __future__ import annotations
@@ -89,14 +92,30 @@ def baseline_table(config: Path, overrides: list, name: str, method: str, encode
     return os.path.dirname(baseline_ids(run)["table"])
 
 
-def matched_control(config: Path, overrides: list, table: str) -> tuple[str, str]:
-    """(name, table) of MiniLM + k-means whose K is the first-level code perplexity (rounded) of LMIndexer's ID
-    table: a first-level AMI read alone rewards fewer codes in use, so LMIndexer's is compared with k-means at the
-    same granularity."""
+def first_perplexity(table: str) -> float:
+    """Perplexity exp H of an ID table's first codes."""
     codes = pq.read_table(os.path.join(table, "table"), columns=["codes"]).column("codes").to_pylist()
-    k = max(2, round(code_usage(np.array([c[0] for c in codes]), 1 + max(c[0] for c in codes))["perplexity"]))
-    name = f"minilm-hkmeans-k{k}"
-    return name, baseline_table(config, overrides, name, "hkmeans", "minilm-offline", f"indexer.codebook_size={k}")
+    return code_usage(np.array([c[0] for c in codes]), 1 + max(c[0] for c in codes))["perplexity"]
+
+
+def matched_controls(config: Path, overrides: list, table: str, tries: int = 4) -> dict:
+    """{name: table} of MiniLM + hierarchical k-means at LMIndexer's granularity: a first-level AMI read alone
+    rewards fewer codes in use, so LMIndexer's is compared with k-means at the same first-level perplexity P.
+    Two controls: K = round(P) (k-means' own clusters are uneven, so its perplexity is lower than P: a coarser
+    control), and the K whose first-level perplexity is P (within 3%, found by rescaling K by P / perplexity)."""
+    target = first_perplexity(table)
+    k, found = max(2, round(target)), {}
+    for _ in range(tries):
+        name = f"minilm-hkmeans-k{k}"
+        found[name] = baseline_table(config, overrides, name, "hkmeans", "minilm-offline", f"indexer.codebook_size={k}")
+        got = first_perplexity(found[name])
+        print(f"matched control: K={k} has first-level perplexity {got:.1f} (LMIndexer: {target:.1f})", flush=True)
+        if abs(got - target) <= 0.03 * target:
+            break
+        k = max(2, round(k * target / got))
+        if f"minilm-hkmeans-k{k}" in found:
+            break
+    return found
 
 
 def baseline_runs(cfg, methods=("hkmeans", "rkmeans", "rqvae")) -> list:
@@ -144,8 +163,35 @@ DBPEDIA_OVERRIDES = MINILM_OVERRIDES + [
 ]
 
 
+CURVE_K = (48, 64, 96, 128, 160, 192, 256, 320)
+
+
+def kmeans_curve(config: Path, overrides: list) -> None:
+    """First-level AMI against first-level perplexity of MiniLM + k-means at several K (one position, so only the
+    first code is fitted): the curve a learned first code has to be above, at whatever granularity it ends."""
+    overrides = overrides + ["output_dir=runs/bench-beauty-kmeans-curve", "indexer.num_positions=1"]
+    cfg = load_config(config, overrides)
+    ensure_ray(cfg)
+    if not os.path.exists(os.path.join(cfg.output_dir, "corpus", "summary.json")):
+        prepare(cfg)
+    tables = {
+        f"minilm-kmeans-k{k}": baseline_table(
+            config, overrides, f"minilm-kmeans-k{k}", "hkmeans", "minilm-offline", f"indexer.codebook_size={k}"
+        )
+        for k in CURVE_K
+    }
+    specs = ", ".join(f"{name}={path}" for name, path in tables.items())
+    out = id_report(load_config(config, overrides + [f"report.tables=[{specs}]"]))
+    print(open(out["report"]).read())
+
+
 def main() -> None:
     setup_logging()
+    if "--kmeans-curve" in sys.argv:
+        return kmeans_curve(
+            ROOT / "configs" / "beauty-minilm.yaml",
+            MINILM_OVERRIDES + [a for a in sys.argv[1:] if a != "--kmeans-curve"],
+        )
     dbpedia = "--dbpedia" in sys.argv
     minilm = dbpedia or "--minilm" in sys.argv
     args = [a for a in sys.argv[1:] if a not in ("--minilm", "--dbpedia")]
@@ -162,7 +208,7 @@ def main() -> None:
     )
     tables, seconds = make_tables(config, overrides, runs)
     if minilm:
-        name, tables[name] = matched_control(config, overrides, tables["lmindexer"])
+        tables.update(matched_controls(config, overrides, tables["lmindexer"]))
     tables = [f"{name}={path}" for name, path in tables.items()]
     for peer in () if dbpedia else ("rqvae", "rkmeans", "letter"):
         path = PEERS / f"{peer}_native" / "Beauty.index.json"

@@ -46,6 +46,10 @@ SOURCES = {
         "bench/beauty_ids.py --minilm output_dir=runs/bench-beauty-ids-minilm7 indexer.prefix_group=16",
     ),
     "dbpedia-minilm": (RUNS / "bench-dbpedia-ids-minilm" / "report" / "report.json", "bench/beauty_ids.py --dbpedia"),
+    "kmeans-curve": (
+        RUNS / "bench-beauty-kmeans-curve" / "report" / "report.json",
+        "bench/beauty_ids.py --kmeans-curve",
+    ),
     "ablation-beauty": (RUNS / "ablation-beauty" / "ablation.json", "bench/id_ablation.py"),
     "ablation-agnews": (RUNS / "ablation-agnews" / "ablation.json", "bench/id_ablation.py --corpus agnews"),
     "ablation-beauty-group": (
@@ -126,6 +130,20 @@ def beauty_section(data) -> str:
             f"{f['collision_rate']} | {' / '.join(map(str, f['distinct_prefixes']))} | "
             f"{' / '.join(str(round(u['perplexity'])) for u in f['code_usage'])} | {cond} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def curve_section(data) -> str:
+    """k-means' first code at several K, by first-level perplexity: AMI against every label field."""
+    names = list(next(iter(data.values())).get("labels", {}))
+    lines = [
+        "| IDs | codes in use | first-level perplexity | " + " | ".join(f"AMI first code vs {n}" for n in names) + " |",
+        "|---|---:|---:|" + "---:|" * len(names),
+    ]
+    for name, f in sorted(data.items(), key=lambda kv: kv[1]["code_usage"][0]["perplexity"]):
+        usage = f["code_usage"][0]
+        amis = " | ".join(f"{f['labels'][n]['ami'][0]:.4f}" for n in names)
+        lines.append(f"| {name} | {usage['used']} | {usage['perplexity']:.0f} | {amis} |")
     return "\n".join(lines) + "\n"
 
 
