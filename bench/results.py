@@ -596,9 +596,9 @@ uniqueness targets of issue 16 are met on this corpus: 250 codes in use at posit
 45 at position 2, and 1.5% of the documents need a suffix (from 11.0%; residual k-means 2.6%, RQ-VAE 0.5%). The
 categories are not: the first code's AMI against the 14 classes is 0.493, below MiniLM + k-means at the same
 first-level perplexity (`minilm-hkmeans-k257`, perplexity 176.8: 0.562) by 0.07, and below every two-stage row at K=256
-(0.573-0.580); the 2-code prefix's AMI is 0.103 against residual k-means' 0.152. It is the trade seen on Beauty (where the same setting was level with k-means at equal perplexity), and
-larger here: on these two corpora no setting of LMIndexer's is both as unique as the two-stage IDs and better than
-k-means at the first code.
+(0.573-0.580); the 2-code prefix's AMI is 0.103 against residual k-means' 0.152. It is the trade seen on Beauty
+(where the same setting was level with k-means at equal perplexity), and larger here: on these two corpora no
+setting of LMIndexer's is both as unique as the two-stage IDs and better than k-means at the first code.
 
 {section("dbpedia-minilm-u1", beauty_section)}
 ## Generators at full scale: every training example, every test user and query
