@@ -421,6 +421,13 @@ class RayConfig:
         "Ray Data shuffle for groupby: sort_shuffle_pull_based (tasks only; "
         "fastest to start) | hash_shuffle | shuffle_v2 (actor based)",
     )
+    unique_shuffle: str = opt(
+        "auto",
+        "Ray Data shuffle of the uniqueness pass over more than in_process_rows codes (assign-ids, baseline-ids): "
+        "auto = shuffle_v2 above 100,000 codes, ray.shuffle below. shuffle_v2 keeps the driver's memory flat; the "
+        "sort shuffles return every map task's partitions of under 100 KiB to the driver (Ray keeps small objects "
+        "in their owner's memory): +270 MiB at a million codes, where shuffle_v2's actors cost seconds to start",
+    )
     in_process_rows: int = opt(
         20000,
         "a batch step (parsing the input, tokenising, embedding, code assignment, the uniqueness pass, evaluation "
@@ -469,6 +476,7 @@ CHOICES = {
     "train.precision": {"auto", "fp32", "bf16"},
     "assign.collisions": {"suffix", "rebalance"},
     "ray.shuffle": {"sort_shuffle_pull_based", "sort_shuffle_push_based", "hash_shuffle", "shuffle_v2"},
+    "ray.unique_shuffle": {"auto", "sort_shuffle_pull_based", "sort_shuffle_push_based", "hash_shuffle", "shuffle_v2"},
     "baseline.method": {"hkmeans", "rkmeans", "rqvae", "random"},
     "generator.task": {"retrieval", "rec"},
     "generator.lr_schedule": {"linear", "cosine", "constant"},

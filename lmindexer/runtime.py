@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -80,6 +81,19 @@ def data_context(cfg: Config) -> None:
     context = ray.data.DataContext.get_current()
     context.shuffle_strategy = ray.data.context.ShuffleStrategy(cfg.ray.shuffle)
     context.use_datasource_v2 = cfg.ray.parquet_v2
+
+
+@contextlib.contextmanager
+def shuffle_strategy(name: str):
+    """Ray Data's shuffle for the datasets built and run inside the block (this process's DataContext; the
+    configured one again after it)."""
+    context = ray.data.DataContext.get_current()
+    before = context.shuffle_strategy
+    context.shuffle_strategy = ray.data.context.ShuffleStrategy(name)
+    try:
+        yield
+    finally:
+        context.shuffle_strategy = before
 
 
 def ensure_ray(cfg: Config) -> None:

@@ -14,7 +14,7 @@ from conftest import ctrl_c_able, this_ray
 
 from lmindexer.config import IndexerConfig, load_config
 from lmindexer.data.prepare import prepare
-from lmindexer.ids.assign import assign_ids
+from lmindexer.ids.assign import assign_ids, unique_shuffle
 from lmindexer.ids.unique import rebalance_group, sid, suffix_group
 from lmindexer.init_model import init_model
 from lmindexer.models.indexer import SemanticIndexer
@@ -96,11 +96,27 @@ def test_every_document_gets_exactly_one_unique_id_and_rebalance_shortens_ids(in
     t = table(tmp_path / "moved")
     assert t.sid.is_unique and len(t) == 300
     assert moved["documents_with_suffix"] < plain["documents_with_suffix"]
-    # the same on Ray Data (an actor pool for the codes, groupby across the cluster), as at scale: the same table
-    on_ray = assign_ids(run_cfg(indexed, tmp_path / "ray", "assign.collisions=rebalance", "ray.in_process_rows=0"))
+    # the same on Ray Data (an actor pool for the codes, groupby across the cluster), as at scale, with the shuffle
+    # the uniqueness pass takes over 100,000 codes: the same table
+    on_ray = assign_ids(
+        run_cfg(
+            indexed,
+            tmp_path / "ray",
+            "assign.collisions=rebalance",
+            "ray.in_process_rows=0",
+            "ray.unique_shuffle=shuffle_v2",
+        )
+    )
     assert on_ray["ids_out"] == 300 and on_ray["documents_with_suffix"] == moved["documents_with_suffix"]
     by_doc = lambda t: t.set_index("doc_id").sort_index()[["sid"]]  # noqa: E731
     assert by_doc(table(tmp_path / "ray")).equals(by_doc(t))
+
+
+def test_unique_shuffle_is_shuffle_v2_above_100k_codes_unless_set():
+    cfg = load_config(overrides=["ray.shuffle=sort_shuffle_push_based"])
+    assert unique_shuffle(cfg, 100_000) == "sort_shuffle_push_based" and unique_shuffle(cfg, 100_001) == "shuffle_v2"
+    cfg = load_config(overrides=["ray.unique_shuffle=hash_shuffle"])
+    assert unique_shuffle(cfg, 10) == unique_shuffle(cfg, 10**7) == "hash_shuffle"
 
 
 def test_incremental_indexing_keeps_old_ids(indexed, tmp_path):

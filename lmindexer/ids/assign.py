@@ -30,7 +30,7 @@ from ..models.tokenizer import encode_texts
 from ..paths import RunLayout
 from ..quantizers.codes import code_key
 from ..raydata import in_process, map_files, map_groups, read_numpy
-from ..runtime import shuffle_partitions
+from ..runtime import shuffle_partitions, shuffle_strategy
 from .infer import load_for_inference
 from .unique import rebalance_group, sid, suffix_group
 
@@ -207,6 +207,14 @@ def finished_table(cfg: Config) -> dict | None:
     return summary if newer and summary.get("indexer") == indexer and not cfg.assign.existing else None
 
 
+def unique_shuffle(cfg: Config, rows: int) -> str:
+    """The shuffle of a uniqueness pass over `rows` codes on Ray Data (ray.unique_shuffle; auto: shuffle_v2 from
+    100,000 rows, where the sort shuffle's small partitions held in the driver reach tens of MiB)."""
+    if cfg.ray.unique_shuffle != "auto":
+        return cfg.ray.unique_shuffle
+    return "shuffle_v2" if rows > 100_000 else cfg.ray.shuffle
+
+
 def make_unique(cfg: Config, uri: str, start: float, codebook_size: int, source: dict) -> dict:
     """Step 2 for any codes under <uri>/_codes: keep existing IDs, rebalance or suffix collisions, verify.
     `source` (the method, and the indexer that made the codes) goes into summary.json. Ray Data groups the rows
@@ -217,8 +225,11 @@ def make_unique(cfg: Config, uri: str, start: float, codebook_size: int, source:
     if cfg.assign.existing:
         efs, epath = storage.filesystem(storage.join(cfg.assign.existing, "table"), cfg.storage)
     rows = storage.count_rows(fs, codes) + (storage.count_rows(efs, epath) if epath else 0)
-    unique = _unique_here if in_process(cfg, rows) else _unique_on_ray
-    kept = unique(cfg, fs, out, efs, epath)
+    if in_process(cfg, rows):
+        kept = _unique_here(cfg, fs, out, efs, epath)
+    else:
+        with shuffle_strategy(unique_shuffle(cfg, rows)):
+            kept = _unique_on_ray(cfg, fs, out, efs, epath)
     return _verify(cfg, uri, kept, time.time() - start, codebook_size, source)
 
 
@@ -281,16 +292,18 @@ def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int
     fs, out = storage.filesystem(uri, cfg.storage)
     dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
     docs_in = storage.count_rows(dfs, dpath)
-    rows = collided = 0
-    for batch in storage.read_batches(fs, storage.join(out, "table"), ["suffix"]):  # one int column: read here
-        rows += batch.num_rows
-        collided += int(np.count_nonzero(batch.column(0).to_numpy() > 0))
-    # sids are unique by construction (distinct keys, distinct suffixes); doc_ids are checked across the cluster
+    table = storage.join(out, "table")
+    rows = storage.count_rows(fs, table)
+    # sids are unique by construction (distinct keys, distinct suffixes); doc_ids are checked
     if in_process(cfg, rows):
-        _, counts = np.unique(read_numpy(fs, storage.join(out, "table"), ["doc_id"])["doc_id"], return_counts=True)
-        dup_docs = int(np.count_nonzero(counts > 1))
-    else:
-        dup_docs = _repeated(ray.data.read_parquet(storage.join(out, "table"), filesystem=fs), "doc_id")
+        got = read_numpy(fs, table, ["doc_id", "suffix"])
+        collided = int(np.count_nonzero(got["suffix"] > 0))
+        dup_docs = int(np.count_nonzero(np.unique(got["doc_id"], return_counts=True)[1] > 1))
+    else:  # across the cluster: the driver holds no rows
+        ds = ray.data.read_parquet(table, filesystem=fs)
+        collided = ds.select_columns(["suffix"]).filter(expr=col("suffix") > 0).count()
+        with shuffle_strategy(unique_shuffle(cfg, rows)):
+            dup_docs = _repeated(ds.select_columns(["doc_id"]), "doc_id")
     summary = {
         **source,
         "documents_in": docs_in,
