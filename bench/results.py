@@ -702,7 +702,7 @@ measurement): at that size they are fixed cost (starting the pool and its reads,
 shuffles). At 100,000 documents this run's pools are slower than the last measurement's (1.05x and 1.26x) on the
 same code path: read that as these machines' spread. The in-process path keeps the whole code table in the driver
 (its peak grows with the corpus), where the actor runs' driver grows far less (at a million documents, next
-section: 1.36x for 10x the documents). This table's indexer had random
+section: 1.26x for 10x the documents). This table's indexer had random
 codebooks (the bench's until the million-document run below): the code step's speed does not depend on them, but its
 uniqueness pass ran over a few very large collision groups.
 
@@ -716,15 +716,28 @@ random codebooks, and their codes put 63% of the documents into one collision gr
 1,000,000 in a per-process memory probe, whose largest process was the uniqueness pass's `_suffix` map at 1,327
 MiB): that pass's `map_groups` holds a group whole, so its largest worker grew 2.08x with the corpus. (Raising the
 group-by's `num_partitions` with the row count, tried first, changes nothing under the default sort shuffle: Ray
-applies it to the hash shuffle only.) With spread codes the largest worker (the same `_suffix` map) peaks at 1.13x
-the 100,000 run's, inside issue 19's 1.2x bound, and the code step takes 7.53x the time for 10x the documents (its
-start-up amortised). **The driver is not flat:** its peak grows 1.36x (664 to 901 MiB). A later probe of the
-driver's private memory over a 1,000,000-document run (sampled every 0.5 s beside its log) placed the growth: flat
-through the code step (391 MiB), then about +250 MiB within the first ~30 s of the uniqueness pass. Writing the
-codes as 20 files instead of 1,000 (`write_parquet(min_rows_per_file=...)`) left it as it was (707 MiB after the
-pass), so it is not the number of files; which part of the pass (the group-by's sort, its writes, the verification)
-holds it is not measured yet. A collision group must still fit in one worker: an indexer that puts most documents on
-a few codes is bounded by one worker's memory.
+applies it to the hash shuffle only.) With spread codes, in a run before the change below, the largest worker (the
+same `_suffix` map) peaked at 1.13x the 100,000 run's, inside issue 19's 1.2x bound, and the code step took 7.53x the
+time for 10x the documents (9.10x in the table's run). The driver was not flat: its peak grew 1.36x (664 to 901 MiB).
+
+**Where the driver grew, and the change (2026-12-03, late):** an ad hoc probe of the uniqueness pass alone over the
+same million codes (the driver's private memory sampled every 0.3 s, with Ray's in-process object store beside it)
+found it: under the sort shuffle (`ray.shuffle`, default `sort_shuffle_pull_based`) every map task returns one
+partition per reducer, each under Ray's 100 KiB inline limit, so they are kept in the driver (their owner) until the
+reducers have run: the driver's in-process store reached 100 MiB and its private memory went from 375 to 648 MiB,
+about 230 MiB of which the allocator kept after the pass. The push-based sort shuffle peaked at 605 MiB. Ray Data's
+`shuffle_v2` (hash partitions sent to aggregator actors) kept the driver at 373-402 MiB throughout, for a pass of
+134 s against 106 s. So the uniqueness pass now takes `shuffle_v2` above 100,000 codes (`ray.unique_shuffle=auto`;
+below, its actors cost seconds and the sort shuffle's share of the driver is a few MiB), and the verification counts
+suffixes and repeated doc_ids across the cluster instead of reading the suffix column into the driver (+100 MiB at a
+million rows in the probe). The bench after the change (the table): the driver's peak grows **1.26x** (627 to 789
+MiB; was 1.36x), still above issue 19's 1.2x, and end to end is 753 s (was 944). The largest worker is now the hash
+shuffle's reducer feeding the `_suffix` map, which holds one of 8 partitions whole: it grew 1.25x (766 to 959 MiB;
+the sort shuffle's was 1.13x). Neither process is flat yet; what remains in the driver at a million codes is not
+located (the code step's own growth, 536 to 583 MiB of RSS in the earlier probe, is part of it), and the reducer's
+share would shrink with partitions that grow with the row count (which `shuffle_v2` honours; not tried yet). A
+collision group must still fit in one worker: an indexer that puts most documents on a few codes is bounded by one
+worker's memory.
 
 {section("assign-million", assign_section)}
 ## Training throughput
