@@ -34,6 +34,7 @@ def settings(out):
         "indexer.joint_epochs=3",
         "indexer.batch_size=16",
         "train.log_every_steps=0",
+        "train.num_workers=1",  # a trial's Ray Train run with one process: what is tested is Tune around it
         "tune.space={indexer.lr: [grid, 1.0e-7, 1.0e-2, 3.0e-7]}",
         "tune.num_samples=1",
         "tune.max_concurrent=1",
