@@ -208,7 +208,7 @@ def finished_table(cfg: Config) -> dict | None:
 
 
 def unique_shuffle(cfg: Config, rows: int) -> str:
-    """The shuffle of a uniqueness pass over `rows` codes on Ray Data (ray.unique_shuffle; auto: shuffle_v2 from
+    """The shuffle of a uniqueness pass over `rows` codes on Ray Data (ray.unique_shuffle; auto: shuffle_v2 above
     100,000 rows, where the sort shuffle's small partitions held in the driver reach tens of MiB)."""
     if cfg.ray.unique_shuffle != "auto":
         return cfg.ray.unique_shuffle
