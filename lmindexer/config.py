@@ -460,6 +460,7 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
 
 
+SHUFFLES = {"sort_shuffle_pull_based", "sort_shuffle_push_based", "hash_shuffle", "shuffle_v2"}
 CHOICES = {
     "data.format": {"auto", "jsonl", "csv", "tsv", "parquet", "beir"},
     "data.on_bad": {"skip", "error"},
@@ -475,8 +476,8 @@ CHOICES = {
     "train.zero_stage": {0, 1, 2, 3},
     "train.precision": {"auto", "fp32", "bf16"},
     "assign.collisions": {"suffix", "rebalance"},
-    "ray.shuffle": {"sort_shuffle_pull_based", "sort_shuffle_push_based", "hash_shuffle", "shuffle_v2"},
-    "ray.unique_shuffle": {"auto", "sort_shuffle_pull_based", "sort_shuffle_push_based", "hash_shuffle", "shuffle_v2"},
+    "ray.shuffle": SHUFFLES,
+    "ray.unique_shuffle": SHUFFLES | {"auto"},
     "baseline.method": {"hkmeans", "rkmeans", "rqvae", "random"},
     "generator.task": {"retrieval", "rec"},
     "generator.lr_schedule": {"linear", "cosine", "constant"},

@@ -85,8 +85,9 @@ def data_context(cfg: Config) -> None:
 
 @contextlib.contextmanager
 def shuffle_strategy(name: str):
-    """Ray Data's shuffle for the datasets built and run inside the block (this process's DataContext; the
-    configured one again after it)."""
+    """Ray Data's shuffle for the datasets read inside the block (this process's DataContext; the configured one
+    again after it). A dataset copies the context when it is read and its transforms share that copy, so a
+    dataset read before the block keeps the configured shuffle."""
     context = ray.data.DataContext.get_current()
     before = context.shuffle_strategy
     context.shuffle_strategy = ray.data.context.ShuffleStrategy(name)

@@ -299,10 +299,10 @@ def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int
         got = read_numpy(fs, table, ["doc_id", "suffix"])
         collided = int(np.count_nonzero(got["suffix"] > 0))
         dup_docs = int(np.count_nonzero(np.unique(got["doc_id"], return_counts=True)[1] > 1))
-    else:  # across the cluster: the driver holds no rows
-        ds = ray.data.read_parquet(table, filesystem=fs)
-        collided = ds.select_columns(["suffix"]).filter(expr=col("suffix") > 0).count()
+    else:  # across the cluster: the driver holds no rows (a dataset keeps the shuffle of the block it is read in)
         with shuffle_strategy(unique_shuffle(cfg, rows)):
+            ds = ray.data.read_parquet(table, filesystem=fs)
+            collided = ds.select_columns(["suffix"]).filter(expr=col("suffix") > 0).count()
             dup_docs = _repeated(ds.select_columns(["doc_id"]), "doc_id")
     summary = {
         **source,
