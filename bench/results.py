@@ -702,7 +702,7 @@ measurement): at that size they are fixed cost (starting the pool and its reads,
 shuffles). At 100,000 documents this run's pools are slower than the last measurement's (1.05x and 1.26x) on the
 same code path: read that as these machines' spread. The in-process path keeps the whole code table in the driver
 (its peak grows with the corpus), where the actor runs' driver grows far less (at a million documents, next
-section: 1.26x for 10x the documents). This table's indexer had random
+section: 1.19x for 10x the documents). This table's indexer had random
 codebooks (the bench's until the million-document run below): the code step's speed does not depend on them, but its
 uniqueness pass ran over a few very large collision groups.
 
@@ -730,12 +730,14 @@ about 230 MiB of which the allocator kept after the pass. The push-based sort sh
 134 s against 106 s. So the uniqueness pass now takes `shuffle_v2` above 100,000 codes (`ray.unique_shuffle=auto`;
 below, its actors cost seconds and the sort shuffle's share of the driver is a few MiB), and the verification counts
 suffixes and repeated doc_ids across the cluster instead of reading the suffix column into the driver (+100 MiB at a
-million rows in the probe). The bench after the change (the table): the driver's peak grows **1.26x** (627 to 789
-MiB; was 1.36x), still above issue 19's 1.2x, and end to end is 753 s (was 944). The largest worker is now the hash
-shuffle's reducer feeding the `_suffix` map, which holds one of 8 partitions whole: it grew 1.25x (766 to 959 MiB;
-the sort shuffle's was 1.13x). Neither process is flat yet; what remains in the driver at a million codes is not
-located (the code step's own growth, 536 to 583 MiB of RSS in the earlier probe, is part of it), and the reducer's
-share would shrink with partitions that grow with the row count (which `shuffle_v2` honours; not tried yet). A
+million rows in the probe). A first bench run after the change read a driver peak of 1.26x (627 to 789 MiB), but its
+verification still grouped doc_ids with the sort shuffle (a Ray dataset copies the shuffle setting when it is read,
+and the table was read before the setting changed). With that fixed (the table, one run): the driver's peak grows
+**1.19x** (630 to 752 MiB; was 1.36x), just inside issue 19's 1.2x, with this machine's run-to-run spread still to be
+seen, and end to end is 598 s (was 944; the machine was faster in this run too: the plain loop read 1,132 docs/s
+against 803). The largest worker is now the hash shuffle's reducer feeding the `_suffix` map, which holds one of 8
+partitions whole: it grew 1.28x (749 to 961 MiB; the sort shuffle's was 1.13x), over the bound. Partitions that grow
+with the row count (which `shuffle_v2` honours) should flatten it; not tried yet. A
 collision group must still fit in one worker: an indexer that puts most documents on a few codes is bounded by one
 worker's memory.
 
