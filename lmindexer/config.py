@@ -143,6 +143,11 @@ class IndexerConfig:
         "the first position the code-usage term applies to (2: position 1's codes follow the encoder's own "
         "clusters, only later positions are pushed to spread their parent's documents)",
     )
+    usage_weight_first: float = opt(
+        -1.0,
+        "with usage_from=1: the usage term's weight at position 1 alone (negative: usage_weight), so that position 1 "
+        "can be pushed less towards even codes than later positions",
+    )
     collision_weight: float = opt(
         0.0,
         "positions >= 2 with contrastive=prefix: weight of the same-prefix collision term, the mean over pairs of "
@@ -189,6 +194,15 @@ class IndexerConfig:
         "where the trained indexer goes (empty: <output_dir>/indexer); a URI gets a copy of the "
         "folder learn-ids keeps in <output_dir>/learn_ids",
     )
+
+    def usage_at(self, position: int) -> float:
+        """Weight of the code-usage term at `position` (1-based): 0 before usage_from, usage_weight_first at
+        position 1 when that is set (>= 0), usage_weight otherwise."""
+        if self.usage_weight <= 0 or position < self.usage_from:
+            return 0.0
+        if position == 1 and self.usage_weight_first >= 0:
+            return self.usage_weight_first
+        return self.usage_weight
 
 
 @dataclass

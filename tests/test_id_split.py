@@ -234,3 +234,12 @@ def test_usage_term_starts_at_usage_from(tmp_path):
     idx.set_phase("joint", 2)
     out = idx(ids, mask, torch.zeros(4, 1, dtype=torch.long), group=torch.tensor([0, 0, 1, 1]))
     assert "usage" in out and out["usage"].item() >= 0
+
+
+def test_usage_weight_per_position():
+    """usage_weight_first sets position 1's weight alone; usage_from and usage_weight=0 switch the term off."""
+    cfg = IndexerConfig(usage_weight=0.1, usage_from=1, usage_weight_first=0.02)
+    assert [cfg.usage_at(t) for t in (1, 2, 3)] == [0.02, 0.1, 0.1]
+    assert IndexerConfig(usage_weight=0.1, usage_from=1).usage_at(1) == 0.1  # negative: the common weight
+    assert IndexerConfig(usage_weight=0.1, usage_from=2, usage_weight_first=0.02).usage_at(1) == 0.0
+    assert IndexerConfig(usage_weight=0.0, usage_weight_first=0.02).usage_at(1) == 0.0

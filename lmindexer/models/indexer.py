@@ -377,7 +377,7 @@ class SemanticIndexer(nn.Module):
                 prefix=prefix,
             )
             out["codes"] = codes
-            if cfg.usage_weight > 0 and t >= cfg.usage_from:
+            if cfg.usage_at(t) > 0:
                 out["usage"] = usage_loss(logits, cfg.temperature)
             if cfg.collision_weight > 0 and t > 1 and group is not None:
                 out["collision"] = prefix_collision_loss(logits, group, cfg.temperature)
@@ -399,7 +399,7 @@ class SemanticIndexer(nn.Module):
         )
         loss = out["recon"]
         if "usage" in out:
-            loss = loss + cfg.usage_weight * out["usage"]
+            loss = loss + cfg.usage_at(t) * out["usage"]
         if "collision" in out:
             loss = loss + cfg.collision_weight * out["collision"]
         same_prefix = t > 1 and cfg.contrastive == "prefix"
