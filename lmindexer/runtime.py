@@ -143,7 +143,18 @@ def ensure_ray(cfg: Config) -> None:
     ray.init(**local, include_dashboard=False)
 
 
-def shuffle_partitions() -> int:
-    """Partitions for Ray Data groupby: a few per CPU of the cluster (Ray's default of 200 crawls on small
-    machines)."""
-    return max(2, int(ray.cluster_resources().get("CPU", 1)) * 2)
+# rows of one group-by partition past which a larger input gets more partitions: under shuffle_v2 one reduce task
+# holds its partition whole (and the group function's numpy copy of it), so this bounds a worker's memory
+PARTITION_ROWS = 50_000
+
+
+def partitions_for(cpus: float, rows: int = 0) -> int:
+    """Group-by partitions for `rows` rows on `cpus` CPUs: two per CPU (Ray's default of 200 crawls on small
+    machines), and more once a partition would pass PARTITION_ROWS rows."""
+    return max(2, int(cpus) * 2, -(-rows // PARTITION_ROWS))
+
+
+def shuffle_partitions(rows: int = 0) -> int:
+    """partitions_for this Ray cluster's CPUs (rows: the group-by's input rows, where known). Ray applies the
+    number to the hash shuffle (shuffle_v2) only; the sort shuffle picks its own."""
+    return partitions_for(ray.cluster_resources().get("CPU", 1), rows)

@@ -18,6 +18,7 @@ from lmindexer.ids.assign import assign_ids, unique_shuffle
 from lmindexer.ids.unique import rebalance_group, sid, suffix_group
 from lmindexer.init_model import init_model
 from lmindexer.models.indexer import SemanticIndexer
+from lmindexer.runtime import PARTITION_ROWS, partitions_for
 
 
 def test_suffixes_keep_old_ids_and_follow_doc_id_order():
@@ -117,6 +118,14 @@ def test_unique_shuffle_is_shuffle_v2_above_100k_codes_unless_set():
     assert unique_shuffle(cfg, 100_000) == "sort_shuffle_push_based" and unique_shuffle(cfg, 100_001) == "shuffle_v2"
     cfg = load_config(overrides=["ray.unique_shuffle=hash_shuffle"])
     assert unique_shuffle(cfg, 10) == unique_shuffle(cfg, 10**7) == "hash_shuffle"
+
+
+def test_partitions_grow_with_rows_past_partition_rows():
+    """Two per CPU for small inputs; past that, no partition holds more than PARTITION_ROWS rows."""
+    assert partitions_for(4, 0) == partitions_for(4, 100_000) == 8 and partitions_for(0.5) == 2
+    for rows in (400_001, 1_000_000, 10**7):
+        n = partitions_for(4, rows)
+        assert -(-rows // n) <= PARTITION_ROWS < -(-rows // (n - 1))
 
 
 def test_incremental_indexing_keeps_old_ids(indexed, tmp_path):

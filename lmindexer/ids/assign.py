@@ -229,7 +229,7 @@ def make_unique(cfg: Config, uri: str, start: float, codebook_size: int, source:
         kept = _unique_here(cfg, fs, out, efs, epath)
     else:
         with shuffle_strategy(unique_shuffle(cfg, rows)):
-            kept = _unique_on_ray(cfg, fs, out, efs, epath)
+            kept = _unique_on_ray(cfg, fs, out, efs, epath, rows)
     return _verify(cfg, uri, kept, time.time() - start, codebook_size, source)
 
 
@@ -244,8 +244,10 @@ def _new_suffix(b: pa.Table) -> pa.Table:
     return b.append_column("suffix", pa.array(np.full(b.num_rows, -1, dtype=np.int64)))
 
 
-def _unique_on_ray(cfg: Config, fs, out: str, efs, epath) -> int:
-    """The ID table from the codes with Ray Data's groupby; returns the rows kept from the existing table."""
+def _unique_on_ray(cfg: Config, fs, out: str, efs, epath, rows: int) -> int:
+    """The ID table from the `rows` codes (new and existing) with Ray Data's groupby; returns the rows kept from the
+    existing table."""
+    parts = shuffle_partitions(rows)
     new = ray.data.read_parquet(storage.join(out, "_codes"), filesystem=fs).map_batches(
         _new_suffix, batch_format="pyarrow"
     )
@@ -256,11 +258,11 @@ def _unique_on_ray(cfg: Config, fs, out: str, efs, epath) -> int:
         old = old.map_batches(_with_old_columns, fn_kwargs={"k": cfg.assign.candidates}, batch_format="pyarrow")
         # a document already in the table keeps its ID, whatever codes it would get now
         new = new.union(old.select_columns(new.schema().names))
-        new = new.groupby("doc_id", num_partitions=shuffle_partitions()).map_groups(_prefer_old, batch_format="numpy")
-    rows = new.map_batches(_with_keys, batch_format="pyarrow")
+        new = new.groupby("doc_id", num_partitions=parts).map_groups(_prefer_old, batch_format="numpy")
+    keyed = new.map_batches(_with_keys, batch_format="pyarrow")
     if cfg.assign.collisions == "rebalance":
-        rows = rows.groupby("prefix", num_partitions=shuffle_partitions()).map_groups(_rebalance, batch_format="numpy")
-    table = rows.groupby("key", num_partitions=shuffle_partitions()).map_groups(_suffix, batch_format="numpy")
+        keyed = keyed.groupby("prefix", num_partitions=parts).map_groups(_rebalance, batch_format="numpy")
+    table = keyed.groupby("key", num_partitions=parts).map_groups(_suffix, batch_format="numpy")
     table.write_parquet(storage.join(out, "table"), filesystem=fs, mode="overwrite")
     return kept
 
@@ -281,9 +283,9 @@ def _unique_here(cfg: Config, fs, out: str, efs, epath) -> int:
     return kept
 
 
-def _repeated(ds, key: str) -> int:
-    """How many values of `key` occur more than once."""
-    counts = ds.groupby(key, num_partitions=shuffle_partitions()).aggregate(Count())
+def _repeated(ds, key: str, rows: int) -> int:
+    """How many values of `key` occur more than once in the `rows` rows of `ds`."""
+    counts = ds.groupby(key, num_partitions=shuffle_partitions(rows)).aggregate(Count())
     return counts.filter(expr=col("count()") > 1).count()
 
 
@@ -303,7 +305,7 @@ def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int
         with shuffle_strategy(unique_shuffle(cfg, rows)):
             ds = ray.data.read_parquet(table, filesystem=fs)
             collided = ds.select_columns(["suffix"]).filter(expr=col("suffix") > 0).count()
-            dup_docs = _repeated(ds.select_columns(["doc_id"]), "doc_id")
+            dup_docs = _repeated(ds.select_columns(["doc_id"]), "doc_id", rows)
     summary = {
         **source,
         "documents_in": docs_in,
