@@ -39,7 +39,7 @@ from ..models.indexer import CONFIG_FILE, SemanticIndexer
 from ..models.quantizer import fit_offsets
 from ..models.tokenizer import encode_texts
 from ..paths import RunLayout
-from ..quantizers.kmeans import kmeans
+from ..quantizers.kmeans import kmeans, nearest
 from ..raydata import as_numpy, in_process, shared, spread, train_rows
 from ..train.loop import launch, prepare_worker, run_task, say, worker_shard
 from .infer import indexer_outputs, load_for_inference
@@ -315,6 +315,13 @@ def _kmeans_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, se
         say(f"learn-ids: position {t} k-means over {len(h)} states (K={ic.codebook_size})")
         book.weight.data.copy_(kmeans(h, ic.codebook_size, iters=ic.kmeans_iters, seed=seed + t))
         model.save_pretrained(out)
+        # the start's own figures (the sample's nearest centres under its prefix): what the joint epochs change
+        start = np.concatenate(
+            [progress.codes[rows, : t - 1], nearest(h, book.weight.data)[0].cpu().numpy()[:, None]], 1
+        )
+        metrics = {**code_usage(start[:, -1], ic.codebook_size), **_label_scores(shared(s.labels)[rows], start)}
+        say(f"learn-ids: position {t} k-means start: {json.dumps(metrics)}")
+        return {"points": len(rows), "start": metrics}
     return {"points": len(rows)}
 
 
