@@ -50,6 +50,12 @@ SOURCES = {
         RUNS / "bench-dbpedia-ids-minilm-u1" / "report" / "report.json",
         "bench/beauty_ids.py --dbpedia indexer.usage_from=1 output_dir=runs/bench-dbpedia-ids-minilm-u1",
     ),
+    "position1-start": (
+        RUNS / "bench-position1-start.json",
+        "bench/position1_start.py beauty-weight-0.03=runs/bench-beauty-ids-minilm-w1 "
+        "dbpedia-usage-from-2=runs/bench-dbpedia-ids-minilm dbpedia-usage-from-1=runs/bench-dbpedia-ids-minilm-u1 "
+        "--curve (the k-means tables' report.json: its docstring)",
+    ),
     "kmeans-curve": (
         RUNS / "bench-beauty-kmeans-curve" / "report" / "report.json",
         "bench/beauty_ids.py --kmeans-curve",
@@ -300,6 +306,21 @@ def embedding_decoder_section(data) -> str:
         + ", ".join(f"{c['epoch']}: {c['loss']}" for c in dec["curve"])
         + ".",
     ]
+    return "\n".join(lines) + "\n"
+
+
+def position1_section(data) -> str:
+    """The first code under the k-means start and after training, each beside k-means at the same perplexity."""
+    lines = [
+        "| run | codes | in use | perplexity | AMI first code | k-means at the same perplexity | difference |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in data.items():
+        for key, what in (("start", "k-means start"), ("learned", "after training")):
+            f = row[key]
+            ref = "-" if f["kmeans_at_same_perplexity"] is None else f"{f['kmeans_at_same_perplexity']:.4f}"
+            diff = "-" if f["vs_kmeans"] is None else f"{f['vs_kmeans']:+.4f}"
+            lines.append(f"| {name} | {what} | {f['used']} | {f['perplexity']:.0f} | {f['ami']:.4f} | {ref} | {diff} |")
     return "\n".join(lines) + "\n"
 
 

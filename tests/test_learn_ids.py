@@ -127,6 +127,8 @@ def test_ddp_engine(corpus, tmp_path):
     summary = learn_ids(cfg)
     assert summary["positions_done"] == 1
     assert summary["steps"]["1:assign"]["used"] > 1
+    start = summary["steps"]["1:kmeans"]["start"]  # the k-means start's own codes of the sample
+    assert 1 < start["used"] <= 8 and 1 < start["perplexity"] <= start["used"]
     assert np.isfinite(summary["steps"]["1:joint"]["epochs"][-1]["loss"])
     rerun = learn_ids(cfg, only="1:joint")  # one phase alone, trained afresh from the stored snapshot
     assert [e["epoch"] for e in rerun["steps"]["1:joint"]["epochs"]] == [1]
