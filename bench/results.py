@@ -50,6 +50,11 @@ SOURCES = {
         RUNS / "bench-dbpedia-ids-minilm-u1" / "report" / "report.json",
         "bench/beauty_ids.py --dbpedia indexer.usage_from=1 output_dir=runs/bench-dbpedia-ids-minilm-u1",
     ),
+    "beauty-minilm-w1": (
+        RUNS / "bench-beauty-ids-minilm-w1" / "report" / "report.json",
+        "bench/beauty_ids.py --minilm output_dir=runs/bench-beauty-ids-minilm-w1 indexer.usage_from=1 "
+        "indexer.usage_weight_first=0.03",
+    ),
     "position1-start": (
         RUNS / "bench-position1-start.json",
         "bench/position1_start.py beauty-weight-0.03=runs/bench-beauty-ids-minilm-w1 "
@@ -622,6 +627,37 @@ first-level perplexity (`minilm-hkmeans-k257`, perplexity 176.8: 0.562) by 0.07,
 setting of LMIndexer's is both as unique as the two-stage IDs and better than k-means at the first code.
 
 {section("dbpedia-minilm-u1", beauty_section)}
+#### A smaller usage weight at position 1 only (`indexer.usage_weight_first=0.03`): between the two ends
+
+`bench/beauty_ids.py --minilm output_dir=runs/bench-beauty-ids-minilm-w1 indexer.usage_from=1
+indexer.usage_weight_first=0.03`, on 2026-12-04: the recipe of `configs/beauty-minilm.yaml` with the usage term at
+position 1 too, at 0.03 there and 0.1 at positions 2-3 (learn-ids 2,739 s, about 15 minutes of which shared the 2
+cores with the probes of the next section). Every figure lands between the two settings above (`usage_from=2`:
+perplexity 97, AMI 0.466, 11.6% need a suffix, 5,774 prefixes; `usage_from=1`: 181, 0.397, 5.1%, 7,926): the first
+level's perplexity is 158, the first code's AMI against category_l2 0.413 against 0.403 for MiniLM + k-means at the
+same perplexity (`minilm-hkmeans-k210`, perplexity 154.5), a margin of 0.010; 7.1% of the items need a suffix
+(published RQ-VAE 5.0%, RQ-VAE on MiniLM 2.6%); 7,036 distinct 2-code prefixes; conditional perplexity 33.5 at
+position 2. The 2-code prefix's AMI against category_l3 is 0.162, below residual k-means' 0.202. Against issue 16's
+targets: prefixes (>= 7,000), conditional perplexity at position 2 (>= 20) and first-level perplexity (>= 100) are
+met; the suffix share (<= 5%), the first code's AMI (>= 0.42 and +0.02 over k-means) and the 2-code prefix's lead are
+not. The weight moves the IDs along one trade, it does not escape it. One run.
+
+{section("beauty-minilm-w1", beauty_section)}
+#### What training does to the first code: the k-means start against the trained codes
+
+`bench/position1_start.py` (learn-ids now records the start's figures in `progress.json`; for earlier runs the script
+recomputes them from the stored `snapshot-1-kmeans`): the first code of every document as codebook 1's k-means start
+on the model's own, untrained states gives it, and after position 1's joint epoch, each beside MiniLM + k-means on
+mean-pooled embeddings at the same first-level perplexity (linear between the nearest k-means tables of the runs). The
+start is level with two-stage k-means (+0.009 on Beauty, +0.003 on DBpedia-14). On Beauty, training at
+`usage_weight_first=0.03` adds little to that (+0.012 at a perplexity of 158); the `usage_from=2` runs above (the same
+seeded start, not recorded then) read +0.024 to +0.040 at a perplexity of 97-106, where their codes had contracted.
+On DBpedia-14 training loses against the start with either setting: 0.560 at a perplexity of 28.5 (0.119 below k-means
+there) and 0.493 at 180 (0.068 below). So on these corpora, with one joint epoch per position on 2 cores, the learned
+first code does not carry the categories better than k-means on the same encoder's states; whether the paper's
+longer schedule changes that needs the GPU none of these sessions had.
+
+{section("position1-start", position1_section)}
 ## Generators at full scale: every training example, every test user and query
 
 `bench/full_generators.py`: the generator trained on all training examples with a global batch set explicitly, a
