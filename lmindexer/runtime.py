@@ -84,17 +84,21 @@ def data_context(cfg: Config) -> None:
 
 
 @contextlib.contextmanager
-def shuffle_strategy(name: str):
+def shuffle_strategy(name: str, input_batch_bytes: int | None = None):
     """Ray Data's shuffle for the datasets read inside the block (this process's DataContext; the configured one
     again after it). A dataset copies the context when it is read and its transforms share that copy, so a
-    dataset read before the block keeps the configured shuffle."""
+    dataset read before the block keeps the configured shuffle. `input_batch_bytes`: shuffle_v2's map side
+    coalesces its input blocks up to this many bytes per task (Ray's default, 1 GiB, hands a whole column of a
+    million rows to one task)."""
     context = ray.data.DataContext.get_current()
-    before = context.shuffle_strategy
+    before = context.shuffle_strategy, context.shuffle_input_batch_bytes
     context.shuffle_strategy = ray.data.context.ShuffleStrategy(name)
+    if input_batch_bytes is not None:
+        context.shuffle_input_batch_bytes = input_batch_bytes
     try:
         yield
     finally:
-        context.shuffle_strategy = before
+        context.shuffle_strategy, context.shuffle_input_batch_bytes = before
 
 
 def ensure_ray(cfg: Config) -> None:

@@ -207,6 +207,11 @@ def finished_table(cfg: Config) -> dict | None:
     return summary if newer and summary.get("indexer") == indexer and not cfg.assign.existing else None
 
 
+# shuffle_v2's map-side input per task in the uniqueness pass and its checks: at Ray's default (1 GiB) the doc_id count
+# of a million-row table ran as one map task of ~700 MiB; at 1 MiB no map task was the largest worker (a probe)
+SHUFFLE_BATCH_BYTES = 1 << 20
+
+
 def unique_shuffle(cfg: Config, rows: int) -> str:
     """The shuffle of a uniqueness pass over `rows` codes on Ray Data (ray.unique_shuffle; auto: shuffle_v2 above
     100,000 rows, where the sort shuffle's small partitions held in the driver reach tens of MiB)."""
@@ -228,7 +233,7 @@ def make_unique(cfg: Config, uri: str, start: float, codebook_size: int, source:
     if in_process(cfg, rows):
         kept = _unique_here(cfg, fs, out, efs, epath)
     else:
-        with shuffle_strategy(unique_shuffle(cfg, rows)):
+        with shuffle_strategy(unique_shuffle(cfg, rows), SHUFFLE_BATCH_BYTES):
             kept = _unique_on_ray(cfg, fs, out, efs, epath, rows)
     return _verify(cfg, uri, kept, time.time() - start, codebook_size, source)
 
@@ -302,7 +307,7 @@ def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int
         collided = int(np.count_nonzero(got["suffix"] > 0))
         dup_docs = int(np.count_nonzero(np.unique(got["doc_id"], return_counts=True)[1] > 1))
     else:  # across the cluster: the driver holds no rows (a dataset keeps the shuffle of the block it is read in)
-        with shuffle_strategy(unique_shuffle(cfg, rows)):
+        with shuffle_strategy(unique_shuffle(cfg, rows), SHUFFLE_BATCH_BYTES):
             ds = ray.data.read_parquet(table, filesystem=fs)
             collided = ds.select_columns(["suffix"]).filter(expr=col("suffix") > 0).count()
             dup_docs = _repeated(ds.select_columns(["doc_id"]), "doc_id", rows)
