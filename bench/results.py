@@ -759,7 +759,7 @@ measurement): at that size they are fixed cost (starting the pool and its reads,
 shuffles). At 100,000 documents this run's pools are slower than the last measurement's (1.05x and 1.26x) on the
 same code path: read that as these machines' spread. The in-process path keeps the whole code table in the driver
 (its peak grows with the corpus), where the actor runs' driver grows far less (at a million documents, next
-section: 1.04x and 1.19x in two runs for 10x the documents). This table's indexer had random
+section: 1.04-1.19x in three runs for 10x the documents). This table's indexer had random
 codebooks (the bench's until the million-document run below): the code step's speed does not depend on them, but its
 uniqueness pass ran over a few very large collision groups.
 
@@ -791,15 +791,20 @@ million rows in the probe). A first bench run after the change read a driver pea
 verification still grouped doc_ids with the sort shuffle (a Ray dataset copies the shuffle setting when it is read,
 and the table was read before the setting changed). With that fixed, one run read a driver peak of 1.19x (630 to 752
 MiB; was 1.36x) and a largest worker of 1.28x (749 to 961 MiB: the hash shuffle's reducer feeding the `_suffix` map,
-which held one of 8 partitions whole). **Partitions that grow with the rows (2026-12-04, the table):** a group-by now
-takes at least one partition per 50,000 rows (`runtime.partitions_for`; 20 at a million, where it was 8; `shuffle_v2`
-honours the number, the sort shuffle picks its own). The driver's peak grew **1.04x** (627 to 652 MiB), and the
-`_suffix` reducer is no longer the largest worker. The largest worker grew **1.25x** (774 to 970 MiB), still over
-issue 19's 1.2x: it is now a worker running the map side of the verification's doc_id count (a hash aggregate), and
-since Ray reuses worker processes for later tasks, its peak may be memory its earlier tasks left to the allocator; not
-located further. End to end 639 s (9.23x the 100,000 run's code step for 10x the documents). Two runs with the
-verification fixed: driver 1.19x and 1.04x, largest worker 1.28x and 1.25x. A collision group must still fit in one
-worker: an indexer that puts most documents on a few codes is bounded by one worker's memory.
+which held one of 8 partitions whole). **Partitions that grow with the rows, and smaller shuffle map inputs
+(2026-12-04):** a group-by now takes at least one partition per 50,000 rows (`runtime.partitions_for`; 20 at a
+million, where it was 8; `shuffle_v2` honours the number, the sort shuffle picks its own). A run with that alone read
+a driver peak of 1.04x (627 to 652 MiB) and a largest worker of 1.25x (774 to 970 MiB), now a worker running the map
+side of the verification's doc_id count. A probe sampling every Ray worker's memory over the uniqueness pass and its
+checks on the million codes found why: one fresh worker went from 67 to 740 MiB inside that one map task, because
+`shuffle_v2` coalesces a map task's input blocks up to `shuffle_input_batch_bytes` (Ray's default 1 GiB), so the
+whole doc_id column went to one task. At 32 MiB the same; at 1 MiB no map task was among the largest workers (the
+largest, a `_suffix` reducer, 598 MiB). The uniqueness pass and its checks now use 1 MiB. The table's run with both:
+**largest worker 1.06x** (737 to 778 MiB, a `_suffix` reducer), **driver 1.19x** (616 to 732 MiB), end to end 725 s
+(code step 7.27x for 10x the documents; the plain loop read 808 docs/s, a slower moment than the runs before at
+1,149). Three runs since the verification fix: driver 1.19x, 1.04x and 1.19x, at issue 19's 1.2x bound rather than
+safely inside it. A collision group must still fit in one worker: an indexer that puts most documents on a few
+codes is bounded by one worker's memory.
 
 {section("assign-million", assign_section)}
 ## Training throughput
