@@ -23,8 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from lmindexer.eval.metrics import ami, code_usage  # noqa: E402
+from lmindexer.eval.metrics import code_usage  # noqa: E402
 from lmindexer.ids.infer import indexer_outputs, load_for_inference  # noqa: E402
+from lmindexer.ids.learn import _label_scores  # noqa: E402  (the label filter and AMI learn-ids reports)
 
 
 def start_figures(run: Path) -> dict:
@@ -35,9 +36,8 @@ def start_figures(run: Path) -> dict:
     codes = indexer_outputs(
         model, tokens, np.zeros((len(tokens), 0), np.int64), np.arange(len(tokens)), 1, "assign", 256
     )
-    has = np.array([x is not None and x == x and x != "" for x in labels])
     usage = code_usage(codes, model.codebooks[0].weight.shape[0])
-    return {**usage, "ami": round(ami(labels[has].astype(str), codes[has].astype(str)), 4)}
+    return {**usage, "ami": _label_scores(labels, codes[:, None])["ami"]}
 
 
 def kmeans_points(reports: list[Path]) -> list[tuple[float, float]]:
