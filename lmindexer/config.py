@@ -236,6 +236,11 @@ class TrainConfig:
     inference_actors: int = opt(2, "most actors of the Ray Data pool that embeds and assigns codes")
     inference_min_actors: int = opt(1, "actors started at once; the pool grows to inference_actors while work waits")
     inference_batch_size: int = opt(256, "documents per inference batch")
+    inference_threads: int = opt(
+        0,
+        "torch threads of each inference actor on CPU (0: the machine's cores over inference_actors, at least 1); "
+        "GPU actors and a step run in process (ray.in_process_rows) keep torch's own",
+    )
 
 
 @dataclass

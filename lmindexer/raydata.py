@@ -7,6 +7,8 @@ most `ray.in_process_rows` rows runs the same functions in the calling process."
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import ray
@@ -15,6 +17,7 @@ import torch
 
 from . import storage
 from .config import Config
+from .runtime import worker_threads
 
 
 def shared(ref):
@@ -75,20 +78,33 @@ def inference_device(bf16: bool) -> tuple[str, torch.dtype | None]:
     return device, (torch.bfloat16 if bf16 and device == "cuda" else None)
 
 
+CPU_ACTOR = 0.5  # CPUs a CPU inference actor reserves: Ray Data's read and write tasks keep running beside it
+
+
 def actor_pool(cfg: Config, gpu: bool = True) -> dict:
-    """map_batches arguments of the autoscaling actor pool every batch-inference step uses (a GPU per actor on
-    GPU clusters, half a CPU otherwise so Ray Data's read and write tasks keep running beside it)."""
+    """map_batches arguments of the autoscaling actor pool every batch-inference step uses: a GPU per actor on
+    GPU clusters; otherwise CPU_ACTOR CPUs and `actor_threads` torch threads (Ray would give a fractional CPU one
+    thread, so a single actor on a many-core machine used one core)."""
     gpu = gpu and cfg.train.use_gpu
     most = max(1, cfg.train.inference_actors)
-    return {
+    pool = {
         "compute": ray.data.ActorPoolStrategy(
             min_size=min(most, max(1, cfg.train.inference_min_actors)), max_size=most
         ),
-        "num_cpus": 0 if gpu else 0.5,
+        "num_cpus": 0 if gpu else CPU_ACTOR,
         "num_gpus": 1 if gpu else 0,
         "batch_size": cfg.train.inference_batch_size,
         "batch_format": "numpy",
     }
+    if not gpu:  # torch takes its intra-op threads from OMP_NUM_THREADS; Ray merges env_vars with the job's own
+        pool["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(actor_threads(cfg, os.cpu_count() or 1))}}
+    return pool
+
+
+def actor_threads(cfg: Config, cores: int) -> int:
+    """torch threads of each CPU inference actor: train.inference_threads, or (0) the `cores` shared by the pool's
+    most actors."""
+    return cfg.train.inference_threads or worker_threads(CPU_ACTOR, cfg.train.inference_actors, cores)
 
 
 def spread(ds: "ray.data.Dataset", cfg: Config) -> "ray.data.Dataset":

@@ -162,3 +162,12 @@ def shuffle_partitions(rows: int = 0) -> int:
     """partitions_for this Ray cluster's CPUs (rows: the group-by's input rows, where known). Ray applies the
     number to the hash shuffle (shuffle_v2) only; the sort shuffle picks its own."""
     return partitions_for(ray.cluster_resources().get("CPU", 1), rows)
+
+
+def worker_threads(cpus_per_worker: float, workers: int, cores: int) -> int:
+    """torch threads of a CPU worker or inference actor: its whole reserved CPUs, or for a fractional reservation its
+    share of the machine's cores (torch's default, every core per worker, oversubscribes the CPUs when workers share
+    a machine; Ray's, one thread for a fractional CPU, leaves cores idle when fewer workers than cores run)."""
+    if cpus_per_worker >= 1:
+        return int(cpus_per_worker)
+    return max(1, cores // max(1, workers))

@@ -255,7 +255,7 @@ def test_engine_auto_and_a_single_worker_at_zero_stage_0():
 
 
 def test_worker_threads_share_the_cores():
-    from lmindexer.train.loop import worker_threads
+    from lmindexer.runtime import worker_threads
 
     assert worker_threads(0.5, 2, 2) == 1 and worker_threads(0.5, 1, 2) == 2 and worker_threads(0.5, 4, 2) == 1
     assert worker_threads(2, 1, 16) == 2 and worker_threads(3.0, 8, 16) == 3

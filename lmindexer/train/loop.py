@@ -39,7 +39,7 @@ from .. import storage
 from ..config import Config
 from ..paths import RunLayout
 from ..raydata import MemoryRows
-from ..runtime import quiet
+from ..runtime import quiet, worker_threads
 from .backend import ProcessGroupConfig
 from .engine import Engine, engine_kind, zero_stage
 from .shard import CachedShard
@@ -79,14 +79,6 @@ def say(*parts) -> None:
     the (wrapped) stdout, so every line reached the driver twice; the process's own stdout is streamed once."""
     sys.__stdout__.write(" ".join(str(p) for p in parts) + "\n")
     sys.__stdout__.flush()
-
-
-def worker_threads(cpus_per_worker: float, workers: int, cores: int) -> int:
-    """torch threads of a CPU worker: its whole reserved CPUs, or for a fractional reservation its share of the
-    machine's cores (torch's default, every core per worker, oversubscribes the CPUs when workers share a machine)."""
-    if cpus_per_worker >= 1:
-        return int(cpus_per_worker)
-    return max(1, cores // max(1, workers))
 
 
 def quiet_worker() -> None:
