@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The GPU paths on a one-GPU machine, in one short run: the whole pipeline (learn-ids with DeepSpeed ZeRO-2 in bf16
 # on a CUDA Ray Train worker, assign-ids on a GPU actor pool, a generator trained and evaluated on the GPU), then
-# training throughput of a t5-base-shaped model: Ray Train (ZeRO-2 and DDP, bf16) against a plain bf16 loop.
+# training throughput of a t5-base-shaped generator: Ray Train (ZeRO-2, ZeRO-3 and DDP, bf16) against a plain bf16
+# loop, with MFU; then bench/gpu_throughput.py: assign-ids of a t5-base-sized indexer at 128 tokens (documents/s and
+# the fraction of the bf16 peak) and learn-ids examples/s and MFU under ZeRO-2 and ZeRO-3.
 #
 #   bash bench/gpu_check.sh [OUT_DIR]
+#   PARTS="throughput" bash bench/gpu_check.sh        # some of: pipeline train throughput (default: all three)
 #
 # On a machine without network, wheels in .whl/ (ray, deepspeed and what they need) are installed to /tmp/site first.
 set -euo pipefail
@@ -20,6 +23,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 python3 -c "import torch, ray, deepspeed, transformers as t; print('torch', torch.__version__, 'cuda', torch.version.cuda,
 'ray', ray.__version__, 'deepspeed', deepspeed.__version__, 'transformers', t.__version__)" | tee -a "$out/gpu.txt"
 
+parts=" ${PARTS:-pipeline train throughput} "
+
+if [[ $parts == *" pipeline "* ]]; then
 start=$(date +%s)
 python3 -m lmindexer.cli run --config configs/quickstart.yaml output_dir="$work/quickstart" \
   train.use_gpu=true train.num_workers=1 train.cpus_per_worker=1 indexer.num_positions=2 \
@@ -27,6 +33,14 @@ python3 -m lmindexer.cli run --config configs/quickstart.yaml output_dir="$work/
   2>&1 | tee "$out/pipeline.log" | grep -E "^\S+ lmindexer|\[[0-9]/|done in|Error|error" || true
 echo "pipeline on the GPU: $(( $(date +%s) - start )) s" | tee -a "$out/gpu.txt"
 cp "$work"/quickstart/generator-*/eval-test/metrics.json "$out/generator-metrics.json"
+fi
 
+if [[ $parts == *" train "* ]]; then
 python3 bench/train_throughput.py --gpu --preset base --examples 8192 --out "$out/bench-train-gpu.json" \
-  2>&1 | tee "$out/train.log" | grep -E "^\||^[0-9]+ examples|^plain|^\{" || true
+  2>&1 | tee "$out/train.log" | grep -E "^\||^[0-9]+ examples|GFLOP|^plain|^\{" || true
+fi
+
+if [[ $parts == *" throughput "* ]]; then
+python3 bench/gpu_throughput.py --out "$out/gpu-throughput.json" --work "$work/throughput" \
+  2>&1 | tee "$out/throughput.log" | grep -E "^\{|^assign-ids|^learn-ids|GFLOP|Error|error" || true
+fi

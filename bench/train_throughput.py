@@ -11,7 +11,10 @@ steady-state training.
     .venv/bin/python bench/train_throughput.py --examples 2048
     python bench/train_throughput.py --gpu --preset base --examples 32768   # one GPU: bf16, 1 worker per run
 
-With --gpu the plain loop runs on the GPU under bf16 autocast and each Ray run has one GPU worker (bf16).
+With --gpu the plain loop runs on the GPU under bf16 autocast and each Ray run has one GPU worker (bf16): DeepSpeed
+at ZeRO-2 and at ZeRO-3, and DDP. Each run's model FLOP utilisation (MFU) is its examples/s times an example's
+FLOPs (forward and backward, counted by torch's FlopCounterMode on a few examples) over the device's dense bf16 peak
+(bench/gpu_throughput.py: PEAK_BF16_TFLOPS, or --peak-tflops).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gpu_throughput import COUNTED, counted_flops, peak_flops  # noqa: E402
+
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.downstream.train import GeneratorTask  # noqa: E402
 from lmindexer.models.backbone import build_t5  # noqa: E402
@@ -38,6 +43,7 @@ from lmindexer.models.tokenizer import train_tokenizer  # noqa: E402
 from lmindexer.quantizers.codes import IdSpec  # noqa: E402
 from lmindexer.raydata import MemoryRows, train_rows  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
+from lmindexer.train.engine import zero_stage  # noqa: E402
 from lmindexer.train.loop import fit  # noqa: E402
 
 VOCAB, SOURCE, TARGET, BATCH, EPOCHS = 2000, 64, 5, 64, 3
@@ -72,11 +78,26 @@ def plain(init: str, sources: np.ndarray, labels: np.ndarray, device: str) -> fl
     return (len(order) // BATCH * BATCH) / seconds
 
 
+def example_flops(init: str, sources: np.ndarray, labels: np.ndarray) -> float:
+    """FLOPs of one training example (forward and backward), counted over the first COUNTED rows."""
+    from transformers import T5ForConditionalGeneration
+
+    model = T5ForConditionalGeneration.from_pretrained(init).train()
+    ids = torch.from_numpy(sources[:COUNTED]).long()
+    step = (
+        lambda: model(  # noqa: E731
+            input_ids=ids, attention_mask=(ids != 0).long(), labels=torch.from_numpy(labels[:COUNTED]).long()
+        ).loss.backward()
+    )
+    return counted_flops(step) / COUNTED
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=8192)
     parser.add_argument("--preset", default="tiny", help="T5 shape (tiny, mini, small, base)")
     parser.add_argument("--gpu", action="store_true", help="one GPU: bf16, one worker per Ray run")
+    parser.add_argument("--peak-tflops", type=float, default=0.0, help="the GPU's dense bf16 peak (default: by name)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-train.json"))
     args = parser.parse_args()
     n = args.examples
@@ -91,23 +112,35 @@ def main() -> None:
     tokenizer.save_pretrained(base)
     build_generator(base, IdSpec(TARGET - 1, 64, 1), init)  # the generator's start folder, as train-generator makes it
     device = "cuda" if args.gpu else "cpu"
+    peak = peak_flops(torch.cuda.get_device_name(), args.peak_tflops) if args.gpu else None
+    flops = example_flops(init, sources, labels)
     results = {
         "examples": n,
         "batch_size": BATCH,
         "preset": args.preset,
         "device": device,
         "gpu": torch.cuda.get_device_name() if args.gpu else None,
+        "flops_per_example": flops,
+        "peak_bf16_flops": peak,
         "plain_examples_per_s": round(plain(init, sources, labels, device), 1),
         "runs": [],
     }
+    mfu = lambda rate: round(rate * flops / peak, 4) if peak else None  # noqa: E731
+    results["plain_mfu"] = mfu(results["plain_examples_per_s"])
     print(f"plain loop: {results['plain_examples_per_s']} examples/s", flush=True)
-    runs = ((1, "deepspeed"), (1, "ddp")) if args.gpu else ((1, "deepspeed"), (1, "ddp"), (2, "deepspeed"), (2, "ddp"))
-    for workers, engine in runs:
+    stage = load_config().train.zero_stage
+    runs = (
+        ((1, "deepspeed", 2), (1, "deepspeed", 3), (1, "ddp", stage))
+        if args.gpu
+        else ((1, "deepspeed", stage), (1, "ddp", stage), (2, "deepspeed", stage), (2, "ddp", stage))
+    )
+    for workers, engine, stage in runs:
         cfg = load_config(
             overrides=[
-                f"output_dir={work}/{engine}-{workers}",
+                f"output_dir={work}/{engine}-{workers}-{stage}",
                 f"train.num_workers={workers}",
                 f"train.engine={engine}",
+                f"train.zero_stage={stage}",
                 "train.log_every_steps=0",
                 f"train.use_gpu={str(args.gpu).lower()}",
             ]
@@ -115,8 +148,8 @@ def main() -> None:
         ensure_ray(cfg)
         task = GeneratorTask(
             init,
-            os.path.join(work, f"out-{engine}-{workers}"),
-            f"bench-{engine}-{workers}",
+            os.path.join(work, f"out-{engine}-{workers}-{stage}"),
+            f"bench-{engine}-{workers}-{stage}",
             EPOCHS,
             1e-3,
             BATCH // workers,
@@ -131,9 +164,10 @@ def main() -> None:
         results["runs"].append(
             {
                 "workers": workers,
-                "engine": engine,
+                "engine": engine if engine == "ddp" else f"{engine}, ZeRO-{zero_stage(cfg.train, workers)}",
                 "examples_per_s": round(rate, 1),
                 "ratio_to_plain": round(rate / results["plain_examples_per_s"], 2),
+                "mfu": mfu(rate),
                 "run_seconds": round(total, 1),
                 "epochs": EPOCHS,
                 "feed": "in memory" if isinstance(rows, MemoryRows) else "Ray Data",
@@ -142,14 +176,16 @@ def main() -> None:
         print(json.dumps(results["runs"][-1]), flush=True)
     where = results["gpu"] or f"{os.cpu_count()} cores"
     print(f"\n{n} examples, global batch {BATCH}, {args.preset} T5, {where}\n")
-    print("| run | examples/s (last epoch) | ratio to the plain loop | whole run incl. start-up (s) |")
-    print("|---|---:|---:|---:|")
+    print(f"{flops / 1e9:.3f} GFLOP per training example (forward and backward)\n")
+    print("| run | examples/s (last epoch) | ratio to the plain loop | MFU | whole run incl. start-up (s) |")
+    print("|---|---:|---:|---:|---:|")
     label = f"plain loop, 1 process{', bf16 autocast' if args.gpu else ''}"
-    print(f"| {label} | {results['plain_examples_per_s']} | 1.00 | |")
+    shown = lambda m: f"{m:.1%}" if m is not None else "-"  # noqa: E731
+    print(f"| {label} | {results['plain_examples_per_s']} | 1.00 | {shown(results['plain_mfu'])} | |")
     for r in results["runs"]:
         print(
             f"| Ray Train, {r['workers']} worker(s), {r['engine']} | {r['examples_per_s']} | {r['ratio_to_plain']} | "
-            f"{r['run_seconds']} |"
+            f"{shown(r['mfu'])} | {r['run_seconds']} |"
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
