@@ -12,6 +12,8 @@ uniqueness (group by) and verification.
     .venv/bin/python bench/assign_throughput.py --docs 2000    # a quick run
     .venv/bin/python bench/assign_throughput.py --scales 10,100 --actors 2 --json bench_assign_million.json
                                                                # 100,000 and 1,000,000 documents (2 actors)
+    .venv/bin/python bench/assign_throughput.py --scales 1 --actors 1 --ab train.inference_threads=1 \
+        --json bench_assign_threads.json                       # A/B of one setting: 3 rounds at 10,000, 1 actor
 Each size is a synthetic corpus of the embedded demo generator, prepared once under --work and kept.
 """
 
@@ -142,7 +144,7 @@ def plain_loop(path: Path, base: Path, threads: int) -> dict:
     }
 
 
-def assign(work: Path, base: Path, path: Path, actors: int, docs: int) -> dict:
+def assign(work: Path, base: Path, path: Path, actors: int, docs: int, extra: tuple = ()) -> dict:
     out = work / f"ids-{docs}-{actors}"
     shutil.rmtree(out, ignore_errors=True)  # a finished table of an earlier run would be resumed, not redone
     log, memory = lmindexer(
@@ -159,6 +161,7 @@ def assign(work: Path, base: Path, path: Path, actors: int, docs: int) -> dict:
         f"assign.candidates={CANDIDATES}",
         "assign.files_per_round=1000",
         "train.precision=fp32",
+        *extra,
         sample_memory=True,
     )
     code_s = sum(float(s) for s in re.findall(r"committed in ([0-9.]+)s", log))
@@ -176,6 +179,35 @@ def assign(work: Path, base: Path, path: Path, actors: int, docs: int) -> dict:
     }
 
 
+def ab_rounds(args, work: Path, base: Path, path: Path, actors: int, docs: int) -> None:
+    """--ab: each round times the plain loop, then assign-ids with and without the setting (alternating which
+    first), so that each ratio has a plain loop of its own moment; prints and writes every round and the medians."""
+    rounds = []
+    for i in range(args.repeat):
+        plain = plain_loop(path, base, threads=1)["docs_per_s"]
+        runs = {}
+        for arm in ("with", "without") if i % 2 == 0 else ("without", "with"):
+            extra = (*args.set, args.ab) if arm == "with" else tuple(args.set)
+            runs[arm] = assign(work, base, path, actors, docs, extra)
+        rounds.append({"plain_docs_per_s": plain, **{f"{arm}_docs_per_s": r["docs_per_s"] for arm, r in runs.items()}})
+        print(json.dumps(rounds[-1]), flush=True)
+    ratios = {arm: [r[f"{arm}_docs_per_s"] / r["plain_docs_per_s"] for r in rounds] for arm in ("with", "without")}
+    summary = {
+        arm: {"median": round(float(np.median(v)), 2), "min": round(min(v), 2), "max": round(max(v), 2)}
+        for arm, v in ratios.items()
+    }
+    print(
+        f"\n{docs:,} documents, {actors} actor(s), ratio of the code step to the plain loop over {len(rounds)} "
+        f"rounds: with {args.ab}: {summary['with']}; without: {summary['without']}"
+    )
+    with open(work / args.json, "w") as f:
+        json.dump(
+            {"ab": args.ab, "set": args.set, "docs": docs, "actors": actors, "rounds": rounds, "ratio": summary},
+            f,
+            indent=2,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=10000, help="documents at scale 1")
@@ -183,15 +215,26 @@ def main() -> None:
     parser.add_argument("--actors", default="0,1,2", help="actor counts to run at every size (0: in process)")
     parser.add_argument("--work", default="runs/bench-assign")
     parser.add_argument("--json", default="bench_assign_throughput.json", help="the figures' file under --work")
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for every assign-ids run (repeatable)")
+    parser.add_argument(
+        "--ab", default="", help="KEY=VALUE: --repeat rounds of the plain loop and assign-ids with and without it"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of --ab (which run goes first alternates)")
     args = parser.parse_args()
     work = ROOT / args.work
     sizes = [int(x) * args.docs for x in args.scales.split(",")]
     bases = {docs: corpus(work, docs) for docs in sizes}
     one = bases[sizes[0]]
     path = indexer(work, corpus(work, args.docs))
+    if args.ab:
+        return ab_rounds(args, work, one, path, int(args.actors.split(",")[0]), sizes[0])
     plain = plain_loop(path, one, threads=1)
     plain_all = plain_loop(path, one, threads=os.cpu_count() or 1)
-    runs = [assign(work, bases[docs], path, int(actors), docs) for docs in sizes for actors in args.actors.split(",")]
+    runs = [
+        assign(work, bases[docs], path, int(actors), docs, tuple(args.set))
+        for docs in sizes
+        for actors in args.actors.split(",")
+    ]
     same = pq.read_table(runs[0]["out"] / "table", columns=["doc_id", "codes"]).to_pandas().set_index("doc_id")
     texts_order = pq.read_table(one / "corpus" / "docs", columns=["doc_id"]).column("doc_id").to_pylist()
     agree = float(np.mean([list(same.codes[d]) == list(c) for d, c in zip(texts_order, plain["codes"])]))
@@ -231,6 +274,7 @@ def main() -> None:
                 "plain_all_threads": {k: v for k, v in plain_all.items() if k != "codes"},
                 "assign": [{k: str(v) if k == "out" else v for k, v in r.items()} for r in runs],
                 "agreement": agree,
+                "set": args.set,
             },
             f,
             indent=2,
