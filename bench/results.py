@@ -842,11 +842,11 @@ and the ten batches then took 9 s. So issue 19's 0.9x for 10,000 documents on on
 0.74x and 1.03x on 2026-12-03; the 2-actor pool still runs one thread per actor, so much of that gap is these
 machines' spread and the indexer, and the A/B below isolates what the threads do). The table divides every row by
 the plain loop over the 10,000 documents, whose rate includes loading the model; over 100,000 it ran at 1,008-1,432
-documents/s in the A/B rounds, where the 1-actor pool read 0.99x and 1.30x. The pools' largest worker grew 1.27-1.30x
-from 10,000 to 100,000 documents in this run (1.07-1.09x at the last measurement; the worker is named by the task
-it ran at its peak); the million-document runs below are the test of memory staying flat. The in-process path keeps the whole code
-table in the driver (its peak grows with the corpus), where the actor runs' driver grows far less (at a million
-documents, below: 1.04-1.19x in three runs for 10x the documents).
+documents/s in the A/B rounds, where the 1-actor pool read 0.99x and 1.30x. The pools' largest worker grew
+1.27-1.30x from 10,000 to 100,000 documents in this run (1.07-1.09x at the last measurement; the worker is named by
+the task it ran at its peak); the million-document runs below are the test of memory staying flat. The in-process
+path keeps the whole code table in the driver (its peak grows with the corpus), where the actor runs' driver grows
+far less (at a million documents, below: 1.04-1.19x in three runs for 10x the documents).
 
 {section("assign", assign_section)}
 ### Torch threads of a CPU actor
