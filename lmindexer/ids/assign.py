@@ -232,9 +232,12 @@ def make_unique(cfg: Config, uri: str, start: float, codebook_size: int, source:
     rows = storage.count_rows(fs, codes) + (storage.count_rows(efs, epath) if epath else 0)
     if in_process(cfg, rows):
         kept = _unique_here(cfg, fs, out, efs, epath)
-    else:
-        with shuffle_strategy(unique_shuffle(cfg, rows), SHUFFLE_BATCH_BYTES):
+    else:  # minutes at a million rows on a small machine: say what runs
+        shuffle, begun = unique_shuffle(cfg, rows), time.time()
+        log.info("ids: grouping %d codes on Ray Data (%s, %d partitions)", rows, shuffle, shuffle_partitions(rows))
+        with shuffle_strategy(shuffle, SHUFFLE_BATCH_BYTES):
             kept = _unique_on_ray(cfg, fs, out, efs, epath, rows)
+        log.info("ids: table written in %.1fs; checking it", time.time() - begun)
     return _verify(cfg, uri, kept, time.time() - start, codebook_size, source)
 
 
