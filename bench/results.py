@@ -905,8 +905,9 @@ largest, a `_suffix` reducer, 598 MiB). The uniqueness pass and its checks now u
 1,149). Three runs since the verification fix: driver 1.19x, 1.04x and 1.19x, at issue 19's 1.2x bound rather than
 safely inside it. Where the driver grows: a timeline of its memory beside assign-ids' log lines (2026-12-04,
 late; the uniqueness pass now logs its start and end) read 574 MiB after the code step, 691 at the end of the
-grouping (`shuffle_v2`, 20 partitions) and 742 during the checks, the peak: the two hash shuffles' bookkeeping in
-the driver, not rows. A collision group must still fit in one worker: an indexer that puts most documents on a few
+grouping (`shuffle_v2`, 20 partitions) and 742 during the checks, the peak: it grows during the two hash
+shuffles, though on this path no rows pass through the driver (what Ray keeps there was not traced further).
+A collision group must still fit in one worker: an indexer that puts most documents on a few
 codes is bounded by one worker's memory.
 
 {section("assign-million", assign_section)}
