@@ -45,7 +45,9 @@ def test_stopped_run_resumes_from_its_checkpoint(corpus, tmp_path):  # noqa: F81
         "indexer.num_positions=1",
         "indexer.codebook_size=8",
         "indexer.batch_size=8",
-        "indexer.continuous_epochs=1",
+        # 4 epochs of 30 steps per worker: the first checkpoint registers at step 10, far from the phase's end (with one
+        # epoch a fast run once finished the phase before the Ctrl-C reached it, and the re-run had nothing to resume)
+        "indexer.continuous_epochs=4",
         "indexer.joint_epochs=0",
         "train.checkpoint_every_steps=10",
         "train.log_every_steps=0",
