@@ -9,8 +9,10 @@ without the negatives of later positions), divided by the documents. MFU and the
 times the measured rate over the GPU's dense bf16 peak (PEAK_BF16_TFLOPS by device name, or --peak-tflops).
 
 The corpus is synthetic: documents of --words pseudo-words drawn from a Zipf law, so that every one fills the 128
-tokens. learn-ids runs on the first --train-docs of them (T=3, K=256, two joint epochs per position, no
-continuous phase; rates from each phase's last epoch), assign-ids on all --docs with one GPU actor.
+tokens. Commands run with configs/gpu-single.yaml (one worker, DeepSpeed, bf16, indexer batch 128), the backbone
+built from --preset with a tokenizer of --vocab trained on the corpus (nothing is downloaded). learn-ids runs on the
+first --train-docs documents (T=3, K=256, two joint epochs per position, no continuous phase; rates from each
+phase's last epoch), assign-ids on all --docs with one GPU actor.
 
     python bench/gpu_throughput.py --out runs/gpu-check/gpu-throughput.json      # on a GPU (bench/gpu_check.sh)
     .venv/bin/python bench/gpu_throughput.py --cpu --preset tiny --docs 3000 --train-docs 1000   # smoke run on CPU
@@ -147,6 +149,7 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=160, help="pseudo-words per document (>= 128 tokens)")
     parser.add_argument("--preset", default="base", help="T5 shape of the indexer (base = t5-base)")
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--vocab", type=int, default=32000, help="tokenizer vocabulary (t5-base: 32,000)")
     parser.add_argument("--batch", type=int, default=1024, help="assign-ids inference batch")
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="dense bf16 peak (default: by name)")
     parser.add_argument("--cpu", action="store_true", help="no GPU: the same code paths in fp32 on CPU (a smoke run)")
@@ -168,12 +171,15 @@ def main() -> None:
     peak = None if args.cpu else peak_flops(name, args.peak_tflops)
     work = Path(args.work or tempfile.mkdtemp(prefix="gpu-throughput-"))
     work.mkdir(parents=True, exist_ok=True)
-    common = [
+    common = [  # the one-GPU recipe (one worker, DeepSpeed, bf16, batch 128), its backbone built here (no download)
         "--config",
-        "configs/quickstart.yaml",
+        "configs/gpu-single.yaml",
+        "model.name_or_path=",
+        f"model.vocab_size={args.vocab}",
         f"model.max_length={args.max_length}",
         f"train.use_gpu={str(not args.cpu).lower()}",
         f"train.precision={'fp32' if args.cpu else 'bf16'}",
+        f"train.cpus_per_worker={1 if args.cpu else 4}",
         "data.rows_per_shard=50000",
     ]
     docs = corpus(work / "docs.jsonl", args.docs, args.words)
