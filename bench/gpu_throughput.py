@@ -41,8 +41,18 @@ from assign_throughput import lmindexer  # noqa: E402
 from lmindexer.models.indexer import SemanticIndexer  # noqa: E402
 from lmindexer.models.tokenizer import encode_texts  # noqa: E402
 
-# dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets, SXM parts, TFLOP/s
-PEAK_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "GH200": 989.4, "B200": 2250.0, "A100": 312.0, "L40S": 362.1}
+# dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets, TFLOP/s; the first key found in the device
+# name wins, so the PCIe and NVL parts come before the SXM part of the same name
+PEAK_BF16_TFLOPS = {
+    "H100 PCIE": 756.0,
+    "H100 NVL": 835.0,
+    "GH200": 989.4,
+    "H200": 989.4,
+    "H100": 989.4,
+    "B200": 2250.0,
+    "A100": 312.0,
+    "L40S": 362.1,
+}
 COUNTED = 4  # documents of a FLOP count
 
 

@@ -829,24 +829,24 @@ an epoch). It lands above the published SASRec on Beauty as TIGER's paper quotes
 ## Batch ID assignment throughput
 
 `bench/assign_throughput.py`, run again on 2026-12-04 with the indexer whose codebooks come from learn-ids' k-means
-start (the million-document section's) and with CPU actors taking their share of the cores (next subsection). A
-corpus of at most `ray.in_process_rows` documents (default 20,000) has its codes and its uniqueness pass computed in
-the command's own process ("none (in process)" below; the bench forces that path at 100,000 too, and forces Ray Data
-with `ray.in_process_rows=0` for the actor rows). The in-process path uses both cores, so it passes the 1-thread
-plain loop. In this run the 1-actor pool read 0.89x at 10,000 documents, but its plain loop ran at a slow moment
-(828 documents/s, against 1,120-1,260 in the A/B rounds below, where the same pool read 0.47-0.58x): at 10,000
-documents a pool is still mostly fixed cost on 2 cores. In Ray Data's log of one of those runs the actor's first
-batch came 6 s after the first read (a worker process importing torch and transformers, then loading the indexer),
-and the ten batches then took 9 s. So issue 19's 0.9x for 10,000 documents on one actor is met by the default path
-(in process, 1.3-1.6x), not by a pool. At 100,000 documents both pools passed the plain loop (2.00x and 2.02x, against
-0.74x and 1.03x on 2026-12-03; the 2-actor pool still runs one thread per actor, so much of that gap is these
-machines' spread and the indexer, and the A/B below isolates what the threads do). The table divides every row by
+start (the million-document section's) and with CPU actors taking their share of the cores (next subsection). A corpus
+of at most `ray.in_process_rows` documents (default 20,000) has its codes and its uniqueness pass computed in the
+command's own process ("none (in process)" below; the bench forces that path at 100,000 too, and forces Ray Data with
+`ray.in_process_rows=0` for the actor rows). The in-process path uses both cores, so it passes the 1-thread plain loop.
+In this run the 1-actor pool read 0.89x at 10,000 documents, but its plain loop ran at a slow moment (828 documents/s,
+against 1,123-1,264 in the A/B rounds below, where the same pool read 0.46-0.58x with either thread setting): at 10,000
+documents a pool is still mostly fixed cost on 2 cores. In Ray Data's log of one of those runs the actor's first batch
+came 6 s after the first read (a worker process importing torch and transformers, then loading the indexer), and its
+nine blocks of about 1,024 documents then took 9 s. So issue 19's 0.9x for 10,000 documents on one actor is met by the
+default path (in process, 1.3-1.6x), not by a pool. At 100,000 documents both pools passed the plain loop (2.00x and
+2.02x, against 0.74x and 1.03x on 2026-12-03; the 2-actor pool still runs one thread per actor, so much of that gap is
+these machines' spread and the indexer, and the A/B below isolates what the threads do). The table divides every row by
 the plain loop over the 10,000 documents, whose rate includes loading the model; over 100,000 it ran at 1,008-1,432
-documents/s in the A/B rounds, where the 1-actor pool read 0.99x and 1.30x. The pools' largest worker grew
-1.27-1.30x from 10,000 to 100,000 documents in this run (1.07-1.09x at the last measurement; the worker is named by
-the task it ran at its peak); the million-document runs below are the test of memory staying flat. The in-process
-path keeps the whole code table in the driver (its peak grows with the corpus), where the actor runs' driver grows
-far less (at a million documents, below: 1.04-1.19x in three runs for 10x the documents).
+documents/s in the A/B rounds, where the 1-actor pool read 0.99x and 1.30x. The pools' largest worker grew 1.27-1.30x
+from 10,000 to 100,000 documents in this run (1.07-1.09x at the last measurement; the worker is named by the task it ran
+at its peak); the million-document runs below are the test of memory staying flat. The in-process path keeps the whole
+code table in the driver (its peak grows with the corpus), where the actor runs' driver grows far less (at a million
+documents, below: 1.04-1.19x in three runs for 10x the documents).
 
 {section("assign", assign_section)}
 ### Torch threads of a CPU actor

@@ -128,11 +128,16 @@ def main() -> None:
     mfu = lambda rate: round(rate * flops / peak, 4) if peak else None  # noqa: E731
     results["plain_mfu"] = mfu(results["plain_examples_per_s"])
     print(f"plain loop: {results['plain_examples_per_s']} examples/s", flush=True)
-    stage = load_config().train.zero_stage
+    configured = load_config().train.zero_stage
     runs = (
-        ((1, "deepspeed", 2), (1, "deepspeed", 3), (1, "ddp", stage))
+        ((1, "deepspeed", 2), (1, "deepspeed", 3), (1, "ddp", configured))
         if args.gpu
-        else ((1, "deepspeed", stage), (1, "ddp", stage), (2, "deepspeed", stage), (2, "ddp", stage))
+        else (
+            (1, "deepspeed", configured),
+            (1, "ddp", configured),
+            (2, "deepspeed", configured),
+            (2, "ddp", configured),
+        )
     )
     for workers, engine, stage in runs:
         cfg = load_config(
