@@ -48,8 +48,9 @@ def row(method: str, ranked: list, relevant: list) -> dict:
 def sasrec(split: dict, args) -> tuple[list, dict]:
     """(ranked item lists for the evaluated examples, settings): SASRec as `lmindexer evaluate` trains it, on the
     shared Ray Train loop (1 DDP worker with both cores)."""
-    from lmindexer.config import load_config
     from lmindexer.downstream.sasrec import sasrec_reference
+
+    from lmindexer.config import load_config
     from lmindexer.runtime import ensure_ray
 
     run = load_config(

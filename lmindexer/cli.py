@@ -91,9 +91,11 @@ def _tune(cfg):
 
 def _run(cfg):
     """The whole pipeline in order; each stage skips work that is already complete, so a re-run resumes."""
-    if cfg.model.backbone == "encoder" and cfg.generator.run_tasks and not cfg.generator.init:
+    t5_tasks = [t for t in cfg.generator.run_tasks if with_task(cfg, t).generator.model_kind == "t5"]
+    if cfg.model.backbone == "encoder" and t5_tasks and not cfg.generator.init:
         raise ConfigError(
-            "model.backbone=encoder: the generators of generator.run_tasks need a T5 to start from; "
+            f"model.backbone=encoder: the T5 generators of generator.run_tasks ({', '.join(t5_tasks)}) need a T5 "
+            "to start from; "
             "set generator.init (a T5 folder or hub name), or generator.run_tasks=[]"
         )
     steps = [

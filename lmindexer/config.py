@@ -288,6 +288,20 @@ class GeneratorConfig:
     task: str = opt(
         "retrieval", "retrieval (query -> document ID; also product search) or rec (user history -> next item ID)"
     )
+    kind: str = opt(
+        "auto",
+        "auto: seqrec for rec, t5 for retrieval; t5: a T5 writes the ID token by token under the ID trie "
+        "(beam search; retrieval and rec); seqrec (rec): a causal transformer reads the history as item vectors "
+        "composed from their IDs and scores every ID in the table exactly in one pass (no beam search, only IDs "
+        "that exist; settings: compose, seqrec_*, max_history, epochs, lr, batch_size, dropout)",
+    )
+    compose: str = opt(
+        "codes",
+        "kind=seqrec: an item's vector is the sum of one embedding per (position, code) of its ID and one for its "
+        "suffix (codes), or of one per distinct ID prefix (prefixes)",
+    )
+    seqrec_dim: int = opt(64, "kind=seqrec and the SASRec reference: width of the transformer and the item vectors")
+    seqrec_layers: int = opt(2, "kind=seqrec and the SASRec reference: transformer layers (2 heads each)")
     data: str = opt(
         "",
         "retrieval: a BEIR folder (queries.jsonl, qrels/<split>.tsv); rec: a sequences file "
@@ -317,13 +331,8 @@ class GeneratorConfig:
         "sentences of 5 words or more, drawn without replacement: for queries that are sentences, e.g. claims)",
     )
     history: str = opt("text", "rec: the history as item texts (as LMIndexer) or as item IDs (as TIGER)")
-    max_history: int = opt(20, "rec: most recent items kept in the input, newest first")
-    one_pass: bool = opt(
-        False,
-        "rec with history=ids: the T5's decoder alone reads the items' IDs oldest first and predicts every next "
-        "item of a user's history in one pass (SASRec's training), one sequence per user in windows of "
-        "max_history + 1 items, instead of one example per history prefix; the input length follows max_history "
-        "and max_train_examples samples users",
+    max_history: int = opt(
+        20, "rec: most recent items of a history the generator reads (kind=seqrec and SASRec: oldest first)"
     )
     id_softmax: bool = opt(
         True,
@@ -377,7 +386,8 @@ class GeneratorConfig:
     sasrec_epochs: int = opt(
         30,
         "rec: epochs of the SASRec reference row that evaluate trains (Ray Train) on the training sequences "
-        "and ranks beside the generator (0: no SASRec row)",
+        "and ranks beside the generator (0: no SASRec row); it reads max_history items, seqrec_dim wide, "
+        "seqrec_layers deep, learning rate 1e-3, batch 128",
     )
     sasrec_dropout: float = opt(0.5, "rec: dropout of the SASRec reference (0.5 for sparse data, as its paper)")
     ks: list = opt([1, 5, 10], "cut-offs K of Recall/NDCG/MRR/hit@K")
@@ -387,6 +397,11 @@ class GeneratorConfig:
         "tasks (retrieval, rec) `lmindexer run` trains and evaluates a generator for after the "
         "IDs, each with the rest of this section (empty: none)",
     )
+
+    @property
+    def model_kind(self) -> str:
+        """`kind` with auto resolved: seqrec for rec, t5 for retrieval."""
+        return ("seqrec" if self.task == "rec" else "t5") if self.kind == "auto" else self.kind
 
 
 @dataclass
@@ -501,6 +516,8 @@ CHOICES = {
     "generator.task": {"retrieval", "rec"},
     "generator.lr_schedule": {"linear", "cosine", "constant"},
     "generator.history": {"text", "ids"},
+    "generator.kind": {"auto", "t5", "seqrec"},
+    "generator.compose": {"codes", "prefixes"},
     "generator.view_kind": {"words", "sentences"},
     "generator.run_tasks": {"retrieval", "rec"},
     "tune.target": {"learn-ids", "generator"},

@@ -6,12 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from lmindexer.downstream.sasrec import SASRecConfig, SASRecTask
+from lmindexer.downstream.seqrec import SeqRecTask
 from lmindexer.downstream.train import GeneratorTask
 from lmindexer.ids.rqvae import RqvaeTask
 from lmindexer.ids.task import IdLearningTask
+from lmindexer.models.seqrec import SeqRecConfig
 from lmindexer.train.task import TrainingTask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +32,7 @@ def test_every_training_task_implements_the_protocol():
         IdLearningTask("init", "out", "joint", 1, 1, 1e-3, 8, 0.1, {}),
         GeneratorTask("init", "out", "generator", 1, 1e-3, 8),
         RqvaeTask({}, "out", None, 1, 1e-3, 8),
-        SASRecTask(SASRecConfig(items=5), "out", 1, 1e-3, 8),
+        SeqRecTask(SeqRecConfig(items=5, rows=5), np.arange(5)[:, None], "out", 1, 1e-3, 8),
     ]
     for task in tasks:
         assert isinstance(task, TrainingTask), type(task).__name__

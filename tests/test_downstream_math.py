@@ -9,8 +9,6 @@ from transformers import LogitsProcessorList, T5Config, T5ForConditionalGenerati
 
 from lmindexer.downstream.evaluate import beam_search, by_length
 from lmindexer.downstream.splits import (
-    item_windows,
-    one_pass_labels,
     pack,
     retrieval_examples,
     sample,
@@ -180,21 +178,6 @@ def test_sentence_views_are_distinct_long_sentences_of_the_document():
     assert len(two) == 2 and set(two) <= long
     assert sentence_views("too short. also short", 3, np.random.default_rng(0)) == []
     assert sentence_views("", 3, np.random.default_rng(0)) == []
-
-
-def test_item_windows_predict_every_item_but_the_first_once():
-    for n in (0, 1, 2, 3, 5, 21, 22, 45):
-        items = list(range(n))
-        windows = item_windows(items, 21)
-        assert all(2 <= len(w) <= 21 for w in windows) and all(w == items[w[0] : w[-1] + 1] for w in windows)
-        assert sorted(x for w in windows for x in w[1:]) == items[1:]  # each target once, the first item never
-    assert item_windows(list(range(45)), 21)[-1] == list(range(24, 45))  # the newest items keep the longest context
-
-
-def test_one_pass_labels_skip_the_first_item_and_padding():
-    tokens = pack([[[5, 6], [7, 8], [9, 10]], [[5, 6], [3, 4]]], 6, None)
-    assert tokens.tolist() == [[5, 6, 7, 8, 9, 10], [5, 6, 3, 4, 0, 0]]  # no eos, nothing cut
-    assert one_pass_labels(tokens, 2).tolist() == [[-100, -100, 7, 8, 9, 10], [-100, -100, 3, 4, -100, -100]]
 
 
 def test_length_grouping_keeps_every_full_batch_and_trimming_keeps_the_decoding():

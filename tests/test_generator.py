@@ -66,7 +66,8 @@ def run(base, task, method, *extra):
 def test_recommendation_trains_and_decodes_valid_ids(base):
     # the engine GPUs get by default (DeepSpeed's engine costs each CPU step a share, so the other tests take DDP)
     ds = "train.engine=deepspeed"
-    _, semantic = run(base, "rec", "hkmeans", ds, "generator.epochs=10", "generator.sasrec_epochs=20")
+    t5 = "generator.kind=t5"
+    _, semantic = run(base, "rec", "hkmeans", ds, t5, "generator.epochs=10", "generator.sasrec_epochs=20")
     print("rec hit@10:", semantic["eval"]["metrics"]["hit@10"])
     assert semantic["eval"]["queries"] == 400
     assert semantic["eval"]["metrics"]["hit@10"] > 10 / 400  # a random ranking of the 400 items
@@ -76,12 +77,14 @@ def test_recommendation_trains_and_decodes_valid_ids(base):
     print("SASRec recall@10:", sasrec["metrics"]["recall@10"], sasrec["settings"])
     assert sasrec["settings"]["train_sequences"] == 400 and sasrec["settings"]["epochs"] == 20
     assert sasrec["metrics"]["recall@10"] > 10 / 400  # trained with Ray Train, it ranks better than chance
-    assert os.path.exists(os.path.join(base, "sasrec", "sasrec.pt"))
+    assert os.path.exists(os.path.join(base, "sasrec", "seqrec.pt"))
     lo, hi = semantic["eval"]["intervals"]["recall@10"]
     assert lo <= semantic["eval"]["metrics"]["recall@10"] <= hi
     preds = pq.read_table(os.path.join(semantic["generator"], "eval-test", "predictions.parquet")).to_pandas()
     valid = set(pq.read_table(os.path.join(base, "ids-hkmeans", "table")).column("sid").to_pylist())
-    assert all(len(r) == 10 and set(r) <= valid and len(set(r)) == 10 for r in preds.ranked)
+    # the beams' IDs less the user's own items (the protocol of every rec row)
+    assert all(len(r) <= 10 and set(r) <= valid and len(set(r)) == len(r) for r in preds.ranked)
+    assert sum(len(r) == 10 for r in preds.ranked) > 300
     # the TIGER input: the history as ID tokens, newest first
     cfg = load_config(
         "configs/quickstart.yaml",
@@ -98,28 +101,33 @@ def test_recommendation_trains_and_decodes_valid_ids(base):
     assert data["sources"][0].tolist()[:7] == [*newest[0], *newest[1], tokenizer.eos_token_id]
 
 
-def test_one_pass_recommendation_learns_every_next_item(base):
-    """generator.one_pass: one decoder pass per user window trains on every next item; it decodes valid IDs after
-    the history and ranks better than chance; the saved folder reloads as the one-pass decoder."""
+def test_seqrec_generator_scores_every_id_in_one_pass(base):
+    """generator.kind=seqrec (the rec default): trained with Ray Train (2 DDP workers), it ranks well above
+    most-popular on the demo's sessions, returns only items of the table and never the user's own, and every
+    reference row carries its paired difference from it; semantic IDs beat random ones."""
     from lmindexer.config import ConfigError
-    from lmindexer.models.generator import OnePassGenerator
+    from lmindexer.models.seqrec import SeqRec
 
-    extra = ["generator.history=ids", "generator.one_pass=true", "generator.max_history=5", "generator.sasrec_epochs=0"]
-    out = f"generator.output={base}/generator-one-pass"
-    # 30 epochs of ~10 steps without early stopping: 10 epochs (100 steps, or early stopping on 100 validation
-    # users) read hit@10 0.02-0.04 over three seeds, around chance; 30 read 0.18-0.20 over two (most-popular 0.025)
-    _, r = run(base, "rec", "hkmeans", *extra, out, "generator.epochs=30", "generator.patience=0")
-    hit, popular = r["eval"]["metrics"]["hit@10"], r["eval"]["reference"]["most-popular"]["metrics"]["hit@10"]
-    print("one-pass rec hit@10:", hit, "most-popular:", popular, r["train"])
-    assert r["train"]["one_pass_users"] == 400 and r["eval"]["queries"] == 400
-    assert hit > max(2 * popular, 4 * 10 / 400)  # well above most-popular and a random ranking of the 400 items
-    model, *_ = load_generator(r["generator"])
-    assert isinstance(model, OnePassGenerator) and not model.training
+    extra = ["generator.kind=seqrec", "generator.epochs=20", "generator.dropout=0.1", "generator.sasrec_epochs=0"]
+    _, r = run(base, "rec", "hkmeans", *extra)
+    _, rand = run(base, "rec", "random", *extra)
+    recall, popular = r["eval"]["metrics"]["recall@10"], r["eval"]["reference"]["most-popular"]["metrics"]["recall@10"]
+    print("seqrec recall@10:", recall, "random IDs:", rand["eval"]["metrics"]["recall@10"], "most-popular:", popular)
+    assert r["eval"]["queries"] == 400 and r["train"]["sequences"] == 400
+    assert recall > max(3 * popular, 0.1)
+    assert recall > rand["eval"]["metrics"]["recall@10"]
+    for row in r["eval"]["reference"].values():
+        diff, lo, hi = row["paired"]["recall@10"]
+        assert lo <= diff <= hi and abs(diff - (recall - row["metrics"]["recall@10"])) < 1e-3
+    model = SeqRec.from_pretrained(r["generator"])
+    assert not model.training and model.cfg.compose == "codes" and model.cfg.items == 400
     preds = pq.read_table(os.path.join(r["generator"], "eval-test", "predictions.parquet")).to_pandas()
-    valid = set(pq.read_table(os.path.join(base, "ids-hkmeans", "table")).column("sid").to_pylist())
-    assert all(len(p) == 10 and set(p) <= valid for p in preds.ranked)
-    with pytest.raises(ConfigError, match="one_pass reads item IDs"):
-        run(base, "rec", "hkmeans", "generator.one_pass=true", f"generator.output={base}/generator-one-pass-text")
+    items = set(pq.read_table(os.path.join(base, "ids-hkmeans", "table")).column("doc_id").to_pylist())
+    sequences = read_sequences(os.path.join(base, "demo_source", "sequences.txt"))
+    for key, ranked in zip(preds.key, preds.ranked):
+        assert len(ranked) == 10 and set(ranked) <= items and not set(ranked) & set(sequences[key][:-1])
+    with pytest.raises(ConfigError, match="set generator.task=rec"):
+        run(base, "retrieval", "hkmeans", "generator.kind=seqrec", f"generator.output={base}/seqrec-retrieval")
 
 
 def test_retrieval_semantic_ids_beat_random_ids(base):

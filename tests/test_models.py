@@ -62,41 +62,6 @@ def test_generator_adds_id_tokens_with_codebook_embeddings(tmp_path):
     assert not other["codebook_init"]
 
 
-def test_one_pass_generator_decodes_a_padded_batch_as_each_history_alone(tmp_path):
-    """Histories of different lengths in one batch (left-padded as the decoder's prefix) get the beams each gets
-    alone; the trie sees only what was generated after the prefix; the folder reloads one-pass, in eval mode."""
-    from lmindexer.downstream.evaluate import beam_search
-    from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
-    from lmindexer.models.generator import OnePassGenerator
-
-    model, tok = load_backbone(ModelConfig(vocab_size=300, preset="tiny"), TEXTS)
-    model.save_pretrained(tmp_path / "t5")
-    tok.save_pretrained(tmp_path / "t5")
-    build_generator(str(tmp_path / "t5"), IdSpec(2, 4, 3), str(tmp_path / "gen"), one_pass=True)
-    gen, tokenizer, vocab, _ = load_generator(str(tmp_path / "gen"))
-    assert isinstance(gen, OnePassGenerator) and not gen.training
-    torch.manual_seed(0)
-    with torch.no_grad():  # a random model with distinct scores
-        for p in gen.parameters():
-            p.normal_(0, 0.5)
-    targets = vocab.tokens(np.array([[a, b] for a in range(4) for b in range(4)]), np.zeros(16, dtype=int))
-    trie = build_trie(targets)
-    processor = TrieLogitsProcessor(trie, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    eos = tokenizer.eos_token_id
-    histories = [targets[[1, 5, 9]].reshape(-1), targets[[7]].reshape(-1), targets[[2, 3]].reshape(-1)]
-    batch = np.zeros((3, 10), dtype=np.int64)  # right-padded, eos after each history, as the examples are
-    for i, h in enumerate(histories):
-        batch[i, : len(h)], batch[i, len(h)] = h, eos
-    together = beam_search(gen, processor, trie["depth"], 5, torch.from_numpy(batch), None).view(3, 5, -1)
-    for i, h in enumerate(histories):
-        alone = beam_search(gen, processor, trie["depth"], 5, torch.from_numpy(np.append(h, eos)[None]), None)
-        assert torch.equal(together[i], alone)
-    found = {tuple(r) for r in together.reshape(-1, 3).tolist()}
-    assert found <= {tuple(r) for r in targets.tolist()}  # only IDs of the table
-    logits = gen(decoder_input_ids=torch.from_numpy(batch[:1])).logits
-    assert logits.shape == (1, 10, gen.config.vocab_size)
-
-
 def test_id_softmax_puts_all_probability_on_id_tokens_and_eos(tmp_path):
     """generator.id_softmax: the loaded generator's logits are -inf off the ID tokens and eos, its loss is the
     cross-entropy of that restricted softmax (finite, and below the full-vocabulary loss of the same weights)."""

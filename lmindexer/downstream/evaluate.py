@@ -18,7 +18,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from ..config import Config, ConfigError
-from ..eval.ranking import bootstrap_ci, per_query
+from ..eval.ranking import bootstrap_ci, paired_bootstrap, per_query
 from ..ids.infer import EmbedActor
 from ..ids.table import read_id_table
 from ..models.generator import GENERATOR_FILE, load_generator, load_id_vocab
@@ -28,7 +28,7 @@ from ..raydata import inference_device, map_rows
 from ..train.loop import trim_padding
 from .examples import build_examples, doc_texts
 from .reference import reference_rankings
-from .sasrec import sasrec_reference
+from .seqrec import evaluate_seqrec, is_seqrec, sasrec_reference, sasrec_settings
 from .trie import TrieLogitsProcessor, build_trie, trie_bytes
 
 log = logging.getLogger("lmindexer.downstream")
@@ -123,7 +123,11 @@ class GeneratorActor:
 
 def evaluate(cfg: Config) -> dict:
     g, start = cfg.generator, time.time()
-    path, beams = RunLayout(cfg).generator, beam_width(cfg)
+    path = RunLayout(cfg).generator
+    if is_seqrec(path):
+        ranked, relevant, keys, inputs, extra = evaluate_seqrec(cfg, path)
+        return write_evaluation(cfg, path, ranked, relevant, keys, relevant, inputs, None, extra)
+    beams = beam_width(cfg)
     if not os.path.exists(os.path.join(path, "config.json")) or not os.path.exists(os.path.join(path, GENERATOR_FILE)):
         raise FileNotFoundError(f"no trained generator at {path}: run train-generator first")
     tokenizer, vocab, info = load_id_vocab(path)
@@ -143,35 +147,59 @@ def evaluate(cfg: Config) -> dict:
     for i, r in zip(order, map_rows(cfg, GeneratorActor, actor, input_ids=data["sources"][order])["ranked"]):
         ranked[i] = r.split(" ")
     relevant = [{sid_of[d]: grade for d, grade in rel.items()} for rel in data["relevant"]]
-    metrics, intervals = summarise(ranked, relevant, g.ks)
+    if g.task == "rec":  # the protocol of every rec row: the user's own history is not a candidate
+        ranked = [
+            [s for s in r if s not in {sid_of[i] for i in h}] for r, h in zip(ranked, data["inputs"]["histories"])
+        ]
     texts = doc_texts(cfg, table.row) if g.task == "retrieval" else None
+    data["inputs"].update(doc_ids=list(table.doc_ids), number={d: i + 1 for i, d in enumerate(table.doc_ids)})
+    extra = {"beams": beams, "counts": data["counts"], "decode_seconds": time.time() - start}
+    return write_evaluation(cfg, path, ranked, relevant, data["keys"], data["relevant"], data["inputs"], texts, extra)
+
+
+def write_evaluation(cfg: Config, path: str, ranked, relevant, keys, relevant_docs, inputs, texts, extra) -> dict:
+    """Metrics of a generator's `ranked` lists against `relevant` (both in the generator's terms: printed IDs or
+    items) beside the reference methods on the same examples (`relevant_docs`: the same in document ids; `inputs`
+    as build_examples gives them), each with its 95% interval and a paired bootstrap interval of the generator's
+    difference from it (the same resampled queries for both). Writes <path>/eval-<split>/{metrics.json,
+    predictions.parquet} and returns the metrics."""
+    g, start = cfg.generator, time.time()
+    metrics, intervals, per = summarise(ranked, relevant, g.ks)
     reference = {}
-    for method, docs in reference_rankings(g.task, data["inputs"], list(table.doc_ids), texts, max(g.ks)).items():
-        m, ci = summarise(docs, data["relevant"], g.ks)
-        reference[method] = {"metrics": m, "intervals": ci}
+    for method, docs in reference_rankings(g.task, inputs, inputs["doc_ids"], texts, max(g.ks)).items():
+        reference[method] = _reference_row(docs, relevant_docs, g.ks, per)
     if g.task == "rec" and g.sasrec_epochs > 0:
-        inputs = data["inputs"]
         docs, settings = sasrec_reference(
-            cfg, inputs["train_sequences"], inputs["histories"], max(g.ks), g.sasrec_epochs, g.sasrec_dropout, cfg.seed
+            cfg,
+            RunLayout(cfg).sasrec,
+            inputs["number"],
+            inputs["train_sequences"],
+            inputs["histories"],
+            max(g.ks),
+            sasrec_settings(g),
         )
-        m, ci = summarise(docs, data["relevant"], g.ks)
-        reference["SASRec"] = {"metrics": m, "intervals": ci, "settings": settings}
+        reference["SASRec"] = {**_reference_row(docs, relevant_docs, g.ks, per), "settings": settings}
     result = {
         "split": g.eval_split,
         "queries": len(ranked),
-        "beams": beams,
         "ks": list(g.ks),
         "max_eval": g.max_eval,
+        **extra,
         "metrics": metrics,
         "intervals": intervals,
         "reference": reference,
-        "counts": data["counts"],
-        "seconds": round(time.time() - start, 1),
+        "seconds": round(time.time() - start + extra.get("decode_seconds", 0), 1),
     }
     folder = os.path.join(path, f"eval-{g.eval_split}")
     os.makedirs(folder, exist_ok=True)
     pq.write_table(
-        pa.table({"key": [str(k) for k in data["keys"]], "ranked": ranked, "relevant": [sorted(r) for r in relevant]}),
+        pa.table(
+            {
+                "key": [str(k) for k in keys],
+                "ranked": [[str(x) for x in r] for r in ranked],
+                "relevant": [sorted(str(x) for x in r) for r in relevant],
+            }
+        ),
         os.path.join(folder, "predictions.parquet"),
     )
     with open(os.path.join(folder, "metrics.json"), "w") as f:
@@ -185,12 +213,20 @@ def evaluate(cfg: Config) -> dict:
     )
     for method, r in reference.items():
         log.info(
-            "evaluate %s reference %s: %s",
+            "evaluate %s reference %s: %s (generator minus it, paired: recall@%d %+.4f [%+.4f, %+.4f])",
             g.task,
             method,
             " ".join(f"{k}={v:.4f}" for k, v in r["metrics"].items() if k.startswith(("recall@", "ndcg@"))),
+            max(g.ks),
+            *r["paired"][f"recall@{max(g.ks)}"],
         )
     return result
+
+
+def _reference_row(ranked: list, relevant: list, ks, generator_per: dict) -> dict:
+    m, ci, per = summarise(ranked, relevant, ks)
+    paired = {k: [round(x, 4) for x in paired_bootstrap(generator_per[k], per[k])] for k in ci}
+    return {"metrics": m, "intervals": ci, "paired": paired}
 
 
 def finished_evaluation(cfg: Config) -> dict | None:
@@ -206,11 +242,11 @@ def finished_evaluation(cfg: Config) -> dict | None:
     return result if same else None
 
 
-def summarise(ranked: list, relevant: list, ks) -> tuple[dict, dict]:
-    """(mean of each metric, its 95% bootstrap interval over queries)."""
+def summarise(ranked: list, relevant: list, ks) -> tuple[dict, dict, dict]:
+    """(mean of each metric, its 95% bootstrap interval over queries, the per-query values)."""
     per = per_query(ranked, relevant, ks)
     means = {k: round(float(v.mean()), 4) for k, v in per.items()}
     intervals = {
         k: [round(x, 4) for x in bootstrap_ci(v)] for k, v in per.items() if k.startswith(("recall@", "ndcg@"))
     }
-    return means, intervals
+    return means, intervals, per

@@ -20,7 +20,6 @@ from ..paths import RunLayout
 from .splits import (
     history_pieces,
     hold_out,
-    item_windows,
     pack,
     retrieval_examples,
     sample,
@@ -137,27 +136,16 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
         split = "valid" if split == VALIDATION else split
         if split not in parts:
             raise ConfigError(f"generator.eval_split={split!r}: rec has the splits valid and test")
-        if g.one_pass and split == "train":  # each user's items before the validation target, in windows
-            users = sample(parts["valid"], g.max_train_examples, cfg.seed)
-            examples = [(u, w[:-1], w[-1]) for u, h, _ in users for w in item_windows(h, g.max_history + 1)]
-            counts["one_pass_users"] = len(users)
-        else:
-            examples = sample(parts[split], g.max_train_examples if split == "train" else limit, cfg.seed)
+        examples = sample(parts[split], g.max_train_examples if split == "train" else limit, cfg.seed)
         item = (
             _doc_tokens(cfg, tokenizer, row) if g.history == "text" else list(vocab.tokens(table.codes, table.suffix))
         )
-        if g.one_pass:  # oldest first, the decoder's prefix; a training window ends with its last target
-            pieces = [[item[row[i]] for i in h[-g.max_history :]] for _, h, _ in examples]
-            if split == "train":
-                pieces = [p + [item[row[t]]] for p, (_, _, t) in zip(pieces, examples)]
-        else:
-            pieces = [[item[row[i]] for i in history_pieces(h, g.max_history)] for _, h, _ in examples]
+        pieces = [[item[row[i]] for i in history_pieces(h, g.max_history)] for _, h, _ in examples]
         keys = [u for u, _, _ in examples]
         targets = [row[t] for _, _, t in examples]
         relevant = [{t: 1} for _, _, t in examples]
         inputs = {
             "histories": [h for _, h, _ in examples],
-            "all_histories": [h for _, h, _ in parts[split]],
             "train_sequences": [h for _, h, _ in parts["valid"]],  # each user's items before the validation target
         }
     if split == "train" and g.task == "retrieval":
@@ -176,13 +164,6 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
             embed(kept)
             if embed is not None
             else pack([[t] for t in _tokens(tokenizer, kept, g.max_source_length)], g.max_source_length, eos)
-        )
-    elif g.one_pass:  # long enough for every item kept (training windows: no eos)
-        width = table.codes.shape[1] + 1
-        sources = pack(
-            pieces,
-            (g.max_history + 1) * width if split == "train" else g.max_history * width + 1,
-            None if split == "train" else eos,
         )
     else:
         sources = pack(pieces, g.max_source_length, eos)

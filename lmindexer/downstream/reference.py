@@ -2,8 +2,8 @@
 generator uses: most popular, last-item transition counts and recent-item co-occurrence. Each ranks every example's
 candidates best first, with the example's own history left out and popularity filling the rest of the list.
 
-Counts come only from the histories of the evaluated split (every item a user saw before the target), so nothing
-of a target leaks into them.
+Counts come from the training sequences, the same interactions the trained models learn from (each user's items
+before the validation target), so nothing of a target leaks into them and no method sees more data than another.
 """
 
 from __future__ import annotations
@@ -69,4 +69,4 @@ def reference_rankings(task: str, inputs: dict, doc_ids: list, texts: list | Non
     """{method: ranked doc ids per evaluated example}: BM25 for retrieval, the count recommenders for rec."""
     if task == "retrieval":
         return {"BM25": bm25_rank(doc_ids, texts, inputs["queries"], k)}
-    return rec_baselines(inputs["histories"], k, inputs["all_histories"])
+    return rec_baselines(inputs["histories"], k, inputs["train_sequences"])

@@ -64,24 +64,6 @@ def sentence_views(text: str, views: int, rng: np.random.Generator, min_words: i
     return [parts[j] for j in rng.choice(len(parts), size=min(views, len(parts)), replace=False)] if parts else []
 
 
-def item_windows(items: list, size: int) -> list:
-    """Windows of at most `size` items that end at the last item and every size - 1 items before it: each item but
-    the first is a target exactly once (a window's first item is context only)."""
-    out, end = [], len(items)
-    while end > 1:
-        out.append(items[max(0, end - size) : end])
-        end -= size - 1
-    return out[::-1]
-
-
-def one_pass_labels(tokens: np.ndarray, width: int) -> np.ndarray:
-    """Loss labels of windows of item ID tokens, `width` tokens per item, 0-padded on the right [N, L]: every token
-    but the first item's; -100 (ignored) on the first item and on padding."""
-    labels = np.where(tokens != 0, tokens, -100).astype(np.int64)
-    labels[:, :width] = -100
-    return labels
-
-
 def history_pieces(history: list, max_items: int) -> list:
     """The most recent `max_items` items, newest first."""
     return history[::-1][:max_items]

@@ -29,7 +29,7 @@ from ..train.loop import all_reduce_sum, fit, length_grouped_batches, shuffled_b
 from ..train.task import HISTORY_FILE, TaskDefaults
 from .evaluate import beam_search, beam_width, by_length, evaluate, finished_evaluation, source_tensor, text_embedder
 from .examples import VALIDATION, build_examples, id_targets
-from .splits import one_pass_labels
+from .seqrec import train_seqrec_generator
 from .trie import TrieLogitsProcessor, build_trie
 
 log = logging.getLogger("lmindexer.downstream")
@@ -52,7 +52,6 @@ class GeneratorTask(TaskDefaults):
     dropout: float = 0.1
     group_by_length: bool = True
     embedded: bool = False  # the inputs are embeddings of a frozen encoder (generator.encoder), not token ids
-    one_pass: bool = False  # rows are windows of item ID tokens and their labels (generator.one_pass)
 
     @property
     def validates(self) -> bool:
@@ -80,13 +79,6 @@ class GeneratorTask(TaskDefaults):
             source = shuffled_batches(shard, self.batch_size, self.seed, epoch)
         for b in source:
             ids = b["input_ids"].long()
-            if self.one_pass:  # the decoder reads each token before the one it predicts
-                start = torch.full_like(ids[:, :1], 0)
-                yield {
-                    "decoder_input_ids": torch.cat([start, ids[:, :-1]], 1),
-                    "labels": b["labels"][:, : ids.shape[1]].long().contiguous(),
-                }
-                continue
             yield {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": b["labels"].long()}
 
     def validate(self, engine, rank: int) -> dict:
@@ -142,10 +134,6 @@ def _init(cfg: Config, out: str, table) -> str:
     books = indexer_codebooks(indexer, cfg.storage) if g.codebook_init and indexer else None
     meta = {"task": g.task, "ids": RunLayout(cfg).generator_ids, "method": table.summary.get("method", "")}
     dim = 0  # the width of the encoder's embeddings the generator reads (0: it reads tokens)
-    if g.one_pass:
-        if g.task != "rec" or g.history != "ids":
-            raise ConfigError("generator.one_pass reads item IDs: set generator.task=rec and generator.history=ids")
-        meta["one_pass"] = True
     if g.id_softmax:
         meta["id_softmax"] = True
     if g.encoder:
@@ -153,9 +141,7 @@ def _init(cfg: Config, out: str, table) -> str:
             raise ConfigError("generator.encoder reads query texts: it is for generator.task=retrieval")
         meta["encoder"] = g.encoder
         dim = AutoConfig.from_pretrained(resolve(g.encoder, cfg.storage)).hidden_size
-    info = build_generator(
-        g.init or RunLayout(cfg).backbone, table.spec, init_dir, books, meta, dim, g.encoder_slots, g.one_pass
-    )
+    info = build_generator(g.init or RunLayout(cfg).backbone, table.spec, init_dir, books, meta, dim, g.encoder_slots)
     log.info(
         "generator: start model %s with %d ID positions of %d codes and %d suffixes (ID embeddings from %s)",
         info["init"],
@@ -169,6 +155,8 @@ def _init(cfg: Config, out: str, table) -> str:
 
 def train_generator(cfg: Config) -> dict:
     g, start = cfg.generator, time.time()
+    if g.model_kind == "seqrec":
+        return train_seqrec_generator(cfg)
     out = RunLayout(cfg).generator
     beam_width(cfg)  # a bad beam setting fails now, not after training
     table = read_id_table(RunLayout(cfg).generator_ids, cfg.storage)
@@ -185,10 +173,7 @@ def train_generator(cfg: Config) -> dict:
         tokenizer, vocab, info = load_id_vocab(init_dir)
         embed = text_embedder(cfg, info.get("encoder", ""))
         data = build_examples(cfg, tokenizer, vocab, table, "train", embed)
-        if g.one_pass:
-            labels = one_pass_labels(data["sources"], table.codes.shape[1] + 1)
-        else:
-            labels = id_targets(vocab, table, tokenizer.eos_token_id)[data["targets"]]
+        labels = id_targets(vocab, table, tokenizer.eos_token_id)[data["targets"]]
         summary["train"] = data["counts"]
         log.info("generator: %d training examples (%s), %d epochs", len(labels), g.task, g.epochs)
         name = f"generator-{hashlib.sha1(out.encode()).hexdigest()[:10]}"
@@ -228,7 +213,6 @@ def train_generator(cfg: Config) -> dict:
             g.dropout,
             g.group_by_length,
             embed is not None,
-            g.one_pass,
         )
         fit(cfg, task, train_rows(cfg, shuffle=True, input_ids=data["sources"], labels=labels))
     summary["train_seconds"] = round(time.time() - start, 1)

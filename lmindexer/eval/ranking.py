@@ -62,3 +62,25 @@ def bootstrap_ci(values: np.ndarray, samples: int = 1000, seed: int = 0, level: 
         means[s : s + n] = values[rng.integers(0, len(values), size=(n, len(values)))].mean(1)
     tail = (1 - level) / 2 * 100
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """(mean of a - b, 95% percentile interval): per-query values of two methods on the same queries, the same
+    resampled queries for both, so the interval holds the difference's own noise, not the sum of two intervals."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need the same queries: {a.shape} against {b.shape}")
+    lo, hi = bootstrap_ci(a - b, samples, seed)
+    return float((a - b).mean()), lo, hi
+
+
+def seed_verdict(paired: tuple, seeds_a: list, seeds_b: list) -> str:
+    """'above', 'below' or 'not separated': A ranks above B only where the paired interval of A - B lies above 0
+    *and* every training seed of A scores above every seed of B (below: the mirror); otherwise the test sampling
+    or the spread between training runs can explain the difference."""
+    _, lo, hi = paired
+    if lo > 0 and min(seeds_a) > max(seeds_b):
+        return "above"
+    if hi < 0 and max(seeds_a) < min(seeds_b):
+        return "below"
+    return "not separated"

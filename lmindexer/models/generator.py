@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from safetensors.torch import load, load_file, save_file
 from torch import nn
-from transformers import AutoTokenizer, LogitsProcessor, LogitsProcessorList, T5ForConditionalGeneration
+from transformers import AutoTokenizer, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
 from .. import storage
@@ -26,7 +26,6 @@ from .tokenizer import id_token_names
 
 GENERATOR_FILE = "generator.json"
 INPUT_PROJECTION = "input_projection.safetensors"  # beside the T5 of a generator that reads embeddings
-ONE_PASS = "lmindexer_one_pass"  # set in the config.json of a one-pass generator's T5
 
 
 class IdVocab:
@@ -99,72 +98,6 @@ class EmbeddingGenerator(nn.Module):
         return model.train(t5.training)
 
 
-class AfterPrefix(LogitsProcessor):
-    """Applies `inner` (e.g. the ID trie) as if generation had started after a decoder prefix of `offset` tokens: it
-    sees the start token and the tokens generated since."""
-
-    def __init__(self, inner: LogitsProcessor, offset: int):
-        self.inner, self.offset = inner, offset
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        return self.inner(torch.cat([input_ids[:, :1], input_ids[:, self.offset :]], 1), scores)
-
-
-class OnePassGenerator(nn.Module):
-    """The rec generator of generator.one_pass: the T5's decoder alone reads a user's items as ID tokens, oldest
-    first, and writes the next item's ID after them, so one pass over a history trains on every next item in it (as
-    SASRec trains). The cross-attention reads one all-zero memory vector, which adds nothing; the T5's encoder is
-    never run. The saved folder is a plain T5 folder whose config says it is one-pass."""
-
-    def __init__(self, t5: T5ForConditionalGeneration):
-        super().__init__()
-        self.t5, self.config = t5, t5.config
-        setattr(t5.config, ONE_PASS, True)
-
-    def memory(self, n: int, device) -> tuple:
-        """(memory, its attention mask) for `n` rows."""
-        zeros = torch.zeros(n, 1, self.config.d_model, dtype=self.t5.lm_head.weight.dtype, device=device)
-        return BaseModelOutput(last_hidden_state=zeros), torch.ones(n, 1, dtype=torch.long, device=device)
-
-    def forward(self, decoder_input_ids: torch.Tensor, labels: torch.Tensor | None = None):
-        memory, mask = self.memory(len(decoder_input_ids), decoder_input_ids.device)
-        return self.t5(encoder_outputs=memory, attention_mask=mask, decoder_input_ids=decoder_input_ids, labels=labels)
-
-    def generate(self, input_ids: torch.Tensor, attention_mask=None, logits_processor=None, **kwargs) -> torch.Tensor:
-        """`input_ids`: histories as ID tokens, oldest first, 0-padded on the right (an eos after them is ignored), as
-        the seq2seq generator's inputs. Each becomes the decoder's prefix after the start token, left-padded (masked)
-        to one length; returns the start token and what was generated after the prefix, as the seq2seq generator's
-        output, so one decoding serves both."""
-        pad, eos = self.config.pad_token_id, self.config.eos_token_id
-        real = (input_ids != pad) & (input_ids != eos)
-        lengths = real.sum(1)
-        width = int(lengths.max()) + 1
-        prefix = torch.full((len(input_ids), width), pad, dtype=torch.long, device=input_ids.device)
-        mask = torch.zeros_like(prefix)
-        for i, n in enumerate(lengths.tolist()):  # [pad ..., start, tokens]
-            prefix[i, width - n :] = input_ids[i][real[i]]
-            prefix[i, width - n - 1] = self.config.decoder_start_token_id
-            mask[i, width - n - 1 :] = 1
-        memory, memory_mask = self.memory(len(input_ids), input_ids.device)
-        out = self.t5.generate(
-            encoder_outputs=memory,
-            attention_mask=memory_mask,
-            decoder_input_ids=prefix,
-            decoder_attention_mask=mask,
-            logits_processor=LogitsProcessorList([AfterPrefix(p, width) for p in logits_processor or []]),
-            **kwargs,
-        )
-        return torch.cat([out[:, :1], out[:, width:]], 1)
-
-    def save_pretrained(self, path: str) -> None:
-        self.t5.save_pretrained(path)
-
-    @classmethod
-    def from_pretrained(cls, path: str, **kwargs) -> "OnePassGenerator":
-        t5 = T5ForConditionalGeneration.from_pretrained(path, **kwargs)
-        return cls(t5).train(t5.training)
-
-
 def output_mask(allowed: torch.Tensor, width: int) -> torch.Tensor:
     """[width] additive mask of an output layer: 0 at the `allowed` token ids, -inf elsewhere."""
     mask = torch.full((width,), float("-inf"))
@@ -186,14 +119,12 @@ def restrict_outputs(model: nn.Module, allowed: torch.Tensor) -> nn.Module:
 
 
 def generator_model(path: str, **kwargs) -> nn.Module:
-    """The generator saved in `path`: a T5 that reads tokens, one that reads embeddings (EmbeddingGenerator), or a
-    one-pass rec decoder (OnePassGenerator); with the ID-only softmax when its generator.json asks for it."""
+    """The generator saved in `path`: a T5 that reads tokens or one that reads embeddings (EmbeddingGenerator); with
+    the ID-only softmax when its generator.json asks for it."""
     if os.path.exists(os.path.join(path, INPUT_PROJECTION)):
         model = EmbeddingGenerator.from_pretrained(path, **kwargs)
     else:
-        with open(os.path.join(path, "config.json")) as f:
-            one_pass = json.load(f).get(ONE_PASS)
-        model = (OnePassGenerator if one_pass else T5ForConditionalGeneration).from_pretrained(path, **kwargs)
+        model = T5ForConditionalGeneration.from_pretrained(path, **kwargs)
     info = os.path.join(path, GENERATOR_FILE)
     if os.path.exists(info):
         with open(info) as f:
@@ -228,12 +159,11 @@ def build_generator(
     meta: dict | None = None,
     input_dim: int = 0,
     slots: int = 0,
-    one_pass: bool = False,
 ) -> dict:
     """Save to `out` the start model with the ID tokens added; their embeddings come from `codebooks` [T, K, d]
     when given (and as wide as the model), else random at the scale of the other embeddings. With `input_dim`, the
-    generator reads embeddings of that width through `slots` memory vectors (EmbeddingGenerator); with `one_pass`, it
-    is a OnePassGenerator. Returns what generator.json holds."""
+    generator reads embeddings of that width through `slots` memory vectors (EmbeddingGenerator). Returns what
+    generator.json holds."""
     path = resolve(init)
     if backbone_kind(path) != "t5":
         raise ConfigError(
@@ -269,8 +199,6 @@ def build_generator(
                 f"{model.config.num_layers} and {model.config.num_decoder_layers})"
             )
         model = EmbeddingGenerator(model, input_dim, slots)
-    if one_pass:
-        model = OnePassGenerator(model)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     info = {**(meta or {}), **vocab.to_json(), "init": init, "codebook_init": bool(used)}

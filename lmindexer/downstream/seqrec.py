@@ -1,0 +1,212 @@
+"""Sequential recommendation by one causal transformer over item vectors (lmindexer.models.seqrec), trained on the
+shared Ray Train loop (DDP on CPUs, DeepSpeed on GPUs, checkpoints): the one-pass ID generator
+(`generator.kind=seqrec`: item vectors composed from their semantic IDs) and the SASRec reference (one free vector
+per item). Both read the same split, rank the same candidates (every item of the ID table) with the same rule (the
+user's own history left out), and differ only in how an item's vector is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import Config, ConfigError, GeneratorConfig
+from ..data.generator_data import read_sequences
+from ..ids.table import read_id_table
+from ..models.seqrec import CONFIG_FILE, SeqRec, SeqRecConfig, item_rows, rank, training_rows
+from ..paths import RunLayout
+from ..train.task import HISTORY_FILE, TaskDefaults
+from .splits import sample, split_sequences
+
+log = logging.getLogger("lmindexer.downstream")
+
+
+@dataclass
+class SeqRecSettings:
+    """What a SeqRec run needs beyond its data (generator.* for the generator, generator.sasrec_* for SASRec)."""
+
+    epochs: int
+    lr: float = 1e-3
+    batch_size: int = 128  # global
+    dropout: float = 0.2
+    max_len: int = 50
+    dim: int = 64
+    layers: int = 2
+    heads: int = 2
+
+
+def generator_settings(g: GeneratorConfig) -> SeqRecSettings:
+    return SeqRecSettings(g.epochs, g.lr, g.batch_size, g.dropout, g.max_history, g.seqrec_dim, g.seqrec_layers)
+
+
+def sasrec_settings(g: GeneratorConfig) -> SeqRecSettings:
+    """The SASRec reference: the generator's history length and width, the SASRec paper's rate and batch."""
+    return SeqRecSettings(g.sasrec_epochs, 1e-3, 128, g.sasrec_dropout, g.max_history, g.seqrec_dim, g.seqrec_layers)
+
+
+@dataclass
+class SeqRecTask(TaskDefaults):
+    """A SeqRec model on the shared Ray Train loop: rows of (inputs, labels), right-padded item numbers."""
+
+    cfg: SeqRecConfig
+    rows: np.ndarray
+    out_dir: str
+    epochs: int
+    lr: float
+    batch_size: int  # per worker
+    seed: int = 0
+    name: str = "seqrec"
+
+    def build(self) -> SeqRec:
+        torch.manual_seed(self.seed)
+        return SeqRec(self.cfg, torch.from_numpy(self.rows))
+
+    def batches(self, shard, epoch: int):
+        from ..train.loop import length_grouped_batches
+
+        # batches of similar history length, each cut to its longest history (labels to the same width)
+        for b in length_grouped_batches(shard, self.batch_size, self.seed, epoch, "input_ids"):
+            ids = b["input_ids"].long()
+            yield {"input_ids": ids, "labels": b["labels"][:, : ids.shape[1]].long().contiguous()}
+
+
+def fit_seqrec(
+    cfg: Config,
+    out: str,
+    sequences: list,
+    items: int,
+    settings: SeqRecSettings,
+    compose: str = "item",
+    codes: np.ndarray | None = None,
+    suffix: np.ndarray | None = None,
+    name: str = "seqrec",
+) -> SeqRec:
+    """Train a SeqRec on `sequences` (item numbers 1..items, oldest first; each predicts its own next items) with
+    Ray Train and return it loaded from `out` in eval mode. The run starts afresh each time."""
+    from ..raydata import train_rows
+    from ..train.loop import fit
+
+    train = [s for s in sequences if len(s) >= 2]
+    if not train:
+        raise ValueError(f"{name}: no training sequence with 2 items or more")
+    rows, n_rows = item_rows(compose, codes, suffix, items)
+    model_cfg = SeqRecConfig(
+        items=items,
+        rows=n_rows,
+        compose=compose,
+        max_len=settings.max_len,
+        dim=settings.dim,
+        layers=settings.layers,
+        heads=settings.heads,
+        dropout=settings.dropout,
+    )
+    inputs, labels = training_rows(train, settings.max_len)
+    per_worker = max(1, settings.batch_size // cfg.train.num_workers)  # the global batch, whatever the worker count
+    task = SeqRecTask(model_cfg, rows, out, settings.epochs, settings.lr, per_worker, seed=cfg.seed, name=name)
+    fit(cfg, task, train_rows(cfg, shuffle=True, input_ids=inputs, labels=labels), fresh=True)
+    return SeqRec.from_pretrained(out)
+
+
+def ranked_items(model: SeqRec, histories: list, number: dict, k: int) -> list:
+    """The top-k items (as keys of `number`, which maps an item to its number) after each history."""
+    item_of = {n: i for i, n in number.items()}
+    ranked = rank(model, [[number[i] for i in h] for h in histories], k)
+    return [[item_of[n] for n in row] for row in ranked]
+
+
+def sasrec_reference(
+    cfg: Config, out: str, number: dict, sequences: list, histories: list, k: int, settings: SeqRecSettings
+) -> tuple[list, dict]:
+    """(top-k items after each of `histories`, settings): SASRec (one vector per item) trained with Ray Train on
+    `sequences` (per user, the items before the validation target), ranking every item of `number` (item -> 1-based
+    number), the history's own items left out."""
+    start = time.time()
+    train = [[number[i] for i in s] for s in sequences]
+    model = fit_seqrec(cfg, out, train, len(number), settings, "item", name=f"sasrec-{cfg.seed}")
+    ranked = ranked_items(model, histories, number, k)
+    return ranked, {
+        "epochs": settings.epochs,
+        "dropout": settings.dropout,
+        "seed": cfg.seed,
+        "train_sequences": len(train),
+        "seconds": round(time.time() - start, 1),
+    }
+
+
+def is_seqrec(path: str) -> bool:
+    """Whether `path` holds a trained SeqRec model (a generator of kind seqrec)."""
+    return os.path.exists(os.path.join(path, CONFIG_FILE))
+
+
+def rec_split(cfg: Config, number: dict) -> tuple[dict, dict]:
+    """(leave-one-out split of the task's sequences over the items of `number`, counts of what was left out)."""
+    from .examples import task_data
+
+    parts, skipped = split_sequences(read_sequences(task_data(cfg)), number)
+    for k, v in skipped.items():
+        log.warning("generator rec: skipped %s = %d", k, v)
+    return parts, {f"skipped_{k}": v for k, v in skipped.items() if v}
+
+
+def train_seqrec_generator(cfg: Config) -> dict:
+    """train-generator for generator.kind=seqrec: the one-pass generator on every user's items before the
+    validation target (item vectors composed from the ID table), then its evaluation."""
+    g, start = cfg.generator, time.time()
+    if g.task != "rec":  # kind=seqrec set by hand
+        raise ConfigError("generator.kind=seqrec recommends items: set generator.task=rec (retrieval: kind=t5)")
+    out, ids = RunLayout(cfg).generator, RunLayout(cfg).generator_ids
+    table = read_id_table(ids, cfg.storage)
+    summary = {"generator": out, "task": g.task, "kind": "seqrec", "ids": ids, "documents_with_ids": len(table.doc_ids)}
+    if is_seqrec(out) and os.path.exists(os.path.join(out, HISTORY_FILE)):
+        log.info("generator: already trained at %s", out)
+    else:
+        number = {d: i + 1 for i, d in enumerate(table.doc_ids)}
+        parts, counts = rec_split(cfg, number)
+        users = sample(parts["valid"], g.max_train_examples, cfg.seed)
+        train = [[number[i] for i in h] for _, h, _ in users]
+        summary["train"] = {**counts, "sequences": len(train), "interactions": sum(len(s) for s in train)}
+        log.info(
+            "generator: seqrec (%s) on %d sequences, %d items, %d epochs", g.compose, len(train), len(number), g.epochs
+        )
+        name = f"generator-{hashlib.sha1(out.encode()).hexdigest()[:10]}"
+        settings = generator_settings(g)
+        fit_seqrec(cfg, out, train, len(number), settings, g.compose, table.codes, table.suffix, name=name)
+    summary["train_seconds"] = round(time.time() - start, 1)
+    from .evaluate import evaluate
+
+    summary["eval"] = evaluate(cfg)
+    return summary
+
+
+def evaluate_seqrec(cfg: Config, path: str) -> tuple:
+    """(ranked items, relevant, keys, inputs, extra) of a seqrec generator on generator.eval_split: the exact
+    score of every item of the table after each history, the history's own items left out."""
+    g, start = cfg.generator, time.time()
+    model = SeqRec.from_pretrained(path)
+    table = read_id_table(RunLayout(cfg).generator_ids, cfg.storage)
+    if model.cfg.items != len(table.doc_ids):
+        raise ValueError(
+            f"the generator at {path} scores {model.cfg.items} items, the ID table has {len(table.doc_ids)}"
+        )
+    number = {d: i + 1 for i, d in enumerate(table.doc_ids)}
+    parts, counts = rec_split(cfg, number)
+    if g.eval_split not in ("valid", "test"):
+        raise ConfigError(f"generator.eval_split={g.eval_split!r}: rec has the splits valid and test")
+    examples = sample(parts[g.eval_split], g.max_eval, cfg.seed)
+    histories = [h for _, h, _ in examples]
+    ranked = ranked_items(model, histories, number, max(g.ks))
+    inputs = {
+        "histories": histories,
+        "train_sequences": [h for _, h, _ in parts["valid"]],
+        "doc_ids": list(table.doc_ids),
+        "number": number,
+    }
+    relevant = [{t: 1} for _, _, t in examples]
+    extra = {"kind": "seqrec", "counts": {**counts, "examples": len(examples)}, "decode_seconds": time.time() - start}
+    return ranked, relevant, [u for u, _, _ in examples], inputs, extra
