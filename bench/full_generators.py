@@ -14,9 +14,6 @@ generator folder), beside the default one:
 
     .venv/bin/python bench/full_generators.py beauty:lmindexer-minilm preset=d128 as=d128 generator.epochs=20
 
-    .venv/bin/python bench/full_generators.py beauty:lmindexer-minilm preset=d128 as=one-pass-p10 \
-        generator.one_pass=true generator.batch_size=64 generator.lr=2e-3 generator.dropout=0.1 \
-        generator.epochs=30 generator.patience=10                         # the one-pass decoder (README)
     .venv/bin/python bench/full_generators.py beauty                       # lmindexer-minilm, then minilm-rqvae
     .venv/bin/python bench/full_generators.py beauty:lmindexer-minilm generator.epochs=4
     .venv/bin/python bench/full_generators.py scifact

@@ -7,8 +7,9 @@ test query, with 95% bootstrap intervals.
     .venv/bin/python bench/reference.py --sasrec        # plus SASRec trained with Ray Train (minutes)
 
 Without --sasrec: no Ray and no training, seconds on 2 cores. Writes runs/bench-reference.json (bench/results.py
-puts it in RESULTS.md). SASRec trains on every user's sequence without its last two items (validation and test
-targets held out), as the SASRec paper does.
+puts it in RESULTS.md). SASRec and the count tables learn from every user's sequence without its last two items
+(validation and test targets held out), as the SASRec paper trains. bench/rec_protocol.py runs these rows with
+seeds and paired verdicts beside the one-pass generator.
 """
 
 from __future__ import annotations
@@ -45,12 +46,11 @@ def row(method: str, ranked: list, relevant: list) -> dict:
     return out
 
 
-def sasrec(split: dict, args) -> tuple[list, dict]:
+def sasrec(split: dict, items: set, args) -> tuple[list, dict]:
     """(ranked item lists for the evaluated examples, settings): SASRec as `lmindexer evaluate` trains it, on the
     shared Ray Train loop (1 DDP worker with both cores)."""
-    from lmindexer.downstream.sasrec import sasrec_reference
-
     from lmindexer.config import load_config
+    from lmindexer.downstream.seqrec import SeqRecSettings, sasrec_reference
     from lmindexer.runtime import ensure_ray
 
     run = load_config(
@@ -65,11 +65,12 @@ def sasrec(split: dict, args) -> tuple[list, dict]:
     ensure_ray(run)
     return sasrec_reference(
         run,
+        str(ROOT / "runs" / "bench-sasrec" / "sasrec"),
+        {i: n for n, i in enumerate(sorted(items, key=int), 1)},
         [h for _, h, _ in split["valid"]],  # each user's items before the validation target
         [h for _, h, _ in split[args.split]],
         max(KS),
-        args.sasrec_epochs,
-        args.sasrec_dropout,
+        SeqRecSettings(args.sasrec_epochs, dropout=args.sasrec_dropout),
     )
 
 
@@ -111,9 +112,10 @@ def main() -> None:
     examples = split[args.split]
     histories = [h for _, h, _ in examples]
     relevant = [{target: 1} for _, _, target in examples]
-    rows = [row(method, ranked, relevant) for method, ranked in rec_baselines(histories, max(KS)).items()]
+    train = [h for _, h, _ in split["valid"]]  # the interactions every trained model learns from
+    rows = [row(method, ranked, relevant) for method, ranked in rec_baselines(histories, max(KS), train).items()]
     if args.sasrec:
-        ranked, settings = sasrec(split, args)
+        ranked, settings = sasrec(split, items, args)
         rows.append({**row(f"SASRec ({settings['epochs']} epochs, Ray Train)", ranked, relevant), "settings": settings})
     data = {
         "beauty": {

@@ -10,7 +10,7 @@
       ids-<method>/     baseline-ids' tables (baseline.output moves one)
       report/           id-report's JSON, Markdown and PNGs (report.output moves it)
       generator-<task>-<ids folder>/   a trained generator and its evaluations (generator.output moves it)
-      sasrec/           the SASRec reference that rec evaluation trains
+      sasrec/           the SASRec reference that rec evaluation trains (seqrec.json, seqrec.pt)
       ray/              Ray Train runs and checkpoints (train.storage_path moves them)
       tune/             Ray Tune experiments (tune.output moves them)
       run_summary.json  `lmindexer run`'s full summary

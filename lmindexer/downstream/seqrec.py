@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ import torch
 from ..config import Config, ConfigError, GeneratorConfig
 from ..data.generator_data import read_sequences
 from ..ids.table import read_id_table
-from ..models.seqrec import CONFIG_FILE, SeqRec, SeqRecConfig, item_rows, rank, training_rows
+from ..models.seqrec import CONFIG_FILE, SeqRec, SeqRecConfig, item_rows, rank, right_pad, top_k, training_rows
 from ..paths import RunLayout
 from ..train.task import HISTORY_FILE, TaskDefaults
 from .splits import sample, split_sequences
@@ -52,7 +53,9 @@ def sasrec_settings(g: GeneratorConfig) -> SeqRecSettings:
 
 @dataclass
 class SeqRecTask(TaskDefaults):
-    """A SeqRec model on the shared Ray Train loop: rows of (inputs, labels), right-padded item numbers."""
+    """A SeqRec model on the shared Ray Train loop: rows of (inputs, labels), right-padded item numbers. With `val`
+    ({"histories": ref [V, L], "targets": ref [V], "k": K}), recall@K on those users after every epoch, the best
+    epoch's weights kept and `patience` epochs without a better one stopping training."""
 
     cfg: SeqRecConfig
     rows: np.ndarray
@@ -62,10 +65,55 @@ class SeqRecTask(TaskDefaults):
     batch_size: int  # per worker
     seed: int = 0
     name: str = "seqrec"
+    val: dict | None = None
+    patience: int = 0
+
+    @property
+    def validates(self) -> bool:
+        return self.val is not None
+
+    @property
+    def monitor(self) -> str:
+        return f"val_recall@{self.val['k']}"
 
     def build(self) -> SeqRec:
         torch.manual_seed(self.seed)
         return SeqRec(self.cfg, torch.from_numpy(self.rows))
+
+    def validate(self, engine, rank: int) -> dict:
+        """Exact top-K of every item after each validation history (each worker scores its share)."""
+        import ray.train
+
+        from ..raydata import shared
+        from ..train.loop import all_reduce_sum
+
+        world = ray.train.get_context().get_world_size()
+        seqs = torch.from_numpy(shared(self.val["histories"])[rank::world])
+        targets = torch.from_numpy(shared(self.val["targets"])[rank::world])
+        hits = torch.zeros(2, dtype=torch.float64)
+        with engine.full_weights() as model, torch.no_grad():
+            device = next(model.parameters()).device
+            table = model.item_table()
+            for i in range(0, len(seqs), 1024):
+                seq = seqs[i : i + 1024].to(device)
+                exclude = [sorted({int(j) - 1 for j in row if j > 0}) for row in seq.tolist()]
+                _, top = top_k(model.user_states(seq), table, self.val["k"], exclude)
+                hits[0] += float((top.cpu() + 1 == targets[i : i + 1024, None]).any(1).sum())
+                hits[1] += len(seq)
+        hits = all_reduce_sum(hits)
+        return {self.monitor: round(float(hits[0] / max(hits[1], 1)), 4)}
+
+    def keep_best(self, engine, rank: int) -> None:
+        with engine.full_weights() as model:
+            if rank == 0:
+                model.save_pretrained(os.path.join(self.out_dir, "best"))
+
+    def finish(self, engine, rank: int, history: list) -> None:
+        best = os.path.join(self.out_dir, "best")
+        super().finish(engine, rank, history)
+        if rank == 0 and os.path.exists(best):  # the best validated epoch, not the last
+            SeqRec.from_pretrained(best).save_pretrained(self.out_dir)
+            shutil.rmtree(best, ignore_errors=True)
 
     def batches(self, shard, epoch: int):
         from ..train.loop import length_grouped_batches
@@ -86,9 +134,13 @@ def fit_seqrec(
     codes: np.ndarray | None = None,
     suffix: np.ndarray | None = None,
     name: str = "seqrec",
+    validation: tuple | None = None,
 ) -> SeqRec:
     """Train a SeqRec on `sequences` (item numbers 1..items, oldest first; each predicts its own next items) with
-    Ray Train and return it loaded from `out` in eval mode. The run starts afresh each time."""
+    Ray Train and return it loaded from `out` in eval mode. `validation`: (histories, targets, K, patience) in item
+    numbers, recall@K after every epoch, the best epoch kept. The run starts afresh each time."""
+    import ray
+
     from ..raydata import train_rows
     from ..train.loop import fit
 
@@ -108,7 +160,15 @@ def fit_seqrec(
     )
     inputs, labels = training_rows(train, settings.max_len)
     per_worker = max(1, settings.batch_size // cfg.train.num_workers)  # the global batch, whatever the worker count
-    task = SeqRecTask(model_cfg, rows, out, settings.epochs, settings.lr, per_worker, seed=cfg.seed, name=name)
+    val, patience = None, 0
+    if validation:
+        histories, targets, k, patience = validation
+        val = {
+            "histories": ray.put(right_pad(histories, settings.max_len)),
+            "targets": ray.put(np.asarray(targets, dtype=np.int64)),
+            "k": k,
+        }
+    task = SeqRecTask(model_cfg, rows, out, settings.epochs, settings.lr, per_worker, cfg.seed, name, val, patience)
     fit(cfg, task, train_rows(cfg, shuffle=True, input_ids=inputs, labels=labels), fresh=True)
     return SeqRec.from_pretrained(out)
 
@@ -121,14 +181,22 @@ def ranked_items(model: SeqRec, histories: list, number: dict, k: int) -> list:
 
 
 def sasrec_reference(
-    cfg: Config, out: str, number: dict, sequences: list, histories: list, k: int, settings: SeqRecSettings
+    cfg: Config,
+    out: str,
+    number: dict,
+    sequences: list,
+    histories: list,
+    k: int,
+    settings: SeqRecSettings,
+    validation: tuple | None = None,
 ) -> tuple[list, dict]:
     """(top-k items after each of `histories`, settings): SASRec (one vector per item) trained with Ray Train on
     `sequences` (per user, the items before the validation target), ranking every item of `number` (item -> 1-based
-    number), the history's own items left out."""
+    number), the history's own items left out; `validation` as fit_seqrec's."""
     start = time.time()
     train = [[number[i] for i in s] for s in sequences]
-    model = fit_seqrec(cfg, out, train, len(number), settings, "item", name=f"sasrec-{cfg.seed}")
+    name = f"sasrec-{cfg.seed}"
+    model = fit_seqrec(cfg, out, train, len(number), settings, "item", None, None, name, validation)
     ranked = ranked_items(model, histories, number, k)
     return ranked, {
         "epochs": settings.epochs,
@@ -176,7 +244,13 @@ def train_seqrec_generator(cfg: Config) -> dict:
         )
         name = f"generator-{hashlib.sha1(out.encode()).hexdigest()[:10]}"
         settings = generator_settings(g)
-        fit_seqrec(cfg, out, train, len(number), settings, g.compose, table.codes, table.suffix, name=name)
+        validation = None
+        if g.val_examples:  # the validation target of seeded users (training never sees it)
+            held = sample(parts["valid"], g.val_examples, cfg.seed)
+            hist, targets = [[number[i] for i in h] for _, h, _ in held], [number[t] for _, _, t in held]
+            validation = (hist, targets, max(g.ks), g.patience)
+            summary["validation"] = {"examples": len(held)}
+        fit_seqrec(cfg, out, train, len(number), settings, g.compose, table.codes, table.suffix, name, validation)
     summary["train_seconds"] = round(time.time() - start, 1)
     from .evaluate import evaluate
 
