@@ -649,3 +649,35 @@ def describe(sections: list[str]) -> str:
         elif "" in sections:
             lines.append(f"  {f.name}={value!r}\n      {f.metadata['help']}")
     return "\n".join(lines)
+
+
+def reference_markdown() -> str:
+    """docs/configuration.md: every option of every section with its default, type, choices and help, from the
+    config itself (tests/test_config.py checks the committed file against this)."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `lmindexer/config.py` by `python -m lmindexer.config > docs/configuration.md`; do not edit.",
+        "Set an option in a YAML file (`--config`) or on the command line as `section.key=value`.",
+    ]
+    root = Config()
+    top = [f for f in dataclasses.fields(root) if not dataclasses.is_dataclass(getattr(root, f.name))]
+    groups = [("(top level)", "", root, top)] + [
+        (f.name, f"{f.name}.", getattr(root, f.name), dataclasses.fields(getattr(root, f.name)))
+        for f in dataclasses.fields(root)
+        if dataclasses.is_dataclass(getattr(root, f.name))
+    ]
+    for title, prefix, obj, fields in groups:
+        lines += ["", f"## {title}", "", "| option | default | what it does |", "|---|---|---|"]
+        for f in fields:
+            key = prefix + f.name
+            choices = (
+                f" One of: {', '.join(f'`{c}`' for c in sorted(CHOICES[key], key=str))}." if key in CHOICES else ""
+            )
+            text = (f.metadata["help"] + "." + choices).replace("|", "\\|").replace("..", ".")
+            lines.append(f"| `{key}` | `{getattr(obj, f.name)!r}` | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

@@ -76,3 +76,13 @@ def test_ray_data_settings_reach_this_process():
         assert context.shuffle_strategy == ShuffleStrategy.HASH_SHUFFLE and context.use_datasource_v2
     finally:
         context.shuffle_strategy, context.use_datasource_v2 = saved
+
+
+def test_the_configuration_reference_is_current():
+    """docs/configuration.md is generated from the config's own help: regenerate it after changing an option."""
+    from pathlib import Path
+
+    from lmindexer.config import reference_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+    assert doc.read_text() == reference_markdown(), "run: .venv/bin/python -m lmindexer.config > docs/configuration.md"
