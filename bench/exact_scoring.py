@@ -6,7 +6,7 @@ The generator composes each item's vector from its ID's code embeddings (T=3, K=
 once per call, then scores items in chunks (models.seqrec.top_k), so no [users, items] matrix is ever held. The
 ratio is the baseline's time over ours (1.0: the composition and chunking cost nothing).
 
-    .venv/bin/python bench/exact_scoring.py                         # 10k, 100k and 1M IDs, 1,024 users
+    .venv/bin/python bench/exact_scoring.py                         # 10k, 100k and 1M IDs, 256 users
     .venv/bin/python bench/exact_scoring.py --sizes 10000 --users 256
 
 Writes bench/results/exact-scoring.json (RESULTS.md is rendered from it by bench/results.py).
@@ -86,7 +86,7 @@ def one_size(n: int, users: int, k: int, repeats: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="10000,100000,1000000")
-    ap.add_argument("--users", type=int, default=1024)
+    ap.add_argument("--users", type=int, default=256)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(OUT))

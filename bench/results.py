@@ -117,6 +117,17 @@ def section(name: str, render) -> str:
     return f"<!-- {name} -->\n{body.rstrip()}\n<!-- /{name} -->\n"
 
 
+COMMITTED = ROOT / "bench" / "results"
+
+
+def committed(name: str, render) -> str:
+    """`render` of a committed bench output (bench/results/`name`); a missing file is an error, never a copy."""
+    path = COMMITTED / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run the bench that writes it (its docstring names it)")
+    return f"<!-- {name} -->\n{render(json.loads(path.read_text())).rstrip()}\n<!-- /{name} -->\n"
+
+
 def _current() -> str:
     path = ROOT / "RESULTS.md"
     return path.read_text() if path.exists() else ""
@@ -808,6 +819,16 @@ first code does not carry the categories better than k-means on the same encoder
 longer schedule changes that needs the GPU none of these sessions had.
 
 {section("position1-start", position1_section)}
+## Generative recommendation on Amazon Beauty: one protocol, seeds, paired verdicts
+
+{committed("rec-beauty.json", rec_protocol_section)}
+### Exact scoring of every ID, up to a million
+
+The one-pass generator ranks by scoring every ID of the table (no beam search). How that scales, beside the plain
+product with a stored item matrix; the trie-constrained beam search of the T5 generator remains the path for tables
+too large to score (its trie at a million IDs is further down).
+
+{committed("exact-scoring.json", exact_scoring_section)}
 ## Generators at full scale: every training example, every test user and query
 
 `bench/full_generators.py`: the generator trained on all training examples with a global batch set explicitly, a

@@ -62,7 +62,9 @@ class GeneratorTask(TaskDefaults):
         return f"val_recall@{max(self.val['ks'])}"
 
     def build(self):
-        return generator_model(self.init_dir, dropout_rate=self.dropout)
+        model = generator_model(self.init_dir, dropout_rate=self.dropout)
+        model.ddp_find_unused = self.embedded  # a T5 reading embeddings never runs its own encoder
+        return model
 
     def lr_lambda(self):
         total, warmup, kind = self.steps_per_epoch * self.epochs, self.warmup, self.schedule

@@ -87,6 +87,8 @@ class Block(nn.Module):
 
 
 class SeqRec(nn.Module):
+    ddp_find_unused = False  # every parameter takes part in every forward
+
     def __init__(self, cfg: SeqRecConfig, rows: torch.Tensor):
         super().__init__()
         if rows.shape[0] != cfg.items:

@@ -122,8 +122,11 @@ class Engine:
             self.module = self.model.module
         else:  # fp32 weights and optimizer state; bf16 only inside autocast (see __call__)
             self.module = model.to(self.device)
+            # DDP's search for unused parameters costs a pass and warns when there are none: a model that uses every
+            # parameter in every forward says so (ddp_find_unused = False)
+            unused = getattr(model, "ddp_find_unused", True)
             self.model = ray.train.torch.prepare_model(
-                self.module, move_to_device=False, parallel_strategy_kwargs={"find_unused_parameters": True}
+                self.module, move_to_device=False, parallel_strategy_kwargs={"find_unused_parameters": unused}
             )
             self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda) if lr_lambda else None
