@@ -169,14 +169,15 @@ def top_k(states: torch.Tensor, table: torch.Tensor, k: int, exclude: list | Non
     k = min(k, len(table))
     best_s = states.new_full((len(states), 0), float("-inf"))
     best_i = torch.zeros((len(states), 0), dtype=torch.long, device=states.device)
+    if exclude:  # (user, item) pairs to leave out, masked chunk by chunk
+        users = torch.tensor([b for b, items in enumerate(exclude) for _ in items], dtype=torch.long)
+        items = torch.tensor([i for found in exclude for i in found], dtype=torch.long)
     step = max(k, chunk // max(len(states), 1))
     for lo in range(0, len(table), step):
         s = states @ table[lo : lo + step].T
-        if exclude is not None:
-            for b, items in enumerate(exclude):
-                hit = [i - lo for i in items if lo <= i < lo + step]
-                if hit:
-                    s[b, hit] = float("-inf")
+        if exclude:
+            inside = (items >= lo) & (items < lo + s.shape[1])
+            s[users[inside], items[inside] - lo] = float("-inf")
         s, i = s.topk(min(k, s.shape[1]), dim=1)
         best_s, order = torch.cat([best_s, s], 1).topk(min(k, best_s.shape[1] + s.shape[1]), dim=1)
         best_i = torch.cat([best_i, i + lo], 1).gather(1, order)
