@@ -298,7 +298,7 @@ def exact_scoring_section(data: dict) -> str:
         f"(`{data['command']}`). The plain baseline holds the whole [users, IDs] score matrix (last column); ours "
         "composes every ID's vector from its codes, then scores in chunks.",
         "",
-        "| IDs | ours (s) | users/s | plain matrix product (s) | plain / ours | same top-10 scores | plain's matrix (MiB) |",
+        "| IDs | ours (s) | users/s | plain product (s) | plain / ours | same top-10 scores | plain's matrix (MiB) |",
         "|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in data["rows"]:
