@@ -256,6 +256,8 @@ def rec_protocol_section(data: dict) -> str:
     rows = data["rows"]
     seeds = len(data["seeds"])
     lines = [
+        rec_headline(data),
+        "",
         f"{p['data']}: {p['users']:,} test users, every one of the {p['items']:,} items a candidate, the user's own "
         f"history left out for every row; every model and count table learns from the same {p['training_sequences']:,}"
         f" training sequences ({p['training_interactions']:,} interactions: each user's items before the validation "
@@ -287,6 +289,56 @@ def rec_protocol_section(data: dict) -> str:
             d, lo, hi = v["recall@10_diff"]
             lines.append(f"| {r['name']} | {other} | {d:+.4f} [{lo:+.4f}, {hi:+.4f}] | {v['verdict']} |")
     return "\n".join(lines) + "\n"
+
+
+def rec_headline(data: dict) -> str:
+    """One paragraph in words: the best generator row against SASRec and the count tables, with the verdicts."""
+    rows = {r["name"]: r for r in data["rows"]}
+    gens = [r for r in data["rows"] if r["kind"] == "generator"]
+    best = max(gens, key=lambda r: r["metrics"]["recall@10"]["mean"])
+    m = best["metrics"]["recall@10"]
+    out = [
+        f"Best generator: **{best['name']}**, recall@10 {m['mean']:.4f} [{m['ci'][0]:.4f}, {m['ci'][1]:.4f}] over "
+        f"{len(m['seeds'])} seed(s) on all {data['users']:,} test users."
+    ]
+    for other in ("SASRec", "co-occurrence (last 3)", "last-item transitions"):
+        if other in best["versus"]:
+            v, o = best["versus"][other], rows[other]["metrics"]["recall@10"]["mean"]
+            d, lo, hi = v["recall@10_diff"]
+            out.append(f"Against {other} ({o:.4f}): {d:+.4f} [{lo:+.4f}, {hi:+.4f}], **{v['verdict']}**.")
+    return " ".join(out)
+
+
+def readme_scoreboard(rec: dict | None) -> str:
+    """The README's results excerpt, from the same JSON as RESULTS.md."""
+    lines = []
+    if rec:
+        lines += [
+            "Next-item recommendation on Amazon Beauty (leave-one-out, every item a candidate, history left out, "
+            "same training data for every row):",
+            "",
+            "| row | recall@10 | ndcg@10 |",
+            "|---|---:|---:|",
+        ]
+        for r in rec["rows"]:
+            if r["kind"] in ("generator", "SASRec", "count table"):
+                m = r["metrics"]
+                lines.append(f"| {r['name']} | {m['recall@10']['mean']:.4f} | {m['ndcg@10']['mean']:.4f} |")
+        lines += ["", rec_headline(rec)]
+    return "\n".join(lines) + "\n"
+
+
+def write_readme_scoreboard() -> None:
+    path = ROOT / "README.md"
+    rec = COMMITTED / "rec-beauty.json"
+    body = readme_scoreboard(json.loads(rec.read_text()) if rec.exists() else None)
+    text = re.sub(
+        r"<!-- readme-scoreboard -->\n.*?<!-- /readme-scoreboard -->",
+        lambda _: f"<!-- readme-scoreboard -->\n{body}<!-- /readme-scoreboard -->",
+        path.read_text(),
+        flags=re.S,
+    )
+    path.write_text(text)
 
 
 def exact_scoring_section(data: dict) -> str:
@@ -1041,6 +1093,7 @@ whole fit went from 84.6 s (every point) and 20.2 s (sample) to the figures belo
 
 {section("kmeans", kmeans_section)}"""
     (ROOT / "RESULTS.md").write_text(text)
+    write_readme_scoreboard()
     print(text)
     print(f"wrote {ROOT / 'RESULTS.md'}", file=sys.stderr)
 

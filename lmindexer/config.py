@@ -337,15 +337,14 @@ class GeneratorConfig:
     id_softmax: bool = opt(
         True,
         "the output softmax runs over the ID tokens and eos alone, in training and decoding (the start model's word "
-        "tokens take no probability mass; on SciFact validation recall rose a few epochs sooner, test recall@10 "
-        "not separable); false: over the whole vocabulary, as a plain seq2seq T5",
+        "tokens take no probability mass); false: over the whole vocabulary, as a plain seq2seq T5",
     )
     max_source_length: int = opt(64, "input tokens (longer inputs are cut)")
     max_train_examples: int = opt(0, "train on a seeded sample of this many examples (0: all)")
     epochs: int = opt(10, "training epochs (at most: see patience)")
     lr: float = opt(1e-3, "learning rate")
     dropout: float = opt(
-        0.1, "dropout while training (a small T5 trained from scratch memorises its IDs several times faster with 0)"
+        0.1, "dropout while training (a small T5 trained from scratch memorises its IDs faster with 0)"
     )
     batch_size: int = opt(
         64,
@@ -460,14 +459,14 @@ class RayConfig:
         "Ray Data shuffle of the uniqueness pass over more than in_process_rows codes (assign-ids, baseline-ids): "
         "auto = shuffle_v2 above 100,000 codes, ray.shuffle below. shuffle_v2 keeps the driver's memory flat; the "
         "sort shuffles return every map task's partitions of under 100 KiB to the driver (Ray keeps small objects "
-        "in their owner's memory): +270 MiB at a million codes, where shuffle_v2's actors cost seconds to start",
+        "in their owner's memory), while shuffle_v2's actors take seconds to start",
     )
     in_process_rows: int = opt(
         20000,
         "a batch step (parsing the input, tokenising, embedding, code assignment, the uniqueness pass, evaluation "
         "decoding) over at most this many rows runs in the calling process, and a training set of at most this many "
-        "rows reaches the Ray Train workers through the object store, not through a Ray Data pipeline (whose "
-        "start-up costs 5-25 s on 2 CPU cores); 0: always Ray Data",
+        "rows reaches the Ray Train workers through the object store, not through a Ray Data pipeline (which "
+        "takes seconds to start); 0: always Ray Data",
     )
     parquet_v2: bool = opt(
         False,
