@@ -16,6 +16,7 @@ verdict, and a rank is claimed only where the paired interval and every seed agr
     .venv/bin/python bench/rec_protocol.py --baselines                     # MiniLM + k-means / RQ-VAE / random IDs
     .venv/bin/python bench/rec_protocol.py --seeds 0,1,2 --sasrec          # every table, 3 seeds, SASRec beside
     .venv/bin/python bench/rec_protocol.py --tables lmindexer --seeds 0 --users 3000 generator.epochs=5  # a slice
+    .venv/bin/python bench/rec_protocol.py --tables lmindexer,lmindexer:codes@0,random --sasrec   # per-table seeds
 
 ID tables (`--tables`, names or name=folder): lmindexer (`configs/beauty-minilm.yaml`: learn-ids + assign-ids into
 runs/beauty-minilm/ids) and the baselines `--baselines` builds with baseline-ids on the same MiniLM into
@@ -65,7 +66,6 @@ METRICS = ["recall@10", "ndcg@10", "recall@5", "ndcg@5"]
 GENERATOR = [
     "generator.task=rec",
     "generator.kind=seqrec",
-    "generator.compose=codes",
     f"generator.data={SEQUENCES}",
     "generator.max_history=50",
     "generator.epochs=30",
@@ -115,9 +115,9 @@ def per_user(ranked: list, targets: list) -> dict:
     return {m: per[m] for m in METRICS}
 
 
-def generator_row(name: str, seed: int, data: Path, extra: list) -> tuple[dict, dict]:
+def generator_row(name: str, seed: int, data: Path, extra: list, tag: str) -> tuple[dict, dict]:
     """(ranked items per user, run facts) of the one-pass generator on table `name` with `seed`."""
-    out = WORK / f"gen-{name}-{data.stem}-seed{seed}"
+    out = WORK / f"gen{tag and '-' + tag}-{name}-{data.stem}-seed{seed}"
     overrides = GENERATOR + [
         f"seed={seed}",
         f"generator.data={data}",
@@ -142,12 +142,18 @@ def generator_row(name: str, seed: int, data: Path, extra: list) -> tuple[dict, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tables", default="lmindexer,minilm-rkmeans,minilm-rqvae,minilm-hkmeans-p,random")
+    ap.add_argument(
+        "--tables",
+        default="lmindexer,minilm-rkmeans,minilm-rqvae,minilm-hkmeans-p,random",
+        help="ID tables, each NAME[:COMPOSE][@SEED+SEED]: compose codes or prefixes (default --compose), seeds "
+        "(default --seeds)",
+    )
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--sasrec", action="store_true", help="SASRec beside the generators, once per seed")
     ap.add_argument("--baselines", action="store_true", help="build the baseline ID tables first")
     ap.add_argument("--users", type=int, default=0, help="a seeded sample of users for training and test (0: all)")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--compose", default="prefixes", help="generator.compose of tables named without :COMPOSE")
     args, extra = ap.parse_known_args()
     setup_logging()
     ensure_ray(load_config(CONFIG, []))
@@ -179,11 +185,15 @@ def main() -> None:
         add(method, "count table", 0, per_user(ranked, targets))
     for method, ranked in rec_baselines(histories, max(KS), histories).items():
         add(f"{method}, counts from the test histories", "count table (other fit)", 0, per_user(ranked, targets))
-    for name in [t.partition("=")[0] for t in args.tables.split(",") if t]:
-        for seed in seeds:
-            got, facts = generator_row(name, seed, data, extra)
+    for spec in [t for t in args.tables.split(",") if t]:  # NAME[:COMPOSE][@SEED+SEED...]
+        spec, _, only = spec.partition("@")
+        name, _, compose = spec.partition(":")
+        compose = compose or args.compose
+        for seed in [int(x) for x in only.split("+")] if only else seeds:
+            got, facts = generator_row(name, seed, data, extra + [f"generator.compose={compose}"], compose)
             ranked = [got["ranked"][got["order"][u]] for u in users]
-            add(f"one-pass generator on {name} IDs", "generator", seed, per_user(ranked, targets), facts, name)
+            row = f"one-pass generator ({compose}) on {name} IDs"
+            add(row, "generator", seed, per_user(ranked, targets), facts, name)
     if args.sasrec:
         number = {d: i + 1 for i, d in enumerate(table.doc_ids)}
         for seed in seeds:
