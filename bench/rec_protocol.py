@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=0, help="a seeded sample of users for training and test (0: all)")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--compose", default="prefixes", help="generator.compose of tables named without :COMPOSE")
+    ap.add_argument("--variant", default="", help="a name for the key=value settings given (folders and rows)")
     args, extra = ap.parse_known_args()
     setup_logging()
     ensure_ray(load_config(CONFIG, []))
@@ -190,9 +191,10 @@ def main() -> None:
         name, _, compose = spec.partition(":")
         compose = compose or args.compose
         for seed in [int(x) for x in only.split("+")] if only else seeds:
-            got, facts = generator_row(name, seed, data, extra + [f"generator.compose={compose}"], compose)
+            tag = compose + (f"-{args.variant}" if args.variant else "")
+            got, facts = generator_row(name, seed, data, extra + [f"generator.compose={compose}"], tag)
             ranked = [got["ranked"][got["order"][u]] for u in users]
-            row = f"one-pass generator ({compose}) on {name} IDs"
+            row = f"one-pass generator ({tag}) on {name} IDs"
             add(row, "generator", seed, per_user(ranked, targets), facts, name)
     if args.sasrec:
         number = {d: i + 1 for i, d in enumerate(table.doc_ids)}
