@@ -296,9 +296,9 @@ class GeneratorConfig:
         "that exist; settings: compose, seqrec_*, max_history, epochs, lr, batch_size, dropout)",
     )
     compose: str = opt(
-        "codes",
-        "kind=seqrec: an item's vector is the sum of one embedding per (position, code) of its ID and one for its "
-        "suffix (codes), or of one per distinct ID prefix (prefixes)",
+        "prefixes",
+        "kind=seqrec: an item's vector is the sum of one embedding per distinct prefix of its ID, the full ID with "
+        "its suffix last (prefixes), or of one per (position, code) and one per suffix (codes)",
     )
     seqrec_dim: int = opt(64, "kind=seqrec and the SASRec reference: width of the transformer and the item vectors")
     seqrec_layers: int = opt(2, "kind=seqrec and the SASRec reference: transformer layers (2 heads each)")

@@ -120,7 +120,7 @@ def test_seqrec_generator_scores_every_id_in_one_pass(base):
         diff, lo, hi = row["paired"]["recall@10"]
         assert lo <= diff <= hi and abs(diff - (recall - row["metrics"]["recall@10"])) < 1e-3
     model = SeqRec.from_pretrained(r["generator"])
-    assert not model.training and model.cfg.compose == "codes" and model.cfg.items == 400
+    assert not model.training and model.cfg.compose == "prefixes" and model.cfg.items == 400
     preds = pq.read_table(os.path.join(r["generator"], "eval-test", "predictions.parquet")).to_pandas()
     items = set(pq.read_table(os.path.join(base, "ids-hkmeans", "table")).column("doc_id").to_pylist())
     sequences = read_sequences(os.path.join(base, "demo_source", "sequences.txt"))
