@@ -17,7 +17,7 @@ import torch
 
 from . import storage
 from .config import Config
-from .runtime import worker_threads
+from .runtime import Progress, worker_threads
 
 
 def shared(ref):
@@ -132,8 +132,10 @@ def map_files(cfg: Config, files: list, fs, columns: list | None, actor, kwargs:
         ds.write_parquet(out, filesystem=out_fs, mode="overwrite")
         return rows
     model, parts = actor(**kwargs), []
+    progress = Progress(f"{getattr(actor, '__name__', 'batch step')} (in process)", rows)
     for batch in storage.read_batches(fs, files, columns, cfg.train.inference_batch_size):
         parts.append(BlockAccessor.batch_to_block(model(as_numpy(pa.Table.from_batches([batch])))))
+        progress.update(batch.num_rows)
     if parts:
         storage.write_table(out_fs, out, pa.concat_tables(parts))
     return rows

@@ -171,3 +171,30 @@ def worker_threads(cpus_per_worker: float, workers: int, cores: int) -> int:
     if cpus_per_worker >= 1:
         return int(cpus_per_worker)
     return max(1, cores // max(1, workers))
+
+
+class Progress:
+    """Logs how much of a long step is done, its rate and the time left, at most every `every` seconds and once at
+    the end: `Progress("assign-ids codes", rows).update(n)` after each batch of n."""
+
+    def __init__(self, what: str, total: int, every: float = 30.0, clock=None):
+        import time
+
+        self.what, self.total, self.every, self.done = what, total, every, 0
+        self.clock = clock or time.monotonic
+        self.start = self.last = self.clock()
+
+    def line(self) -> str:
+        elapsed = max(self.clock() - self.start, 1e-9)
+        rate = self.done / elapsed
+        left = (self.total - self.done) / rate if rate > 0 else float("inf")
+        eta = f"{left:.0f} s left" if left != float("inf") else "time left unknown"
+        share = 100 * self.done / max(self.total, 1)
+        return f"{self.what}: {self.done:,} of {self.total:,} ({share:.0f}%), {rate:,.0f}/s, {eta}"
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self.last >= self.every or self.done >= self.total:
+            self.last = now
+            log.info(self.line())

@@ -86,3 +86,24 @@ def test_the_configuration_reference_is_current():
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
     assert doc.read_text() == reference_markdown(), "run: .venv/bin/python -m lmindexer.config > docs/configuration.md"
+
+
+def test_progress_reports_rate_and_time_left_at_most_every_interval(caplog):
+    import logging
+
+    from lmindexer.runtime import Progress
+
+    now = [0.0]
+    p = Progress("codes", 1000, every=30, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="lmindexer"):
+        now[0] = 10
+        p.update(100)  # 10 s in: not yet
+        now[0] = 40
+        p.update(300)  # 40 s in: 400 of 1000 at 10/s, 60 s left
+        now[0] = 50
+        p.update(600)  # the end is always reported
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "codes: 400 of 1,000 (40%), 10/s, 60 s left",
+        "codes: 1,000 of 1,000 (100%), 20/s, 0 s left",
+    ]
