@@ -23,6 +23,10 @@ def quiet_libraries(verbose: bool = False) -> None:
     """Before Ray starts: unless `verbose`, library chatter is cut at its source in this process and in every Ray
     process started from it (they inherit the environment): Ray Data's per-dataset INFO lines (3 per epoch of every
     fit) and Hugging Face's weight loading/saving progress bars. Warnings stay."""
+    import sys
+
+    if not sys.stdout.isatty():  # no ANSI colour codes in logs and pipes (Ray colours its worker-line prefixes)
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     if verbose:
         return
     os.environ.setdefault(QUIET, "1")
