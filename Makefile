@@ -20,6 +20,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 test: lint
+	$(VENV)/bin/python bench/results.py --check
 	$(VENV)/bin/python -m pytest tests
 
 demo: install
