@@ -22,7 +22,7 @@ from ..data.generator_data import read_sequences
 from ..ids.table import read_id_table
 from ..models.seqrec import CONFIG_FILE, SeqRec, SeqRecConfig, item_rows, rank, right_pad, top_k, training_rows
 from ..paths import RunLayout
-from ..train.task import HISTORY_FILE, TaskDefaults
+from ..train.task import HISTORY_FILE, TaskDefaults, ValidatedByRecall
 from .splits import sample, split_sequences
 
 log = logging.getLogger("lmindexer.downstream")
@@ -52,9 +52,9 @@ def sasrec_settings(g: GeneratorConfig) -> SeqRecSettings:
 
 
 @dataclass
-class SeqRecTask(TaskDefaults):
+class SeqRecTask(ValidatedByRecall, TaskDefaults):
     """A SeqRec model on the shared Ray Train loop: rows of (inputs, labels), right-padded item numbers. With `val`
-    ({"histories": ref [V, L], "targets": ref [V], "k": K}), recall@K on those users after every epoch, the best
+    ({"histories": ref [V, L], "targets": ref [V], "ks": [K]}), recall@K on those users after every epoch, the best
     epoch's weights kept and `patience` epochs without a better one stopping training."""
 
     cfg: SeqRecConfig
@@ -67,14 +67,6 @@ class SeqRecTask(TaskDefaults):
     name: str = "seqrec"
     val: dict | None = None
     patience: int = 0
-
-    @property
-    def validates(self) -> bool:
-        return self.val is not None
-
-    @property
-    def monitor(self) -> str:
-        return f"val_recall@{self.val['k']}"
 
     def build(self) -> SeqRec:
         torch.manual_seed(self.seed)
@@ -97,7 +89,7 @@ class SeqRecTask(TaskDefaults):
             for i in range(0, len(seqs), 1024):
                 seq = seqs[i : i + 1024].to(device)
                 exclude = [sorted({int(j) - 1 for j in row if j > 0}) for row in seq.tolist()]
-                _, top = top_k(model.user_states(seq), table, self.val["k"], exclude)
+                _, top = top_k(model.user_states(seq), table, max(self.val["ks"]), exclude)
                 hits[0] += float((top.cpu() + 1 == targets[i : i + 1024, None]).any(1).sum())
                 hits[1] += len(seq)
         hits = all_reduce_sum(hits)
@@ -166,7 +158,7 @@ def fit_seqrec(
         val = {
             "histories": ray.put(right_pad(histories, settings.max_len)),
             "targets": ray.put(np.asarray(targets, dtype=np.int64)),
-            "k": k,
+            "ks": [k],
         }
     task = SeqRecTask(model_cfg, rows, out, settings.epochs, settings.lr, per_worker, cfg.seed, name, val, patience)
     fit(cfg, task, train_rows(cfg, shuffle=True, input_ids=inputs, labels=labels), fresh=True)

@@ -26,7 +26,7 @@ from ..paths import RunLayout
 from ..raydata import shared, train_rows
 from ..train.engine import lr_multiplier
 from ..train.loop import all_reduce_sum, fit, length_grouped_batches, shuffled_batches
-from ..train.task import HISTORY_FILE, TaskDefaults
+from ..train.task import HISTORY_FILE, TaskDefaults, ValidatedByRecall
 from .evaluate import beam_search, beam_width, by_length, evaluate, finished_evaluation, source_tensor, text_embedder
 from .examples import VALIDATION, build_examples, id_targets
 from .seqrec import train_seqrec_generator
@@ -36,7 +36,7 @@ log = logging.getLogger("lmindexer.downstream")
 
 
 @dataclass
-class GeneratorTask(TaskDefaults):
+class GeneratorTask(ValidatedByRecall, TaskDefaults):
     init_dir: str
     out_dir: str
     name: str
@@ -52,14 +52,6 @@ class GeneratorTask(TaskDefaults):
     dropout: float = 0.1
     group_by_length: bool = True
     embedded: bool = False  # the inputs are embeddings of a frozen encoder (generator.encoder), not token ids
-
-    @property
-    def validates(self) -> bool:
-        return self.val is not None
-
-    @property
-    def monitor(self) -> str:
-        return f"val_recall@{max(self.val['ks'])}"
 
     def build(self):
         model = generator_model(self.init_dir, dropout_rate=self.dropout)

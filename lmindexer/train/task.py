@@ -55,3 +55,18 @@ class TaskDefaults:
                 model.save_pretrained(self.out_dir)
                 with open(os.path.join(self.out_dir, HISTORY_FILE), "w") as f:
                     json.dump(history, f, indent=2)
+
+
+class ValidatedByRecall:
+    """For a task with `val` ({..., "ks": [K, ...]} or None): it validates when `val` is given, and the epoch with
+    the best recall at the largest K is kept."""
+
+    val: dict | None
+
+    @property
+    def validates(self) -> bool:
+        return self.val is not None
+
+    @property
+    def monitor(self) -> str:
+        return f"val_recall@{max(self.val['ks'])}"
