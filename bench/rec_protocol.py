@@ -186,16 +186,6 @@ def main() -> None:
         add(method, "count table", 0, per_user(ranked, targets))
     for method, ranked in rec_baselines(histories, max(KS), histories).items():
         add(f"{method}, counts from the test histories", "count table (other fit)", 0, per_user(ranked, targets))
-    for spec in [t for t in args.tables.split(",") if t]:  # NAME[:COMPOSE][@SEED+SEED...]
-        spec, _, only = spec.partition("@")
-        name, _, compose = spec.partition(":")
-        compose = compose or args.compose
-        for seed in [int(x) for x in only.split("+")] if only else seeds:
-            tag = compose + (f"-{args.variant}" if args.variant else "")
-            got, facts = generator_row(name, seed, data, extra + [f"generator.compose={compose}"], tag)
-            ranked = [got["ranked"][got["order"][u]] for u in users]
-            row = f"one-pass generator ({tag}) on {name} IDs"
-            add(row, "generator", seed, per_user(ranked, targets), facts, name)
     if args.sasrec:
         number = {d: i + 1 for i, d in enumerate(table.doc_ids)}
         for seed in seeds:
@@ -231,6 +221,16 @@ def main() -> None:
             order = {u: i for i, u in enumerate(saved["users"])}
             ranked = [saved["ranked"][order[u]] for u in users]
             add("SASRec", "SASRec", seed, per_user(ranked, targets), saved["facts"])
+    for spec in [t for t in args.tables.split(",") if t]:  # NAME[:COMPOSE][@SEED+SEED...]
+        spec, _, only = spec.partition("@")
+        name, _, compose = spec.partition(":")
+        compose = compose or args.compose
+        for seed in [int(x) for x in only.split("+")] if only else seeds:
+            tag = compose + (f"-{args.variant}" if args.variant else "")
+            got, facts = generator_row(name, seed, data, extra + [f"generator.compose={compose}"], tag)
+            ranked = [got["ranked"][got["order"][u]] for u in users]
+            row = f"one-pass generator ({tag}) on {name} IDs"
+            add(row, "generator", seed, per_user(ranked, targets), facts, name)
     summary = summarise(rows, len(users))
     summary.update(
         protocol={
