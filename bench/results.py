@@ -312,6 +312,19 @@ def rec_headline(data: dict) -> str:
             v, o = best["versus"][other], rows[other]["metrics"]["recall@10"]["mean"]
             d, lo, hi = v["recall@10_diff"]
             out.append(f"Against {other} ({o:.4f}): {d:+.4f} [{lo:+.4f}, {hi:+.4f}], **{v['verdict']}**.")
+    secs = [f["train_seconds"] for f in best["facts"].values()]
+    target = 0.0809  # RPG's published figure, the best confirmed generative one
+    met = "met" if min(m["seeds"]) >= target and max(secs) <= 3600 else "not met"
+    out.append(
+        f"Target recall@10 >= {target} (RPG) within 60 minutes of training: **{met}** (lowest seed "
+        f"{min(m['seeds']):.4f}, at most {max(secs) / 60:.1f} min of training a seed)."
+    )
+    earlier = next(v for name, v in PUBLISHED_REC if name.startswith("this project's earlier SASRec"))
+    if m["mean"] < earlier:
+        out.append(
+            f"It stays below the {earlier:.4f} this project's earlier SASRec read in one run without early "
+            "stopping (not rerun under this protocol, so not a paired verdict)."
+        )
     return " ".join(out)
 
 
