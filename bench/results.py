@@ -955,7 +955,9 @@ in the script and in each row of runs/bench-full-generators.json. The training d
 first epoch (`train.cache_mb`) in the `minilm-encoder`, `minilm-encoder-sentences` and `one-pass` rows only: the
 other rows were run before that existed, with a full shuffle over both workers every epoch.
 
-Beauty's `one-pass` rows are `generator.one_pass=true`: the `d128` T5's decoder alone reads each user's items as IDs,
+Beauty's `one-pass` rows ran a T5 option since removed (superseded by `generator.kind=seqrec`, the section above;
+these rows predate its protocol, so history items were not left out of their rankings): the `d128` T5's decoder
+alone reads each user's items as IDs,
 oldest first, and is trained on every next item of a window of 21 items in one pass (23,607 windows hold the same
 targets as the 131,413 per-prefix examples), batch 64, lr 2e-3, dropout 0.1, at most 30 epochs. An epoch took about
 60 s against about 320 s for the per-prefix `d128` row. With patience 4 (`one-pass`) validation recall@10 stalled at
