@@ -19,6 +19,7 @@ import platform
 import re
 import shutil
 import sys
+import textwrap
 from importlib.metadata import version
 from pathlib import Path
 
@@ -333,7 +334,7 @@ def readme_scoreboard(rec: dict | None) -> str:
     lines = []
     if rec:
         lines += [
-            "Next-item recommendation on Amazon Beauty (leave-one-out, every item a candidate, history left out, "
+            "Next-item recommendation on Amazon Beauty (leave-one-out, every item a candidate, history left out,\n"
             "same training data for every row):",
             "",
             "| row | recall@10 | ndcg@10 |",
@@ -343,7 +344,7 @@ def readme_scoreboard(rec: dict | None) -> str:
             if r["kind"] in ("generator", "SASRec", "count table"):
                 m = r["metrics"]
                 lines.append(f"| {r['name']} | {m['recall@10']['mean']:.4f} | {m['ndcg@10']['mean']:.4f} |")
-        lines += ["", rec_headline(rec)]
+        lines += ["", textwrap.fill(rec_headline(rec), 120, break_on_hyphens=False)]
     return "\n".join(lines) + "\n"
 
 
