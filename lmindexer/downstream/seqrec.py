@@ -220,6 +220,8 @@ def train_seqrec_generator(cfg: Config) -> dict:
     g, start = cfg.generator, time.time()
     if g.task != "rec":  # kind=seqrec set by hand
         raise ConfigError("generator.kind=seqrec recommends items: set generator.task=rec (retrieval: kind=t5)")
+    if g.encoder:
+        raise ConfigError("generator.encoder reads query texts: it is for generator.task=retrieval (kind=t5)")
     out, ids = RunLayout(cfg).generator, RunLayout(cfg).generator_ids
     table = read_id_table(ids, cfg.storage)
     summary = {"generator": out, "task": g.task, "kind": "seqrec", "ids": ids, "documents_with_ids": len(table.doc_ids)}
