@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -254,7 +255,7 @@ def main() -> None:
         command="bench/rec_protocol.py " + " ".join(sys.argv[1:]),
         commit=subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
         date=date.today().isoformat(),
-        machine=f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, no GPU",
+        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU",
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")

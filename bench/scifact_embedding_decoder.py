@@ -128,7 +128,7 @@ def main() -> None:
     rows = []
 
     def add(name: str, ranked: list, seconds: float, **extra) -> None:
-        means, intervals = summarise(ranked, relevant, KS)
+        means, intervals, _ = summarise(ranked, relevant, KS)
         rows.append({"method": name, "metrics": means, "intervals": intervals, "seconds": round(seconds, 1), **extra})
         print(f"{name}: recall@10 {means['recall@10']:.4f} {intervals['recall@10']}", flush=True)
 

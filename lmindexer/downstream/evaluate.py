@@ -148,9 +148,8 @@ def evaluate(cfg: Config) -> dict:
         ranked[i] = r.split(" ")
     relevant = [{sid_of[d]: grade for d, grade in rel.items()} for rel in data["relevant"]]
     if g.task == "rec":  # the protocol of every rec row: the user's own history is not a candidate
-        ranked = [
-            [s for s in r if s not in {sid_of[i] for i in h}] for r, h in zip(ranked, data["inputs"]["histories"])
-        ]
+        seen = [{sid_of[i] for i in h} for h in data["inputs"]["histories"]]
+        ranked = [[s for s in r if s not in own] for r, own in zip(ranked, seen)]
     texts = doc_texts(cfg, table.row) if g.task == "retrieval" else None
     data["inputs"].update(doc_ids=list(table.doc_ids), number={d: i + 1 for i, d in enumerate(table.doc_ids)})
     extra = {"beams": beams, "counts": data["counts"], "decode_seconds": time.time() - start}

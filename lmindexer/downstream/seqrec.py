@@ -95,11 +95,6 @@ class SeqRecTask(ValidatedByRecall, TaskDefaults):
         hits = all_reduce_sum(hits)
         return {self.monitor: round(float(hits[0] / max(hits[1], 1)), 4)}
 
-    def keep_best(self, engine, rank: int) -> None:
-        with engine.full_weights() as model:
-            if rank == 0:
-                model.save_pretrained(os.path.join(self.out_dir, "best"))
-
     def finish(self, engine, rank: int, history: list) -> None:
         best = os.path.join(self.out_dir, "best")
         super().finish(engine, rank, history)

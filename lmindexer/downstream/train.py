@@ -100,11 +100,6 @@ class GeneratorTask(ValidatedByRecall, TaskDefaults):
         hits = all_reduce_sum(hits)
         return {f"val_recall@{k}": round(float(hits[j] / max(hits[-1], 1)), 4) for j, k in enumerate(ks)}
 
-    def keep_best(self, engine, rank: int) -> None:
-        with engine.full_weights() as model:
-            if rank == 0:
-                model.save_pretrained(os.path.join(self.out_dir, "best"))
-
     def finish(self, engine, rank: int, history: list) -> None:
         best = os.path.join(self.out_dir, "best")
         with engine.full_weights() as model:

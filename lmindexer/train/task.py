@@ -62,6 +62,7 @@ class ValidatedByRecall:
     the best recall at the largest K is kept."""
 
     val: dict | None
+    out_dir: str
 
     @property
     def validates(self) -> bool:
@@ -70,3 +71,9 @@ class ValidatedByRecall:
     @property
     def monitor(self) -> str:
         return f"val_recall@{max(self.val['ks'])}"
+
+    def keep_best(self, engine, rank: int) -> None:
+        """The best epoch's weights go to <out_dir>/best (the task's finish() makes them the result)."""
+        with engine.full_weights() as model:
+            if rank == 0:
+                model.save_pretrained(os.path.join(self.out_dir, "best"))
