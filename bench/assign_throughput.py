@@ -38,6 +38,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from provenance import provenance  # noqa: E402
+
 from lmindexer.models.indexer import SemanticIndexer  # noqa: E402
 
 CLI = [sys.executable, "-m", "lmindexer.cli"]
@@ -200,12 +202,8 @@ def ab_rounds(args, work: Path, base: Path, path: Path, actors: int, docs: int) 
         f"\n{docs:,} documents, {actors} actor(s), ratio of the code step to the plain loop over {len(rounds)} "
         f"rounds: with {args.ab}: {summary['with']}; without: {summary['without']}"
     )
-    with open(work / args.json, "w") as f:
-        json.dump(
-            {"ab": args.ab, "set": args.set, "docs": docs, "actors": actors, "rounds": rounds, "ratio": summary},
-            f,
-            indent=2,
-        )
+    figures = {"ab": args.ab, "set": args.set, "docs": docs, "actors": actors, "rounds": rounds, "ratio": summary}
+    (ROOT / args.json).write_text(json.dumps({**figures, **provenance()}, indent=2) + "\n")
 
 
 def main() -> None:
@@ -214,7 +212,9 @@ def main() -> None:
     parser.add_argument("--scales", default="1,10", help="corpus sizes as multiples of --docs")
     parser.add_argument("--actors", default="0,1,2", help="actor counts to run at every size (0: in process)")
     parser.add_argument("--work", default="runs/bench-assign")
-    parser.add_argument("--json", default="bench_assign_throughput.json", help="the figures' file under --work")
+    parser.add_argument(
+        "--json", default="bench/results/assign-throughput.json", help="where the figures go (relative to the checkout)"
+    )
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for every assign-ids run (repeatable)")
     parser.add_argument(
         "--ab", default="", help="KEY=VALUE: --repeat rounds of the plain loop and assign-ids with and without it"
@@ -267,18 +267,15 @@ def main() -> None:
                 for k in ("driver_mib", "largest_worker_mib", "all_processes_mib")
             )
         )
-    with open(work / args.json, "w") as f:
-        json.dump(
-            {
-                "plain": {k: v for k, v in plain.items() if k != "codes"},
-                "plain_all_threads": {k: v for k, v in plain_all.items() if k != "codes"},
-                "assign": [{k: str(v) if k == "out" else v for k, v in r.items()} for r in runs],
-                "agreement": agree,
-                "set": args.set,
-            },
-            f,
-            indent=2,
-        )
+    figures = {
+        "plain": {k: v for k, v in plain.items() if k != "codes"},
+        "plain_all_threads": {k: v for k, v in plain_all.items() if k != "codes"},
+        "assign": [{k: str(v) if k == "out" else v for k, v in r.items()} for r in runs],
+        "agreement": agree,
+        "set": args.set,
+    }
+    (ROOT / args.json).parent.mkdir(parents=True, exist_ok=True)
+    (ROOT / args.json).write_text(json.dumps({**figures, **provenance()}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 #   bash bench/gpu_check.sh [OUT_DIR]
 #   PARTS="throughput" bash bench/gpu_check.sh        # some of: pipeline train throughput (default: all three)
 #
+# Copy gpu-train.json and gpu-throughput.json from OUT_DIR into bench/results/ and run bench/results.py.
 # On a machine without network, wheels in .whl/ (ray, deepspeed and what they need) are installed to /tmp/site first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +37,7 @@ cp "$work"/quickstart/generator-*/eval-test/metrics.json "$out/generator-metrics
 fi
 
 if [[ $parts == *" train "* ]]; then
-python3 bench/train_throughput.py --gpu --preset base --examples 8192 --out "$out/bench-train-gpu.json" \
+python3 bench/train_throughput.py --gpu --preset base --examples 8192 --out "$out/gpu-train.json" \
   2>&1 | tee "$out/train.log" | grep -E "^\||^[0-9]+ examples|GFLOP|^plain|^\{" || true
 fi
 

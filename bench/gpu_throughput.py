@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from assign_throughput import lmindexer  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 from lmindexer.models.indexer import SemanticIndexer  # noqa: E402
 from lmindexer.models.tokenizer import encode_texts  # noqa: E402
@@ -258,7 +259,7 @@ def main() -> None:
         where = f"ZeRO-{row['zero_stage']}, position {row['position']}"
         print(f"learn-ids, {where}: {row['examples_per_s']} examples/s{mfu}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    Path(args.out).write_text(json.dumps({**results, **provenance()}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

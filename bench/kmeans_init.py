@@ -3,7 +3,7 @@ inertia side by side, on clustered synthetic data (a mixture of Gaussians, like 
 
     .venv/bin/python bench/kmeans_init.py                    # 200,000 x 384, K=256
     .venv/bin/python bench/kmeans_init.py --points 1000000
-Prints a table and writes runs/bench-kmeans.json.
+Prints a table and writes bench/results/kmeans.json (one entry per --points, kept across runs).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from provenance import provenance  # noqa: E402
 
 from lmindexer.quantizers.kmeans import kmeans, nearest  # noqa: E402
 
@@ -59,11 +61,11 @@ def main() -> None:
         f"\nspeed-up {rows[0]['seconds'] / max(rows[1]['seconds'], 1e-9):.1f}x, inertia ratio "
         f"{rows[1]['inertia'] / rows[0]['inertia']:.4f}"
     )
-    out = ROOT / "runs" / "bench-kmeans.json"
+    out = ROOT / "bench" / "results" / "kmeans.json"
     out.parent.mkdir(exist_ok=True)
-    runs = json.loads(out.read_text()) if out.exists() else {}
+    runs = json.loads(out.read_text())["runs"] if out.exists() else {}
     runs[str(args.points)] = {"points": args.points, "dim": args.dim, "k": args.k, "iters": args.iters, "rows": rows}
-    out.write_text(json.dumps(runs, indent=2))
+    out.write_text(json.dumps({"runs": runs, **provenance()}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -30,12 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+from provenance import provenance  # noqa: E402
+from results import rec_protocol_section  # noqa: E402
 from shared_data import DATA  # noqa: E402
 
 from lmindexer.config import load_config  # noqa: E402
@@ -222,16 +220,23 @@ def main() -> None:
             order = {u: i for i, u in enumerate(saved["users"])}
             ranked = [saved["ranked"][order[u]] for u in users]
             add("SASRec", "SASRec", seed, per_user(ranked, targets), saved["facts"])
-    for spec in [t for t in args.tables.split(",") if t]:  # NAME[:COMPOSE][@SEED+SEED...]
+    runs = []  # (seed index, table order, name, compose, seed): every table's first seed before any second seed
+    for order, spec in enumerate([t for t in args.tables.split(",") if t]):  # NAME[:COMPOSE][@SEED+SEED...]
         spec, _, only = spec.partition("@")
         name, _, compose = spec.partition(":")
-        compose = compose or args.compose
-        for seed in [int(x) for x in only.split("+")] if only else seeds:
-            tag = compose + (f"-{args.variant}" if args.variant else "")
-            got, facts = generator_row(name, seed, data, extra + [f"generator.compose={compose}"], tag)
-            ranked = [got["ranked"][got["order"][u]] for u in users]
-            row = f"one-pass generator ({tag}) on {name} IDs"
-            add(row, "generator", seed, per_user(ranked, targets), facts, name)
+        for i, seed in enumerate([int(x) for x in only.split("+")] if only else seeds):
+            runs.append((i, order, name, compose or args.compose, seed))
+    for _, _, name, compose, seed in sorted(runs):
+        tag = compose + (f"-{args.variant}" if args.variant else "")
+        got, facts = generator_row(name, seed, data, extra + [f"generator.compose={compose}"], tag)
+        ranked = [got["ranked"][got["order"][u]] for u in users]
+        add(f"one-pass generator ({tag}) on {name} IDs", "generator", seed, per_user(ranked, targets), facts, name)
+        write(rows, args, extra, data, table, train, users, skipped, seeds)  # a partial table survives a stop
+    print(rec_protocol_section(write(rows, args, extra, data, table, train, users, skipped, seeds)))
+
+
+def write(rows, args, extra, data, table, train, users, skipped, seeds) -> dict:
+    """Summarise the rows so far into args.out; returns the summary."""
     summary = summarise(rows, len(users))
     summary.update(
         protocol={
@@ -252,17 +257,11 @@ def main() -> None:
             "validation": "as the generator's",
         },
         seeds=seeds,
-        command="bench/rec_protocol.py " + " ".join(sys.argv[1:]),
-        commit=subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-        date=date.today().isoformat(),
-        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU",
+        **provenance(),
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
-    sys.path.insert(0, str(ROOT / "bench"))
-    from results import rec_protocol_section
-
-    print(rec_protocol_section(summary))
+    return summary
 
 
 def summarise(rows: dict, n_users: int) -> dict:

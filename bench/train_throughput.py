@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gpu_throughput import COUNTED, counted_flops, peak_flops  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.downstream.train import GeneratorTask  # noqa: E402
@@ -98,7 +99,7 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny", help="T5 shape (tiny, mini, small, base)")
     parser.add_argument("--gpu", action="store_true", help="one GPU: bf16, one worker per Ray run")
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="the GPU's dense bf16 peak (default: by name)")
-    parser.add_argument("--out", default=str(ROOT / "runs" / "bench-train.json"))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "train-throughput.json"))
     args = parser.parse_args()
     n = args.examples
     setup_logging()
@@ -194,7 +195,7 @@ def main() -> None:
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    out.write_text(json.dumps({**results, **provenance()}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

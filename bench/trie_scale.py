@@ -20,6 +20,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from provenance import provenance  # noqa: E402
+
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie, trie_bytes  # noqa: E402
 
 VOCAB_OFFSET, EOS, PAD = 100, 1, 0
@@ -101,9 +103,9 @@ def main() -> None:
             f"dict walk {dict_step * 1e3:.1f} ms (ratio {dict_step / tensor_step:.1f}x)"
         )
         result["step_ms"][depth] = {"tensor": round(tensor_step * 1e3, 2), "dict": round(dict_step * 1e3, 2)}
-    out = ROOT / "runs" / "bench-trie.json"
+    out = ROOT / "bench" / "results" / "trie.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out.write_text(json.dumps({**result, **provenance()}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -151,6 +151,8 @@ def overview(summary: dict) -> str:
             f"  IDs: {ids['ids_out']} documents in {ids['table']} ({ids['documents_with_suffix']} with a "
             "collision suffix)"
         )
+        if ids.get("warning"):
+            lines.append(f"  warning: {ids['warning']}")
     report = summary.get("id-report", {})
     if report:
         with open(report["json"]) as f:

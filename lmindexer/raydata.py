@@ -8,9 +8,13 @@ most `ray.in_process_rows` rows runs the same functions in the calling process."
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import ray
 import ray.data
 import torch
@@ -129,7 +133,8 @@ def map_files(cfg: Config, files: list, fs, columns: list | None, actor, kwargs:
         ds = ray.data.read_parquet(files, filesystem=fs)
         ds = spread(ds.select_columns(columns) if columns else ds, cfg)
         ds = ds.map_batches(actor, fn_constructor_kwargs=kwargs, **actor_pool(cfg, gpu=gpu))
-        ds.write_parquet(out, filesystem=out_fs, mode="overwrite")
+        with rows_written(Progress(f"{getattr(actor, '__name__', 'batch step')} (Ray Data)", rows), out_fs, out):
+            ds.write_parquet(out, filesystem=out_fs, mode="overwrite")
         return rows
     model, parts = actor(**kwargs), []
     progress = Progress(f"{getattr(actor, '__name__', 'batch step')} (in process)", rows)
@@ -139,6 +144,40 @@ def map_files(cfg: Config, files: list, fs, columns: list | None, actor, kwargs:
     if parts:
         storage.write_table(out_fs, out, pa.concat_tables(parts))
     return rows
+
+
+def written_rows(fs, folder: str) -> int:
+    """Rows in the parquet files under `folder` whose footers are written (a file still being written counts 0)."""
+    total = 0
+    for info in fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True)):
+        if info.type == pafs.FileType.File and info.path.endswith(".parquet"):
+            try:
+                with fs.open_input_file(info.path) as f:
+                    total += pq.ParquetFile(f).metadata.num_rows
+            except (OSError, pa.ArrowInvalid):
+                pass
+    return total
+
+
+@contextmanager
+def rows_written(progress: Progress, fs, folder: str):
+    """While the block runs (a Ray Data write, which returns only at its end), `progress` logs the rows written
+    under `folder` so far every `progress.every` seconds, from a thread that reads the files' footers; once more at
+    the end."""
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(progress.every):
+            progress.update(written_rows(fs, folder) - progress.done)
+
+    thread = threading.Thread(target=watch, name="rows-written", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    progress.update(written_rows(fs, folder) - progress.done)
 
 
 def as_numpy(table: pa.Table) -> dict:

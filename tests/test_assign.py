@@ -109,6 +109,7 @@ def test_every_document_gets_exactly_one_unique_id_and_rebalance_shortens_ids(in
         )
     )
     assert on_ray["ids_out"] == 300 and on_ray["documents_with_suffix"] == moved["documents_with_suffix"]
+    assert on_ray["largest_collision_group"] == moved["largest_collision_group"] == int(t.suffix.max()) + 1
     by_doc = lambda t: t.set_index("doc_id").sort_index()[["sid"]]  # noqa: E731
     assert by_doc(table(tmp_path / "ray")).equals(by_doc(t))
 

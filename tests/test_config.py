@@ -107,3 +107,28 @@ def test_progress_reports_rate_and_time_left_at_most_every_interval(caplog):
         "codes: 400 of 1,000 (40%), 10/s, 60 s left",
         "codes: 1,000 of 1,000 (100%), 20/s, 0 s left",
     ]
+
+
+def test_rows_written_reports_a_write_in_progress_from_the_files_footers(tmp_path, caplog):
+    import logging
+    import time
+
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from lmindexer.raydata import rows_written, written_rows
+    from lmindexer.runtime import Progress
+
+    fs, out = pafs.LocalFileSystem(), str(tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "partial.parquet").write_bytes(b"PAR1 not finished")  # a file still being written
+    assert written_rows(fs, out) == 0 and written_rows(fs, str(tmp_path / "missing")) == 0
+    with caplog.at_level(logging.INFO, logger="lmindexer"):
+        with rows_written(Progress("codes (Ray Data)", 300, every=0.2), fs, out):
+            for i in range(3):  # three blocks of 100 rows, as a write's tasks finish them
+                pq.write_table(pa.table({"x": list(range(100))}), f"{out}/block-{i}.parquet")
+                time.sleep(0.3)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("codes (Ray Data)")]
+    assert len(lines) >= 2 and "of 300" in lines[0] and lines[-1].startswith("codes (Ray Data): 300 of 300 (100%)")
+    assert written_rows(fs, out) == 300

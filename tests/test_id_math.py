@@ -201,3 +201,15 @@ def test_schedule_trains_only_the_first_positions_when_asked():
         (3, "kmeans"),
         (3, "assign"),
     ]
+
+
+def test_poor_fit_warns_when_codes_do_not_tell_documents_apart():
+    from lmindexer.ids.assign import poor_fit
+
+    assert poor_fit(12101, 1271, 30) is None  # a learned table: a tenth with a suffix, small groups
+    assert poor_fit(50, 40, 40) is None  # too few documents to judge
+    # the demo's indexer on 299,400 generated documents: 15 code tuples, one group of 215,766
+    message = poor_fit(299400, 299385, 215766)
+    assert "100% of the documents need a suffix" in message and "215,766 documents (72%)" in message
+    assert "learn-ids" in message and "assign.collisions=rebalance" in message
+    assert "share one code tuple" in poor_fit(10000, 900, 2000) and "need a suffix" not in poor_fit(10000, 900, 2000)

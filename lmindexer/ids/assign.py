@@ -308,11 +308,13 @@ def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int
     if in_process(cfg, rows):
         got = read_numpy(fs, table, ["doc_id", "suffix"])
         collided = int(np.count_nonzero(got["suffix"] > 0))
+        largest = int(got["suffix"].max()) + 1 if rows else 0
         dup_docs = int(np.count_nonzero(np.unique(got["doc_id"], return_counts=True)[1] > 1))
     else:  # across the cluster: the driver holds no rows (a dataset keeps the shuffle of the block it is read in)
         with shuffle_strategy(unique_shuffle(cfg, rows), SHUFFLE_BATCH_BYTES):
             ds = ray.data.read_parquet(table, filesystem=fs)
             collided = ds.select_columns(["suffix"]).filter(expr=col("suffix") > 0).count()
+            largest = int(ds.max("suffix")) + 1
             dup_docs = _repeated(ds.select_columns(["doc_id"]), "doc_id", rows)
     summary = {
         **source,
@@ -321,15 +323,42 @@ def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int
         "ids_out": rows,
         "duplicate_doc_ids": dup_docs,
         "documents_with_suffix": collided,
+        "largest_collision_group": largest,
         "collisions": cfg.assign.collisions,
         "codebook_size": codebook_size,
         "table": storage.join(uri, "table"),
         "seconds": round(seconds, 1),
     }
+    warning = poor_fit(rows, collided, largest)
+    if warning:
+        summary["warning"] = warning
     if dup_docs or (rows != docs_in if not kept else not kept <= rows <= kept + docs_in):
         raise RuntimeError(f"ids: counts do not add up: {summary}")
     storage.write_json(fs, storage.join(out, "summary.json"), summary)
     log.info(
         "ids: %d documents in, %d IDs out, all unique (%d with a suffix) in %.1fs", docs_in, rows, collided, seconds
     )
+    if summary.get("warning"):
+        log.warning("ids: %s", summary["warning"])
     return summary
+
+
+def poor_fit(rows: int, with_suffix: int, largest_group: int) -> str | None:
+    """A warning when the codes do not tell the documents apart, so that the IDs are mostly suffixes: most documents
+    need a suffix, or one group of documents with the same codes holds a large share of the corpus. None when the
+    table is fine. (A group is the documents whose codes are all equal; its members get suffixes 0, 1, ...)"""
+    if rows < 100:  # a handful of documents: shares say nothing
+        return None
+    problems = []
+    if with_suffix > rows / 2:
+        problems.append(f"{with_suffix / rows:.0%} of the documents need a suffix")
+    if largest_group > max(rows / 20, 50):
+        problems.append(f"{largest_group:,} documents ({largest_group / rows:.0%}) share one code tuple")
+    if not problems:
+        return None
+    return (
+        " and ".join(problems)
+        + ": the indexer does not tell this corpus' documents apart, so their IDs carry little meaning. Run learn-ids"
+        " on this corpus (an indexer learned on other text fits it poorly), or add positions (indexer.num_positions);"
+        " assign.collisions=rebalance moves documents to the next-nearest free last code."
+    )
