@@ -19,12 +19,17 @@ def quiet() -> bool:
     return os.environ.get(QUIET) == "1"
 
 
+_quieted = False  # quiet_libraries ran in this process (a command's choice); else ensure_ray runs it
+
+
 def quiet_libraries(verbose: bool = False) -> None:
     """Before Ray starts: unless `verbose`, library chatter is cut at its source in this process and in every Ray
     process started from it (they inherit the environment): Ray Data's per-dataset INFO lines (3 per epoch of every
     fit) and Hugging Face's weight loading/saving progress bars. Warnings stay."""
     import sys
 
+    global _quieted
+    _quieted = True
     if not sys.stdout.isatty():  # no ANSI colour codes in logs and pipes (Ray colours its worker-line prefixes)
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     if verbose:
@@ -118,6 +123,8 @@ def ensure_ray(cfg: Config) -> None:
     data_context(cfg)
     if ray.is_initialized():
         return
+    if not _quieted:  # a bench or a user's script: the same quiet start as the commands
+        quiet_libraries()
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
