@@ -4,7 +4,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: install lint test demo clean
+.PHONY: install lint test test-fast demo clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,9 @@ lint: install
 test: lint
 	$(VENV)/bin/python bench/results.py --check
 	$(VENV)/bin/python -m pytest tests
+
+test-fast: install  # the tests that need no Ray (pure code, math, config, models): about two minutes
+	LMINDEXER_TESTS=fast $(VENV)/bin/python -m pytest -q tests
 
 demo: install
 	$(VENV)/bin/lmindexer run --config configs/quickstart.yaml

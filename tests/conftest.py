@@ -75,3 +75,28 @@ def fresh_ray_per_module():
     yield
     if ray.is_initialized():
         ray.shutdown()
+
+
+FAST = os.environ.get("LMINDEXER_TESTS") == "fast"  # `make test-fast`: the tests that need no Ray, in seconds
+
+
+def pytest_collection_modifyitems(config, items):
+    """In the fast tier, a test that asks for the module's Ray is skipped before it runs."""
+    if not FAST:
+        return
+    skip = pytest.mark.skip(reason="starts Ray: in `make test`, not the fast tier")
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def no_ray_in_the_fast_tier(monkeypatch):
+    """In the fast tier, a test that starts Ray on its own (through a command's code) is skipped where it would."""
+    if FAST:
+
+        def refuse(*args, **kwargs):
+            pytest.skip("starts Ray: in `make test`, not the fast tier")
+
+        monkeypatch.setattr(ray, "init", refuse)
+    yield
