@@ -132,3 +132,10 @@ def test_rows_written_reports_a_write_in_progress_from_the_files_footers(tmp_pat
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("codes (Ray Data)")]
     assert len(lines) >= 2 and "of 300" in lines[0] and lines[-1].startswith("codes (Ray Data): 300 of 300 (100%)")
     assert written_rows(fs, out) == 300
+
+
+def test_training_progress_lines_give_the_rate_and_once_an_epoch_is_known_the_time_left():
+    from lmindexer.train.loop import time_left
+
+    assert time_left(40, 4.0, 0, 3) == ", 10.0 steps/s"  # the first epoch: its length is not known yet
+    assert time_left(40, 4.0, 100, 2) == ", 10.0 steps/s, 26 s left"  # 60 steps here and 200 in two more epochs

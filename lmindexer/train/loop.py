@@ -81,6 +81,16 @@ def say(*parts) -> None:
     sys.__stdout__.flush()
 
 
+def time_left(done: int, seconds: float, epoch_steps: int, epochs_after: int) -> str:
+    """ ", 12.3 steps/s, 85 s left" for a progress line: `done` steps of this epoch in `seconds`; the time left (this
+    epoch and `epochs_after` more) once a whole epoch's `epoch_steps` are known."""
+    rate = done / max(seconds, 1e-9)
+    if not epoch_steps:
+        return f", {rate:.1f} steps/s"
+    left = (max(epoch_steps - done, 0) + epochs_after * epoch_steps) / max(rate, 1e-9)
+    return f", {rate:.1f} steps/s, {left:.0f} s left"
+
+
 def quiet_worker() -> None:
     """A worker's log keeps lmindexer's lines: DeepSpeed's per-step torch.distributed deprecation warnings and Ray
     Train's per-report INFO lines ("Reporting training result", "Checkpoint successfully created") are dropped."""
@@ -142,9 +152,11 @@ def run_task(task, train, seed: int, tuned: bool, shard, checkpoint=None, final_
     epoch, skip, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
     every = train.checkpoint_every_steps
     saved_at = time.time()
+    epoch_steps = 0  # the last whole epoch's steps, for the time left
     while epoch < task.epochs:
         engine.train()
         sums, n, start = defaultdict(float), 0, time.time()
+        shown_at = start
         for i, batch in enumerate(task.batches(shard, epoch)):
             if i < skip:
                 continue
@@ -155,10 +167,13 @@ def run_task(task, train, seed: int, tuned: bool, shard, checkpoint=None, final_
                 if torch.is_tensor(v) and v.dim() == 0:
                     sums[k] += float(v.detach())
             n, step = n + 1, step + 1
-            if rank == 0 and train.log_every_steps and step % train.log_every_steps == 0:
+            now = time.time()
+            if rank == 0 and train.log_every_steps and (step % train.log_every_steps == 0 or now - shown_at >= 30):
+                shown_at = now
                 say(
                     f"[{task.name}] epoch {epoch + 1}/{task.epochs} step {step}: "
                     + " ".join(f"{k}={v / n:.4f}" for k, v in sorted(sums.items()))
+                    + time_left(n, now - start, epoch_steps, task.epochs - epoch - 1)
                 )
             if every and step % every == 0:
                 progress.update(epoch=epoch, step_in_epoch=i + 1, step=step)
@@ -189,7 +204,7 @@ def run_task(task, train, seed: int, tuned: bool, shard, checkpoint=None, final_
                 f"[{task.name}] epoch {epoch + 1}/{task.epochs} done: "
                 + " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
             )
-        epoch, skip = epoch + 1, 0
+        epoch, skip, epoch_steps = epoch + 1, 0, n if not skip else epoch_steps
         progress.update(epoch=epoch, step_in_epoch=0, step=step)
         progress["history"].append({**metrics, "epoch": epoch, "resumes": progress["resumes"]})
         last = stop or epoch == task.epochs
