@@ -149,6 +149,12 @@ def main() -> None:
     )
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--sasrec", action="store_true", help="SASRec beside the generators, once per seed")
+    ap.add_argument(
+        "--sasrec-patience",
+        default="",
+        help="SASRec rows by early-stopping patience, each PATIENCE[@SEED+SEED] (0: all SASREC_EPOCHS); the default "
+        "'' is the generator's patience, e.g. ',0@0' adds one seed without early stopping",
+    )
     ap.add_argument("--baselines", action="store_true", help="build the baseline ID tables first")
     ap.add_argument("--users", type=int, default=0, help="a seeded sample of users for training and test (0: all)")
     ap.add_argument("--out", default=str(OUT))
@@ -187,39 +193,14 @@ def main() -> None:
         add(f"{method}, counts from the test histories", "count table (other fit)", 0, per_user(ranked, targets))
     if args.sasrec:
         number = {d: i + 1 for i, d in enumerate(table.doc_ids)}
-        for seed in seeds:
-            path = WORK / f"sasrec-{data.stem}-seed{seed}.json"
-            if path.exists():
-                saved = json.loads(path.read_text())
-            else:
-                cfg = load_config(CONFIG, GENERATOR + [f"seed={seed}", f"generator.sasrec_epochs={SASREC_EPOCHS}"])
-                settings = sasrec_settings(cfg.generator)
-                settings.dropout = SASREC_DROPOUT
-                held = sample(parts["valid"], cfg.generator.val_examples, seed)  # the generator's validation users
-                validation = (
-                    [[number[i] for i in h] for _, h, _ in held],
-                    [number[t] for _, _, t in held],
-                    max(KS),
-                    cfg.generator.patience,
-                )
-                ranked, facts = sasrec_reference(
-                    cfg,
-                    str(WORK / f"sasrec-{data.stem}-seed{seed}"),
-                    number,
-                    train,
-                    histories,
-                    max(KS),
-                    settings,
-                    validation,
-                )
-                history = json.loads((WORK / f"sasrec-{data.stem}-seed{seed}" / "train_history.json").read_text())
-                facts["train_seconds"] = round(sum(e.get("epoch_seconds", 0) for e in history), 1)
-                facts["epochs_run"] = len(history)
-                saved = {"users": users, "ranked": ranked, "facts": facts}
-                path.write_text(json.dumps(saved))
-            order = {u: i for i, u in enumerate(saved["users"])}
-            ranked = [saved["ranked"][order[u]] for u in users]
-            add("SASRec", "SASRec", seed, per_user(ranked, targets), saved["facts"])
+        for spec in args.sasrec_patience.split(","):  # PATIENCE[@SEED+SEED...]; "" is the generator's patience
+            patience, _, only = spec.partition("@")
+            for seed in [int(x) for x in only.split("+")] if only else seeds:
+                saved = sasrec_row(seed, int(patience) if patience else None, data, parts, number, train, histories)
+                order = {u: i for i, u in enumerate(saved["users"])}
+                ranked = [saved["ranked"][order[u]] for u in users]
+                name = "SASRec" if not patience else f"SASRec (patience {patience if int(patience) else 'none'})"
+                add(name, "SASRec", seed, per_user(ranked, targets), saved["facts"])
     runs = []  # (seed index, table order, name, compose, seed): every table's first seed before any second seed
     for order, spec in enumerate([t for t in args.tables.split(",") if t]):  # NAME[:COMPOSE][@SEED+SEED...]
         spec, _, only = spec.partition("@")
@@ -233,6 +214,32 @@ def main() -> None:
         add(f"one-pass generator ({tag}) on {name} IDs", "generator", seed, per_user(ranked, targets), facts, name)
         write(rows, args, extra, data, table, train, users, skipped, seeds)  # a partial table survives a stop
     print(rec_protocol_section(write(rows, args, extra, data, table, train, users, skipped, seeds)))
+
+
+def sasrec_row(seed: int, patience: int | None, data: Path, parts: dict, number: dict, train: list, histories: list):
+    """{users, ranked, facts} of SASRec trained with `seed` (patience None: the generator's), cached in WORK."""
+    users = [u for u, _, _ in parts["test"]]
+    folder = WORK / f"sasrec{'' if patience is None else f'-p{patience}'}-{data.stem}-seed{seed}"
+    path = folder.with_suffix(".json")
+    if path.exists():
+        return json.loads(path.read_text())
+    cfg = load_config(CONFIG, GENERATOR + [f"seed={seed}", f"generator.sasrec_epochs={SASREC_EPOCHS}"])
+    settings = sasrec_settings(cfg.generator)
+    settings.dropout = SASREC_DROPOUT
+    held = sample(parts["valid"], cfg.generator.val_examples, seed)  # the generator's validation users
+    validation = (
+        [[number[i] for i in h] for _, h, _ in held],
+        [number[t] for _, _, t in held],
+        max(KS),
+        cfg.generator.patience if patience is None else patience,
+    )
+    ranked, facts = sasrec_reference(cfg, str(folder), number, train, histories, max(KS), settings, validation)
+    history = json.loads((folder / "train_history.json").read_text())
+    facts["train_seconds"] = round(sum(e.get("epoch_seconds", 0) for e in history), 1)
+    facts["epochs_run"] = len(history)
+    saved = {"users": users, "ranked": ranked, "facts": facts}
+    path.write_text(json.dumps(saved))
+    return saved
 
 
 def write(rows, args, extra, data, table, train, users, skipped, seeds) -> dict:
@@ -254,7 +261,8 @@ def write(rows, args, extra, data, table, train, users, skipped, seeds) -> dict:
             "dropout": SASREC_DROPOUT,
             "lr": 1e-3,
             "batch_size": 128,
-            "validation": "as the generator's",
+            "validation": "as the generator's, the best epoch kept",
+            "patience": "the generator's unless the row names one (none: every epoch runs)",
         },
         seeds=seeds,
         **provenance(),
