@@ -19,7 +19,7 @@ import ray
 import ray.data
 import torch
 
-from . import storage
+from . import ray_private, storage
 from .config import Config
 from .runtime import Progress, worker_threads
 
@@ -195,7 +195,6 @@ def read_numpy(fs, path: str, columns: list | None = None) -> dict:
 def map_groups(table: pa.Table, key: str, fn) -> pa.Table:
     """`groupby(key).map_groups(fn, batch_format="numpy")` in this process: `fn` gets each group's rows as the
     numpy batch Ray Data would give it, groups in key order; its outputs are converted as Ray Data converts them."""
-    from ray.data._internal.arrow_ops.transform_pyarrow import concat  # Ray's own: unifies tensor columns' shapes
     from ray.data.block import BlockAccessor
 
     if table.num_rows == 0:
@@ -207,7 +206,7 @@ def map_groups(table: pa.Table, key: str, fn) -> pa.Table:
         BlockAccessor.batch_to_block(fn({k: v[a:b] for k, v in cols.items()}))
         for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(keys)])
     ]
-    return concat(parts, promote_types=True)
+    return ray_private.concat_blocks(parts)  # unifies tensor columns' shapes, as Ray Data does
 
 
 def map_rows(cfg: Config, actor, kwargs: dict, order_by: str = "row", gpu: bool = True, **arrays) -> dict:

@@ -9,6 +9,7 @@ import os
 import ray
 import ray.data
 
+from . import ray_private
 from .config import Config
 
 log = logging.getLogger("lmindexer")
@@ -37,13 +38,11 @@ def quiet_libraries(verbose: bool = False) -> None:
     os.environ.setdefault(QUIET, "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if "RAY_DATA_LOG_LEVEL" not in os.environ:  # the variable would override every level of the config below
-        try:  # Ray Data's own default config, from a private module: another Ray layout falls back to a level
+        try:  # Ray Data's own default config (ray_private): without it, one level for console and file
             if "RAY_DATA_LOGGING_CONFIG" not in os.environ:  # the user's own config stays
                 os.environ["RAY_DATA_LOGGING_CONFIG"] = ray_data_logging_config()
-            from ray.data._internal import logging as ray_data_logging
-
-            ray_data_logging.configure_logging()  # this process configured Ray Data's loggers when it imported it
-        except (ImportError, AttributeError, KeyError):
+            ray_private.configure_ray_data_logging()  # this process configured Ray Data's loggers at its import
+        except (ImportError, AttributeError, KeyError, LookupError):
             os.environ.pop("RAY_DATA_LOGGING_CONFIG", None)
             os.environ["RAY_DATA_LOG_LEVEL"] = "WARNING"
     # Ray Train's dataset actor sets a deprecated Ray Data option on every fit (a warning in every run's log)
@@ -60,13 +59,13 @@ def ray_data_logging_config() -> str:
     """A Ray Data logging config file (Ray's own default, in a temporary folder) whose console shows warnings and
     errors only, and not the warning each Ray Data process gives that progress bars are off (a line per fit); the
     ray-data.log file in Ray's session folder keeps every other line, as by default."""
-    import copy
     import tempfile
 
     import yaml
-    from ray.data._internal import logging as ray_data_logging
 
-    config = copy.deepcopy(ray_data_logging.DEFAULT_CONFIG)
+    config = ray_private.ray_data_default_logging()
+    if config is None:
+        raise LookupError("Ray Data's default logging config is not available")
     config["handlers"]["console"]["level"] = "WARNING"
     config["loggers"]["ray.data._internal.progress"] = {
         "level": "ERROR",
@@ -117,7 +116,7 @@ def ensure_ray(cfg: Config) -> None:
 
     On small machines Train workers and Ray Data tasks must run side by side, or Ray Data never gets scheduled.
     A local Ray serves its dashboard (127.0.0.1:8265, or the next free port): Ray Train's placement-group cleaner
-    (started in Ray Tune trials, see train.loop._Trainer) asks the State API, which lives there, and without it logs
+    (started in Ray Tune trials, see ray_private._Trainer) asks the State API, which lives there, and without it logs
     a warning every second of every trial.
     """
     data_context(cfg)

@@ -1,6 +1,9 @@
-"""The layer contracts hold (import-linter, configured in pyproject.toml) and every training task implements the
-training-task Protocol the shared Ray Train loop calls."""
+"""The layer contracts hold (import-linter, configured in pyproject.toml), every training task implements the
+training-task Protocol the shared Ray Train loop calls, and Ray's non-public API is used behind one door
+(lmindexer/ray_private.py) whose public fallbacks work."""
 
+import ast
+import os
 import shutil
 import subprocess
 import sys
@@ -37,3 +40,63 @@ def test_every_training_task_implements_the_protocol():
     for task in tasks:
         assert isinstance(task, TrainingTask), type(task).__name__
         assert task.lr_lambda() is None or callable(task.lr_lambda())
+
+
+PRIVATE_HOOKS = {"_create_default_callbacks", "_register_sigint_handler"}
+
+
+def private_ray_uses(path: Path) -> list[str]:
+    """Imports of Ray's private modules or names, and overrides of TorchTrainer's private hooks, in one file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ray"):
+            private = "._internal" in node.module or "._private" in node.module
+            private |= any(a.name.startswith("_") for a in node.names)
+            if private:
+                found.append(f"{path.name}:{node.lineno} from {node.module} import ...")
+        elif isinstance(node, ast.Import):
+            found += [
+                f"{path.name}:{node.lineno} import {a.name}"
+                for a in node.names
+                if a.name.startswith("ray") and ("._internal" in a.name or "._private" in a.name)
+            ]
+        elif isinstance(node, ast.FunctionDef) and node.name in PRIVATE_HOOKS:
+            found.append(f"{path.name}:{node.lineno} def {node.name}")
+    return found
+
+
+def test_rays_private_api_is_used_in_one_module_only():
+    door = ROOT / "lmindexer" / "ray_private.py"
+    elsewhere = [u for p in sorted((ROOT / "lmindexer").rglob("*.py")) if p != door for u in private_ray_uses(p)]
+    assert elsewhere == [], "Ray's private API outside lmindexer/ray_private.py: " + "; ".join(elsewhere)
+    assert private_ray_uses(door), "the door's check finds nothing: it would not see a private use either"
+
+
+def test_the_public_fallbacks_train_group_and_configure_logging(tmp_path, monkeypatch, ray_session):
+    """With LMINDEXER_RAY_PUBLIC=1 every helper takes Ray's public API: a SeqRec trains on Ray Train with the public
+    TorchTrainer and TorchConfig, an in-process group step concatenates with pyarrow, and Ray Data's logging falls
+    back to a level. A Ray upgrade that removes a private name leaves these paths."""
+    import pyarrow as pa
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from lmindexer import ray_private
+    from lmindexer.config import load_config
+    from lmindexer.downstream.seqrec import SeqRecSettings, fit_seqrec
+    from lmindexer.raydata import map_groups
+    from lmindexer.runtime import ray_data_logging_config
+
+    monkeypatch.setenv(ray_private.PUBLIC, "1")
+    assert ray_private.trainer_class() is TorchTrainer and isinstance(ray_private.torch_config("gloo"), TorchConfig)
+    assert ray_private.quiet_train_context() == [] and ray_private.ray_data_default_logging() is None
+    with pytest.raises(LookupError):
+        ray_data_logging_config()
+    table = pa.table({"key": [2, 1, 2], "x": [1.0, 2.0, 3.0]})
+    grouped = map_groups(table, "key", lambda g: {"key": g["key"][:1], "total": [g["x"].sum()]})
+    assert grouped.to_pydict() == {"key": [1, 2], "total": [2.0, 4.0]}
+    cfg = load_config(overrides=[f"output_dir={tmp_path}", "train.num_workers=1", "train.log_every_steps=0"])
+    histories = [[(s + i) % 6 + 1 for i in range(5)] for s in range(60)]
+    settings = SeqRecSettings(epochs=1, batch_size=16, max_len=8, dim=16, layers=1, heads=1)
+    model = fit_seqrec(cfg, str(tmp_path / "seqrec"), histories, 6, settings)
+    assert not model.training and os.path.exists(tmp_path / "seqrec" / "seqrec.pt")
+    monkeypatch.delenv(ray_private.PUBLIC)
+    assert ray_private.trainer_class() is not TorchTrainer  # Ray 2.60's hooks are there: the private path is taken

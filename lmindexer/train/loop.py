@@ -33,14 +33,12 @@ import ray.train
 import torch
 import torch.distributed as dist
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 
-from .. import storage
+from .. import ray_private, storage
 from ..config import Config
 from ..paths import RunLayout
 from ..raydata import MemoryRows
 from ..runtime import quiet, worker_threads
-from .backend import ProcessGroupConfig
 from .engine import Engine, engine_kind, zero_stage
 from .shard import CachedShard
 from .task import TrainingTask
@@ -96,14 +94,7 @@ def quiet_worker() -> None:
     Train's per-report INFO lines ("Reporting training result", "Checkpoint successfully created") are dropped."""
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed.*")
     warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.*")
-    names = ["ray.train"]
-    try:  # the "Reporting training result" logger is named by its file's path, outside the ray.train tree
-        from ray.train.v2._internal.execution import context
-
-        names.append(context.__file__)
-    except ImportError:  # another Ray layout: its lines stay
-        pass
-    for name in names:
+    for name in ["ray.train", *ray_private.quiet_train_context()]:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -301,7 +292,7 @@ def launch(
     # by reference: Ray Train's controller keeps the loop config, and unpickling it there would import the worker's
     # modules (torch, transformers, the task's own), ~6 s of one core per run; only the workers open it
     payload = ray.put((worker, {**config, "tuned": bool(callbacks), "rows": dataset if in_memory else None}))
-    trainer = _Trainer(
+    trainer = ray_private.trainer_class()(
         _open_payload,
         train_loop_config={"payload": payload},
         scaling_config=ScalingConfig(
@@ -309,7 +300,7 @@ def launch(
             use_gpu=cfg.train.use_gpu,
             resources_per_worker={"CPU": cfg.train.cpus_per_worker},
         ),
-        torch_config=ProcessGroupConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
+        torch_config=ray_private.torch_config("nccl" if cfg.train.use_gpu else "gloo"),
         run_config=RunConfig(
             name=name,
             storage_path=root,
@@ -342,36 +333,3 @@ def _open_payload(config: dict) -> None:
     """Every Ray Train worker's entry point: the worker function and its config that `launch` put in the store."""
     worker, config = ray.get(config["payload"])
     worker(config)
-
-
-class _Trainer(TorchTrainer):
-    """TorchTrainer whose Ctrl-C stops the run and raises KeyboardInterrupt in the driver at once (Ray's own
-    handler aborts gracefully and returns, so the command went on to its next step). Checkpoints already reported
-    are kept: running the command again resumes."""
-
-    def _create_default_callbacks(self) -> list:
-        """Ray Train's callbacks less two helper actors a run here does not need (each a process of its own,
-        ~3 s of a core to start): the dataset manager when the rows came in memory (no datasets), and the
-        placement-group cleaner outside Ray Tune. The cleaner frees the workers' reserved CPUs if the controller
-        dies without stopping them; a group's reservation otherwise ends with the driver's job, which is soon
-        after in a command (the failed fit ends it), but not in a Tune search, whose scheduler kills trials."""
-        callbacks = super()._create_default_callbacks()
-        try:
-            from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
-            from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
-        except ImportError:  # another Ray layout: keep them all
-            return callbacks
-        drop = () if self.datasets else (DatasetsCallback,)
-        if not self.run_config.callbacks:  # no TuneReportCallback: not a Tune trial
-            drop += (PlacementGroupCleanerCallback,)
-        return [c for c in callbacks if not isinstance(c, drop)]
-
-    def _register_sigint_handler(self, controller) -> None:
-        def stop(signum, frame):
-            try:
-                ray.get(controller.abort.remote(), timeout=5)
-            except Exception:  # noqa: BLE001 - the controller may be gone already; stopping is what matters
-                pass
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGINT, stop)
