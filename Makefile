@@ -20,7 +20,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 test: lint
-	$(VENV)/bin/python bench/results.py --check
+	$(VENV)/bin/python -m bench.results --check
 	$(VENV)/bin/python -m pytest tests
 
 test-fast: install  # the tests that need no Ray (pure code, math, config, models): about two minutes

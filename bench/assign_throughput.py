@@ -8,11 +8,11 @@ process, as the default ray.in_process_rows does for small corpora) and on a Ray
 (driver, and driver + Ray processes). The code step's time comes from assign-ids' own log; end-to-end adds
 uniqueness (group by) and verification.
 
-    .venv/bin/python bench/assign_throughput.py                # 10,000 and 100,000 documents; 0, 1 and 2 actors
-    .venv/bin/python bench/assign_throughput.py --docs 2000    # a quick run
-    .venv/bin/python bench/assign_throughput.py --scales 10,100 --actors 2 --json bench_assign_million.json
+    .venv/bin/python -m bench.assign_throughput                # 10,000 and 100,000 documents; 0, 1 and 2 actors
+    .venv/bin/python -m bench.assign_throughput --docs 2000    # a quick run
+    .venv/bin/python -m bench.assign_throughput --scales 10,100 --actors 2 --json bench_assign_million.json
                                                                # 100,000 and 1,000,000 documents (2 actors)
-    .venv/bin/python bench/assign_throughput.py --scales 1 --actors 1 --ab train.inference_threads=1 \
+    .venv/bin/python -m bench.assign_throughput --scales 1 --actors 1 --ab train.inference_threads=1 \
         --json bench_assign_threads.json                       # A/B of one setting: 3 rounds at 10,000, 1 actor
 Each size is a synthetic corpus of the embedded demo generator, prepared once under --work and kept.
 """
@@ -36,10 +36,8 @@ import pyarrow.parquet as pq
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from provenance import provenance  # noqa: E402
-
+from bench.provenance import provenance  # noqa: E402
 from lmindexer.models.indexer import SemanticIndexer  # noqa: E402
 
 CLI = [sys.executable, "-m", "lmindexer.cli"]

@@ -15,11 +15,11 @@ its tables go to runs/bench-beauty-ids-minilm. With --dbpedia the same MiniLM ta
 recipe, T=3, K=256, two-stage rows and the matched controls) on a second labelled corpus, the 14,000 DBpedia-14
 abstracts (14 classes; no published peers there), into runs/bench-dbpedia-ids-minilm.
 
-    .venv/bin/python bench/beauty_ids.py                                   # tiny T5, T=3, K=256
-    .venv/bin/python bench/beauty_ids.py model.preset=mini indexer.joint_epochs=3
-    .venv/bin/python bench/beauty_ids.py --minilm                          # MiniLM backbone, T=3, K=256
-    .venv/bin/python bench/beauty_ids.py --dbpedia                         # the same on DBpedia-14
-    .venv/bin/python bench/beauty_ids.py --kmeans-curve                    # MiniLM + k-means' first code at
+    .venv/bin/python -m bench.beauty_ids                                   # tiny T5, T=3, K=256
+    .venv/bin/python -m bench.beauty_ids model.preset=mini indexer.joint_epochs=3
+    .venv/bin/python -m bench.beauty_ids --minilm                          # MiniLM backbone, T=3, K=256
+    .venv/bin/python -m bench.beauty_ids --dbpedia                         # the same on DBpedia-14
+    .venv/bin/python -m bench.beauty_ids --kmeans-curve                    # MiniLM + k-means' first code at
                                                                            # several K: AMI against perplexity
 """
 
@@ -32,12 +32,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-from shared_data import DATA  # noqa: E402
 
+from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.data.prepare import prepare  # noqa: E402
 from lmindexer.eval.metrics import code_usage  # noqa: E402

@@ -6,8 +6,8 @@ The generator composes each item's vector from its ID's code embeddings (T=3, K=
 once per call, then scores items in chunks (models.seqrec.top_k), so no [users, items] matrix is ever held. The
 ratio is the baseline's time over ours (1.0: the composition and chunking cost nothing).
 
-    .venv/bin/python bench/exact_scoring.py                         # 10k, 100k and 1M IDs, 256 users
-    .venv/bin/python bench/exact_scoring.py --sizes 10000 --users 256
+    .venv/bin/python -m bench.exact_scoring                         # 10k, 100k and 1M IDs, 256 users
+    .venv/bin/python -m bench.exact_scoring --sizes 10000 --users 256
 
 Writes bench/results/exact-scoring.json (RESULTS.md is rendered from it by bench/results.py).
 """
@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from provenance import provenance  # noqa: E402
 
+from bench.provenance import provenance  # noqa: E402
 from lmindexer.models.seqrec import SeqRec, SeqRecConfig, item_rows, top_k  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "exact-scoring.json"
@@ -100,8 +98,7 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
-    sys.path.insert(0, str(ROOT / "bench"))
-    from results import exact_scoring_section
+    from bench.results import exact_scoring_section
 
     print(exact_scoring_section(data))
 

@@ -12,14 +12,14 @@ e.g. `generator.epochs=30` on a GPU box. `preset=NAME` starts the generator from
 (`d128`, `tiger`: see lmindexer/models/backbone.py) and `as=LABEL` keeps the run as a row of its own (its own
 generator folder), beside the default one:
 
-    .venv/bin/python bench/full_generators.py beauty:lmindexer-minilm preset=d128 as=d128 generator.epochs=20
+    .venv/bin/python -m bench.full_generators beauty:lmindexer-minilm preset=d128 as=d128 generator.epochs=20
 
-    .venv/bin/python bench/full_generators.py beauty                       # lmindexer-minilm, then minilm-rqvae
-    .venv/bin/python bench/full_generators.py beauty:lmindexer-minilm generator.epochs=4
-    .venv/bin/python bench/full_generators.py scifact
-    .venv/bin/python bench/full_generators.py scifact preset=d128 as=minilm-encoder generator.encoder=minilm-offline \
+    .venv/bin/python -m bench.full_generators beauty                       # lmindexer-minilm, then minilm-rqvae
+    .venv/bin/python -m bench.full_generators beauty:lmindexer-minilm generator.epochs=4
+    .venv/bin/python -m bench.full_generators scifact
+    .venv/bin/python -m bench.full_generators scifact preset=d128 as=minilm-encoder generator.encoder=minilm-offline \
         generator.lr=1e-3 generator.batch_size=256 generator.dropout=0.1 generator.epochs=40 generator.patience=8
-    .venv/bin/python bench/full_generators.py scifact preset=d128 as=minilm-encoder-sentences \
+    .venv/bin/python -m bench.full_generators scifact preset=d128 as=minilm-encoder-sentences \
         generator.encoder=minilm-offline generator.view_kind=sentences generator.lr=1e-3 generator.batch_size=256 \
         generator.dropout=0.1 generator.epochs=40 generator.patience=8
 (the last two: the decoder reads frozen MiniLM embeddings, README "Generative retrieval and recommendation"; the
@@ -31,8 +31,8 @@ ID-only softmax against the whole vocabulary on SciFact, both rows in one run (R
     S="preset=d128 rows=runs/bench-scifact-id-softmax.json generator.encoder=minilm-offline \\
        generator.view_kind=sentences generator.lr=1e-3 generator.batch_size=256 generator.dropout=0.1 \\
        generator.epochs=40 generator.patience=8"
-    .venv/bin/python bench/full_generators.py scifact $S as=sentences-id-softmax generator.id_softmax=true
-    .venv/bin/python bench/full_generators.py scifact $S as=sentences generator.id_softmax=false
+    .venv/bin/python -m bench.full_generators scifact $S as=sentences-id-softmax generator.id_softmax=true
+    .venv/bin/python -m bench.full_generators scifact $S as=sentences generator.id_softmax=false
 (the `sentences` row of RESULTS.md ran while false was the default, so its settings do not name it). Every row of
 runs/bench-full-generators.json ran with the whole-vocabulary softmax, the default then: add
 `generator.id_softmax=false` to reproduce one.
@@ -46,11 +46,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from results import label  # noqa: E402
-from shared_data import DATA  # noqa: E402
-
+from bench.results import label  # noqa: E402
+from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.data.prepare import prepare_once  # noqa: E402
 from lmindexer.downstream.train import HISTORY_FILE, train_generator  # noqa: E402
@@ -174,7 +172,7 @@ def run_one(name: str, method: str, extra: list, preset: str = "", variant: str 
     table = spec["tables"][method]
     if not (table / "summary.json").exists():
         if "make_ids" not in spec:
-            sys.exit(f"no {method} IDs at {table}: run .venv/bin/python bench/beauty_ids.py --minilm first")
+            sys.exit(f"no {method} IDs at {table}: run .venv/bin/python -m bench.beauty_ids --minilm first")
         baseline_ids(load_config(config, spec["base"] + spec["make_ids"] + [f"baseline.output={table}"]))
     start = time.time()
     cfg = load_config(

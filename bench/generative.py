@@ -8,9 +8,9 @@ from the same untrained tiny T5 with the corpus tokenizer (LMIndexer's ID tokens
 a 2-core CPU finishes in well under an hour; the figures are far below a GPU run with t5-base and say which IDs a
 generator learns to use, not how good generative retrieval can be.
 
-    .venv/bin/python bench/generative.py                    # both
-    .venv/bin/python bench/generative.py scifact            # one of them
-    .venv/bin/python bench/generative.py --minilm           # plus MiniLM + k-means / RQ-VAE IDs, and on Beauty
+    .venv/bin/python -m bench.generative                    # both
+    .venv/bin/python -m bench.generative scifact            # one of them
+    .venv/bin/python -m bench.generative --minilm           # plus MiniLM + k-means / RQ-VAE IDs, and on Beauty
                                                             # LMIndexer on MiniLM (bench/beauty_ids.py --minilm)
 Rows of a set not run this time are kept in runs/bench-generative.json; generators already trained are only
 evaluated again.
@@ -24,15 +24,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from shared_data import DATA  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "bench"))
-
-from beauty_ids import BEAUTY, baseline_runs, make_tables  # noqa: E402
-from beauty_ids import OVERRIDES as BEAUTY_OVERRIDES  # noqa: E402
-
+from bench.beauty_ids import BEAUTY, baseline_runs, make_tables  # noqa: E402
+from bench.beauty_ids import OVERRIDES as BEAUTY_OVERRIDES  # noqa: E402
+from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.downstream.train import train_generator  # noqa: E402
 from lmindexer.runtime import setup_logging  # noqa: E402
@@ -105,7 +100,7 @@ def run_set(name: str, done: list) -> list:
     if MINILM and name == "beauty":  # LMIndexer on the MiniLM backbone, from `bench/beauty_ids.py --minilm`
         minilm = ROOT / "runs" / "bench-beauty-ids-minilm" / "ids"
         if not (minilm / "summary.json").exists():
-            sys.exit(f"no MiniLM LMIndexer IDs at {minilm}: run .venv/bin/python bench/beauty_ids.py --minilm first")
+            sys.exit(f"no MiniLM LMIndexer IDs at {minilm}: run .venv/bin/python -m bench.beauty_ids --minilm first")
         tables["lmindexer-minilm"] = str(minilm)
     rows = []
     outputs = {"lmindexer-minilm": ["generator.output=runs/bench-beauty-ids/generator-rec-lmindexer-minilm"]}

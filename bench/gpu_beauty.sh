@@ -26,7 +26,7 @@ export RAY_USAGE_STATS_ENABLED=0 RAY_DATA_DISABLE_PROGRESS_BARS=1 HF_HUB_OFFLINE
 export LMINDEXER_SHARED_DATA=${LMINDEXER_SHARED_DATA:-$PWD/data/shared}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 start=$(date +%s)
-python3 bench/full_generators.py beauty:lmindexer-minilm preset=tiger as=tiger-gpu \
+python3 -m bench.full_generators beauty:lmindexer-minilm preset=tiger as=tiger-gpu \
   train.use_gpu=true train.num_workers=1 train.precision=bf16 generator.epochs=40 generator.patience=6 \
   generator.dropout=0.1 generator.lr=1e-3 generator.batch_size=256 generator.val_examples=4000 "$@" \
   2>&1 | tee "$out/beauty-generator.log" | grep -E "^\S+ lmindexer|done:|^\||^\{|Error|error" || true

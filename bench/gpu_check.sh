@@ -37,11 +37,11 @@ cp "$work"/quickstart/generator-*/eval-test/metrics.json "$out/generator-metrics
 fi
 
 if [[ $parts == *" train "* ]]; then
-python3 bench/train_throughput.py --gpu --preset base --examples 8192 --out "$out/gpu-train.json" \
+python3 -m bench.train_throughput --gpu --preset base --examples 8192 --out "$out/gpu-train.json" \
   2>&1 | tee "$out/train.log" | grep -E "^\||^[0-9]+ examples|GFLOP|^plain|^\{" || true
 fi
 
 if [[ $parts == *" throughput "* ]]; then
-python3 bench/gpu_throughput.py --out "$out/gpu-throughput.json" --work "$work/throughput" \
+python3 -m bench.gpu_throughput --out "$out/gpu-throughput.json" --work "$work/throughput" \
   2>&1 | tee "$out/throughput.log" | grep -E "^\{|^assign-ids|^learn-ids|GFLOP|Error|error" || true
 fi

@@ -14,8 +14,8 @@ built from --preset with a tokenizer of --vocab trained on the corpus (nothing i
 first --train-docs documents (T=3, K=256, two joint epochs per position, no continuous phase; rates from each
 phase's last epoch), assign-ids on all --docs with one GPU actor.
 
-    python bench/gpu_throughput.py --out runs/gpu-check/gpu-throughput.json      # on a GPU (bench/gpu_check.sh)
-    .venv/bin/python bench/gpu_throughput.py --cpu --preset tiny --docs 3000 --train-docs 1000   # smoke run on CPU
+    python -m bench.gpu_throughput --out runs/gpu-check/gpu-throughput.json      # on a GPU (bench/gpu_check.sh)
+    .venv/bin/python -m bench.gpu_throughput --cpu --preset tiny --docs 3000 --train-docs 1000   # smoke run on CPU
 """
 
 from __future__ import annotations
@@ -34,11 +34,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from assign_throughput import lmindexer  # noqa: E402
-from provenance import provenance  # noqa: E402
-
+from bench.assign_throughput import lmindexer  # noqa: E402
+from bench.provenance import provenance  # noqa: E402
 from lmindexer.models.indexer import SemanticIndexer  # noqa: E402
 from lmindexer.models.tokenizer import encode_texts  # noqa: E402
 

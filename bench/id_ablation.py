@@ -10,9 +10,9 @@ k-means and RQ-VAE at the same T and K. Then id-report over all of them, and one
 say whether later positions split (collision rate = share of documents that need a suffix; conditional perplexity
 exp H(c_t | c_<t); distinct prefixes; first-level perplexity and AMI against the labels).
 
-    .venv/bin/python bench/id_ablation.py                       # Beauty, 2,000 seeded items, T=3, K=32
-    .venv/bin/python bench/id_ablation.py --corpus agnews       # AG News train (4,000), T=3, K=32
-    .venv/bin/python bench/id_ablation.py --only all,landed-recipe --baselines hkmeans   # a subset (other rows of
+    .venv/bin/python -m bench.id_ablation                       # Beauty, 2,000 seeded items, T=3, K=32
+    .venv/bin/python -m bench.id_ablation --corpus agnews       # AG News train (4,000), T=3, K=32
+    .venv/bin/python -m bench.id_ablation --only all,landed-recipe --baselines hkmeans   # a subset (other rows of
                                                                                   # an earlier run are kept)
 """
 
@@ -22,20 +22,14 @@ import argparse
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from shared_data import DATA  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "bench"))
-
-from beauty_ids import make_tables  # noqa: E402
-from results import split_section  # noqa: E402
-
+from bench.beauty_ids import make_tables  # noqa: E402
+from bench.results import split_section  # noqa: E402
+from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.eval.report import id_report  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402

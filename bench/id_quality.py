@@ -7,8 +7,8 @@ same items for both tables; paired_ami says how), so a verdict says whether a le
 which items the corpus happens to hold. It is one training run per
 table: the spread between training seeds is not in the interval.
 
-    .venv/bin/python bench/id_quality.py                        # Amazon Beauty: runs/beauty-minilm's tables
-    .venv/bin/python bench/id_quality.py --boot 50 --tables lmindexer=runs/beauty-minilm/ids,random=...
+    .venv/bin/python -m bench.id_quality                        # Amazon Beauty: runs/beauty-minilm's tables
+    .venv/bin/python -m bench.id_quality --boot 50 --tables lmindexer=runs/beauty-minilm/ids,random=...
 
 Writes bench/results/ids-beauty.json (RESULTS.md is rendered from it by bench/results.py).
 """
@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from provenance import provenance  # noqa: E402
-from shared_data import DATA  # noqa: E402
 
+from bench.provenance import provenance  # noqa: E402
+from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.eval.metrics import ami  # noqa: E402
 from lmindexer.eval.report import corpus_labels, id_report, read_table  # noqa: E402

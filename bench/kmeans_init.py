@@ -1,8 +1,8 @@
 """k-means++ seeding on every point against seeding on a sample (lmindexer.quantizers.kmeans), time and final
 inertia side by side, on clustered synthetic data (a mixture of Gaussians, like sentence embeddings' topics).
 
-    .venv/bin/python bench/kmeans_init.py                    # 200,000 x 384, K=256
-    .venv/bin/python bench/kmeans_init.py --points 1000000
+    .venv/bin/python -m bench.kmeans_init                    # 200,000 x 384, K=256
+    .venv/bin/python -m bench.kmeans_init --points 1000000
 Prints a table and writes bench/results/kmeans.json (one entry per --points, kept across runs).
 """
 
@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from provenance import provenance  # noqa: E402
-
+from bench.provenance import provenance  # noqa: E402
 from lmindexer.quantizers.kmeans import kmeans, nearest  # noqa: E402
 
 

@@ -21,7 +21,7 @@ def provenance() -> dict:
     except ImportError:
         gpu = "no GPU"
     return {
-        "command": " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+        "command": " ".join([f"python -m bench.{Path(sys.argv[0]).stem}", *sys.argv[1:]]),
         "commit": commit.stdout.strip(),
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}",

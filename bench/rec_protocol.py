@@ -13,10 +13,10 @@ A table's figures are the means over users of the per-user mean over seeds; the 
 seed's mean; a paired bootstrap of the per-user differences (the same resampled users for both rows) gives each
 verdict, and a rank is claimed only where the paired interval and every seed agree (eval.ranking.seed_verdict).
 
-    .venv/bin/python bench/rec_protocol.py --baselines                     # MiniLM + k-means / RQ-VAE / random IDs
-    .venv/bin/python bench/rec_protocol.py --seeds 0,1,2 --sasrec          # every table, 3 seeds, SASRec beside
-    .venv/bin/python bench/rec_protocol.py --tables lmindexer --seeds 0 --users 3000 generator.epochs=5  # a slice
-    .venv/bin/python bench/rec_protocol.py --tables lmindexer,lmindexer:codes@0,random --sasrec   # per-table seeds
+    .venv/bin/python -m bench.rec_protocol --baselines                     # MiniLM + k-means / RQ-VAE / random IDs
+    .venv/bin/python -m bench.rec_protocol --seeds 0,1,2 --sasrec          # every table, 3 seeds, SASRec beside
+    .venv/bin/python -m bench.rec_protocol --tables lmindexer --seeds 0 --users 3000 generator.epochs=5  # a slice
+    .venv/bin/python -m bench.rec_protocol --tables lmindexer,lmindexer:codes@0,random --sasrec   # per-table seeds
 
 ID tables (`--tables`, names or name=folder): lmindexer (`configs/beauty-minilm.yaml`: learn-ids + assign-ids into
 runs/beauty-minilm/ids) and the baselines `--baselines` builds with baseline-ids on the same MiniLM into
@@ -30,19 +30,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-from provenance import provenance  # noqa: E402
-from results import rec_protocol_section  # noqa: E402
-from shared_data import DATA  # noqa: E402
 
+from bench.provenance import provenance  # noqa: E402
+from bench.results import rec_protocol_section  # noqa: E402
+from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.data.generator_data import read_sequences  # noqa: E402
 from lmindexer.downstream.reference import rec_baselines  # noqa: E402

@@ -3,8 +3,8 @@ recommendation by most popular, last-item transition counts and recent-item co-o
 (leave-one-out, full ranking over all items, the user's history left out), and SciFact retrieval by BM25 on every
 test query, with 95% bootstrap intervals.
 
-    .venv/bin/python bench/reference.py                 # test split (last item); --split valid for the one before
-    .venv/bin/python bench/reference.py --sasrec        # plus SASRec trained with Ray Train (minutes)
+    .venv/bin/python -m bench.reference                 # test split (last item); --split valid for the one before
+    .venv/bin/python -m bench.reference --sasrec        # plus SASRec trained with Ray Train (minutes)
 
 Without --sasrec: no Ray and no training, seconds on 2 cores. Writes runs/bench-reference.json (bench/results.py
 puts it in RESULTS.md). SASRec and the count tables learn from every user's sequence without its last two items
@@ -21,10 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from shared_data import DATA  # noqa: E402
-
+from bench.shared_data import DATA  # noqa: E402
 from lmindexer.data.generator_data import read_qrels, read_queries, read_sequences  # noqa: E402
 from lmindexer.downstream.reference import bm25_rank, rec_baselines  # noqa: E402
 from lmindexer.downstream.splits import split_sequences  # noqa: E402
@@ -132,8 +130,7 @@ def main() -> None:
         data["scifact"] = scifact("test")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(data, indent=1))
-    sys.path.insert(0, str(ROOT / "bench"))
-    from results import reference_section
+    from bench.results import reference_section
 
     print(reference_section(data))
 

@@ -4,10 +4,10 @@ date and machine. A section whose file is missing is not rendered (the scoreboar
 the command that measures it). `--check` exits 1 when RESULTS.md or the README's block differs from a fresh render
 (`make test` runs it).
 
-    .venv/bin/python bench/rec_protocol.py --sasrec --variant d05 generator.dropout=0.5   # each bench writes its JSON
-    .venv/bin/python bench/id_quality.py
-    .venv/bin/python bench/results.py            # then render
-    .venv/bin/python bench/results.py --check    # or check
+    .venv/bin/python -m bench.rec_protocol --sasrec --variant d05 generator.dropout=0.5   # each bench writes its JSON
+    .venv/bin/python -m bench.id_quality
+    .venv/bin/python -m bench.results            # then render
+    .venv/bin/python -m bench.results --check    # or check
 """
 
 from __future__ import annotations
@@ -464,41 +464,44 @@ SECTIONS = [
         "rec-beauty.json",
         "Next-item recommendation on Amazon Beauty",
         rec_protocol_section,
-        "bench/rec_protocol.py --sasrec --variant d05 generator.dropout=0.5",
+        "python -m bench.rec_protocol --sasrec --variant d05 generator.dropout=0.5",
     ),
     Section(
         "rec-beauty-settings.json",
         "The generator's settings, one seed each",
         rec_settings_section,
-        "bench/rec_protocol.py --tables lmindexer --seeds 0 (one run per setting)",
+        "python -m bench.rec_protocol --tables lmindexer --seeds 0 (one run per setting)",
         3,
     ),
     Section(
         "exact-scoring.json",
         "Exact scoring of every ID, up to a million",
         exact_scoring_section,
-        "bench/exact_scoring.py",
+        "python -m bench.exact_scoring",
         3,
     ),
-    Section("ids-beauty.json", "ID quality on Amazon Beauty", ids_section, "bench/id_quality.py"),
+    Section("ids-beauty.json", "ID quality on Amazon Beauty", ids_section, "python -m bench.id_quality"),
     Section(
         "ids-dbpedia.json",
         "ID quality on DBpedia-14",
         ids_section,
-        "bench/beauty_ids.py --dbpedia, then bench/id_quality.py --tables ... --out bench/results/ids-dbpedia.json",
+        "python -m bench.beauty_ids --dbpedia, then python -m bench.id_quality --tables ... "
+        "--out bench/results/ids-dbpedia.json",
     ),
-    Section("assign-throughput.json", "Batch ID assignment throughput", assign_section, "bench/assign_throughput.py"),
-    Section("train-throughput.json", "Training throughput", train_section, "bench/train_throughput.py"),
+    Section(
+        "assign-throughput.json", "Batch ID assignment throughput", assign_section, "python -m bench.assign_throughput"
+    ),
+    Section("train-throughput.json", "Training throughput", train_section, "python -m bench.train_throughput"),
     Section("gpu-train.json", "Training throughput on one GPU", train_section, "bash bench/gpu_check.sh (a GPU)"),
     Section(
         "gpu-throughput.json", "Assignment and learn-ids on one GPU", gpu_throughput_section, "bash bench/gpu_check.sh"
     ),
-    Section("trie.json", "The ID trie at a million IDs", trie_section, "bench/trie_scale.py"),
-    Section("kmeans.json", "k-means seeding", kmeans_section, "bench/kmeans_init.py"),
+    Section("trie.json", "The ID trie at a million IDs", trie_section, "python -m bench.trie_scale"),
+    Section("kmeans.json", "k-means seeding", kmeans_section, "python -m bench.kmeans_init"),
 ]
 # tasks with no section yet: what measures them
 UNMEASURED = [
-    ("Retrieval on SciFact (generator, BM25, dense MiniLM)", "bench/reference.py; bench/full_generators.py"),
+    ("Retrieval on SciFact (generator, BM25, dense MiniLM)", "python -m bench.reference, bench.full_generators"),
 ]
 
 
@@ -654,7 +657,7 @@ def check() -> int:
     if readme != render_readme(readme):
         stale.append("README.md's results block")
     for name in stale:
-        print(f"stale: {name}; run .venv/bin/python bench/results.py", file=sys.stderr)
+        print(f"stale: {name}; run .venv/bin/python -m bench.results", file=sys.stderr)
     return 1 if stale else 0
 
 

@@ -9,8 +9,8 @@ single-process PyTorch loop (2 threads), no Ray: it measures the model, and `ben
 model through `train-generator`. Beside it, in the same run and on the same 300 test queries: BM25 (bm25s) and MiniLM
 dense retrieval (cosine over the same embeddings), which is what a user holding these embeddings would run instead.
 
-    .venv/bin/python bench/scifact_embedding_decoder.py            # ~10 min on 2 cores (embeddings ~4.5, kept)
-    .venv/bin/python bench/scifact_embedding_decoder.py --epochs 60
+    .venv/bin/python -m bench.scifact_embedding_decoder            # ~10 min on 2 cores (embeddings ~4.5, kept)
+    .venv/bin/python -m bench.scifact_embedding_decoder --epochs 60
 Writes runs/bench-scifact-embedding-decoder.json.
 """
 
@@ -26,10 +26,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from shared_data import DATA  # noqa: E402
-
+from bench.shared_data import DATA  # noqa: E402
 from lmindexer.data.generator_data import read_qrels, read_queries  # noqa: E402
 from lmindexer.downstream.evaluate import beam_search, summarise  # noqa: E402
 from lmindexer.downstream.reference import bm25_rank  # noqa: E402
@@ -94,7 +92,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if not IDS.exists():
-        sys.exit(f"no ID table at {IDS}: run `.venv/bin/python bench/full_generators.py scifact` first")
+        sys.exit(f"no ID table at {IDS}: run `.venv/bin/python -m bench.full_generators scifact` first")
     docs, queries, qrels = read_scifact()
     table = read_id_table(str(IDS))
     T, K, S = table.codes.shape[1], table.codebook_size, table.spec.suffixes

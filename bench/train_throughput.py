@@ -7,9 +7,9 @@ Ray Train workers, DeepSpeed (ZeRO-2; a single fp32 worker runs stage 0) and DDP
 from the loop's own `epoch_seconds` of the last epoch (warm; start-up is reported apart), so the ratio compares
 steady-state training.
 
-    .venv/bin/python bench/train_throughput.py                    # 8,192 examples, 3 epochs per run
-    .venv/bin/python bench/train_throughput.py --examples 2048
-    python bench/train_throughput.py --gpu --preset base --examples 32768   # one GPU: bf16, 1 worker per run
+    .venv/bin/python -m bench.train_throughput                    # 8,192 examples, 3 epochs per run
+    .venv/bin/python -m bench.train_throughput --examples 2048
+    python -m bench.train_throughput --gpu --preset base --examples 32768   # one GPU: bf16, 1 worker per run
 
 With --gpu the plain loop runs on the GPU under bf16 autocast and each Ray run has one GPU worker (bf16): DeepSpeed
 at ZeRO-2 and at ZeRO-3, and DDP. Each run's model FLOP utilisation (MFU) is its examples/s times an example's
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,11 +30,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from gpu_throughput import COUNTED, counted_flops, peak_flops  # noqa: E402
-from provenance import provenance  # noqa: E402
-
+from bench.gpu_throughput import COUNTED, counted_flops, peak_flops  # noqa: E402
+from bench.provenance import provenance  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.downstream.train import GeneratorTask  # noqa: E402
 from lmindexer.models.backbone import build_t5  # noqa: E402

@@ -2,8 +2,8 @@
 dict-of-dicts trie (the usual way, and the original code's) built from the same IDs in the same run; then the time
 of one constrained decoding step for a batch of beams, against a `prefix_allowed_tokens_fn` walking the dict trie.
 
-    .venv/bin/python bench/trie_scale.py            # 1M IDs: 3 codes of 256 + a suffix
-    .venv/bin/python bench/trie_scale.py 200000
+    .venv/bin/python -m bench.trie_scale            # 1M IDs: 3 codes of 256 + a suffix
+    .venv/bin/python -m bench.trie_scale 200000
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from provenance import provenance  # noqa: E402
-
+from bench.provenance import provenance  # noqa: E402
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie, trie_bytes  # noqa: E402
 
 VOCAB_OFFSET, EOS, PAD = 100, 1, 0
