@@ -8,7 +8,7 @@ the corpus's first label field, and beside them MiniLM + k-means at the same fir
 the two nearest of the k-means tables found in the runs' report.json files and the extra ones given): a positive
 `vs k-means` means the code agrees with the labels better than two-stage k-means as even.
 
-    .venv/bin/python bench/position1_start.py NAME=RUN_DIR ... [--curve REPORT.json ...] [--json OUT]
+    .venv/bin/python -m bench.position1_start NAME=RUN_DIR ... [--curve REPORT.json ...] [--json OUT]
 """
 
 from __future__ import annotations
