@@ -15,6 +15,11 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
+# every process the tests start (Ray's included: the raylet and its workers inherit it) carries this run's mark, so
+# that the session's end can find any still alive, whoever its parent is by then
+RUN_MARK = f"LMINDEXER_TEST_RUN={os.getpid()}"
+os.environ["LMINDEXER_TEST_RUN"] = str(os.getpid())
+
 import pytest  # noqa: E402
 import ray  # noqa: E402
 
@@ -100,3 +105,47 @@ def no_ray_in_the_fast_tier(monkeypatch):
 
         monkeypatch.setattr(ray, "init", refuse)
     yield
+
+
+def processes_marked(mark: str = RUN_MARK) -> dict[int, str]:
+    """{pid: command line} of the live processes whose environment holds `mark`, this one and its ancestors aside."""
+    mine = {os.getpid(), os.getppid()}
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in mine:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if mark.encode() not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":  # a zombie holds no memory; its parent reaps it
+                    continue
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        found[int(entry)] = cmd
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The run fails when a process the tests started is still alive at the end (after Ray's own shutdown had 15 s);
+    those processes are killed and named."""
+    if ray.is_initialized():
+        ray.shutdown()
+    deadline = time.time() + float(os.environ.get("LMINDEXER_LEAK_GRACE_S", "15"))
+    left = processes_marked()
+    while left and time.time() < deadline:
+        time.sleep(1)
+        left = processes_marked()
+    if not left or not os.path.isdir("/proc"):
+        return
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    names = "\n".join(f"  {pid}: {cmd[:200]}" for pid, cmd in sorted(left.items()))
+    session.config.get_terminal_writer().line(f"\n{len(left)} process(es) the tests started outlived them:\n{names}")
+    session.exitstatus = 1

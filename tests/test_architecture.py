@@ -100,3 +100,24 @@ def test_the_public_fallbacks_train_group_and_configure_logging(tmp_path, monkey
     assert not model.training and os.path.exists(tmp_path / "seqrec" / "seqrec.pt")
     monkeypatch.delenv(ray_private.PUBLIC)
     assert ray_private.trainer_class() is not TorchTrainer  # Ray 2.60's hooks are there: the private path is taken
+
+
+def test_a_leaked_process_fails_the_run():
+    """conftest's session-end check: a process a test starts and leaves running fails the whole run, and is
+    killed and named (the inner run is this file's next test, which leaks only when asked to)."""
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::test_leaks_a_process_if_asked"],
+        cwd=ROOT,
+        env={**os.environ, "LMINDEXER_LEAK_ON_PURPOSE": "1", "LMINDEXER_TESTS": "fast", "LMINDEXER_LEAK_GRACE_S": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1 and "1 passed" in run.stdout, run.stdout[-2000:]
+    assert "outlived them" in run.stdout and "sleep 300" in run.stdout
+
+
+def test_leaks_a_process_if_asked():
+    if os.environ.get("LMINDEXER_LEAK_ON_PURPOSE") != "1":
+        pytest.skip("only inside test_a_leaked_process_fails_the_run")
+    subprocess.Popen(["sleep", "300"], start_new_session=True)
