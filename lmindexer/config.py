@@ -19,11 +19,14 @@ class ConfigError(ValueError):
     """A bad key or value in a config file or an override."""
 
 
-def opt(default, help: str):
-    """A config field with a help text (shown by `lmindexer <cmd> --help`)."""
+def opt(default, help: str, experimental: bool = False):
+    """A config field with a help text (shown by `lmindexer <cmd> --help`). `experimental`: an ablation switch of
+    the method, listed apart from what a user sets (its default is the recipe; other values reproduce an
+    ablation or the original code's choice)."""
+    meta = {"help": help, "experimental": experimental}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -92,9 +95,10 @@ class IndexerConfig:
         "l2",
         "l2 (nearest code, as the k-means that starts each codebook) or dot (argmax h.E, as "
         "the paper; favours codes of large norm)",
+        experimental=True,
     )
-    temperature: float = opt(1.0, "tau of softmax(h.E/tau) in the straight-through estimator")
-    gumbel: bool = opt(False, "add Gumbel noise to the code logits while training")
+    temperature: float = opt(1.0, "tau of softmax(h.E/tau) in the straight-through estimator", experimental=True)
+    gumbel: bool = opt(False, "add Gumbel noise to the code logits while training", experimental=True)
     mask_ratio_first: float = opt(0.5, "share of context tokens hidden from the reconstructor at position 1")
     mask_ratio_later: float = opt(0.7, "share hidden at positions 2..T")
     recon_layers: int = opt(1, "layers of the reconstructor")
@@ -102,7 +106,9 @@ class IndexerConfig:
     contrastive_temperature: float = opt(0.1, "temperature of the contrastive loss")
     commitment_weight: float = opt(1.0, "weight of the commitment loss (positions >= 2)")
     hard_negatives: bool = opt(
-        True, "contrastive=inbatch: from position 2 on, add a document with the same ID prefix as a negative"
+        True,
+        "contrastive=inbatch: from position 2 on, add a document with the same ID prefix as a negative",
+        experimental=True,
     )
     contrastive: str = opt(
         "prefix",
@@ -111,27 +117,35 @@ class IndexerConfig:
         "second view among its group's; documents alone in their group are skipped) or "
         "inbatch (all in-batch views plus one same-prefix hard negative). Position 1 "
         "always uses in-batch negatives",
+        experimental=True,
     )
     prefix_group: int = opt(
         5,
         "contrastive=prefix: same-prefix documents placed together in a batch (the document "
         "and up to prefix_group-1 candidates; the original code: 1 + 4)",
+        experimental=True,
     )
     prefix_similarity: str = opt(
         "cos",
         "contrastive=prefix: cos (cosine / contrastive_temperature) or dot (raw dot "
         "products, as the original code; with dropout views its loss is ~0 from the "
         "first steps here, so no gradient)",
+        experimental=True,
     )
     view_drop: float = opt(
-        0.0, "share of document tokens hidden from the second contrastive view (0: the views differ by dropout only)"
+        0.0,
+        "share of document tokens hidden from the second contrastive view (0: the views differ by dropout only)",
+        experimental=True,
     )
-    prefix_weight: float = opt(1.0, "contrastive=prefix: weight of the same-prefix contrastive loss (original: 1)")
+    prefix_weight: float = opt(
+        1.0, "contrastive=prefix: weight of the same-prefix contrastive loss (original: 1)", experimental=True
+    )
     residual: bool = opt(
         True,
         "codebook t scores h_t centred on its prefix: minus one learned offset per earlier "
         "(position, code), fitted at the k-means step as the mean of h_t over the documents "
         "with that code, and k-means runs on the centred states",
+        experimental=True,
     )
     usage_weight: float = opt(
         0.1,
@@ -142,11 +156,13 @@ class IndexerConfig:
         1,
         "the first position the code-usage term applies to (2: position 1's codes follow the encoder's own "
         "clusters, only later positions are pushed to spread their parent's documents)",
+        experimental=True,
     )
     usage_weight_first: float = opt(
         -1.0,
         "with usage_from=1: the usage term's weight at position 1 alone (negative: usage_weight), so that position 1 "
         "can be pushed less towards even codes than later positions",
+        experimental=True,
     )
     collision_weight: float = opt(
         0.0,
@@ -157,6 +173,7 @@ class IndexerConfig:
         "all",
         "what the joint phase trains from position 2 on: all (encoder, codebook t, reconstructor) or codebook "
         "(codebook t and the reconstructor; the encoder stays as position 1 left it, so no earlier code moves)",
+        experimental=True,
     )
     staged_encoders: bool = opt(
         True,
@@ -164,12 +181,14 @@ class IndexerConfig:
         "training later positions moves no earlier code (the final indexer gives every document learn-ids' own "
         "codes, as the original code's per-stage IDs); costs one backbone copy per position that later training "
         "changes, on disk and in memory when assigning",
+        experimental=True,
     )
     recon_vocab: str = opt(
         "corpus",
         "backbone=encoder: the reconstruction head's vocabulary: corpus (the tokens that "
         "occur in the tokenised corpus; a 30k-token head is most of a CPU step) or full "
         "(every document token of the tokenizer)",
+        experimental=True,
     )
     frozen_layers: int = opt(
         0,
@@ -299,6 +318,7 @@ class GeneratorConfig:
         "prefixes",
         "kind=seqrec: an item's vector is the sum of one embedding per distinct prefix of its ID, the full ID with "
         "its suffix last (prefixes), or of one per (position, code) and one per suffix (codes)",
+        experimental=True,
     )
     seqrec_dim: int = opt(64, "kind=seqrec and the SASRec reference: width of the transformer and the item vectors")
     seqrec_layers: int = opt(2, "kind=seqrec and the SASRec reference: transformer layers (2 heads each)")
@@ -318,6 +338,7 @@ class GeneratorConfig:
         True,
         "start the ID-token embeddings from the codebooks of the indexer that made the "
         "IDs (when the ID table names one and the widths match)",
+        experimental=True,
     )
     indexing: bool = opt(True, "retrieval: also train document text -> its ID (DSI/NCI indexing pairs)")
     indexing_views: int = opt(
@@ -329,8 +350,11 @@ class GeneratorConfig:
         "words",
         "retrieval: what an indexing view is: words (2-6 of the document's words in order) or sentences (one of its "
         "sentences of 5 words or more, drawn without replacement: for queries that are sentences, e.g. claims)",
+        experimental=True,
     )
-    history: str = opt("text", "rec: the history as item texts (as LMIndexer) or as item IDs (as TIGER)")
+    history: str = opt(
+        "text", "rec: the history as item texts (as LMIndexer) or as item IDs (as TIGER)", experimental=True
+    )
     max_history: int = opt(
         20, "rec: most recent items of a history the generator reads (kind=seqrec and SASRec: oldest first)"
     )
@@ -338,6 +362,7 @@ class GeneratorConfig:
         True,
         "the output softmax runs over the ID tokens and eos alone, in training and decoding (the start model's word "
         "tokens take no probability mass); false: over the whole vocabulary, as a plain seq2seq T5",
+        experimental=True,
     )
     max_source_length: int = opt(64, "input tokens (longer inputs are cut)")
     max_train_examples: int = opt(0, "train on a seeded sample of this many examples (0: all)")
@@ -369,6 +394,7 @@ class GeneratorConfig:
         True,
         "batches of similar input length, each cut to its longest input (regrouped within pools of 8 shuffled "
         "batches): short inputs padded to max_source_length cost their own length, not the maximum",
+        experimental=True,
     )
     val_examples: int = opt(
         500,
@@ -644,7 +670,8 @@ def describe(sections: list[str]) -> str:
             if f.name not in sections:
                 continue
             for sub in dataclasses.fields(value):
-                lines.append(f"  {f.name}.{sub.name}={getattr(value, sub.name)!r}\n      {sub.metadata['help']}")
+                tag = "[experimental] " if sub.metadata.get("experimental") else ""
+                lines.append(f"  {f.name}.{sub.name}={getattr(value, sub.name)!r}\n      {tag}{sub.metadata['help']}")
         elif "" in sections:
             lines.append(f"  {f.name}={value!r}\n      {f.metadata['help']}")
     return "\n".join(lines)
@@ -667,15 +694,27 @@ def reference_markdown() -> str:
         if dataclasses.is_dataclass(getattr(root, f.name))
     ]
     for title, prefix, obj, fields in groups:
-        lines += ["", f"## {title}", "", "| option | default | what it does |", "|---|---|---|"]
-        for f in fields:
-            key = prefix + f.name
-            choices = (
-                f" One of: {', '.join(f'`{c}`' for c in sorted(CHOICES[key], key=str))}." if key in CHOICES else ""
-            )
-            text = (f.metadata["help"] + "." + choices).replace("|", "\\|").replace("..", ".")
-            lines.append(f"| `{key}` | `{getattr(obj, f.name)!r}` | {text} |")
+        lines += ["", f"## {title}"]
+        user = [f for f in fields if not f.metadata.get("experimental")]
+        experimental = [f for f in fields if f.metadata.get("experimental")]
+        for part, head in ((user, ""), (experimental, EXPERIMENTAL)):
+            if not part:
+                continue
+            lines += ([""] + [head] if head else []) + ["", "| option | default | what it does |", "|---|---|---|"]
+            for f in part:
+                key = prefix + f.name
+                choices = (
+                    f" One of: {', '.join(f'`{c}`' for c in sorted(CHOICES[key], key=str))}." if key in CHOICES else ""
+                )
+                text = (f.metadata["help"] + "." + choices).replace("|", "\\|").replace("..", ".")
+                lines.append(f"| `{key}` | `{getattr(obj, f.name)!r}` | {text} |")
     return "\n".join(lines) + "\n"
+
+
+EXPERIMENTAL = (
+    "**Experimental**: ablation switches of the method. The defaults are the recipe; other values reproduce an "
+    "ablation or the original code's choice (`bench/id_ablation.py`, docs/learning-ids.md)."
+)
 
 
 if __name__ == "__main__":

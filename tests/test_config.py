@@ -139,3 +139,13 @@ def test_training_progress_lines_give_the_rate_and_once_an_epoch_is_known_the_ti
 
     assert time_left(40, 4.0, 0, 3) == ", 10.0 steps/s"  # the first epoch: its length is not known yet
     assert time_left(40, 4.0, 100, 2) == ", 10.0 steps/s, 26 s left"  # 60 steps here and 200 in two more epochs
+
+
+def test_ablation_switches_are_listed_apart_as_experimental():
+    from lmindexer.config import describe, reference_markdown
+
+    indexer = reference_markdown().split("## indexer")[1].split("\n## ")[0]
+    users, experimental = indexer.split("**Experimental**")
+    assert "`indexer.codebook_size`" in users and "`indexer.prefix_similarity`" not in users
+    assert "`indexer.prefix_similarity`" in experimental and "`indexer.codebook_size`" not in experimental
+    assert "[experimental] contrastive=prefix: cos" in describe(["indexer"])
