@@ -51,7 +51,7 @@ from bench.results import label  # noqa: E402
 from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.data.prepare import prepare_once  # noqa: E402
-from lmindexer.downstream.train import HISTORY_FILE, train_generator  # noqa: E402
+from lmindexer.downstream.train_generator import HISTORY_FILE, train_generator  # noqa: E402
 from lmindexer.ids.baseline_ids import baseline_ids  # noqa: E402
 from lmindexer.init_model import init_model  # noqa: E402
 from lmindexer.runtime import setup_logging  # noqa: E402

@@ -29,7 +29,7 @@ from bench.beauty_ids import BEAUTY, baseline_runs, make_tables  # noqa: E402
 from bench.beauty_ids import OVERRIDES as BEAUTY_OVERRIDES  # noqa: E402
 from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
-from lmindexer.downstream.train import train_generator  # noqa: E402
+from lmindexer.downstream.train_generator import train_generator  # noqa: E402
 from lmindexer.runtime import setup_logging  # noqa: E402
 
 SCIFACT = DATA / "scifact" / "derived_beir"

@@ -44,9 +44,9 @@ from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.data.generator_data import read_sequences  # noqa: E402
 from lmindexer.downstream.reference import rec_baselines  # noqa: E402
-from lmindexer.downstream.seqrec import sasrec_reference, sasrec_settings  # noqa: E402
+from lmindexer.downstream.seqrec_training import sasrec_reference, sasrec_settings  # noqa: E402
 from lmindexer.downstream.splits import sample, split_sequences  # noqa: E402
-from lmindexer.downstream.train import train_generator  # noqa: E402
+from lmindexer.downstream.train_generator import train_generator  # noqa: E402
 from lmindexer.eval.ranking import bootstrap_ci, paired_bootstrap, per_query, seed_verdict  # noqa: E402
 from lmindexer.ids.table import read_id_table  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402

@@ -48,7 +48,7 @@ def sasrec(split: dict, items: set, args) -> tuple[list, dict]:
     """(ranked item lists for the evaluated examples, settings): SASRec as `lmindexer evaluate` trains it, on the
     shared Ray Train loop (1 DDP worker with both cores)."""
     from lmindexer.config import load_config
-    from lmindexer.downstream.seqrec import SeqRecSettings, sasrec_reference
+    from lmindexer.downstream.seqrec_training import SeqRecSettings, sasrec_reference
     from lmindexer.runtime import ensure_ray
 
     run = load_config(

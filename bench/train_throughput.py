@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from bench.gpu_throughput import COUNTED, counted_flops, peak_flops  # noqa: E402
 from bench.provenance import provenance  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
-from lmindexer.downstream.train import GeneratorTask  # noqa: E402
+from lmindexer.downstream.train_generator import GeneratorTask  # noqa: E402
 from lmindexer.models.backbone import build_t5  # noqa: E402
 from lmindexer.models.generator import build_generator  # noqa: E402
 from lmindexer.models.tokenizer import train_tokenizer  # noqa: E402

@@ -72,7 +72,7 @@ def _id_report(cfg):
 
 
 def _train_generator(cfg):
-    from .downstream.train import train_generator
+    from .downstream.train_generator import train_generator
 
     return train_generator(cfg)
 

@@ -99,7 +99,7 @@ def _learn_ids_result(cfg: Config, objective: str) -> dict:
 
 
 def _generator_result(cfg: Config, objective: str) -> dict:
-    from .downstream.train import HISTORY_FILE, train_generator
+    from .downstream.train_generator import HISTORY_FILE, train_generator
 
     summary = train_generator(cfg)
     with open(os.path.join(summary["generator"], HISTORY_FILE)) as f:

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmindexer.downstream.seqrec import SeqRecTask
-from lmindexer.downstream.train import GeneratorTask
-from lmindexer.ids.rqvae import RqvaeTask
-from lmindexer.ids.task import IdLearningTask
+from lmindexer.downstream.seqrec_training import SeqRecTask
+from lmindexer.downstream.train_generator import GeneratorTask
+from lmindexer.ids.indexer_task import IdLearningTask
+from lmindexer.ids.rqvae_training import RqvaeTask
 from lmindexer.models.seqrec import SeqRecConfig
 from lmindexer.train.task import TrainingTask
 
@@ -81,7 +81,7 @@ def test_the_public_fallbacks_train_group_and_configure_logging(tmp_path, monkey
 
     from lmindexer import ray_private
     from lmindexer.config import load_config
-    from lmindexer.downstream.seqrec import SeqRecSettings, fit_seqrec
+    from lmindexer.downstream.seqrec_training import SeqRecSettings, fit_seqrec
     from lmindexer.raydata import map_groups
     from lmindexer.runtime import ray_data_logging_config
 

@@ -18,7 +18,7 @@ from lmindexer.data.prepare import prepare
 from lmindexer.downstream.evaluate import beam_search, evaluate
 from lmindexer.downstream.examples import build_examples
 from lmindexer.downstream.splits import split_sequences
-from lmindexer.downstream.train import train_generator
+from lmindexer.downstream.train_generator import train_generator
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
 from lmindexer.ids.baseline_ids import baseline_ids
 from lmindexer.ids.table import read_id_table

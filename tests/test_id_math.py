@@ -15,9 +15,9 @@ from lmindexer.eval.metrics import ami
 from lmindexer.ids.learn import schedule
 from lmindexer.ids.negatives import prefix_groups, sample_negatives
 from lmindexer.models.backbone import load_backbone
+from lmindexer.models.codebook import code_logits, straight_through
 from lmindexer.models.indexer import SemanticIndexer
 from lmindexer.models.losses import contrastive_loss
-from lmindexer.models.quantizer import code_logits, straight_through
 from lmindexer.models.reconstructor import Reconstructor, reconstruction_mask
 from lmindexer.quantizers.kmeans import assign, kmeans, nearest
 

@@ -11,9 +11,9 @@ from lmindexer.config import IndexerConfig, ModelConfig
 from lmindexer.eval.metrics import collision_rate, conditional_perplexity, split_stats
 from lmindexer.ids.negatives import prefix_batches, prefix_ids
 from lmindexer.models.backbone import load_backbone
+from lmindexer.models.codebook import fit_offsets
 from lmindexer.models.indexer import SemanticIndexer
 from lmindexer.models.losses import prefix_collision_loss, prefix_contrastive_loss, usage_loss
-from lmindexer.models.quantizer import fit_offsets
 
 
 def test_split_stats_exact_values_on_a_hand_made_table():

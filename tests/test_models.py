@@ -9,8 +9,8 @@ import torch
 
 from lmindexer.config import ModelConfig, load_config
 from lmindexer.models.backbone import PRESETS, load_backbone
+from lmindexer.models.codebook import Codebook, code_logits
 from lmindexer.models.generator import build_generator, load_generator
-from lmindexer.models.quantizer import Codebook, code_logits
 from lmindexer.quantizers.codes import IdSpec
 from lmindexer.train.engine import forward_precision, silenced_print
 

@@ -28,7 +28,7 @@ from ..raydata import inference_device, map_rows
 from ..train.loop import trim_padding
 from .examples import build_examples, doc_texts
 from .reference import reference_rankings
-from .seqrec import evaluate_seqrec, is_seqrec, sasrec_reference, sasrec_settings
+from .seqrec_training import evaluate_seqrec, is_seqrec, sasrec_reference, sasrec_settings
 from .trie import TrieLogitsProcessor, build_trie, trie_bytes
 
 log = logging.getLogger("lmindexer.downstream")

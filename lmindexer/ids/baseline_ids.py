@@ -29,7 +29,7 @@ from ..raydata import in_process, map_files, read_numpy, train_rows
 from ..train.loop import fit
 from .assign import codes_table, encode_rounds, make_unique
 from .infer import EmbedActor
-from .rqvae import RqvaeTask, init_state
+from .rqvae_training import RqvaeTask, init_state
 
 log = logging.getLogger("lmindexer.baselines")
 

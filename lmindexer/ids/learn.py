@@ -35,16 +35,16 @@ from ..config import Config, ConfigError, IndexerConfig
 from ..data.prepare import count_docs, load_docs, read_docs
 from ..eval.metrics import ami, code_usage, collision_rate, nmi, split_stats
 from ..init_model import init_model
+from ..models.codebook import fit_offsets
 from ..models.indexer import CONFIG_FILE, SemanticIndexer
-from ..models.quantizer import fit_offsets
 from ..models.tokenizer import encode_texts
 from ..paths import RunLayout
 from ..quantizers.kmeans import kmeans, nearest
 from ..raydata import as_numpy, in_process, shared, spread, train_rows
 from ..train.loop import launch, prepare_worker, run_task, say, worker_shard
+from .indexer_task import IdLearningTask
 from .infer import indexer_outputs, load_for_inference
 from .negatives import prefix_groups
-from .task import IdLearningTask
 
 log = logging.getLogger("lmindexer.ids")
 STEPS = ("warmup", "continuous", "kmeans", "joint", "assign")

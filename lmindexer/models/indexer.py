@@ -28,8 +28,8 @@ from transformers.masking_utils import create_bidirectional_mask
 from ..config import ConfigError, IndexerConfig
 from ..quantizers.codes import IdSpec
 from .backbone import backbone_kind, load_backbone_model
+from .codebook import Codebook
 from .losses import contrastive_loss, prefix_collision_loss, prefix_contrastive_loss, reconstruction_loss, usage_loss
-from .quantizer import Codebook
 from .reconstructor import Reconstructor, reconstruction_mask
 from .tokenizer import id_token_names
 

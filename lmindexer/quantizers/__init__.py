@@ -1,6 +1,6 @@
 """ID methods behind one interface, one module each: hierarchical k-means (hkmeans), residual k-means (rkmeans),
-RQ-VAE (rqvae; trained by lmindexer/ids/rqvae.py) and random IDs. LMIndexer's own learned codebooks are the
-indexer's (lmindexer/models/quantizer.py).
+RQ-VAE (rqvae; trained by lmindexer/ids/rqvae_training.py) and random IDs. LMIndexer's own learned codebooks are the
+indexer's (lmindexer/models/codebook.py).
 
 A method maps embeddings [n, d] to codes [n, T] in 0..K-1, plus the k best last-level codes and their scores (minus
 squared distance) that rebalancing uses. The k-means methods fit on a sample and then encode any number of

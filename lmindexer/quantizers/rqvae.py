@@ -2,7 +2,7 @@
 
 Loss = reconstruction MSE + per level ||sg(r) - e||^2 + beta ||r - sg(e)||^2, with a straight-through estimator
 across the quantizer. Codebooks start from residual k-means on the untrained encoder's outputs (as TIGER does on
-its first batch). Trained by the shared Ray Train loop through `RqvaeTask` (lmindexer/ids/rqvae.py).
+its first batch). Trained by the shared Ray Train loop through `RqvaeTask` (lmindexer/ids/rqvae_training.py).
 """
 
 from __future__ import annotations

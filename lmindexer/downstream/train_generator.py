@@ -29,7 +29,7 @@ from ..train.loop import all_reduce_sum, fit, length_grouped_batches, shuffled_b
 from ..train.task import HISTORY_FILE, TaskDefaults, ValidatedByRecall
 from .evaluate import beam_search, beam_width, by_length, evaluate, finished_evaluation, source_tensor, text_embedder
 from .examples import VALIDATION, build_examples, id_targets
-from .seqrec import train_seqrec_generator
+from .seqrec_training import train_seqrec_generator
 from .trie import TrieLogitsProcessor, build_trie
 
 log = logging.getLogger("lmindexer.downstream")
