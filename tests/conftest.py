@@ -91,7 +91,7 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="starts Ray: in `make test`, not the fast tier")
     for item in items:
-        if "ray_session" in getattr(item, "fixturenames", ()):
+        if {"ray_session", "cluster"} & set(getattr(item, "fixturenames", ())):  # cluster: `ray start` nodes
             item.add_marker(skip)
 
 
