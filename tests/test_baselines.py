@@ -35,9 +35,11 @@ def test_kmeans_methods_find_the_clusters_and_round_trip(kind, tmp_path):
     assert ami(label, codes[:, 0].numpy()) == pytest.approx(1.0)
     assert (cand[:, 0] == codes[:, -1]).all() and (score[:, :-1] >= score[:, 1:]).all()
     fs = pafs.LocalFileSystem()
-    save_method(fs, str(tmp_path), method, {"levels": 3, "size": 6})
-    loaded, meta = load_method(fs, str(tmp_path))
-    assert meta["method"] == kind.name and torch.equal(loaded.encode(x, 4)[0], codes)
+    save_method(fs, str(tmp_path / "new"), method, {"num_positions": 3, "codebook_size": 6})
+    save_method(fs, str(tmp_path / "old"), method, {"levels": 3, "size": 6})  # a folder saved with the older words
+    for folder in ("new", "old"):
+        loaded, meta = load_method(fs, str(tmp_path / folder))
+        assert meta["method"] == kind.name and torch.equal(loaded.encode(x, 4)[0], codes)
 
 
 def test_residual_levels_shrink_the_error():

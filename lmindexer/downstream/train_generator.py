@@ -134,7 +134,7 @@ def _init(cfg: Config, out: str, table) -> str:
     log.info(
         "generator: start model %s with %d ID positions of %d codes and %d suffixes (ID embeddings from %s)",
         info["init"],
-        info["positions"],
+        info["num_positions"],
         info["codebook_size"],
         info["suffixes"],
         "the indexer's codebooks" if info["codebook_init"] else "random",

@@ -82,7 +82,7 @@ def figures(t: IdTable, labels: dict[str, np.ndarray]) -> dict:
     sizes_full = np.bincount(levels[-1])
     out = {
         "documents": int(n),
-        "positions": int(positions),
+        "num_positions": int(positions),
         "codebook_size": t.codebook_size,
         "distinct_prefixes": [int(lv.max()) + 1 for lv in levels],
         # share of documents that need a non-zero suffix (1 - distinct T-code IDs / documents)
@@ -183,7 +183,7 @@ def markdown(results: dict) -> str:
         cond = " / ".join(f"{s['cond_perplexity']:.1f} (≤{s['cond_perplexity_max']:.1f})" for s in r["split"])
         kids = " / ".join(f"{s['children_mean']:.1f}" for s in r["split"][1:]) or "-"
         lines.append(
-            f"| {name} | {r['documents']} | {r['positions']} | "
+            f"| {name} | {r['documents']} | {r['num_positions']} | "
             f"{' / '.join(map(str, r['distinct_prefixes']))} | {r['collision_rate']:.4f} | "
             f"{r['in_collision']:.4f} | {r['largest_collision']} | {r.get('max_suffix', '-')} | {usage} | "
             f"{cond} | {kids} |"

@@ -37,8 +37,10 @@ log = logging.getLogger("lmindexer.baselines")
 class MethodActor:
     """Codes and last-level candidates for a batch of vectors (or of doc_ids, for random IDs)."""
 
-    def __init__(self, method_dir: str, storage_cfg, candidates: int, levels: int, size: int, seed: int):
-        self.k, self.levels, self.size, self.seed = candidates, levels, size, seed
+    def __init__(
+        self, method_dir: str, storage_cfg, candidates: int, num_positions: int, codebook_size: int, seed: int
+    ):
+        self.k, self.num_positions, self.codebook_size, self.seed = candidates, num_positions, codebook_size, seed
         self.method = None
         if method_dir:
             fs, path = storage.filesystem(method_dir, storage_cfg)
@@ -47,7 +49,7 @@ class MethodActor:
     @torch.no_grad()
     def __call__(self, batch: dict) -> pa.Table:
         if self.method is None:
-            codes = torch.from_numpy(random_codes(batch["doc_id"], self.size, self.levels, self.seed))
+            codes = torch.from_numpy(random_codes(batch["doc_id"], self.codebook_size, self.num_positions, self.seed))
             cand, score = codes[:, -1:], torch.zeros(len(codes), 1)
         else:
             codes, cand, score = self.method.encode(torch.from_numpy(np.asarray(batch["emb"], np.float32)), self.k)
@@ -105,7 +107,7 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
         len(sample),
         sample.shape[1],
     )
-    meta = {"size": ic.codebook_size, "levels": ic.num_positions, "dim": int(sample.shape[1])}
+    meta = {"codebook_size": ic.codebook_size, "num_positions": ic.num_positions, "dim": int(sample.shape[1])}
     if b.method == "rqvae":
         task = RqvaeTask(
             init=init_state(sample, cfg),
@@ -138,8 +140,8 @@ def baseline_ids(cfg: Config) -> dict:
     kwargs = {
         "storage_cfg": cfg.storage,
         "candidates": cfg.assign.candidates,
-        "levels": ic.num_positions,
-        "size": ic.codebook_size,
+        "num_positions": ic.num_positions,
+        "codebook_size": ic.codebook_size,
         "seed": cfg.seed,
         "method_dir": "",
     }

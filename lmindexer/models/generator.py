@@ -33,9 +33,9 @@ class IdVocab:
 
     def __init__(self, tokenizer, spec: IdSpec):
         self.spec = spec
-        self.positions, self.size, self.suffixes = spec.positions, spec.codebook_size, spec.suffixes
-        names = id_token_names(self.positions, self.size, self.suffixes)
-        self.table = np.full((len(names), max(self.size, self.suffixes)), -1, dtype=np.int64)
+        self.num_positions, self.codebook_size, self.suffixes = spec.num_positions, spec.codebook_size, spec.suffixes
+        names = id_token_names(self.num_positions, self.codebook_size, self.suffixes)
+        self.table = np.full((len(names), max(self.codebook_size, self.suffixes)), -1, dtype=np.int64)
         for t, level in enumerate(names):
             self.table[t, : len(level)] = tokenizer.convert_tokens_to_ids(level)
         if (self.table[self.table >= 0] == tokenizer.unk_token_id).any():
@@ -48,7 +48,7 @@ class IdVocab:
     def tokens(self, codes: np.ndarray, suffix: np.ndarray) -> np.ndarray:
         """[N, T + 1] token ids of the IDs (codes [N, T], suffix [N])."""
         full = np.concatenate([np.asarray(codes, dtype=np.int64), np.asarray(suffix, dtype=np.int64)[:, None]], 1)
-        if (full < 0).any() or (full[:, :-1] >= self.size).any() or (full[:, -1] >= self.suffixes).any():
+        if (full < 0).any() or (full[:, :-1] >= self.codebook_size).any() or (full[:, -1] >= self.suffixes).any():
             raise ValueError("an ID lies outside the generator's ID vocabulary")
         return self.table[np.arange(full.shape[1]), full]
 
@@ -173,8 +173,8 @@ def build_generator(
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = T5ForConditionalGeneration.from_pretrained(path)
     known = set(tokenizer.get_vocab())
-    positions, size = spec.positions, spec.codebook_size
-    added = [n for level in id_token_names(positions, size, spec.suffixes) for n in level if n not in known]
+    names = id_token_names(spec.num_positions, spec.codebook_size, spec.suffixes)
+    added = [n for level in names for n in level if n not in known]
     tokenizer.add_tokens(added, special_tokens=True)
     model.resize_token_embeddings(
         max(len(tokenizer), model.get_input_embeddings().weight.shape[0]), mean_resizing=False
@@ -183,14 +183,15 @@ def build_generator(
     emb = model.get_input_embeddings().weight
     used = (
         codebooks is not None
-        and tuple(codebooks.shape[:2]) >= (positions, size)
+        and tuple(codebooks.shape[:2]) >= (spec.num_positions, spec.codebook_size)
         and codebooks.shape[-1] == emb.shape[1]
     )
     with torch.no_grad():  # tokens the start model already had (an indexer's <id_t_k>) keep their embeddings
         rows = torch.tensor(tokenizer.convert_tokens_to_ids(added), dtype=torch.long)
         emb[rows] = torch.randn(len(rows), emb.shape[1]) * emb.std()
         if used:
-            for t in range(positions):
+            for t in range(spec.num_positions):
+                size = spec.codebook_size
                 emb[torch.from_numpy(vocab.table[t, :size])] = codebooks[t, :size].to(emb.dtype)
     if input_dim:
         if model.config.num_layers != model.config.num_decoder_layers:  # generate() sizes its cache by num_layers

@@ -93,11 +93,11 @@ def top_codes(dist: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return codes, scores
 
 
-def residual_fit(z: torch.Tensor, size: int, levels: int, iters: int, seed: int) -> list[torch.Tensor]:
-    """One k-means codebook per level, each fitted on what the earlier levels left unexplained."""
+def residual_fit(z: torch.Tensor, codebook_size: int, num_positions: int, iters: int, seed: int) -> list[torch.Tensor]:
+    """One k-means codebook per position, each fitted on what the earlier positions left unexplained."""
     books, r = [], z.float()
-    for t in range(levels):
-        c = kmeans(r, size, iters=iters, seed=seed + t)
+    for t in range(num_positions):
+        c = kmeans(r, codebook_size, iters=iters, seed=seed + t)
         books.append(c)
         r = r - c[assign(r, c)]
     return books

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .codes import positions_of
 from .kmeans import residual_encode, residual_fit
 
 
@@ -14,8 +15,10 @@ class ResidualKMeans:
         self.books = books
 
     @classmethod
-    def fit(cls, x: torch.Tensor, size: int, levels: int, iters: int = 50, seed: int = 0) -> "ResidualKMeans":
-        return cls(residual_fit(x, size, levels, iters, seed))
+    def fit(
+        cls, x: torch.Tensor, codebook_size: int, num_positions: int, iters: int = 50, seed: int = 0
+    ) -> "ResidualKMeans":
+        return cls(residual_fit(x, codebook_size, num_positions, iters, seed))
 
     def encode(self, x: torch.Tensor, k: int):
         return residual_encode(x, self.books, k)
@@ -25,4 +28,4 @@ class ResidualKMeans:
 
     @classmethod
     def from_tensors(cls, tensors: dict, meta: dict) -> "ResidualKMeans":
-        return cls([tensors[f"book.{t}"] for t in range(meta["levels"])])
+        return cls([tensors[f"book.{t}"] for t in range(positions_of(meta))])

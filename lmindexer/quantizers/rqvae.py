@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .codes import positions_of, size_of
 from .kmeans import _sq_dist, residual_encode, residual_fit
 
 
@@ -26,13 +27,22 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 class RQVAE(nn.Module):
     name = "rqvae"
 
-    def __init__(self, dim: int, hidden: list[int], latent: int, size: int, levels: int, beta: float = 0.25):
+    def __init__(
+        self, dim: int, hidden: list[int], latent: int, codebook_size: int, num_positions: int, beta: float = 0.25
+    ):
         super().__init__()
         hidden = [int(h) for h in hidden]
-        self.meta = {"dim": dim, "hidden": hidden, "latent": latent, "size": size, "levels": levels, "beta": beta}
+        self.meta = {
+            "dim": dim,
+            "hidden": hidden,
+            "latent": latent,
+            "codebook_size": codebook_size,
+            "num_positions": num_positions,
+            "beta": beta,
+        }
         self.encoder = _mlp([dim, *hidden, latent])
         self.decoder = _mlp([latent, *reversed(hidden), dim])
-        self.books = nn.Parameter(torch.randn(levels, size, latent) * latent**-0.5)
+        self.books = nn.Parameter(torch.randn(num_positions, codebook_size, latent) * latent**-0.5)
         self.beta = beta
 
     def init_codebooks(self, x: torch.Tensor, iters: int, seed: int) -> None:
@@ -63,6 +73,6 @@ class RQVAE(nn.Module):
 
     @classmethod
     def from_tensors(cls, tensors: dict, meta: dict) -> "RQVAE":
-        model = cls(meta["dim"], meta["hidden"], meta["latent"], meta["size"], meta["levels"], meta["beta"])
+        model = cls(meta["dim"], meta["hidden"], meta["latent"], size_of(meta), positions_of(meta), meta["beta"])
         model.load_state_dict(tensors)
         return model.eval()
