@@ -93,7 +93,7 @@ def main() -> None:
     firsts = {}
     for name, path in tables.items():
         t = read_table(f"{name}={path}", cfg, keymap if path.endswith(".json") else None)
-        firsts[name] = dict(zip(t.doc_ids.astype(str).tolist(), t.levels[0].tolist()))
+        firsts[name] = dict(zip(t.doc_ids.astype(str).tolist(), t.prefix_groups[0].tolist()))
     docs = sorted(d for d in set.intersection(*(set(f) for f in firsts.values())) if by_doc.get(d))
     y = np.array([by_doc[d] for d in docs], dtype=str)
     codes = {n: np.array([f[d] for d in docs]) for n, f in firsts.items()}

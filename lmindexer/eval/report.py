@@ -78,13 +78,13 @@ def corpus_labels(cfg: Config) -> tuple[pa.Table, list[str]]:
 def figures(t: IdTable, labels: dict[str, np.ndarray]) -> dict:
     """Every figure of the report for one table; `labels` holds one value (or None) per table row."""
     n, positions = t.codes.shape
-    levels = t.levels
-    sizes_full = np.bincount(levels[-1])
+    groups = t.prefix_groups
+    sizes_full = np.bincount(groups[-1])
     out = {
         "documents": int(n),
         "num_positions": int(positions),
         "codebook_size": t.codebook_size,
-        "distinct_prefixes": [int(lv.max()) + 1 for lv in levels],
+        "distinct_prefixes": [int(lv.max()) + 1 for lv in groups],
         # share of documents that need a non-zero suffix (1 - distinct T-code IDs / documents)
         "collision_rate": round(collision_rate(t.codes), 4),
         # share of documents whose T codes some other document shares (every member of a collision group)
@@ -94,7 +94,7 @@ def figures(t: IdTable, labels: dict[str, np.ndarray]) -> dict:
         "code_usage": [
             {k: round(v, 4) for k, v in code_usage(t.codes[:, p], t.codebook_size).items()} for p in range(positions)
         ],
-        "cluster_sizes": {"first_code": _size_stats(np.bincount(levels[0])), "full_codes": _size_stats(sizes_full)},
+        "cluster_sizes": {"first_code": _size_stats(np.bincount(groups[0])), "full_codes": _size_stats(sizes_full)},
     }
     if t.suffix is not None:
         out["max_suffix"] = int(t.suffix.max())
@@ -108,8 +108,8 @@ def figures(t: IdTable, labels: dict[str, np.ndarray]) -> dict:
         out["labels"][name] = {
             "labelled": int(has.sum()),
             "classes": int(len(set(y))),
-            "ami": [round(ami(y, lv[has]), 4) for lv in levels],
-            "nmi": [round(nmi(y, lv[has]), 4) for lv in levels],
+            "ami": [round(ami(y, lv[has]), 4) for lv in groups],
+            "nmi": [round(nmi(y, lv[has]), 4) for lv in groups],
         }
     return out
 
@@ -145,7 +145,7 @@ def plot(t: IdTable, out_dir: str) -> list[str]:
     paths.append(os.path.join(out_dir, f"{t.name}-code-usage.png"))
     fig.savefig(paths[-1], dpi=90)
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    for label, lv in (("first code", t.levels[0]), ("full codes", t.levels[-1])):
+    for label, lv in (("first code", t.prefix_groups[0]), ("full codes", t.prefix_groups[-1])):
         sizes = np.bincount(lv)
         ax.hist(
             sizes[sizes > 0],

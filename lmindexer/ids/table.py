@@ -39,8 +39,9 @@ class IdTable:
         return IdSpec(int(self.codes.shape[1]), self.codebook_size, suffixes)
 
     @cached_property
-    def levels(self) -> list[np.ndarray]:
-        """A cluster number per document for each prefix length 1..T."""
+    def prefix_groups(self) -> list[np.ndarray]:
+        """For each prefix length 1..num_positions, a number per document shared by the documents whose codes agree
+        up to that length."""
         return [
             np.unique(self.codes[:, : t + 1], axis=0, return_inverse=True)[1].reshape(-1)
             for t in range(self.codes.shape[1])
