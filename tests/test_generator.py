@@ -130,6 +130,11 @@ def test_seqrec_generator_scores_every_id_in_one_pass(base):
     sequences = read_sequences(os.path.join(base, "demo_source", "sequences.txt"))
     for key, ranked in zip(preds.key, preds.ranked):
         assert len(ranked) == 10 and set(ranked) <= items and not set(ranked) & set(sequences[key][:-1])
+    # the Python API over the folder names items by their ids (items.parquet keeps their order)
+    from lmindexer.service import RecService
+
+    key, ranked = preds.key[0], list(preds.ranked[0])
+    assert RecService.load(r["generator"]).recommend(sequences[key][:-1], k=10) == ranked
     with pytest.raises(ConfigError, match="set generator.task=rec"):
         run(base, "retrieval", "hkmeans", "generator.kind=seqrec", f"generator.output={base}/seqrec-retrieval")
 

@@ -15,12 +15,24 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from ..config import Config, ConfigError, GeneratorConfig
 from ..data.generator_data import read_sequences
 from ..ids.table import read_id_table
-from ..models.seqrec import CONFIG_FILE, SeqRec, SeqRecConfig, item_rows, rank, right_pad, top_k, training_rows
+from ..models.seqrec import (
+    CONFIG_FILE,
+    ITEMS_FILE,
+    SeqRec,
+    SeqRecConfig,
+    item_rows,
+    rank,
+    right_pad,
+    top_k,
+    training_rows,
+)
 from ..paths import RunLayout
 from ..train.task import HISTORY_FILE, TaskDefaults, ValidatedByRecall
 from .splits import sample, split_sequences
@@ -240,11 +252,20 @@ def train_seqrec_generator(cfg: Config) -> dict:
             validation = (hist, targets, max(g.ks), g.patience)
             summary["validation"] = {"examples": len(held)}
         fit_seqrec(cfg, out, train, len(number), settings, g.compose, table.codes, table.suffix, name, validation)
+        save_items(out, list(table.doc_ids))
     summary["train_seconds"] = round(time.time() - start, 1)
     from .evaluate import evaluate
 
     summary["eval"] = evaluate(cfg)
     return summary
+
+
+def save_items(out: str, doc_ids: list) -> None:
+    """The doc_id of each item number (1-based, in order) beside the recommender, so that it keeps naming its items
+    when the ID table grows (new documents served, assign-ids with assign.existing)."""
+    pq.write_table(
+        pa.table({"doc_id": pa.array([str(d) for d in doc_ids], pa.string())}), os.path.join(out, ITEMS_FILE)
+    )
 
 
 def evaluate_seqrec(cfg: Config, path: str) -> tuple:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 CONFIG_FILE, WEIGHTS_FILE = "seqrec.json", "seqrec.pt"
+ITEMS_FILE = "items.parquet"  # beside the model: the doc_id of each item number (1-based, in order)
 COMPOSE = ("item", "codes", "prefixes")
 
 
