@@ -448,6 +448,25 @@ def ids_section(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def serve_section(data: dict) -> str:
+    """bench/serve_load.py: requests/s and latency of each endpoint over the loopback, beside in-process calls."""
+    lines = [
+        f"`lmindexer serve` on {data['run']} ({data['documents']:,} documents, {data['items']:,} items), one replica, "
+        f"over 127.0.0.1; measured {data['date']} at commit {data['commit']} on {data['machine']} "
+        f"(`{data['command']}`). The plain baseline is the same call on lmindexer.service in the client's process, one "
+        "at a time.",
+        "",
+        "| endpoint | client threads | requests | requests/s | p50 ms | p99 ms | in-process calls/s | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in data["rows"]:
+        lines.append(
+            f"| {r['endpoint']} | {r['threads']} | {r['requests']} | {r['per_second']:,} | {r['p50_ms']} | "
+            f"{r['p99_ms']} | {r['in_process_per_second']:,} | {r['ratio']:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class Section:
     """One RESULTS.md section: the committed file it is rendered from, how, and the command that writes it."""
@@ -496,6 +515,7 @@ SECTIONS = [
     Section(
         "gpu-throughput.json", "Assignment and learn-ids on one GPU", gpu_throughput_section, "bash bench/gpu_check.sh"
     ),
+    Section("serve-load.json", "Serving: load on the HTTP endpoints", serve_section, "python -m bench.serve_load"),
     Section("trie.json", "The ID trie at a million IDs", trie_section, "python -m bench.trie_scale"),
     Section("kmeans.json", "k-means seeding", kmeans_section, "python -m bench.kmeans_init"),
 ]

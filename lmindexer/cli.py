@@ -83,6 +83,12 @@ def _evaluate(cfg):
     return evaluate(cfg)
 
 
+def _serve(cfg):
+    from .serve import serve_forever
+
+    return serve_forever(cfg)
+
+
 def _tune(cfg):
     from .tune import tune_search
 
@@ -232,6 +238,12 @@ STAGES = {
         ["", "storage", "data", "model", "indexer", "train", "generator", "tune", "ray"],
         "Ray Tune search (random/grid, ASHA) over learn-ids or the generator; trials table, best.yaml, plot; "
         "re-running resumes",
+    ),
+    "serve": (
+        _serve,
+        ["", "storage", "data", "serve", "ray"],
+        "serve a finished run on Ray Serve: POST /assign (new documents get IDs, persisted), POST /recommend, "
+        "GET /health, /describe; Ctrl-C stops it",
     ),
     "run": (
         _run,

@@ -463,6 +463,20 @@ class ReportConfig:
 
 
 @dataclass
+class ServeConfig:
+    host: str = opt("127.0.0.1", "address the HTTP server listens on (0.0.0.0: every interface)")
+    port: int = opt(8000, "HTTP port")
+    generator: str = opt(
+        "", "folder of a one-pass recommender (generator.kind=seqrec) for /recommend (empty: no /recommend)"
+    )
+    min_replicas: int = opt(1, "replicas Ray Serve keeps running")
+    max_replicas: int = opt(1, "replicas Ray Serve may scale up to with the load (above min_replicas: autoscaling)")
+    max_batch: int = opt(256, "documents in one /assign request")
+    max_k: int = opt(100, "largest k of /recommend")
+    batch_wait_s: float = opt(0.005, "how long a replica waits to batch concurrent /assign requests into one pass")
+
+
+@dataclass
 class RayConfig:
     address: str = opt(
         "",
@@ -516,6 +530,7 @@ class Config:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
 

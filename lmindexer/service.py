@@ -136,35 +136,44 @@ class IdService:
     def assign(self, docs: list[dict]) -> list[dict]:
         """Each document's ID, in request order: a known doc_id's as the table holds it, a new one's from its codes
         with the next free suffix, written to the table before this returns."""
-        self.check(docs)
+        got = self.assign_many([docs])[0]
+        if isinstance(got, RequestError):
+            raise got
+        return got
+
+    def assign_many(self, requests: list) -> list:
+        """`assign` for several requests at once (a server's batch): one indexer pass for every new document and one
+        table file; each request's answer, or the RequestError that refuses it (the others go on)."""
+        answers: list = []
+        for docs in requests:
+            try:
+                answers.append(self.check(docs))
+            except RequestError as e:
+                answers.append(e)
+        valid = [a for a in answers if not isinstance(a, RequestError)]
         with self._locked():
             self._refresh()  # another process may have served some of these meanwhile
-            new = [d for d in docs if d["doc_id"] not in self._by_doc]
+            new, seen = [], set()
+            for docs in valid:
+                for d in docs:
+                    if d["doc_id"] not in self._by_doc and d["doc_id"] not in seen:
+                        new.append(d)
+                        seen.add(d["doc_id"])
             if new:
-                codes = self.codes([d["text"] for d in new])
                 rows = []
-                for d, c in zip(new, codes.tolist()):
+                for d, c in zip(new, self.codes([d["text"] for d in new]).tolist()):
                     key = tuple(int(x) for x in c)
                     suffix = self._next.get(key, 0)
+                    self._next[key] = suffix + 1
                     rows.append((d["doc_id"], list(key), suffix, sid(key, suffix)))
                 self._write(rows)
                 for doc, key, suffix, _ in rows:
                     self._by_doc[doc] = (tuple(key), suffix)
-                    self._next[tuple(key)] = suffix + 1
-            fresh = {d["doc_id"] for d in new}
-        out = []
-        for d in docs:
-            key, suffix = self._by_doc[d["doc_id"]]
-            out.append(
-                {
-                    "doc_id": d["doc_id"],
-                    "sid": sid(key, suffix),
-                    "codes": list(key),
-                    "suffix": suffix,
-                    "new": d["doc_id"] in fresh,
-                }
-            )
-        return out
+        return [a if isinstance(a, RequestError) else [self._answer(d["doc_id"], seen) for d in a] for a in answers]
+
+    def _answer(self, doc_id: str, fresh: set) -> dict:
+        key, suffix = self._by_doc[doc_id]
+        return {"doc_id": doc_id, "sid": sid(key, suffix), "codes": list(key), "suffix": suffix, "new": doc_id in fresh}
 
     def _write(self, rows: list[tuple]) -> None:
         """The rows as one new table file: written under a hidden name, flushed to disk, then renamed into place,
