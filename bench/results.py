@@ -162,6 +162,26 @@ def rec_protocol_section(data: dict) -> str:
         "claimed only where that interval excludes 0 and every seed agrees):",
         "",
     ]
+    gens = [r for r in rows if r["kind"] == "generator"]
+    first = gens[0] if gens else None
+    others = [r for r in gens[1:] if first and first["name"] in r["versus"]]
+    if others:  # the ID methods side by side under the same generator
+        lines += [
+            f"Which IDs recommend best: the same generator and settings on each ID table, against {first['ids']} IDs:",
+            "",
+            f"| IDs | recall@10 (seeds) | {first['ids']} minus it [95% paired interval] | verdict |",
+            "|---|---:|---:|---|",
+            f"| {first['ids']} | {_cell(first['metrics']['recall@10'])} | | |",
+        ]
+        flip = {"above": "below", "below": "above"}
+        for r in sorted(others, key=lambda r: -r["metrics"]["recall@10"]["mean"]):
+            v = r["versus"][first["name"]]
+            d, lo, hi = (-x for x in v["recall@10_diff"])
+            lines.append(
+                f"| {r['ids']} | {_cell(r['metrics']['recall@10'])} | {d:+.4f} [{hi:+.4f}, {lo:+.4f}] | "
+                f"{first['ids']} {flip.get(v['verdict'], 'not separated')} |"
+            )
+        lines += ["", "Every paired verdict:", ""]
     lines += ["| generator row | versus | difference [95% paired interval] | verdict |", "|---|---|---:|---|"]
     for r in rows:
         for other, v in r["versus"].items():
