@@ -215,17 +215,23 @@ def map_rows(cfg: Config, actor, kwargs: dict, order_by: str = "row", gpu: bool 
     holds the row's number). A Ray Data actor pool, or for at most ray.in_process_rows rows one instance here."""
     arrays = {k: shared(v) for k, v in arrays.items()}
     n = len(next(iter(arrays.values())))
-    if not in_process(cfg, n):
+    here = in_process(cfg, n)
+    progress = Progress(f"{getattr(actor, '__name__', 'batch step')} ({'in process' if here else 'Ray Data'})", n)
+    parts = []
+    if not here:
         ds = spread(rows_dataset(**arrays), cfg).map_batches(
             actor, fn_constructor_kwargs=kwargs, **actor_pool(cfg, gpu)
         )
-        parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+        for part in ds.iter_batches(batch_size=None, batch_format="numpy"):  # the outputs come here: count them
+            parts.append(part)
+            progress.update(len(part[order_by]))
     else:
         model, size = actor(**kwargs), max(1, cfg.train.inference_batch_size)
-        parts = [
-            model({"row": np.arange(i, min(n, i + size)), **{k: v[i : i + size] for k, v in arrays.items()}})
-            for i in range(0, n, size)
-        ]
+        for i in range(0, n, size):
+            parts.append(
+                model({"row": np.arange(i, min(n, i + size)), **{k: v[i : i + size] for k, v in arrays.items()}})
+            )
+            progress.update(len(parts[-1][order_by]))
     if not parts:
         return {}
     order = np.argsort(np.concatenate([p[order_by] for p in parts]), kind="stable")

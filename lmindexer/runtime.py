@@ -185,7 +185,7 @@ def worker_threads(cpus_per_worker: float, workers: int, cores: int) -> int:
 
 class Progress:
     """Logs how much of a long step is done, its rate and the time left, at most every `every` seconds and once at
-    the end: `Progress("assign-ids codes", rows).update(n)` after each batch of n."""
+    the end of a step that lasted that long: `Progress("assign-ids codes", rows).update(n)` after each batch of n."""
 
     def __init__(self, what: str, total: int, every: float = 30.0, clock=None):
         import time
@@ -203,8 +203,10 @@ class Progress:
         return f"{self.what}: {self.done:,} of {self.total:,} ({share:.0f}%), {rate:,.0f}/s, {eta}"
 
     def update(self, n: int) -> None:
+        """Count n more; log when `every` seconds passed since the last line, and at the end of a step that lasted
+        that long (a short step stays quiet)."""
         self.done += n
         now = self.clock()
-        if now - self.last >= self.every or self.done >= self.total:
+        if now - self.last >= self.every or (self.done >= self.total and now - self.start >= self.every):
             self.last = now
             log.info(self.line())
