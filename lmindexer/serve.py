@@ -36,7 +36,7 @@ APP = "lmindexer"
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
 class Server:
     def __init__(self, indexer: str, ids: str, generator: str, limits: dict):
-        self.ids = IdService.load(indexer, ids, limits["max_text_chars"], limits["max_batch"])
+        self.ids = IdService.load(indexer, ids, max_text_chars=limits["max_text_chars"], max_batch=limits["max_batch"])
         self.rec = RecService.load(generator, max_k=limits["max_k"]) if generator else None
         self._assign.set_batch_wait_timeout_s(limits["batch_wait_s"])
 

@@ -125,6 +125,8 @@ def processes_marked(mark: str = RUN_MARK) -> dict[int, str]:
                     continue
         except OSError:  # gone meanwhile, or not ours to read
             continue
+        if "multiprocessing.resource_tracker" in cmd or "multiprocessing.forkserver" in cmd:
+            continue  # Python's own helpers of this process: they end with it
         found[int(entry)] = cmd
     return found
 
