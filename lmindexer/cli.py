@@ -119,7 +119,6 @@ def _run(cfg):
         log.info("== [%d/%d] %s ==", i, len(steps), name)
         summary[name] = fn(cfg)
         seconds[name] = round(time.time() - start, 1)
-        log.info("== [%d/%d] %s done in %.1fs ==", i, len(steps), name, seconds[name])
     summary["seconds"] = {**seconds, "total": round(time.time() - total, 1)}
     log.info("%s", overview(summary))
     return summary

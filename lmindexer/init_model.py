@@ -27,7 +27,7 @@ def init_model(cfg: Config) -> str:
     """Build or load the backbone and save it locally; a complete earlier one is reused."""
     out = RunLayout(cfg).backbone
     if os.path.exists(os.path.join(out, "config.json")):
-        log.info("init-model: backbone already at %s", out)
+        log.debug("init-model: backbone already at %s", out)
         return out
     texts = None if cfg.model.name_or_path else corpus_texts(cfg, cfg.model.tokenizer_sample)
     model, tokenizer = load_backbone(cfg.model, texts)

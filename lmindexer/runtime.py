@@ -53,6 +53,7 @@ def quiet_libraries(verbose: bool = False) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # transformers read the variable above when it was imported
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # "Building index from IDs objects" per BM25 row
 
 
 def ray_data_logging_config() -> str:
@@ -136,6 +137,9 @@ def ensure_ray(cfg: Config) -> None:
         ray.init(address=address, log_to_driver=True)
         return
     local = {"address": "local", "num_cpus": cfg.ray.num_cpus or 2 * (os.cpu_count() or 1)}
+    if quiet():  # Ray's start-up lines (one with colour codes, one that token authentication is on) become one
+        local["logging_level"] = logging.WARNING
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     import torch  # here, not at the CLI's start-up (1.3 s)
 
     if not torch.cuda.is_available():  # a local Ray on a machine without GPUs: DeepSpeed then need not guess (and
@@ -145,7 +149,9 @@ def ensure_ray(cfg: Config) -> None:
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     if cfg.ray.dashboard:
         try:
-            ray.init(**local, include_dashboard=True, dashboard_host="127.0.0.1")
+            context = ray.init(**local, include_dashboard=True, dashboard_host="127.0.0.1")
+            if quiet():  # Ray's own line says so otherwise
+                log.info("local Ray started; its dashboard is at http://%s", context.dashboard_url or "127.0.0.1:8265")
             return
         except Exception as err:  # e.g. "The current node timed out during startup" on a loaded machine
             ray.shutdown()

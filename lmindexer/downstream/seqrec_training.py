@@ -82,7 +82,7 @@ class SeqRecTask(ValidatedByRecall, TaskDefaults):
 
     def build(self) -> SeqRec:
         torch.manual_seed(self.seed)
-        return SeqRec(self.cfg, torch.from_numpy(self.rows))
+        return SeqRec(self.cfg, torch.tensor(self.rows))  # a copy: the rows may be a read-only shared array
 
     def validate(self, engine, rank: int) -> dict:
         """Exact top-K of every item after each validation history (each worker scores its share)."""
@@ -217,7 +217,8 @@ def rec_split(cfg: Config, number: dict) -> tuple[dict, dict]:
 
     parts, skipped = split_sequences(read_sequences(task_data(cfg)), number)
     for k, v in skipped.items():
-        log.warning("generator rec: skipped %s = %d", k, v)
+        if v:  # a count of 0 (Counter keeps keys it was asked to add 0 to) is not worth a warning
+            log.warning("generator rec: skipped %s = %d", k, v)
     return parts, {f"skipped_{k}": v for k, v in skipped.items() if v}
 
 

@@ -36,6 +36,9 @@ class IdLearningTask(TaskDefaults):
     def build(self) -> SemanticIndexer:
         model = SemanticIndexer.from_pretrained(self.init_dir, dropout=self.dropout)
         model.set_phase(self.phase, self.position)
+        # every parameter that trains in a phase takes part in its loss (the codebooks of other positions and the
+        # frozen layers do not train): DDP need not search for unused ones, and would warn that it found none
+        model.ddp_find_unused = False
         self._pad = model.tokenizer.pad_token_id
         self._cfg = model.cfg
         self._parents = prefix_ids(shared(self.tables["codes"])[:, : self.position - 1])

@@ -262,8 +262,8 @@ def schedule_worker(config: dict) -> None:
             metrics = _assign_step(s, progress, tokens, t, out)
         if rank == 0:
             progress.save(key, out, metrics)
-            shown = {k: v for k, v in metrics.items() if k != "epochs"}
-            say(f"learn-ids: position {t} {step} done in {time.time() - start:.1f}s {shown or ''}".rstrip())
+            if step == "assign":  # a training phase's last epoch line has said how it ended; k-means' start is kept
+                say(f"learn-ids: position {t} {step} done in {time.time() - start:.1f}s: {brief(metrics)}")
         else:
             progress.note(key, out, metrics)
         _barrier()
@@ -320,9 +320,19 @@ def _kmeans_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, se
             [progress.codes[rows, : t - 1], nearest(h, book.weight.data)[0].cpu().numpy()[:, None]], 1
         )
         metrics = {**code_usage(start[:, -1], ic.codebook_size), **_label_scores(shared(s.labels)[rows], start)}
-        say(f"learn-ids: position {t} k-means start: {json.dumps(metrics)}")
         return {"points": len(rows), "start": metrics}
     return {"points": len(rows)}
+
+
+def brief(metrics: dict, prefix: str = "") -> str:
+    """A step's figures on one line: nested keys joined with '.', floats to 4 significant digits."""
+    parts = []
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            parts.append(brief(v, f"{prefix}{k}."))
+        else:
+            parts.append(f"{prefix}{k}={v:.4g}" if isinstance(v, float) else f"{prefix}{k}={v}")
+    return " ".join(p for p in parts if p)
 
 
 def _assign_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, out: str) -> dict:
