@@ -140,7 +140,7 @@ def rec_protocol_section(data: dict) -> str:
         f"{p['data']}: {p['users']:,} test users, every one of the {p['items']:,} items a candidate, the user's own "
         f"history left out for every row; every model and count table learns from the same {p['training_sequences']:,}"
         f" training sequences ({p['training_interactions']:,} interactions: each user's items before the validation "
-        f"target). Trained rows ran {seeds} seed(s) each: mean over users of the per-user mean over seeds [95% "
+        f"target). Trained rows ran up to {seeds} seeds each: mean over users of the per-user mean over seeds [95% "
         "bootstrap interval] (lowest-highest seed). Measured "
         f"{data['date']} at commit {data['commit']} on {data['machine']} (`{data['command']}`).",
         "",
@@ -156,18 +156,18 @@ def rec_protocol_section(data: dict) -> str:
         )
     for name, value in PUBLISHED_REC:
         lines.append(f"| elsewhere: {name} | {value:.4f} | | | |")
-    lines += [
-        "",
+    lines.append("")
+    verdicts = (
         "Paired verdicts (generator row minus the other, recall@10, paired bootstrap over users; a rank is "
-        "claimed only where that interval excludes 0 and every seed agrees):",
-        "",
-    ]
+        "claimed only where that interval excludes 0 and every seed agrees):"
+    )
     gens = [r for r in rows if r["kind"] == "generator"]
     first = gens[0] if gens else None
     others = [r for r in gens[1:] if first and first["name"] in r["versus"]]
     if others:  # the ID methods side by side under the same generator
         lines += [
-            f"Which IDs recommend best: the same generator and settings on each ID table, against {first['ids']} IDs:",
+            f"Which IDs recommend best: the same generator and settings on each ID table, against {first['ids']} IDs "
+            "(a rank only where the paired interval excludes 0 and every seed agrees):",
             "",
             f"| IDs | recall@10 (seeds) | {first['ids']} minus it [95% paired interval] | verdict |",
             "|---|---:|---:|---|",
@@ -181,8 +181,9 @@ def rec_protocol_section(data: dict) -> str:
                 f"| {r['ids']} | {_cell(r['metrics']['recall@10'])} | {d:+.4f} [{hi:+.4f}, {lo:+.4f}] | "
                 f"{first['ids']} {flip.get(v['verdict'], 'not separated')} |"
             )
-        lines += ["", "Every paired verdict:", ""]
-    lines += ["| generator row | versus | difference [95% paired interval] | verdict |", "|---|---|---:|---|"]
+        lines.append("")
+    lines += [verdicts, "", "| generator row | versus | difference [95% paired interval] | verdict |"]
+    lines.append("|---|---|---:|---|")
     for r in rows:
         for other, v in r["versus"].items():
             d, lo, hi = v["recall@10_diff"]
@@ -200,7 +201,8 @@ def rec_headline(data: dict) -> str:
         f"Best generator: **{best['name']}**, recall@10 {m['mean']:.4f} [{m['ci'][0]:.4f}, {m['ci'][1]:.4f}] over "
         f"{len(m['seeds'])} seed(s) on all {data['users']:,} test users."
     ]
-    for other in ("SASRec", "co-occurrence (last 3)", "last-item transitions"):
+    sasrecs = [r["name"] for r in data["rows"] if r["kind"] == "SASRec"]
+    for other in (*sasrecs, "co-occurrence (last 3)", "last-item transitions"):
         if other in best["versus"]:
             v, o = best["versus"][other], rows[other]["metrics"]["recall@10"]["mean"]
             d, lo, hi = v["recall@10_diff"]
@@ -568,7 +570,7 @@ def scoreboard_rows() -> list[tuple[str, str, str, str, str]]:
         seeds = len(best["metrics"]["recall@10"]["seeds"])
         rows.append(
             (
-                f"Recommendation, Amazon Beauty, recall@10 ({rec['users']:,} users, {seeds} seed(s))",
+                f"Recommendation on Beauty, recall@10 ({rec['users']:,} users, {seeds} seed(s))",
                 f"{best['name']}: {_ci(best['metrics']['recall@10'])}",
                 f"{ref['name']}: {_ci(ref['metrics']['recall@10'])}",
                 f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]",
@@ -674,8 +676,9 @@ def readme_block() -> str:
     """The README's results excerpt: the scoreboard's figures without their row names' detail (lines <= 120)."""
     lines = ["| task | ours | best reference | verdict |", "|---|---|---|---|"]
     for task, ours, ref, _, verdict in scoreboard_rows():
-        short = lambda cell: re.sub(r" \[[^\]]*\]| \([^)]*\)", "", cell)  # noqa: E731  (drop intervals, notes)
-        lines.append(f"| {task.split(' (')[0]} | {short(ours)} | {short(ref)} | {verdict} |")
+        short = lambda cell: re.sub(r" \[[^\]]*\]| \((?!patience)[^)]*\)", "", cell)  # noqa: E731  (intervals, notes)
+        ours = short(ours).replace("one-pass generator on ", "generator, ")
+        lines.append(f"| {task.split(' (')[0]} | {ours} | {short(ref)} | {verdict} |")
     return "\n".join(lines) + "\n\nIntervals, seeds, settings and every reference row: [RESULTS.md](RESULTS.md).\n"
 
 

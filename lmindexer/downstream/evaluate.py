@@ -136,7 +136,7 @@ def evaluate(cfg: Config) -> dict:
     sid_of = dict(zip(table.doc_ids, vocab.sids(targets)))
     t0 = time.time()
     trie = build_trie(targets)
-    log.debug(
+    log.info(
         "evaluate: trie over %d IDs built in %.2fs (%.1f MiB)", len(targets), time.time() - t0, trie_bytes(trie) / 2**20
     )
     data = build_examples(cfg, tokenizer, vocab, table, g.eval_split, text_embedder(cfg, info.get("encoder", "")))
