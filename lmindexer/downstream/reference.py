@@ -8,6 +8,7 @@ before the validation target), so nothing of a target leaks into them and no met
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 
 
@@ -59,6 +60,7 @@ def bm25_rank(doc_ids: list, texts: list, queries: list, k: int) -> list:
     words), the lexical retriever a generative one is compared with."""
     import bm25s
 
+    logging.getLogger("bm25s").setLevel(max(logging.getLogger("bm25s").level, logging.WARNING))  # its index line
     index = bm25s.BM25()
     index.index(bm25s.tokenize(texts, show_progress=False), show_progress=False)
     found, _ = index.retrieve(bm25s.tokenize(queries, show_progress=False), k=min(k, len(doc_ids)), show_progress=False)

@@ -92,8 +92,8 @@ class SeqRecTask(ValidatedByRecall, TaskDefaults):
         from ..train.loop import all_reduce_sum
 
         world = ray.train.get_context().get_world_size()
-        seqs = torch.from_numpy(shared(self.val["histories"])[rank::world])
-        targets = torch.from_numpy(shared(self.val["targets"])[rank::world])
+        seqs = torch.tensor(shared(self.val["histories"])[rank::world])  # copies: the shared arrays are read-only
+        targets = torch.tensor(shared(self.val["targets"])[rank::world])
         hits = torch.zeros(2, dtype=torch.float64)
         with engine.full_weights() as model, torch.no_grad():
             device = next(model.parameters()).device
