@@ -3,7 +3,6 @@ suffix written to the table before the answer, concurrent processes never hand o
 nothing, bad requests are refused with their reason, and the recommender names items by their ids."""
 
 import multiprocessing as mp
-import os
 
 import numpy as np
 import pyarrow as pa
@@ -131,4 +130,3 @@ def test_the_recommender_takes_and_returns_item_ids(tmp_path):
     for history, k, reason in [([], 3, "non-empty"), (["a", "zz"], 3, "unknown item id"), (["a"], 9, "k: an integer")]:
         with pytest.raises(RequestError, match=reason):
             service.recommend(history, k)
-    assert os.path.exists(tmp_path / "items.parquet")
