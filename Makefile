@@ -27,7 +27,7 @@ test-fast: install  # the tests that need no Ray (pure code, math, config, model
 	LMINDEXER_TESTS=fast $(VENV)/bin/python -m pytest -q tests
 
 demo: install
-	$(VENV)/bin/lmindexer run --config configs/quickstart.yaml
+	@$(VENV)/bin/lmindexer run --config configs/quickstart.yaml
 
 clean:
 	rm -rf $(VENV) runs

@@ -6,7 +6,7 @@ plain baseline is the same call on lmindexer.service in this process, one at a t
 requests/s over it). New documents are assigned under fresh doc_ids each round, so every /assign of the "new" kind
 runs the indexer and writes a table file; the run's table keeps them (use a copy of the run if that matters).
 
-    .venv/bin/python -m bench.serve_load                    # runs/quickstart, its rec generator
+    .venv/bin/python -m bench.serve_load                    # runs/quickstart, its rec and retrieval generators
     .venv/bin/python -m bench.serve_load --run runs/x --generator runs/x/generator-rec-ids --requests 200
 
 Writes bench/results/serve-load.json (RESULTS.md is rendered from it by bench/results.py).
@@ -29,8 +29,9 @@ import pyarrow.parquet as pq
 
 from bench.provenance import provenance
 from lmindexer.config import load_config
+from lmindexer.data.generator_data import read_queries
 from lmindexer.runtime import setup_logging
-from lmindexer.service import IdService, RecService
+from lmindexer.service import IdService, RecService, RetrieveService
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +74,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", default="runs/quickstart", help="a run folder with indexer/ and ids/")
     ap.add_argument("--generator", default="", help="a seqrec generator folder (default: <run>/generator-rec-ids)")
+    ap.add_argument(
+        "--retriever", default="", help="a retrieval generator folder (default: <run>/generator-retrieval-ids)"
+    )
+    ap.add_argument("--queries", default="", help="queries for /retrieve: a BEIR folder (default: <run>/demo_source)")
     ap.add_argument("--requests", type=int, default=120, help="requests per endpoint and concurrency level")
     ap.add_argument("--seconds", type=float, default=30, help="at most this long per endpoint and level")
     ap.add_argument("--threads", default="1,4,16", help="client threads (concurrency levels)")
@@ -81,6 +86,7 @@ def main() -> None:
     setup_logging()
     run = Path(args.run)
     generator = args.generator or str(run / "generator-rec-ids")
+    retriever = args.retriever or str(run / "generator-retrieval-ids")
     work = Path("/tmp") / f"serve-load-{uuid.uuid4().hex[:6]}"  # a copy: the bench's new IDs stay out of the run
     shutil.copytree(run / "ids", work / "ids")
     shutil.copytree(run / "indexer", work / "indexer")
@@ -88,12 +94,14 @@ def main() -> None:
     port.bind(("127.0.0.1", 0))
     free = port.getsockname()[1]
     port.close()
-    cfg = load_config(overrides=[f"output_dir={work}", f"serve.port={free}", f"serve.generator={generator}"])
+    serving = [f"serve.port={free}", f"serve.generator={generator}", f"serve.retriever={retriever}"]
+    cfg = load_config(overrides=[f"output_dir={work}", *serving])
     from lmindexer.serve import start
 
     url = start(cfg)
     docs = pq.read_table(run / "corpus" / "docs", columns=["doc_id", "text"]).to_pylist()
     items = pq.read_table(Path(generator) / "items.parquet").column("doc_id").to_pylist()
+    queries = list(read_queries(args.queries or str(run / "demo_source")).values())
     rng = np.random.default_rng(0)
     n = args.requests
 
@@ -105,17 +113,21 @@ def main() -> None:
                 {"documents": [{"doc_id": f"load-{uuid.uuid4().hex}", "text": docs[i]["text"]}]}
                 for i in rng.integers(0, len(docs), n)
             ]
+        if kind == "retrieve":
+            return [{"query": queries[i], "k": 10} for i in rng.integers(0, len(queries), n)]
         return [{"history": [items[j] for j in rng.integers(0, len(items), 5)], "k": 10} for _ in range(n)]
 
     ids, rec = IdService.load(str(work / "indexer"), str(work / "ids")), RecService.load(generator)
+    search = RetrieveService.load(retriever)
     local = {
         "assign-known": lambda b: ids.assign(b["documents"]),
         "assign-new": lambda b: ids.assign(b["documents"]),
         "recommend": lambda b: rec.recommend(b["history"], b["k"]),
+        "retrieve": lambda b: search.retrieve(b["query"], b["k"]),
     }
-    remote = {"assign-known": "/assign", "assign-new": "/assign", "recommend": "/recommend"}
+    remote = {"assign-known": "/assign", "assign-new": "/assign", "recommend": "/recommend", "retrieve": "/retrieve"}
     rows = []
-    for kind in ("assign-known", "assign-new", "recommend"):
+    for kind in remote:
         post(url + remote[kind], bodies(kind)[0])  # warm: the replica's first call
         plain = load(timed(local[kind]), bodies(kind), 1, args.seconds)
         for threads in [int(t) for t in args.threads.split(",")]:
@@ -124,7 +136,8 @@ def main() -> None:
             got["ratio"] = round(got["per_second"] / plain["per_second"], 3)
             rows.append(got)
             print(json.dumps(got), flush=True)
-    out = {"rows": rows, "run": str(run), "documents": len(docs), "items": len(items), **provenance()}
+    out = {"rows": rows, "run": str(run), "documents": len(docs), "items": len(items), "queries": len(queries)}
+    out.update(provenance())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     shutil.rmtree(work, ignore_errors=True)

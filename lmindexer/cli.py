@@ -166,8 +166,11 @@ def overview(summary: dict) -> str:
             f"  ID report: {report['report']}; distinct prefixes per level "
             f"{figures['distinct_prefixes']}, collision rate {figures['collision_rate']}"
         )
-        for label, scores in figures.get("labels", {}).items():
-            lines.append(f"    AMI vs {label} by prefix length: {scores['ami']}")
+        labels = figures.get("labels", {})
+        if labels:
+            lines.append(
+                "    AMI by prefix length: " + "; ".join(f"{label} {scores['ami']}" for label, scores in labels.items())
+            )
     for name, result in summary.items():
         if name.startswith("train-generator"):
             ev = result["eval"]

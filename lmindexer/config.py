@@ -469,10 +469,13 @@ class ServeConfig:
     generator: str = opt(
         "", "folder of a one-pass recommender (generator.kind=seqrec) for /recommend (empty: no /recommend)"
     )
+    retriever: str = opt(
+        "", "folder of a retrieval generator (generator.task=retrieval) for /retrieve (empty: no /retrieve)"
+    )
     min_replicas: int = opt(1, "replicas Ray Serve keeps running")
     max_replicas: int = opt(1, "replicas Ray Serve may scale up to with the load (above min_replicas: autoscaling)")
     max_batch: int = opt(256, "documents in one /assign request")
-    max_k: int = opt(100, "largest k of /recommend")
+    max_k: int = opt(100, "largest k of /recommend and /retrieve")
     batch_wait_s: float = opt(0.005, "how long a replica waits to batch concurrent /assign requests into one pass")
 
 

@@ -34,9 +34,11 @@ def init_model(cfg: Config) -> str:
     tokenizer.save_pretrained(out)
     model.save_pretrained(out)
     log.info(
-        "init-model: %s (%.1fM parameters) -> %s",
-        cfg.model.name_or_path or cfg.model.preset,
+        "init-model: %s (%.1fM parameters, %s tokenizer of %d tokens) -> %s",
+        cfg.model.name_or_path or f"{cfg.model.preset} {cfg.model.backbone}",
         sum(p.numel() for p in model.parameters()) / 1e6,
+        "its" if cfg.model.name_or_path else "a corpus-trained",
+        len(tokenizer),
         out,
     )
     return out

@@ -5,13 +5,15 @@ A thin layer over lmindexer.service (the same calls from Python); each replica l
     POST /assign     {"documents": [{"doc_id": "...", "text": "..."}]} -> {"ids": [{"doc_id", "sid", "codes",
                      "suffix", "new"}]}: known documents keep their ID; new ones get one, written to the run's table
                      before the answer. Concurrent requests are batched into one indexer pass (serve.batch_wait_s).
+    POST /retrieve   {"query": "...", "k": 10} -> {"documents": [{"doc_id", "sid", "score"}]} (with serve.retriever):
+                     beam search under the trie of the table, so every answer is a document with an ID
     POST /recommend  {"history": ["item id", ...], "k": 10} -> {"items": [...]} (with serve.generator)
     GET  /health     {"status": "ok"}
     GET  /describe   the loaded run: ID shape, documents with an ID, limits, the recommender's items
 
 A bad request gets a 4xx with {"error": what to change}, and the server goes on: malformed JSON, a body that is not
-an object, missing or empty fields, a text over data.max_text_chars, more than serve.max_batch documents, unknown
-item ids, k out of range.
+an object, missing or empty fields, a text or query over data.max_text_chars, more than serve.max_batch documents,
+unknown item ids, k out of range.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from starlette.responses import JSONResponse
 from .config import Config
 from .paths import RunLayout
 from .runtime import ensure_ray
-from .service import IdService, RecService, RequestError
+from .service import IdService, RecService, RequestError, RetrieveService
 
 log = logging.getLogger("lmindexer.serve")
 APP = "lmindexer"
@@ -35,9 +37,14 @@ APP = "lmindexer"
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
 class Server:
-    def __init__(self, indexer: str, ids: str, generator: str, limits: dict):
+    def __init__(self, indexer: str, ids: str, generator: str, retriever: str, limits: dict):
         self.ids = IdService.load(indexer, ids, max_text_chars=limits["max_text_chars"], max_batch=limits["max_batch"])
         self.rec = RecService.load(generator, max_k=limits["max_k"]) if generator else None
+        self.search = (
+            RetrieveService.load(retriever, max_k=limits["max_k"], max_query_chars=limits["max_text_chars"])
+            if retriever
+            else None
+        )
         self._assign.set_batch_wait_timeout_s(limits["batch_wait_s"])
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
@@ -51,9 +58,12 @@ class Server:
                 return JSONResponse({"status": "ok"})
             if path == "/describe":
                 rec = self.rec.describe() if self.rec else None
-                return JSONResponse({"ids": self.ids.describe(), "recommend": rec})
-            if path not in ("/assign", "/recommend"):
-                return JSONResponse({"error": f"no endpoint {path}: /assign, /recommend, /health, /describe"}, 404)
+                search = self.search.describe() if self.search else None
+                return JSONResponse({"ids": self.ids.describe(), "recommend": rec, "retrieve": search})
+            if path not in ("/assign", "/recommend", "/retrieve"):
+                return JSONResponse(
+                    {"error": f"no endpoint {path}: /assign, /retrieve, /recommend, /health, /describe"}, 404
+                )
             if request.method != "POST":
                 return JSONResponse({"error": f"{path} takes POST with a JSON body"}, 405)
             body = await _json(request)
@@ -62,6 +72,10 @@ class Server:
                 if isinstance(got, RequestError):
                     raise got
                 return JSONResponse({"ids": got})
+            if path == "/retrieve":
+                if self.search is None:
+                    return JSONResponse({"error": "this server has no retriever (serve.retriever)"}, 404)
+                return JSONResponse({"documents": self.search.retrieve(body.get("query"), body.get("k", 10))})
             if self.rec is None:
                 return JSONResponse({"error": "this server has no recommender (serve.generator)"}, 404)
             return JSONResponse({"items": self.rec.recommend(body.get("history"), body.get("k", 10))})
@@ -85,8 +99,9 @@ def application(cfg: Config):
     for what, path in (("indexer", layout.indexer), ("ID table", os.path.join(layout.ids, "table"))):
         if not os.path.exists(path):
             raise FileNotFoundError(f"no {what} at {path}: run learn-ids and assign-ids first (or `lmindexer run`)")
-    if s.generator and not os.path.exists(s.generator):
-        raise FileNotFoundError(f"serve.generator={s.generator} does not exist")
+    for key in ("generator", "retriever"):
+        if getattr(s, key) and not os.path.exists(getattr(s, key)):
+            raise FileNotFoundError(f"serve.{key}={getattr(s, key)} does not exist")
     limits = {
         "max_text_chars": cfg.data.max_text_chars,
         "max_batch": s.max_batch,
@@ -97,7 +112,7 @@ def application(cfg: Config):
         scaling = {"autoscaling_config": {"min_replicas": s.min_replicas, "max_replicas": s.max_replicas}}
     else:
         scaling = {"num_replicas": s.min_replicas}
-    return Server.options(**scaling).bind(layout.indexer, layout.ids, s.generator, limits)
+    return Server.options(**scaling).bind(layout.indexer, layout.ids, s.generator, s.retriever, limits)
 
 
 def start(cfg: Config) -> str:
@@ -106,7 +121,7 @@ def start(cfg: Config) -> str:
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
     serve.run(application(cfg), name=APP, route_prefix="/", blocking=False)
     url = f"http://{cfg.serve.host}:{cfg.serve.port}"
-    log.info("serve: %s ready at %s (assign, recommend, health, describe)", RunLayout(cfg).ids, url)
+    log.info("serve: %s ready at %s (assign, retrieve, recommend, health, describe)", RunLayout(cfg).ids, url)
     return url
 
 

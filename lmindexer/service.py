@@ -4,9 +4,10 @@
 a new document the next free suffix of its codes. The new rows are written to the table's folder (a parquet file of
 their own, renamed into place whole) before the call returns, under a lock file beside the table, and every call
 first reads the rows other processes added since. So processes that share the folder never hand out one ID twice,
-and a restart loses no acknowledged assignment. `RecService` loads a one-pass recommender (`generator.kind=seqrec`)
-with the items it was trained on and ranks them exactly. A bad request raises `RequestError`, whose text says what
-to change; the service stays usable.
+and a restart loses no acknowledged assignment. `RetrieveService` loads a retrieval generator and decodes a query's
+top-k documents under the trie of its ID table (only IDs that exist). `RecService` loads a one-pass recommender
+(`generator.kind=seqrec`) with the items it was trained on and ranks them exactly. A bad request raises
+`RequestError`, whose text says what to change; the service stays usable.
 
     service = IdService.load("runs/quickstart/indexer", "runs/quickstart/ids")
     service.assign([{"doc_id": "new-1", "text": "Acme kettle 1.7 l; stainless steel"}])
@@ -27,11 +28,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from .downstream.evaluate import beam_search
+from .downstream.splits import pack
+from .downstream.trie import TrieLogitsProcessor, build_trie
+from .ids.infer import EmbedActor
 from .ids.table import read_id_table
 from .ids.unique import sid
+from .models.generator import load_generator
 from .models.indexer import SemanticIndexer
+from .models.pretrained import resolve
 from .models.seqrec import ITEMS_FILE, SeqRec, rank
 from .models.tokenizer import encode_texts
+from .raydata import inference_device
+
+DEFAULT_SOURCE_LENGTH = 64  # generator.max_source_length, for generator folders that do not record theirs
 
 SERVED_PREFIX = "served-"  # table files written by IdService (assign-ids' own files keep their names)
 
@@ -230,3 +240,64 @@ class RecService:
             raise RequestError(f"history: {len(unknown)} unknown item id(s), first {unknown[0]!r}")
         ranked = rank(self.model, [[self.number[h] for h in history]], k)[0]
         return [self.items[n - 1] for n in ranked]
+
+
+class RetrieveService:
+    """The top-k documents for a query, from a retrieval generator (generator.task=retrieval) decoding under the trie
+    of the ID table it was trained on: beam search, so every answer is a document that has an ID."""
+
+    def __init__(self, generator_dir: str, max_k: int = 100, max_query_chars: int = 2000):
+        self.model, self.tokenizer, self.vocab, info = load_generator(generator_dir)
+        self.device = inference_device(False)[0]
+        self.model = self.model.to(self.device).eval()
+        if info.get("task", "retrieval") != "retrieval":
+            raise ValueError(f"{generator_dir} is a {info['task']} generator; /retrieve needs generator.task=retrieval")
+        table = read_id_table(info["ids"])
+        fits = np.asarray(table.suffix) < self.vocab.suffixes  # IDs served since training may need a new suffix
+        targets = self.vocab.tokens(table.codes[fits], table.suffix[fits])
+        self.doc_of = dict(zip(self.vocab.sids(targets), np.asarray(table.doc_ids, dtype=object)[fits]))
+        self.unreachable = int((~fits).sum())  # until the generator is trained again on the grown table
+        trie = build_trie(targets)
+        self.depth = trie["depth"]
+        self.processor = TrieLogitsProcessor(trie, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
+        self.max_k, self.max_query_chars = min(max_k, len(targets)), max_query_chars
+        self.max_source_length = info.get("max_source_length", DEFAULT_SOURCE_LENGTH)
+        self.encoder = None
+        if info.get("encoder"):  # the generator reads the query's embedding by a frozen encoder
+            max_length = info.get("encoder_max_length", 128)
+            self.encoder = EmbedActor("encoder", resolve(info["encoder"]), max_length, bf16=False)
+        self.info = {
+            "documents": len(targets),
+            "documents_without_id_tokens": self.unreachable,
+            "max_k": self.max_k,
+            "ids": info["ids"],
+            "encoder": info.get("encoder"),
+        }
+
+    @classmethod
+    def load(cls, generator_dir: str, **kwargs) -> "RetrieveService":
+        return cls(generator_dir, **kwargs)
+
+    def describe(self) -> dict:
+        return dict(self.info)
+
+    @torch.no_grad()
+    def retrieve(self, query, k: int = 10) -> list[dict]:
+        """[{doc_id, sid, score}] of the k best documents for `query`, best first (score: the ID's length-normalised
+        log-probability under the generator)."""
+        if not isinstance(query, str) or not query.strip():
+            raise RequestError("query: a non-empty string")
+        if len(query) > self.max_query_chars:
+            raise RequestError(f"query: {len(query)} characters; at most {self.max_query_chars}")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.max_k:
+            raise RequestError(f"k: an integer from 1 to {self.max_k}")
+        if self.encoder is not None:
+            emb = self.encoder({"doc_id": np.zeros(1), "text": [query]})["emb"]
+            source = torch.from_numpy(np.asarray(emb, dtype=np.float32))
+        else:
+            enc = encode_texts(self.tokenizer, [query], self.max_source_length, pad="none", special_tokens=False)
+            packed = pack([[enc["input_ids"][0]]], self.max_source_length, self.tokenizer.eos_token_id)
+            source = torch.from_numpy(packed.astype(np.int64))
+        tokens, scores = beam_search(self.model, self.processor, self.depth, k, source.to(self.device), None, True)
+        sids = self.vocab.sids(tokens.cpu().numpy())
+        return [{"doc_id": self.doc_of[s], "sid": s, "score": round(float(x), 4)} for s, x in zip(sids, scores)]

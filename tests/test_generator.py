@@ -139,6 +139,23 @@ def test_seqrec_generator_scores_every_id_in_one_pass(base):
         run(base, "retrieval", "hkmeans", "generator.kind=seqrec", f"generator.output={base}/seqrec-retrieval")
 
 
+def same_as_evaluation(generator: str, base, n: int = 20) -> int:
+    """How many of the first n test queries lmindexer.service.RetrieveService (what /retrieve answers) ranks as
+    `lmindexer evaluate` did; each answer holds k distinct documents of the table, best score first."""
+    from lmindexer.data.generator_data import read_queries
+    from lmindexer.service import RetrieveService
+
+    service, queries = RetrieveService.load(generator), read_queries(os.path.join(base, "demo_source"))
+    preds = pq.read_table(os.path.join(generator, "eval-test", "predictions.parquet")).to_pylist()[:n]
+    same = 0
+    for row in preds:
+        got = service.retrieve(queries[row["key"]], 10)
+        scores = [g["score"] for g in got]
+        assert len({g["doc_id"] for g in got}) == 10 and scores == sorted(scores, reverse=True)
+        same += [g["sid"] for g in got] == list(row["ranked"])
+    return same
+
+
 def test_retrieval_semantic_ids_beat_random_ids(base):
     cfg, semantic = run(base, "retrieval", "hkmeans", "generator.epochs=10")
     _, rand = run(base, "retrieval", "random", "generator.epochs=10")
@@ -154,6 +171,7 @@ def test_retrieval_semantic_ids_beat_random_ids(base):
     assert semantic["eval"]["reference"]["BM25"]["metrics"]["recall@10"] > 0.3  # the demo's queries share words
     with open(os.path.join(semantic["generator"], "generator.json")) as f:
         assert json.load(f)["method"] == "hkmeans"
+    assert same_as_evaluation(semantic["generator"], base) >= 18  # of 20 (ties may reorder a beam)
     again = train_generator(cfg)  # trained already: only evaluates, with the same result
     assert "train" not in again and again["eval"]["metrics"] == semantic["eval"]["metrics"]
     wide = load_config(
@@ -231,5 +249,6 @@ def test_retrieval_generator_reading_a_frozen_encoder(base):
     assert metrics["recall@10"] > 4 * 10 / 400  # four times a random ranking of the 400 documents
     model, _, _, info = load_generator(result["generator"])
     assert isinstance(model, EmbeddingGenerator) and not model.training and info["encoder"] == "minilm-offline"
+    assert same_as_evaluation(result["generator"], base) >= 18  # of 20: one query at a time, as a server embeds it
     with pytest.raises(ConfigError, match="generator.task=retrieval"):
         run(base, "rec", "hkmeans", *enc, f"generator.output={base}/encoder-rec")

@@ -16,8 +16,11 @@ import ray
 from ray import serve
 from test_service import TEXTS, run  # noqa: F401 - the run fixture: an indexer and its ID table
 
-from lmindexer.config import load_config
+from lmindexer.config import ModelConfig, load_config
 from lmindexer.ids.table import read_id_table
+from lmindexer.ids.unique import sid
+from lmindexer.models.backbone import load_backbone
+from lmindexer.models.generator import build_generator
 from lmindexer.models.seqrec import SeqRec, SeqRecConfig, item_rows
 from lmindexer.serve import APP, start
 
@@ -48,11 +51,17 @@ def server(run, tmp_path_factory, ray_session):  # noqa: F811
     model = SeqRec(SeqRecConfig(items=40, rows=count, compose="prefixes", dim=8, layers=1, heads=1, max_len=8), rows)
     model.save_pretrained(root)
     pq.write_table(pa.table({"doc_id": [f"d{i}" for i in range(40)]}), f"{root}/items.parquet")
+    t5, tok = load_backbone(ModelConfig(vocab_size=200), TEXTS)  # an untrained retriever over the same ID table
+    t5.save_pretrained(f"{root}/t5")
+    tok.save_pretrained(f"{root}/t5")
+    spec = read_id_table(ids).spec
+    build_generator(f"{root}/t5", spec, f"{root}/retriever", meta={"task": "retrieval", "ids": ids})
     cfg = load_config(
         overrides=[
             f"output_dir={ids.rsplit('/', 1)[0]}",
             f"serve.port={free_port()}",
             f"serve.generator={root}",
+            f"serve.retriever={root}/retriever",
             "serve.max_batch=4",
             "serve.max_k=20",
             "data.max_text_chars=60",
@@ -74,6 +83,12 @@ def test_endpoints_answer_and_new_ids_are_persisted(server):
     assert len(read_id_table(about["ids"]["table"]).doc_ids) == before + 1  # on disk before the answer came
     status, rec = call(url, "/recommend", {"history": ["d1", "d2"], "k": 5})
     assert status == 200 and len(rec["items"]) == 5 and not {"d1", "d2"} & set(rec["items"])
+    status, found = call(url, "/retrieve", {"query": TEXTS[3], "k": 5})
+    table = read_id_table(about["ids"]["table"])
+    sid_of = {d: sid(c, x) for d, c, x in zip(table.doc_ids, table.codes.tolist(), table.suffix.tolist())}
+    assert status == 200 and len({d["doc_id"] for d in found["documents"]}) == 5
+    assert all(sid_of[d["doc_id"]] == d["sid"] for d in found["documents"])  # only documents of the table
+    assert about["retrieve"]["documents"] == 40
 
 
 @pytest.mark.parametrize(
@@ -85,6 +100,9 @@ def test_endpoints_answer_and_new_ids_are_persisted(server):
         ("/assign", {"documents": [{"doc_id": "s-2", "text": ""}]}, None, None, 400, "non-empty string"),
         ("/assign", {"documents": [{"doc_id": "s-3", "text": "w " * 40}]}, None, None, 400, "at most 60"),
         ("/assign", {"documents": [{"doc_id": f"s{i}", "text": "a"} for i in range(5)]}, None, None, 400, "at most 4"),
+        ("/retrieve", {"q": "kettle"}, None, None, 400, "query: a non-empty string"),
+        ("/retrieve", {"query": "w " * 40}, None, None, 400, "at most 60"),
+        ("/retrieve", {"query": "kettle", "k": 0}, None, None, 400, "k: an integer"),
         ("/recommend", {"history": ["d1", "nope"]}, None, None, 400, "unknown item id"),
         ("/recommend", {"history": ["d1"], "k": 0}, None, None, 400, "k: an integer"),
         ("/recommend", {"history": ["d1"], "k": 21}, None, None, 400, "k: an integer"),

@@ -90,7 +90,7 @@ def prepare(cfg: Config) -> dict:
     fs, files, data = resolve_input(cfg)
     out = RunLayout(cfg).corpus
     out_fs, out_path = storage.filesystem(out, cfg.storage)
-    log.info("prepare: %d input file(s) from %s -> %s", len(files), data.input, out)
+    log.debug("prepare: %d input file(s) from %s -> %s", len(files), data.input, out)
     index = {}
     for i, f in enumerate(files):
         index[f] = index["/" + f.lstrip("/")] = i
@@ -125,7 +125,9 @@ def prepare(cfg: Config) -> dict:
         raise RuntimeError(f"row counts disagree: {summary}")
     storage.write_json(out_fs, storage.join(out_path, SUMMARY), summary)
     log.info(
-        "prepare: read %d, written %d, skipped %s, truncated %d (%.1fs)",
+        "prepare: %s -> %s: read %d, written %d, skipped %s, truncated %d (%.1fs)",
+        data.input,
+        out,
         total,
         written,
         summary["skipped"] or "none",

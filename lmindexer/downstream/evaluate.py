@@ -81,9 +81,10 @@ def source_tensor(sources: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(sources, dtype=kind))
 
 
-def beam_search(model, processor, depth: int, beams: int, input_ids: torch.Tensor, dtype) -> torch.Tensor:
+def beam_search(model, processor, depth: int, beams: int, input_ids: torch.Tensor, dtype, scores: bool = False):
     """[n * beams, depth] ID tokens of the `beams` best IDs of each input, best first, under the trie. `input_ids`
-    are token ids, or embeddings for a generator that reads them."""
+    are token ids, or embeddings for a generator that reads them. With `scores`, also each ID's [n * beams]
+    length-normalised log-probability (the beam score)."""
     if not input_ids.is_floating_point():
         input_ids = trim_padding(input_ids)
     with torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None):
@@ -96,7 +97,11 @@ def beam_search(model, processor, depth: int, beams: int, input_ids: torch.Tenso
             logits_processor=LogitsProcessorList([processor]),
             do_sample=False,
             early_stopping=True,
+            output_scores=scores,
+            return_dict_in_generate=scores,
         )
+    if scores:
+        return out.sequences[:, 1 : 1 + depth], out.sequences_scores.float()
     return out[:, 1 : 1 + depth]
 
 
@@ -210,14 +215,17 @@ def write_evaluation(cfg: Config, path: str, ranked, relevant, keys, relevant_do
         len(ranked),
         " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if not k.startswith("ndcg_binary")),
     )
-    for method, r in reference.items():
+    if reference:  # each reference's figures are in metrics.json; one line of the headline one
+        key = f"recall@{max(g.ks)}"
         log.info(
-            "evaluate %s reference %s: %s (generator minus it, paired: recall@%d %+.4f [%+.4f, %+.4f])",
+            "evaluate %s references, %s (generator minus each, paired): %s",
             g.task,
-            method,
-            " ".join(f"{k}={v:.4f}" for k, v in r["metrics"].items() if k.startswith(("recall@", "ndcg@"))),
-            max(g.ks),
-            *r["paired"][f"recall@{max(g.ks)}"],
+            key,
+            "; ".join(
+                f"{method} {r['metrics'][key]:.4f} ({r['paired'][key][0]:+.4f} [{r['paired'][key][1]:+.4f}, "
+                f"{r['paired'][key][2]:+.4f}])"
+                for method, r in reference.items()
+            ),
         )
     return result
 

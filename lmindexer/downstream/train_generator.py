@@ -121,17 +121,22 @@ def _init(cfg: Config, out: str, table) -> str:
         return init_dir
     indexer = table.summary.get("indexer", "")
     books = indexer_codebooks(indexer, cfg.storage) if g.codebook_init and indexer else None
-    meta = {"task": g.task, "ids": RunLayout(cfg).generator_ids, "method": table.summary.get("method", "")}
+    meta = {
+        "task": g.task,
+        "ids": RunLayout(cfg).generator_ids,
+        "method": table.summary.get("method", ""),
+        "max_source_length": g.max_source_length,  # how a server cuts a query as training did
+    }
     dim = 0  # the width of the encoder's embeddings the generator reads (0: it reads tokens)
     if g.id_softmax:
         meta["id_softmax"] = True
     if g.encoder:
         if g.task != "retrieval":
             raise ConfigError("generator.encoder reads query texts: it is for generator.task=retrieval")
-        meta["encoder"] = g.encoder
+        meta["encoder"], meta["encoder_max_length"] = g.encoder, g.encoder_max_length
         dim = AutoConfig.from_pretrained(resolve(g.encoder, cfg.storage)).hidden_size
     info = build_generator(g.init or RunLayout(cfg).backbone, table.spec, init_dir, books, meta, dim, g.encoder_slots)
-    log.info(
+    log.debug(
         "generator: start model %s with %d ID positions of %d codes and %d suffixes (ID embeddings from %s)",
         info["init"],
         info["num_positions"],
@@ -164,7 +169,14 @@ def train_generator(cfg: Config) -> dict:
         data = build_examples(cfg, tokenizer, vocab, table, "train", embed)
         labels = id_targets(vocab, table, tokenizer.eos_token_id)[data["targets"]]
         summary["train"] = data["counts"]
-        log.info("generator: %d training examples (%s), %d epochs", len(labels), g.task, g.epochs)
+        log.info(
+            "generator: %d training examples (%s), %d epochs, from %s (ID embeddings from %s)",
+            len(labels),
+            g.task,
+            g.epochs,
+            info["init"],
+            "the indexer's codebooks" if info.get("codebook_init") else "random",
+        )
         name = f"generator-{hashlib.sha1(out.encode()).hexdigest()[:10]}"
         per_worker = g.batch_size // cfg.train.num_workers
         if per_worker < 1:

@@ -101,7 +101,9 @@ def encode_rounds(
             fs.delete_dir(info.path)
     finished = {f for fl in committed.values() for f in fl}
     pending = [f for f in files if name_of[f] not in finished]
-    log.info("codes: %d shard(s), %d already done, %d to do", len(files), len(files) - len(pending), len(pending))
+    (log.info if len(pending) < len(files) else log.debug)(
+        "codes: %d shard(s), %d already done, %d to do", len(files), len(files) - len(pending), len(pending)
+    )
     step = max(1, cfg.assign.files_per_round)
     for i in range(0, len(pending), step):
         chunk, start = pending[i : i + step], time.time()

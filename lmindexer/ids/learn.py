@@ -84,7 +84,7 @@ def tokenize_corpus(cfg: Config, backbone: str) -> dict:
     data = {k: np.concatenate([p[k] for p in parts]) for k in ("doc_id", "label", "input_ids")}
     os.makedirs(RunLayout(cfg).learn_work, exist_ok=True)
     np.savez(cache, **data)
-    log.info("learn-ids: tokenised %d documents (max_length %d)", len(data["doc_id"]), cfg.model.max_length)
+    log.debug("learn-ids: tokenised %d documents (max_length %d)", len(data["doc_id"]), cfg.model.max_length)
     return data
 
 

@@ -101,7 +101,7 @@ def load_backbone(cfg: ModelConfig, texts: Iterable[str] | None = None):
     if texts is None:
         raise ValueError("building a backbone from a preset needs the corpus texts to train its tokenizer")
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
-    log.info(
+    log.debug(
         "trained a %d-token tokenizer on the corpus; building a '%s' %s",
         len(tokenizer),
         cfg.preset,

@@ -191,9 +191,16 @@ def run_task(task, train, seed: int, tuned: bool, shard, checkpoint=None, final_
             stop = bool(task.patience) and progress["since_best"] >= task.patience
         shown = (epoch + 1) % max(1, train.log_every_epochs) == 0 or epoch + 1 == task.epochs or stop
         if rank == 0 and shown:
+            stopping = (
+                f"; early stop: {task.monitor} has not improved for {progress['since_best']} epochs (best "
+                f"{progress['best']:.4f} at epoch {progress['best_epoch']})"
+                if stop
+                else ""
+            )
             say(
                 f"[{task.name}] epoch {epoch + 1}/{task.epochs} done: "
                 + " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+                + stopping
             )
         epoch, skip, epoch_steps = epoch + 1, 0, n if not skip else epoch_steps
         progress.update(epoch=epoch, step_in_epoch=0, step=step)
@@ -206,12 +213,6 @@ def run_task(task, train, seed: int, tuned: bool, shard, checkpoint=None, final_
         if due:
             saved_at = time.time()
         if stop:
-            if rank == 0:
-                say(
-                    f"[{task.name}] early stop after epoch {epoch}: {task.monitor} has not improved for "
-                    f"{progress['since_best']} epochs (best {progress['best']:.4f} at epoch "
-                    f"{progress['best_epoch']})"
-                )
             break
     task.finish(engine, rank, progress["history"])
     return progress["history"]
