@@ -476,7 +476,10 @@ class ServeConfig:
     max_replicas: int = opt(1, "replicas Ray Serve may scale up to with the load (above min_replicas: autoscaling)")
     max_batch: int = opt(256, "documents in one /assign request")
     max_k: int = opt(100, "largest k of /recommend and /retrieve")
-    batch_wait_s: float = opt(0.005, "how long a replica waits to batch concurrent /assign requests into one pass")
+    batch_wait_s: float = opt(
+        0.005, "how long a replica waits to batch concurrent /assign (or /retrieve) requests into one pass"
+    )
+    access_log: bool = opt(False, "log every request (Ray Serve's access log)")
 
 
 @dataclass

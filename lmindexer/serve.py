@@ -6,7 +6,8 @@ A thin layer over lmindexer.service (the same calls from Python); each replica l
                      "suffix", "new"}]}: known documents keep their ID; new ones get one, written to the run's table
                      before the answer. Concurrent requests are batched into one indexer pass (serve.batch_wait_s).
     POST /retrieve   {"query": "...", "k": 10} -> {"documents": [{"doc_id", "sid", "score"}]} (with serve.retriever):
-                     beam search under the trie of the table, so every answer is a document with an ID
+                     beam search under the trie of the table, so every answer is a document with an ID; concurrent
+                     queries with the same k decode as one batch
     POST /recommend  {"history": ["item id", ...], "k": 10} -> {"items": [...]} (with serve.generator)
     GET  /health     {"status": "ok"}
     GET  /describe   the loaded run: ID shape, documents with an ID, limits, the recommender's items
@@ -46,10 +47,15 @@ class Server:
             else None
         )
         self._assign.set_batch_wait_timeout_s(limits["batch_wait_s"])
+        self._retrieve.set_batch_wait_timeout_s(limits["batch_wait_s"])
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def _assign(self, requests: list) -> list:
         return self.ids.assign_many(requests)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _retrieve(self, requests: list) -> list:
+        return self.search.retrieve_many(requests)
 
     async def __call__(self, request: Request) -> JSONResponse:
         path = request.url.path.rstrip("/") or "/"
@@ -75,7 +81,10 @@ class Server:
             if path == "/retrieve":
                 if self.search is None:
                     return JSONResponse({"error": "this server has no retriever (serve.retriever)"}, 404)
-                return JSONResponse({"documents": self.search.retrieve(body.get("query"), body.get("k", 10))})
+                got = await self._retrieve(body)
+                if isinstance(got, RequestError):
+                    raise got
+                return JSONResponse({"documents": got})
             if self.rec is None:
                 return JSONResponse({"error": "this server has no recommender (serve.generator)"}, 404)
             return JSONResponse({"items": self.rec.recommend(body.get("history"), body.get("k", 10))})
@@ -119,7 +128,8 @@ def start(cfg: Config) -> str:
     """Start the server on Ray Serve (not blocking) and return its base URL."""
     ensure_ray(cfg)
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
-    serve.run(application(cfg), name=APP, route_prefix="/", blocking=False)
+    logs = {"enable_access_log": cfg.serve.access_log}
+    serve.run(application(cfg), name=APP, route_prefix="/", blocking=False, logging_config=logs)
     url = f"http://{cfg.serve.host}:{cfg.serve.port}"
     log.info("serve: %s ready at %s (assign, retrieve, recommend, health, describe)", RunLayout(cfg).ids, url)
     return url

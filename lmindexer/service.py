@@ -281,23 +281,53 @@ class RetrieveService:
     def describe(self) -> dict:
         return dict(self.info)
 
-    @torch.no_grad()
-    def retrieve(self, query, k: int = 10) -> list[dict]:
-        """[{doc_id, sid, score}] of the k best documents for `query`, best first (score: the ID's length-normalised
-        log-probability under the generator)."""
+    def check(self, request) -> tuple[str, int]:
+        """(query, k) of a request {"query", "k"}, or RequestError naming what is wrong."""
+        if not isinstance(request, dict):
+            raise RequestError("send a JSON object with query and k")
+        query, k = request.get("query"), request.get("k", 10)
         if not isinstance(query, str) or not query.strip():
             raise RequestError("query: a non-empty string")
         if len(query) > self.max_query_chars:
             raise RequestError(f"query: {len(query)} characters; at most {self.max_query_chars}")
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.max_k:
             raise RequestError(f"k: an integer from 1 to {self.max_k}")
-        if self.encoder is not None:
-            emb = self.encoder({"doc_id": np.zeros(1), "text": [query]})["emb"]
-            source = torch.from_numpy(np.asarray(emb, dtype=np.float32))
-        else:
-            enc = encode_texts(self.tokenizer, [query], self.max_source_length, pad="none", special_tokens=False)
-            packed = pack([[enc["input_ids"][0]]], self.max_source_length, self.tokenizer.eos_token_id)
-            source = torch.from_numpy(packed.astype(np.int64))
-        tokens, scores = beam_search(self.model, self.processor, self.depth, k, source.to(self.device), None, True)
-        sids = self.vocab.sids(tokens.cpu().numpy())
-        return [{"doc_id": self.doc_of[s], "sid": s, "score": round(float(x), 4)} for s, x in zip(sids, scores)]
+        return query, k
+
+    def retrieve(self, query, k: int = 10) -> list[dict]:
+        """[{doc_id, sid, score}] of the k best documents for `query`, best first (score: the ID's length-normalised
+        log-probability under the generator; k beams)."""
+        got = self.retrieve_many([{"query": query, "k": k}])[0]
+        if isinstance(got, RequestError):
+            raise got
+        return got
+
+    @torch.no_grad()
+    def retrieve_many(self, requests: list) -> list:
+        """`retrieve` for several requests at once (a server's batch): the queries that ask for the same k decode
+        together; each request's answer, or the RequestError that refuses it (the others go on)."""
+        answers: list = [None] * len(requests)
+        by_k: dict[int, list] = {}
+        for i, request in enumerate(requests):
+            try:
+                query, k = self.check(request)
+                by_k.setdefault(k, []).append((i, query))
+            except RequestError as e:
+                answers[i] = e
+        for k, group in by_k.items():
+            queries = [q for _, q in group]
+            if self.encoder is not None:
+                emb = self.encoder({"doc_id": np.zeros(len(queries)), "text": queries})["emb"]
+                source = torch.from_numpy(np.asarray(emb, dtype=np.float32))
+            else:
+                enc = encode_texts(self.tokenizer, queries, self.max_source_length, pad="none", special_tokens=False)
+                packed = pack([[ids] for ids in enc["input_ids"]], self.max_source_length, self.tokenizer.eos_token_id)
+                source = torch.from_numpy(packed.astype(np.int64))
+            tokens, scores = beam_search(self.model, self.processor, self.depth, k, source.to(self.device), None, True)
+            sids, scores = self.vocab.sids(tokens.cpu().numpy()), scores.cpu().tolist()
+            for j, (i, _) in enumerate(group):
+                answers[i] = [
+                    {"doc_id": self.doc_of[sids[r]], "sid": sids[r], "score": round(scores[r], 4)}
+                    for r in range(j * k, (j + 1) * k)
+                ]
+        return answers

@@ -142,3 +142,19 @@ def test_concurrent_assigns_never_share_an_id_and_survive_a_restart_and_a_killed
     url = start(cfg)
     status, again = call(url, "/assign", {"documents": [{"doc_id": d} for d in list(sids)[-4:]]})
     assert status == 200 and all(not a["new"] and a["sid"] == sids[a["doc_id"]] for a in again["ids"])
+
+
+def test_batched_retrieval_answers_each_query_as_alone(server):
+    """What /retrieve batches (queries of different lengths, padded together) ranks each query as it would alone; a
+    bad request in the batch gets its own error and the others their answers."""
+    from lmindexer.service import RequestError, RetrieveService
+
+    cfg, _ = server
+    service = RetrieveService.load(cfg.serve.retriever, max_k=20, max_query_chars=60)
+    queries = [TEXTS[i] if i % 2 else TEXTS[i].split(" colour")[0] for i in range(8)]
+    batch = service.retrieve_many([{"query": q, "k": 4} for q in queries] + [{"query": ""}, {"query": "a", "k": 7}])
+    assert isinstance(batch[8], RequestError) and len(batch[9]) == 7
+    for q, got in zip(queries, batch):
+        alone = service.retrieve(q, 4)
+        assert [a["sid"] for a in alone] == [b["sid"] for b in got]
+        assert max(abs(a["score"] - b["score"]) for a, b in zip(alone, got)) < 1e-3
