@@ -12,7 +12,7 @@ uniqueness (group by) and verification.
     .venv/bin/python -m bench.assign_throughput --docs 2000    # a quick run
     .venv/bin/python -m bench.assign_throughput --scales 10,100 --actors 2 --json bench_assign_million.json
                                                                # 100,000 and 1,000,000 documents (2 actors)
-    .venv/bin/python -m bench.assign_throughput --scales 1 --actors 1 --ab train.inference_threads=1 \
+    .venv/bin/python -m bench.assign_throughput --scales 1 --actors 1 --ab inference.threads=1 \
         --json bench_assign_threads.json                       # A/B of one setting: 3 rounds at 10,000, 1 actor
 Each size is a synthetic corpus of the embedded demo generator, prepared once under --work and kept.
 """
@@ -154,10 +154,10 @@ def assign(work: Path, base: Path, path: Path, actors: int, docs: int, extra: tu
         f"output_dir={base}",
         f"assign.indexer={path}",
         f"assign.output={out}",
-        f"train.inference_actors={max(1, actors)}",
-        f"train.inference_min_actors={max(1, actors)}",
+        f"inference.actors={max(1, actors)}",
+        f"inference.min_actors={max(1, actors)}",
         f"ray.in_process_rows={docs if actors == 0 else 0}",
-        f"train.inference_batch_size={BATCH}",
+        f"inference.batch_size={BATCH}",
         f"assign.candidates={CANDIDATES}",
         "assign.files_per_round=1000",
         "train.precision=fp32",

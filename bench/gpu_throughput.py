@@ -227,10 +227,10 @@ def main() -> None:
         f"output_dir={work / 'all'}",
         f"assign.indexer={indexer}",
         f"assign.output={out}",
-        "train.inference_actors=1",
-        "train.inference_min_actors=1",
+        "inference.actors=1",
+        "inference.min_actors=1",
         "ray.in_process_rows=0",
-        f"train.inference_batch_size={args.batch}",
+        f"inference.batch_size={args.batch}",
         "assign.files_per_round=1000",
     )
     code_s = sum(float(s) for s in re.findall(r"committed in ([0-9.]+)s", log))

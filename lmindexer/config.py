@@ -252,12 +252,18 @@ class TrainConfig:
     log_every_steps: int = opt(20, "steps between progress lines (0: none within an epoch)")
     log_every_epochs: int = opt(1, "epochs between epoch lines (the last epoch and an early stop always print one)")
     storage_path: str = opt("", "where Ray Train keeps runs and checkpoints (empty: <output_dir>/ray); any URI")
-    inference_actors: int = opt(2, "most actors of the Ray Data pool that embeds and assigns codes")
-    inference_min_actors: int = opt(1, "actors started at once; the pool grows to inference_actors while work waits")
-    inference_batch_size: int = opt(256, "documents per inference batch")
-    inference_threads: int = opt(
+
+
+@dataclass
+class InferenceConfig:
+    """The Ray Data actor pools of batch inference: assign-ids, baseline-ids' embeddings, evaluate's decoding."""
+
+    actors: int = opt(2, "most actors of the Ray Data pool that embeds, assigns codes or decodes")
+    min_actors: int = opt(1, "actors started at once; the pool grows to inference.actors while work waits")
+    batch_size: int = opt(256, "documents per inference batch")
+    threads: int = opt(
         0,
-        "torch threads of each inference actor on CPU (0: the machine's cores over inference_actors, at least 1); "
+        "torch threads of each inference actor on CPU (0: the machine's cores over inference.actors, at least 1); "
         "GPU actors and a step run in process (ray.in_process_rows) keep torch's own",
     )
 
@@ -531,6 +537,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     indexer: IndexerConfig = field(default_factory=IndexerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     assign: AssignConfig = field(default_factory=AssignConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -540,6 +547,9 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
 
 
+MOVED = {  # keys that moved: their old name is an error that names the new one
+    f"train.inference_{k}": f"inference.{k}" for k in ("actors", "min_actors", "batch_size", "threads")
+}
 SHUFFLES = {"sort_shuffle_pull_based", "sort_shuffle_push_based", "hash_shuffle", "shuffle_v2"}
 CHOICES = {
     "data.format": {"auto", "jsonl", "csv", "tsv", "parquet", "beir"},
@@ -611,6 +621,8 @@ def _apply(obj, data: dict, prefix: str = ""):
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in data.items():
         full = prefix + key
+        if full in MOVED:
+            raise ConfigError(f"config key '{full}' is now '{MOVED[full]}'")
         if key not in names:
             near = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.6)
             hint = f"did you mean '{prefix}{near[0]}'? " if near else ""

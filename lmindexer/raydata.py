@@ -90,14 +90,12 @@ def actor_pool(cfg: Config, gpu: bool = True) -> dict:
     GPU clusters; otherwise CPU_ACTOR CPUs and `actor_threads` torch threads (Ray would give a fractional CPU one
     thread, so a single actor on a many-core machine used one core)."""
     gpu = gpu and cfg.train.use_gpu
-    most = max(1, cfg.train.inference_actors)
+    most = max(1, cfg.inference.actors)
     pool = {
-        "compute": ray.data.ActorPoolStrategy(
-            min_size=min(most, max(1, cfg.train.inference_min_actors)), max_size=most
-        ),
+        "compute": ray.data.ActorPoolStrategy(min_size=min(most, max(1, cfg.inference.min_actors)), max_size=most),
         "num_cpus": 0 if gpu else CPU_ACTOR,
         "num_gpus": 1 if gpu else 0,
-        "batch_size": cfg.train.inference_batch_size,
+        "batch_size": cfg.inference.batch_size,
         "batch_format": "numpy",
     }
     if not gpu:  # torch takes its intra-op threads from OMP_NUM_THREADS; Ray merges env_vars with the job's own
@@ -106,15 +104,15 @@ def actor_pool(cfg: Config, gpu: bool = True) -> dict:
 
 
 def actor_threads(cfg: Config, cores: int) -> int:
-    """torch threads of each CPU inference actor: train.inference_threads, or (0) the `cores` shared by the pool's
+    """torch threads of each CPU inference actor: inference.threads, or (0) the `cores` shared by the pool's
     most actors."""
-    return cfg.train.inference_threads or worker_threads(CPU_ACTOR, cfg.train.inference_actors, cores)
+    return cfg.inference.threads or worker_threads(CPU_ACTOR, cfg.inference.actors, cores)
 
 
 def spread(ds: "ray.data.Dataset", cfg: Config) -> "ray.data.Dataset":
     """Blocks of a few batches each, streamed: Ray Data reads many small files as one block, and a block goes to a
     single actor, so without this one actor of the pool does all the work."""
-    return ds.repartition(target_num_rows_per_block=cfg.train.inference_batch_size * 4)
+    return ds.repartition(target_num_rows_per_block=cfg.inference.batch_size * 4)
 
 
 def in_process(cfg: Config, rows: int) -> bool:
@@ -138,7 +136,7 @@ def map_files(cfg: Config, files: list, fs, columns: list | None, actor, kwargs:
         return rows
     model, parts = actor(**kwargs), []
     progress = Progress(f"{getattr(actor, '__name__', 'batch step')} (in process)", rows)
-    for batch in storage.read_batches(fs, files, columns, cfg.train.inference_batch_size):
+    for batch in storage.read_batches(fs, files, columns, cfg.inference.batch_size):
         parts.append(BlockAccessor.batch_to_block(model(as_numpy(pa.Table.from_batches([batch])))))
         progress.update(batch.num_rows)
     if parts:
@@ -226,7 +224,7 @@ def map_rows(cfg: Config, actor, kwargs: dict, order_by: str = "row", gpu: bool 
             parts.append(part)
             progress.update(len(part[order_by]))
     else:
-        model, size = actor(**kwargs), max(1, cfg.train.inference_batch_size)
+        model, size = actor(**kwargs), max(1, cfg.inference.batch_size)
         for i in range(0, n, size):
             parts.append(
                 model({"row": np.arange(i, min(n, i + size)), **{k: v[i : i + size] for k, v in arrays.items()}})

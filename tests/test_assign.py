@@ -131,7 +131,7 @@ def test_partitions_grow_with_rows_past_partition_rows():
 
 def test_cpu_actors_take_their_share_of_the_cores(ray_session):
     """A CPU inference actor reserves half a CPU, for which Ray would give torch one thread: it runs with
-    train.inference_threads, by default the machine's cores over the pool's most actors."""
+    inference.threads, by default the machine's cores over the pool's most actors."""
     import ray.data
 
     from lmindexer.raydata import actor_pool, actor_threads
@@ -143,12 +143,12 @@ def test_cpu_actors_take_their_share_of_the_cores(ray_session):
             return {"threads": np.full(len(batch["id"]), torch.get_num_threads())}
 
     cores = os.cpu_count() or 1
-    cfg = load_config(overrides=["train.inference_actors=1"])
+    cfg = load_config(overrides=["inference.actors=1"])
     ds = ray.data.range(8).map_batches(Threads, **{**actor_pool(cfg, gpu=False), "batch_size": 8})
     assert set(ds.to_pandas()["threads"]) == {actor_threads(cfg, cores)} == {cores}
-    assert actor_threads(load_config(overrides=["train.inference_actors=2"]), 16) == 8
-    assert actor_threads(load_config(overrides=["train.inference_actors=4"]), 2) == 1
-    assert actor_threads(load_config(overrides=["train.inference_threads=3"]), 2) == 3
+    assert actor_threads(load_config(overrides=["inference.actors=2"]), 16) == 8
+    assert actor_threads(load_config(overrides=["inference.actors=4"]), 2) == 1
+    assert actor_threads(load_config(overrides=["inference.threads=3"]), 2) == 3
 
 
 def test_incremental_indexing_keeps_old_ids(indexed, tmp_path):

@@ -10,12 +10,20 @@ import pytest
 import ray
 import torch
 
-from lmindexer.config import load_config
+from lmindexer.config import CHOICES, load_config
 from lmindexer.data.prepare import prepare
 from lmindexer.eval.metrics import ami
 from lmindexer.ids.baseline_ids import baseline_ids
 from lmindexer.init_model import init_model
-from lmindexer.quantizers import RQVAE, HierarchicalKMeans, ResidualKMeans, load_method, random_codes, save_method
+from lmindexer.quantizers import (
+    METHODS,
+    RQVAE,
+    HierarchicalKMeans,
+    ResidualKMeans,
+    load_method,
+    random_codes,
+    save_method,
+)
 
 
 def blobs(n=600, k=6, d=8, seed=0):
@@ -63,6 +71,27 @@ def test_random_ids_are_stable_and_in_range():
     a = random_codes(["x", "y", "z"], 16, 3, seed=1)
     assert a.shape == (3, 3) and a.max() < 16 and (a == random_codes(["x", "y", "z"], 16, 3, seed=1)).all()
     assert not (a == random_codes(["x", "y", "z"], 16, 3, seed=2)).all()
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_registered_method_fits_encodes_saves_and_loads(name, tmp_path):
+    """One interface for every ID method (the registry baseline-ids picks from): fitted by `fit` (or, marked
+    `trained`, by its training run: here its initial state), it encodes what it `reads`, and load_method gives back
+    a method that encodes the same."""
+    kind, (x, _) = METHODS[name], blobs(d=16)
+    inputs = x if kind.reads == "emb" else np.array([f"d{i}" for i in range(len(x))])
+    if getattr(kind, "trained", False):
+        method = kind(16, [8], 4, 6, 3)
+    else:
+        method = kind.fit(x if kind.reads == "emb" else None, 6, 3, 50, 0)
+    codes, cand, score = method.encode(inputs, 2)
+    assert codes.shape == (600, 3) and 0 <= int(codes.min()) and int(codes.max()) < 6 and len(cand) == len(score)
+    fs = pafs.LocalFileSystem()
+    meta = {"num_positions": 3, "codebook_size": 6, **getattr(method, "meta", {})}
+    save_method(fs, str(tmp_path / name), method, meta)
+    loaded, meta = load_method(fs, str(tmp_path / name))
+    assert meta["method"] == name and torch.equal(loaded.encode(inputs, 2)[0], codes)
+    assert CHOICES["baseline.method"] == set(METHODS)  # the config offers exactly the registered methods
 
 
 def test_rqvae_learns_to_reconstruct():

@@ -59,6 +59,12 @@ def test_an_unknown_key_suggests_the_near_one():
     assert "did you mean" not in str(err.value)
 
 
+def test_a_moved_key_names_its_new_place():
+    with pytest.raises(ConfigError, match=r"'train.inference_actors' is now 'inference.actors'"):
+        load_config(overrides=["train.inference_actors=3"])
+    assert load_config(overrides=["inference.actors=3"]).inference.actors == 3
+
+
 def test_ray_data_settings_reach_this_process():
     """The shuffle and the parquet reader the config names are what Ray Data in this process (driver or Tune trial)
     then uses; Ray 2.60's own defaults are the actor-based shuffle and the V2 reader."""

@@ -2,8 +2,9 @@
 
 1. Embed: every document -> a vector (mean-pooled T5 encoder in a Ray Data actor pool, or a corpus field), written
    once to <out>/_emb/ (random IDs need no vectors).
-2. Fit: k-means methods on a seeded sample of the vectors; RQ-VAE with Ray Train over all of them. Saved to
-   <out>/method/.
+2. Fit: the method named by baseline.method from the registry (lmindexer.quantizers.METHODS): k-means methods on a
+   seeded sample of the vectors, random IDs on nothing but the seed, RQ-VAE with Ray Train over all of them. Saved
+   to <out>/method/.
 3. Codes in committed rounds, then unique IDs, both shared with assign-ids (resumable, verified counts; the
    collision strategies and incremental indexing work the same).
 """
@@ -24,7 +25,7 @@ from ..config import Config, ConfigError
 from ..init_model import init_model
 from ..models.pretrained import resolve
 from ..paths import RunLayout
-from ..quantizers import HierarchicalKMeans, ResidualKMeans, load_method, random_codes, save_method
+from ..quantizers import METHODS, load_method, save_method
 from ..raydata import in_process, map_files, read_numpy, train_rows
 from ..train.loop import fit
 from .assign import codes_table, encode_rounds, make_unique
@@ -35,24 +36,19 @@ log = logging.getLogger("lmindexer.baselines")
 
 
 class MethodActor:
-    """Codes and last-level candidates for a batch of vectors (or of doc_ids, for random IDs)."""
+    """Codes and last-level candidates for a batch of what the saved method reads (vectors, or doc_ids)."""
 
-    def __init__(
-        self, method_dir: str, storage_cfg, candidates: int, num_positions: int, codebook_size: int, seed: int
-    ):
-        self.k, self.num_positions, self.codebook_size, self.seed = candidates, num_positions, codebook_size, seed
-        self.method = None
-        if method_dir:
-            fs, path = storage.filesystem(method_dir, storage_cfg)
-            self.method, _ = load_method(fs, path)
+    def __init__(self, method_dir: str, storage_cfg, candidates: int):
+        fs, path = storage.filesystem(method_dir, storage_cfg)
+        self.method, _ = load_method(fs, path)
+        self.k = candidates
 
     @torch.no_grad()
     def __call__(self, batch: dict) -> pa.Table:
-        if self.method is None:
-            codes = torch.from_numpy(random_codes(batch["doc_id"], self.codebook_size, self.num_positions, self.seed))
-            cand, score = codes[:, -1:], torch.zeros(len(codes), 1)
-        else:
-            codes, cand, score = self.method.encode(torch.from_numpy(np.asarray(batch["emb"], np.float32)), self.k)
+        x = batch[self.method.reads]
+        if self.method.reads == "emb":
+            x = torch.from_numpy(np.asarray(x, np.float32))
+        codes, cand, score = self.method.encode(x, self.k)
         return codes_table(batch["doc_id"], codes, cand, score)
 
 
@@ -79,12 +75,19 @@ def embed_corpus(cfg: Config, fs, out: str) -> int:
 
 
 def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
-    """Fit the configured method on the vectors and save it under <out>/method; a saved one is reused."""
+    """Fit the configured method (on the vectors, where it reads them) and save it under <out>/method; a saved one
+    is reused."""
     b, ic = cfg.baseline, cfg.indexer
+    kind = METHODS[b.method]
     uri = storage.join(RunLayout(cfg).baseline_ids, "method")
+    meta = {"codebook_size": ic.codebook_size, "num_positions": ic.num_positions}
     if storage.exists(fs, storage.join(out, "method", "method.json")):
         return uri
     start = time.time()
+    if kind.reads != "emb":  # random IDs: nothing to fit on
+        method = kind.fit(None, ic.codebook_size, ic.num_positions, ic.kmeans_iters, cfg.seed)
+        save_method(fs, storage.join(out, "method"), method, meta)
+        return uri
     if in_process(cfg, rows):
         emb = read_numpy(fs, storage.join(out, "_emb"), ["emb"])["emb"]
         if rows > b.fit_sample:
@@ -107,8 +110,8 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
         len(sample),
         sample.shape[1],
     )
-    meta = {"codebook_size": ic.codebook_size, "num_positions": ic.num_positions, "dim": int(sample.shape[1])}
-    if b.method == "rqvae":
+    meta["dim"] = int(sample.shape[1])
+    if getattr(kind, "trained", False):  # RQ-VAE: a Ray Train run over every vector
         task = RqvaeTask(
             init=init_state(sample, cfg),
             out_dir=uri,
@@ -126,7 +129,6 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
             data = ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).select_columns(["emb"])
         fit(cfg, task, data)
     else:
-        kind = HierarchicalKMeans if b.method == "hkmeans" else ResidualKMeans
         method = kind.fit(sample, ic.codebook_size, ic.num_positions, ic.kmeans_iters, cfg.seed)
         save_method(fs, storage.join(out, "method"), method, meta)
     log.info("baseline-ids: %s fitted in %.1fs", b.method, time.time() - start)
@@ -137,15 +139,9 @@ def baseline_ids(cfg: Config) -> dict:
     start, b, ic = time.time(), cfg.baseline, cfg.indexer
     uri = RunLayout(cfg).baseline_ids
     fs, out = storage.filesystem(uri, cfg.storage)
-    kwargs = {
-        "storage_cfg": cfg.storage,
-        "candidates": cfg.assign.candidates,
-        "num_positions": ic.num_positions,
-        "codebook_size": ic.codebook_size,
-        "seed": cfg.seed,
-        "method_dir": "",
-    }
-    if b.method == "random":
+    kwargs = {"storage_cfg": cfg.storage, "candidates": cfg.assign.candidates}
+    if METHODS[b.method].reads == "doc_id":  # random IDs: from the corpus' doc_ids, no vectors
+        kwargs["method_dir"] = fit_method(cfg, fs, out, 0)
         src_fs, src = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
         columns = ["doc_id"]
     else:

@@ -212,7 +212,7 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
             dropout=cfg.model.dropout,
             tokens=tokens,
             labels=ray.put(data["label"]),
-            inference_batch_size=cfg.train.inference_batch_size,
+            inference_batch_size=cfg.inference.batch_size,
             bf16=cfg.train.precision != "fp32",
             rerun=bool(only),
         )

@@ -1,10 +1,11 @@
-"""ID methods behind one interface, one module each: hierarchical k-means (hkmeans), residual k-means (rkmeans),
-RQ-VAE (rqvae; trained by lmindexer/ids/rqvae_training.py) and random IDs. LMIndexer's own learned codebooks are the
-indexer's (lmindexer/models/codebook.py).
+"""ID methods behind one interface, one module each, in one registry (METHODS, by name): hierarchical k-means
+(hkmeans), residual k-means (rkmeans), RQ-VAE (rqvae) and random IDs. LMIndexer's own learned codebooks are the
+indexer's (lmindexer/models/codebook.py; learn-ids fits it, assign-ids encodes with it).
 
-A method maps embeddings [n, d] to codes [n, T] in 0..K-1, plus the k best last-level codes and their scores (minus
-squared distance) that rebalancing uses. The k-means methods fit on a sample and then encode any number of
-documents; every method saves as method.json + method.safetensors, so actors on any node can load it.
+A method is fitted (`fit` on a sample in-process; RQ-VAE, marked `trained`, by a Ray Train run in
+lmindexer/ids/rqvae_training.py), maps what it `reads` (embeddings [n, d], or doc_ids for random IDs) to codes
+[n, T] in 0..K-1 plus the k best last-level codes and their scores (minus squared distance) that rebalancing uses,
+and saves as method.json + method.safetensors (save_method / load_method), so actors on any node can load it.
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ from safetensors.torch import save as save_tensors
 
 from .. import storage
 from .hkmeans import HierarchicalKMeans
-from .random import random_codes
+from .random import RandomIds, random_codes
 from .rkmeans import ResidualKMeans
 from .rqvae import RQVAE
 
-METHODS = {m.name: m for m in (HierarchicalKMeans, ResidualKMeans, RQVAE)}
+METHODS = {m.name: m for m in (HierarchicalKMeans, ResidualKMeans, RQVAE, RandomIds)}
 __all__ = [
     "IdMethod",
     "METHODS",
     "HierarchicalKMeans",
     "ResidualKMeans",
     "RQVAE",
+    "RandomIds",
     "random_codes",
     "save_method",
     "load_method",
@@ -36,8 +38,14 @@ __all__ = [
 
 class IdMethod(Protocol):
     name: str
+    reads: str  # the batch column encode takes: "emb" (vectors) or "doc_id"
 
-    def encode(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @classmethod
+    def fit(cls, x: torch.Tensor, codebook_size: int, num_positions: int, iters: int, seed: int) -> "IdMethod":
+        """The method fitted on a sample x [n, d] (methods marked `trained` are fitted by a training run)."""
+        ...
+
+    def encode(self, x, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(codes [n, T], the k best last-level codes [n, k], their scores [n, k])."""
         ...
 

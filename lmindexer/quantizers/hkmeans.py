@@ -16,6 +16,7 @@ class HierarchicalKMeans:
     keeps each point as its own centre, so small clusters split into single documents."""
 
     name = "hkmeans"
+    reads = "emb"
 
     def __init__(self, nodes: dict[str, torch.Tensor], num_positions: int):
         self.nodes, self.num_positions = nodes, num_positions

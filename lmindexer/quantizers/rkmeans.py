@@ -10,6 +10,7 @@ from .kmeans import residual_encode, residual_fit
 
 class ResidualKMeans:
     name = "rkmeans"
+    reads = "emb"
 
     def __init__(self, books: list[torch.Tensor]):
         self.books = books

@@ -26,6 +26,8 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 
 class RQVAE(nn.Module):
     name = "rqvae"
+    reads = "emb"
+    trained = True  # fitted by a training run (lmindexer/ids/rqvae_training.py on Ray Train), not by `fit`
 
     def __init__(
         self, dim: int, hidden: list[int], latent: int, codebook_size: int, num_positions: int, beta: float = 0.25
