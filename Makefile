@@ -23,7 +23,7 @@ test: lint
 	$(VENV)/bin/python -m bench.results --check
 	$(VENV)/bin/python -m pytest tests
 
-test-fast: install  # the tests that need no Ray (pure code, math, config, models): about two minutes
+test-fast: install  # the tests that need no Ray (pure code, math, config, models): about a minute
 	LMINDEXER_TESTS=fast $(VENV)/bin/python -m pytest -q tests
 
 demo: install

@@ -470,6 +470,75 @@ def ids_section(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seeds_verdict(paired: dict) -> str:
+    """above/below only where every seed's paired interval excludes 0 on the same side."""
+    cis = [p["ci"] for p in paired.values()]
+    if all(lo > 0 for lo, _ in cis):
+        return "above"
+    if all(hi < 0 for _, hi in cis):
+        return "below"
+    return "not separated"
+
+
+TARGET_AMI_LEAD, TARGET_SUFFIX = 0.02, 0.05  # the recipe's goal: this lead over whole-text k-means, this few suffixes
+
+
+def ids_seeds_section(data: dict) -> str:
+    """bench/id_seeds.py: the learned first code over seeds beside MiniLM + k-means at the same perplexity, on the
+    recipe's cut text and on the whole text."""
+    label, s = data["label"], data["summary"]
+    ours = s["lmindexer"]
+    whole = next(n for n in data["paired_first_code_ami"] if "whole" in n)
+    lead = [p["ami_diff"] for p in data["paired_first_code_ami"][whole].values()]
+    met = min(lead) >= TARGET_AMI_LEAD and ours["suffix_share"]["max"] <= TARGET_SUFFIX
+    lines = [
+        f"**The learned first code against MiniLM + k-means at the same perplexity, {data['seeds']} seed(s)**: "
+        + "; ".join(f"{seeds_verdict(p)} {n}" for n, p in data["paired_first_code_ami"].items())
+        + f". The goal (at least +{TARGET_AMI_LEAD} AMI over whole-text k-means in every seed, at most "
+        f"{TARGET_SUFFIX:.0%} of items needing a suffix) is {'met' if met else 'not met'}: the lead is "
+        f"{min(lead):+.4f} to {max(lead):+.4f}, the suffix share {ours['suffix_share']['min']:.1%} to "
+        f"{ours['suffix_share']['max']:.1%}.",
+        "",
+        f"{data['items']:,} items of `{Path(data['corpus']).name}`; LMIndexer runs {', '.join(data['runs'])} (seed = "
+        f"position in that list), each reading {data['recipe_max_length']} tokens of an item. The controls: MiniLM's "
+        "mean-pooled embedding and hierarchical k-means with the recipe's T and K, the first level's K chosen so its "
+        f"perplexity matches the learned first code's mean ({data['target_perplexity']}), on text cut at "
+        f"{data['recipe_max_length']} tokens and on the whole text (up to {data['full_text_max_length']}), one "
+        "k-means seed per LMIndexer seed. Mean over seeds with the lowest and highest; measured "
+        f"{data['date']} at commit {data['commit']} on {data['machine']} (`{data['command']}`).",
+        "",
+        f"| IDs | first-code AMI vs {label} | "
+        + " | ".join(f"AMI vs {f}" for f in data["labels"] if f != label)
+        + " | first-level perplexity | items needing a suffix |",
+        "|---|---:|" + "---:|" * (len(data["labels"]) - 1) + "---:|---:|",
+    ]
+
+    def cell(m: dict, pct: bool = False) -> str:
+        f = (lambda x: f"{x:.1%}") if pct else (lambda x: f"{x:.4f}" if x < 10 else f"{x:.1f}")
+        return f"{f(m['mean'])} ({f(m['min'])}-{f(m['max'])})"
+
+    for name, m in s.items():
+        others = " | ".join(cell(m[f"ami_{f}"]) for f in data["labels"] if f != label)
+        lines.append(
+            f"| {name} | {cell(m[f'ami_{label}'])} | {others} | {cell(m['perplexity'])} | "
+            f"{cell(m['suffix_share'], True)} |"
+        )
+    lines += [
+        "",
+        f"Paired, per seed: the learned first code's AMI against {label} minus the control's (the same seed), 95% "
+        f"interval from {data['boot']} random halves of the items.",
+        "",
+        "| versus | "
+        + " | ".join(f"seed {k}" for k in next(iter(data["paired_first_code_ami"].values())))
+        + " | verdict |",
+        "|---|" + "---:|" * data["seeds"] + "---|",
+    ]
+    for name, by_seed in data["paired_first_code_ami"].items():
+        cells = " | ".join(f"{p['ami_diff']:+.4f} [{p['ci'][0]:+.4f}, {p['ci'][1]:+.4f}]" for p in by_seed.values())
+        lines.append(f"| {name} | {cells} | {seeds_verdict(by_seed)} |")
+    return "\n".join(lines) + "\n"
+
+
 def serve_section(data: dict) -> str:
     """bench/serve_load.py: requests/s and latency of each endpoint over the loopback, beside in-process calls."""
     lines = [
@@ -522,6 +591,13 @@ SECTIONS = [
         3,
     ),
     Section("ids-beauty.json", "ID quality on Amazon Beauty", ids_section, "python -m bench.id_quality"),
+    Section(
+        "ids-beauty-seeds.json",
+        "The learned first code over seeds, against k-means on cut and whole text",
+        ids_seeds_section,
+        "python -m bench.id_seeds",
+        3,
+    ),
     Section(
         "ids-dbpedia.json",
         "ID quality on DBpedia-14",
@@ -615,6 +691,22 @@ def scoreboard_rows() -> list[tuple[str, str, str, str, str]]:
                 cell(rival),
                 f"{p['ami_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]",
                 _verdict(lo, hi),
+            )
+        )
+    seeds = _load("ids-beauty-seeds.json")
+    if seeds:
+        whole = next(n for n in seeds["paired_first_code_ami"] if "whole" in n)
+        label, s, paired = seeds["label"], seeds["summary"], seeds["paired_first_code_ami"][whole]
+        diffs = [p["ami_diff"] for p in paired.values()]
+        lows, highs = [p["ci"][0] for p in paired.values()], [p["ci"][1] for p in paired.values()]
+        rows.append(
+            (
+                f"The learned first code over {seeds['seeds']} seed(s), AMI vs {label}",
+                f"lmindexer: {s['lmindexer'][f'ami_{label}']['mean']:.4f} "
+                f"({s['lmindexer']['suffix_share']['mean']:.1%} need a suffix)",
+                f"{whole}, same perplexity: {s[whole][f'ami_{label}']['mean']:.4f}",
+                f"{min(diffs):+.4f} to {max(diffs):+.4f} by seed [lowest {min(lows):+.4f}, highest {max(highs):+.4f}]",
+                seeds_verdict(paired),
             )
         )
     exact = _load("exact-scoring.json")

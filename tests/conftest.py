@@ -67,8 +67,11 @@ def shared_data(rel: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ray_session():
-    ensure_ray(load_config(overrides=["ray.num_cpus=4"]))
+def ray_session(request):
+    """The module's local Ray, without the dashboard (seconds of start-up each) unless the module sets
+    RAY_DASHBOARD = True: Ray Tune's trials need it (their placement-group cleaner asks its State API)."""
+    dashboard = bool(getattr(request.module, "RAY_DASHBOARD", False))
+    ensure_ray(load_config(overrides=["ray.num_cpus=4", f"ray.dashboard={str(dashboard).lower()}"]))
     yield
 
 

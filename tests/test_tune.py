@@ -17,6 +17,7 @@ from lmindexer.config import ConfigError, load_config
 from lmindexer.tune import search_space, tune_search
 
 pytestmark = pytest.mark.slow
+RAY_DASHBOARD = True  # the trials' placement-group cleaner asks the dashboard's State API
 ROOT = Path(__file__).resolve().parents[1]
 
 

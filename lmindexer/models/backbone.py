@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Iterable
 
 from torch import nn
@@ -79,10 +80,26 @@ def load_backbone_model(path: str, kind: str, dropout: float | None = None) -> n
             path, **({} if dropout is None else {"dropout_rate": dropout})
         )
     kwargs = {} if dropout is None else {"hidden_dropout_prob": dropout}
+    if _has_pooler(path):  # loaded whole (no report of unexpected weights), then the pooler is dropped
+        model = AutoModel.from_pretrained(path, **kwargs)
+        if getattr(model, "pooler", None) is not None:
+            model.pooler = None
+        return model
     try:
         return AutoModel.from_pretrained(path, add_pooling_layer=False, **kwargs)
     except TypeError:  # a model without a pooler
         return AutoModel.from_pretrained(path, **kwargs)
+
+
+def _has_pooler(path: str) -> bool:
+    """Whether the checkpoint in `path` holds pooler weights (a safetensors file's header; False otherwise)."""
+    from safetensors import safe_open
+
+    file = os.path.join(path, "model.safetensors")
+    if not os.path.exists(file):
+        return False
+    with safe_open(file, "pt") as f:
+        return any(k.startswith("pooler.") or ".pooler." in k for k in f.keys())
 
 
 def load_backbone(cfg: ModelConfig, texts: Iterable[str] | None = None):
