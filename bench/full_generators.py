@@ -89,7 +89,7 @@ SETS = {
             "generator.batch_size=256",
             "generator.val_examples=2000",
             "generator.patience=2",
-            "generator.sasrec_epochs=0",  # bench/reference.py --sasrec trains the SASRec row (50 epochs)
+            "evaluate.sasrec_epochs=0",  # bench/reference.py --sasrec trains the SASRec row (50 epochs)
         ],
     },
     "scifact": {
@@ -121,7 +121,7 @@ SETS = {
         ],
     },
 }
-EVAL = ["generator.ks=[1,5,10]", "generator.eval_split=test", "generator.max_eval=0"]
+EVAL = ["evaluate.ks=[1,5,10]", "evaluate.split=test", "evaluate.max_queries=0"]
 OUT = ROOT / "runs" / "bench-full-generators.json"
 COLUMNS = ["recall@5", "ndcg@5", "recall@10", "ndcg@10"]
 

@@ -60,8 +60,8 @@ SETS = {
             "generator.epochs=10",
             "generator.lr=3e-3",
             "generator.batch_size=128",
-            "generator.ks=[1,5,10]",
-            "generator.eval_split=test",
+            "evaluate.ks=[1,5,10]",
+            "evaluate.split=test",
         ],
     },
     "beauty": {
@@ -78,10 +78,10 @@ SETS = {
             "generator.epochs=3",
             "generator.lr=3e-3",
             "generator.batch_size=256",
-            "generator.max_eval=2000",
-            "generator.ks=[1,5,10]",
-            "generator.eval_split=test",
-            "generator.sasrec_epochs=0",  # bench/reference.py --sasrec trains the SASRec row
+            "evaluate.max_queries=2000",
+            "evaluate.ks=[1,5,10]",
+            "evaluate.split=test",
+            "evaluate.sasrec_epochs=0",  # bench/reference.py --sasrec trains the SASRec row
         ],
     },
 }

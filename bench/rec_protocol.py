@@ -71,9 +71,9 @@ GENERATOR = [
     "generator.dropout=0.2",
     "generator.val_examples=2000",  # validation recall@10 after every epoch, the best epoch kept
     "generator.patience=5",
-    "generator.sasrec_epochs=0",  # SASRec is a row of its own here, once per seed, with the same validation
-    "generator.ks=[5,10]",
-    "generator.eval_split=test",
+    "evaluate.sasrec_epochs=0",  # SASRec is a row of its own here, once per seed, with the same validation
+    "evaluate.ks=[5,10]",
+    "evaluate.split=test",
     "train.log_every_steps=0",
 ]
 SASREC_EPOCHS, SASREC_DROPOUT = 50, 0.5
@@ -221,8 +221,8 @@ def sasrec_row(seed: int, patience: int | None, data: Path, parts: dict, number:
     path = folder.with_suffix(".json")
     if path.exists():
         return json.loads(path.read_text())
-    cfg = load_config(CONFIG, GENERATOR + [f"seed={seed}", f"generator.sasrec_epochs={SASREC_EPOCHS}"])
-    settings = sasrec_settings(cfg.generator)
+    cfg = load_config(CONFIG, GENERATOR + [f"seed={seed}", f"evaluate.sasrec_epochs={SASREC_EPOCHS}"])
+    settings = sasrec_settings(cfg.generator, cfg.evaluate)
     settings.dropout = SASREC_DROPOUT
     held = sample(parts["valid"], cfg.generator.val_examples, seed)  # the generator's validation users
     validation = (

@@ -410,19 +410,6 @@ class GeneratorConfig:
         "(0: no validation, the last epoch's weights)",
     )
     patience: int = opt(3, "epochs without a better validation recall@<largest K> before training stops (0: never)")
-    eval_split: str = opt(
-        "test", "retrieval: the qrels split evaluated; rec: test (last item) or valid (second to last)"
-    )
-    max_eval: int = opt(0, "evaluate a seeded sample of this many queries or users (0: all)")
-    sasrec_epochs: int = opt(
-        30,
-        "rec: epochs of the SASRec reference row that evaluate trains (Ray Train) on the training sequences "
-        "and ranks beside the generator (0: no SASRec row); it reads max_history items, seqrec_dim wide, "
-        "seqrec_layers deep, learning rate 1e-3, batch 128",
-    )
-    sasrec_dropout: float = opt(0.5, "rec: dropout of the SASRec reference (0.5 for sparse data, as its paper)")
-    ks: list = opt([1, 5, 10], "cut-offs K of Recall/NDCG/MRR/hit@K")
-    num_beams: int = opt(0, "beam width of the trie-constrained beam search (0: the largest K); never below it")
     run_tasks: list = opt(
         [],
         "tasks (retrieval, rec) `lmindexer run` trains and evaluates a generator for after the "
@@ -433,6 +420,24 @@ class GeneratorConfig:
     def model_kind(self) -> str:
         """`kind` with auto resolved: seqrec for rec, t5 for retrieval."""
         return ("seqrec" if self.task == "rec" else "t5") if self.kind == "auto" else self.kind
+
+
+@dataclass
+class EvaluateConfig:
+    """`lmindexer evaluate`, and the evaluation after train-generator: which examples, the cut-offs, the decoding,
+    and the SASRec reference row (rec)."""
+
+    split: str = opt("test", "retrieval: the qrels split evaluated; rec: test (last item) or valid (second to last)")
+    max_queries: int = opt(0, "evaluate a seeded sample of this many queries or users (0: all)")
+    ks: list = opt([1, 5, 10], "cut-offs K of Recall/NDCG/MRR/hit@K (the largest also monitors validation)")
+    num_beams: int = opt(0, "beam width of the trie-constrained beam search (0: the largest K); never below it")
+    sasrec_epochs: int = opt(
+        30,
+        "rec: epochs of the SASRec reference row that evaluate trains (Ray Train) on the training sequences "
+        "and ranks beside the generator (0: no SASRec row); it reads generator.max_history items, "
+        "generator.seqrec_dim wide, generator.seqrec_layers deep, learning rate 1e-3, batch 128",
+    )
+    sasrec_dropout: float = opt(0.5, "rec: dropout of the SASRec reference (0.5 for sparse data, as its paper)")
 
 
 @dataclass
@@ -541,6 +546,7 @@ class Config:
     assign: AssignConfig = field(default_factory=AssignConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
@@ -548,7 +554,10 @@ class Config:
 
 
 MOVED = {  # keys that moved: their old name is an error that names the new one
-    f"train.inference_{k}": f"inference.{k}" for k in ("actors", "min_actors", "batch_size", "threads")
+    **{f"train.inference_{k}": f"inference.{k}" for k in ("actors", "min_actors", "batch_size", "threads")},
+    "generator.eval_split": "evaluate.split",
+    "generator.max_eval": "evaluate.max_queries",
+    **{f"generator.{k}": f"evaluate.{k}" for k in ("ks", "num_beams", "sasrec_epochs", "sasrec_dropout")},
 }
 SHUFFLES = {"sort_shuffle_pull_based", "sort_shuffle_push_based", "hash_shuffle", "shuffle_v2"}
 CHOICES = {

@@ -66,7 +66,7 @@ def objective_of(cfg: Config) -> str:
     if cfg.tune.objective:
         return cfg.tune.objective
     if cfg.tune.target == "generator":
-        return f"recall@{max(cfg.generator.ks)}"
+        return f"recall@{max(cfg.evaluate.ks)}"
     return "ami" if cfg.data.label_fields else "recon"
 
 

@@ -63,6 +63,8 @@ def test_a_moved_key_names_its_new_place():
     with pytest.raises(ConfigError, match=r"'train.inference_actors' is now 'inference.actors'"):
         load_config(overrides=["train.inference_actors=3"])
     assert load_config(overrides=["inference.actors=3"]).inference.actors == 3
+    with pytest.raises(ConfigError, match=r"'generator.max_eval' is now 'evaluate.max_queries'"):
+        load_config(overrides=["generator.max_eval=3"])
 
 
 def test_ray_data_settings_reach_this_process():

@@ -35,7 +35,7 @@ SETTINGS = [
     "train.log_every_steps=0",
     "generator.lr=3e-3",
     "generator.batch_size=64",
-    "generator.ks=[1,10]",
+    "evaluate.ks=[1,10]",
     "generator.val_examples=100",
 ]
 
@@ -67,7 +67,7 @@ def test_recommendation_trains_and_decodes_valid_ids(base):
     # the engine GPUs get by default (DeepSpeed's engine costs each CPU step a share, so the other tests take DDP)
     ds = "train.engine=deepspeed"
     t5 = "generator.kind=t5"
-    _, semantic = run(base, "rec", "hkmeans", ds, t5, "generator.epochs=10", "generator.sasrec_epochs=20")
+    _, semantic = run(base, "rec", "hkmeans", ds, t5, "generator.epochs=10", "evaluate.sasrec_epochs=20")
     print("rec hit@10:", semantic["eval"]["metrics"]["hit@10"])
     assert semantic["eval"]["queries"] == 400
     assert semantic["eval"]["metrics"]["hit@10"] > 10 / 400  # a random ranking of the 400 items
@@ -112,7 +112,7 @@ def test_seqrec_generator_scores_every_id_in_one_pass(base):
     from lmindexer.config import ConfigError
     from lmindexer.models.seqrec import SeqRec
 
-    extra = ["generator.kind=seqrec", "generator.epochs=20", "generator.dropout=0.1", "generator.sasrec_epochs=0"]
+    extra = ["generator.kind=seqrec", "generator.epochs=20", "generator.dropout=0.1", "evaluate.sasrec_epochs=0"]
     _, r = run(base, "rec", "hkmeans", *extra)
     _, rand = run(base, "rec", "random", *extra)
     recall, popular = r["eval"]["metrics"]["recall@10"], r["eval"]["reference"]["most-popular"]["metrics"]["recall@10"]
@@ -181,8 +181,8 @@ def test_retrieval_semantic_ids_beat_random_ids(base):
             *SETTINGS,
             "generator.task=retrieval",
             f"generator.ids={base}/ids-hkmeans",
-            "generator.ks=[1,20]",
-            "generator.num_beams=5",
+            "evaluate.ks=[1,20]",
+            "evaluate.num_beams=5",
         ],
     )
     with pytest.raises(ValueError, match="num_beams=5 is below"):
@@ -214,7 +214,7 @@ def test_generator_memorises_a_few_hundred_examples(base):
         "generator.batch_size=16",
         "generator.lr=3e-3",
         "generator.dropout=0.0",
-        "generator.max_eval=20",
+        "evaluate.max_queries=20",
         f"generator.output={base}/overfit",
     )
     model, tokenizer, vocab, _ = load_generator(result["generator"])

@@ -35,11 +35,11 @@ log = logging.getLogger("lmindexer.downstream")
 
 
 def beam_width(cfg: Config) -> int:
-    g = cfg.generator
-    beams = g.num_beams or max(g.ks)
-    if beams < max(g.ks):
+    e = cfg.evaluate
+    beams = e.num_beams or max(e.ks)
+    if beams < max(e.ks):
         raise ConfigError(
-            f"generator.num_beams={beams} is below the largest K in generator.ks={g.ks}: the ranked "
+            f"evaluate.num_beams={beams} is below the largest K in evaluate.ks={e.ks}: the ranked "
             "list would be shorter than K"
         )
     return beams
@@ -144,7 +144,8 @@ def evaluate(cfg: Config) -> dict:
     log.info(
         "evaluate: trie over %d IDs built in %.2fs (%.1f MiB)", len(targets), time.time() - t0, trie_bytes(trie) / 2**20
     )
-    data = build_examples(cfg, tokenizer, vocab, table, g.eval_split, text_embedder(cfg, info.get("encoder", "")))
+    split = cfg.evaluate.split
+    data = build_examples(cfg, tokenizer, vocab, table, split, text_embedder(cfg, info.get("encoder", "")))
     beams = min(beams, len(targets))
     actor = {"path": path, "trie": ray.put(trie), "beams": beams, "bf16": cfg.train.precision != "fp32"}
     order = by_length(data["sources"])  # batches of similar length: each is decoded at its own length
@@ -167,34 +168,34 @@ def write_evaluation(cfg: Config, path: str, ranked, relevant, keys, relevant_do
     as build_examples gives them), each with its 95% interval and a paired bootstrap interval of the generator's
     difference from it (the same resampled queries for both). Writes <path>/eval-<split>/{metrics.json,
     predictions.parquet} and returns the metrics."""
-    g, start = cfg.generator, time.time()
-    metrics, intervals, per = summarise(ranked, relevant, g.ks)
+    g, e, start = cfg.generator, cfg.evaluate, time.time()
+    metrics, intervals, per = summarise(ranked, relevant, e.ks)
     reference = {}
-    for method, docs in reference_rankings(g.task, inputs, inputs["doc_ids"], texts, max(g.ks)).items():
-        reference[method] = _reference_row(docs, relevant_docs, g.ks, per)
-    if g.task == "rec" and g.sasrec_epochs > 0:
+    for method, docs in reference_rankings(g.task, inputs, inputs["doc_ids"], texts, max(e.ks)).items():
+        reference[method] = _reference_row(docs, relevant_docs, e.ks, per)
+    if g.task == "rec" and e.sasrec_epochs > 0:
         docs, settings = sasrec_reference(
             cfg,
             RunLayout(cfg).sasrec,
             inputs["number"],
             inputs["train_sequences"],
             inputs["histories"],
-            max(g.ks),
-            sasrec_settings(g),
+            max(e.ks),
+            sasrec_settings(g, e),
         )
-        reference["SASRec"] = {**_reference_row(docs, relevant_docs, g.ks, per), "settings": settings}
+        reference["SASRec"] = {**_reference_row(docs, relevant_docs, e.ks, per), "settings": settings}
     result = {
-        "split": g.eval_split,
+        "split": e.split,
         "queries": len(ranked),
-        "ks": list(g.ks),
-        "max_eval": g.max_eval,
+        "ks": list(e.ks),
+        "max_eval": e.max_queries,
         **extra,
         "metrics": metrics,
         "intervals": intervals,
         "reference": reference,
         "seconds": round(time.time() - start + extra.get("decode_seconds", 0), 1),
     }
-    folder = os.path.join(path, f"eval-{g.eval_split}")
+    folder = os.path.join(path, f"eval-{e.split}")
     os.makedirs(folder, exist_ok=True)
     pq.write_table(
         pa.table(
@@ -211,12 +212,12 @@ def write_evaluation(cfg: Config, path: str, ranked, relevant, keys, relevant_do
     log.info(
         "evaluate %s (%s, %d queries): %s",
         g.task,
-        g.eval_split,
+        e.split,
         len(ranked),
         " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if not k.startswith("ndcg_binary")),
     )
     if reference:  # each reference's figures are in metrics.json; one line of the headline one
-        key = f"recall@{max(g.ks)}"
+        key = f"recall@{max(e.ks)}"
         log.info(
             "evaluate %s references, %s (generator minus each, paired): %s",
             g.task,
@@ -239,13 +240,17 @@ def _reference_row(ranked: list, relevant: list, ks, generator_per: dict) -> dic
 def finished_evaluation(cfg: Config) -> dict | None:
     """The saved evaluation of the generator as it is now (metrics.json newer than its weights, with the same
     split, cut-offs, beams and sample), else None: train-generator then does not decode again."""
-    g, path = cfg.generator, RunLayout(cfg).generator
-    saved, weights = os.path.join(path, f"eval-{g.eval_split}", "metrics.json"), os.path.join(path, "config.json")
+    e, path = cfg.evaluate, RunLayout(cfg).generator
+    saved, weights = os.path.join(path, f"eval-{e.split}", "metrics.json"), os.path.join(path, "config.json")
     if not os.path.exists(saved) or not os.path.exists(weights) or os.path.getmtime(saved) < os.path.getmtime(weights):
         return None
     with open(saved) as f:
         result = json.load(f)
-    same = (result.get("ks"), result.get("max_eval"), result.get("beams")) == (list(g.ks), g.max_eval, beam_width(cfg))
+    same = (result.get("ks"), result.get("max_eval"), result.get("beams")) == (
+        list(e.ks),
+        e.max_queries,
+        beam_width(cfg),
+    )
     return result if same else None
 
 

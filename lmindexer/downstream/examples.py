@@ -100,7 +100,7 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
     `embed` (retrieval): texts -> [n, d] float32; the sources are then those embeddings, not token ids."""
     g, eos = cfg.generator, tokenizer.eos_token_id
     row, data = table.row, task_data(cfg)
-    limit = {"train": 0, VALIDATION: g.val_examples}.get(split, g.max_eval)
+    limit = {"train": 0, VALIDATION: g.val_examples}.get(split, cfg.evaluate.max_queries)
     counts: dict = {}
     texts = None
     if g.task == "retrieval":
@@ -135,7 +135,7 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
         parts, skipped = split_sequences(read_sequences(data), row)
         split = "valid" if split == VALIDATION else split
         if split not in parts:
-            raise ConfigError(f"generator.eval_split={split!r}: rec has the splits valid and test")
+            raise ConfigError(f"evaluate.split={split!r}: rec has the splits valid and test")
         examples = sample(parts[split], g.max_train_examples if split == "train" else limit, cfg.seed)
         item = (
             _doc_tokens(cfg, tokenizer, row) if g.history == "text" else list(vocab.tokens(table.codes, table.suffix))

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ..config import Config, ConfigError, GeneratorConfig
+from ..config import Config, ConfigError, EvaluateConfig, GeneratorConfig
 from ..data.generator_data import read_sequences
 from ..ids.table import read_id_table
 from ..models.seqrec import (
@@ -58,9 +58,9 @@ def generator_settings(g: GeneratorConfig) -> SeqRecSettings:
     return SeqRecSettings(g.epochs, g.lr, g.batch_size, g.dropout, g.max_history, g.seqrec_dim, g.seqrec_layers)
 
 
-def sasrec_settings(g: GeneratorConfig) -> SeqRecSettings:
+def sasrec_settings(g: GeneratorConfig, e: EvaluateConfig) -> SeqRecSettings:
     """The SASRec reference: the generator's history length and width, the SASRec paper's rate and batch."""
-    return SeqRecSettings(g.sasrec_epochs, 1e-3, 128, g.sasrec_dropout, g.max_history, g.seqrec_dim, g.seqrec_layers)
+    return SeqRecSettings(e.sasrec_epochs, 1e-3, 128, e.sasrec_dropout, g.max_history, g.seqrec_dim, g.seqrec_layers)
 
 
 @dataclass
@@ -250,7 +250,7 @@ def train_seqrec_generator(cfg: Config) -> dict:
         if g.val_examples:  # the validation target of seeded users (training never sees it)
             held = sample(parts["valid"], g.val_examples, cfg.seed)
             hist, targets = [[number[i] for i in h] for _, h, _ in held], [number[t] for _, _, t in held]
-            validation = (hist, targets, max(g.ks), g.patience)
+            validation = (hist, targets, max(cfg.evaluate.ks), g.patience)
             summary["validation"] = {"examples": len(held)}
         fit_seqrec(cfg, out, train, len(number), settings, g.compose, table.codes, table.suffix, name, validation)
         save_items(out, list(table.doc_ids))
@@ -270,9 +270,9 @@ def save_items(out: str, doc_ids: list) -> None:
 
 
 def evaluate_seqrec(cfg: Config, path: str) -> tuple:
-    """(ranked items, relevant, keys, inputs, extra) of a seqrec generator on generator.eval_split: the exact
+    """(ranked items, relevant, keys, inputs, extra) of a seqrec generator on evaluate.split: the exact
     score of every item of the table after each history, the history's own items left out."""
-    g, start = cfg.generator, time.time()
+    e, start = cfg.evaluate, time.time()
     model = SeqRec.from_pretrained(path)
     table = read_id_table(RunLayout(cfg).generator_ids, cfg.storage)
     if model.cfg.items != len(table.doc_ids):
@@ -281,11 +281,11 @@ def evaluate_seqrec(cfg: Config, path: str) -> tuple:
         )
     number = {d: i + 1 for i, d in enumerate(table.doc_ids)}
     parts, counts = rec_split(cfg, number)
-    if g.eval_split not in ("valid", "test"):
-        raise ConfigError(f"generator.eval_split={g.eval_split!r}: rec has the splits valid and test")
-    examples = sample(parts[g.eval_split], g.max_eval, cfg.seed)
+    if e.split not in ("valid", "test"):
+        raise ConfigError(f"evaluate.split={e.split!r}: rec has the splits valid and test")
+    examples = sample(parts[e.split], e.max_queries, cfg.seed)
     histories = [h for _, h, _ in examples]
-    ranked = ranked_items(model, histories, number, max(g.ks))
+    ranked = ranked_items(model, histories, number, max(e.ks))
     inputs = {
         "histories": histories,
         "train_sequences": [h for _, h, _ in parts["valid"]],

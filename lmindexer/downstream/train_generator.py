@@ -194,7 +194,7 @@ def train_generator(cfg: Config) -> dict:
                 "sources": ray.put(v["sources"][order]),
                 "targets": ray.put(targets[first][order]),
                 "trie": ray.put(build_trie(targets)),
-                "ks": list(g.ks),
+                "ks": list(cfg.evaluate.ks),
             }
             summary["validation"] = v["counts"]
         steps = len(labels) // (per_worker * cfg.train.num_workers)
@@ -221,7 +221,7 @@ def train_generator(cfg: Config) -> dict:
     if done is not None:
         log.info(
             "generator: evaluated before (%s); not decoded again (run `lmindexer evaluate` to redo it)",
-            os.path.join(out, f"eval-{g.eval_split}", "metrics.json"),
+            os.path.join(out, f"eval-{cfg.evaluate.split}", "metrics.json"),
         )
     summary["eval"] = done or evaluate(cfg)
     return summary
