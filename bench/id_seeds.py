@@ -120,7 +120,7 @@ def main() -> None:
     print(f"learned first code: mean perplexity {target:.1f} over {len(runs)} seed(s)", flush=True)
 
     rows = {"lmindexer": {s: row(c, labels, ic.codebook_size) for s, c in learned.items()}}
-    controls = {"minilm-hkmeans (cut text)": cfg.model.max_length, "minilm-hkmeans (whole text)": FULL_TEXT}
+    controls = {"minilm-hkmeans, cut text": cfg.model.max_length, "minilm-hkmeans, whole text": FULL_TEXT}
     paired, ks = {}, {}
     for name, length in controls.items():
         x = torch.from_numpy(embed(texts, args.encoder, length, Path(args.work) / f"emb-{length}.npy"))

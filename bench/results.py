@@ -669,7 +669,7 @@ def scoreboard_rows() -> list[tuple[str, str, str, str, str]]:
                 )
             )
     ids = _load("ids-beauty.json")
-    if ids:
+    if ids and not _load("ids-beauty-seeds.json"):  # the seeds' table, at matched perplexity, supersedes it
         t, label = ids["tables"], ids["label"]
         ours = ids["reference"]
         rivals = [n for n in ids["paired_first_code_ami"] if n != "random"]
