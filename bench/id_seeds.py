@@ -111,8 +111,16 @@ def main() -> None:
     finest = fields[-1]
     ic = cfg.indexer
 
-    learned = {}
+    learned, start_to_trained = {}, {}
     for seed, run in enumerate(runs):
+        log_file = Path(run) / "learn_ids" / "progress.json"  # position 1 as learn-ids logged it
+        if log_file.exists():
+            m = json.loads(log_file.read_text())["metrics"]
+            start_to_trained[seed] = {
+                "kmeans_start": {k: round(m["1:kmeans"]["start"][k], 4) for k in ("perplexity", "ami")},
+                "trained": {k: round(m["1:assign"][k], 4) for k in ("perplexity", "ami")},
+                "joint_epochs": len(m.get("1:joint", {}).get("epochs", [])),
+            }
         t = read_id_table(str(Path(run) / "ids"))
         position = dict(zip(t.doc_ids.tolist(), range(len(t.doc_ids))))
         learned[seed] = t.codes[[position[d] for d in doc_ids]]
@@ -152,9 +160,11 @@ def main() -> None:
         "runs": runs,
         "seeds": len(runs),
         "recipe_max_length": cfg.model.max_length,
+        "codebook_size": ic.codebook_size,
         "full_text_max_length": FULL_TEXT,
         "target_perplexity": round(target, 1),
         "control_k": ks,
+        "position_1_log": {"label": fields[0], "by_seed": start_to_trained},
         "rows": rows,
         "summary": summary,
         "paired_first_code_ami": paired,
