@@ -9,6 +9,10 @@ the learned first code's AMI minus each control's (the same seed's k-means), by 
 (bench/id_quality.py's paired_ami). No Ray: the embeddings are computed in this process and cached under --work.
 
     .venv/bin/python -m bench.id_seeds        # runs/beauty-minilm (seed 0), runs/beauty-minilm-s1, -s2
+    .venv/bin/python -m bench.id_seeds --learn --config configs/X.yaml --runs runs/x-s0,runs/x-s1,runs/x-s2
+
+With --learn, a run folder without a finished ID table is made first: `lmindexer run` on the config with that seed
+(about 45 minutes a seed for Beauty on 2 cores), one after another.
 
 Writes bench/results/ids-beauty-seeds.json (RESULTS.md is rendered from it by bench/results.py).
 """
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -95,7 +101,15 @@ def main() -> None:
     ap.add_argument("--boot", type=int, default=100, help="random halves per paired AMI difference")
     ap.add_argument("--work", default="runs/id-seeds", help="where the embeddings are cached")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "ids-beauty-seeds.json"))
+    ap.add_argument("--learn", action="store_true", help="first make the runs that are missing (lmindexer run)")
     args = ap.parse_args()
+    if args.learn:
+        for seed, run in enumerate(args.runs.split(",")):
+            if not (Path(run) / "ids" / "summary.json").exists():
+                command = [sys.executable, "-m", "lmindexer.cli", "run", "--config", args.config]
+                command += [f"output_dir={run}", f"seed={seed}", "generator.run_tasks=[]"]
+                print("learning:", " ".join(command), flush=True)
+                subprocess.run(command, check=True)
     setup_logging()
     start = time.time()
     runs = [r for r in args.runs.split(",") if (Path(r) / "ids" / "summary.json").exists()]
