@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse
 
 from .config import Config
 from .paths import RunLayout
-from .runtime import ensure_ray
+from .runtime import ensure_ray, quiet
 from .service import IdService, RecService, RequestError, RetrieveService
 
 log = logging.getLogger("lmindexer.serve")
@@ -127,8 +127,11 @@ def application(cfg: Config):
 def start(cfg: Config) -> str:
     """Start the server on Ray Serve (not blocking) and return its base URL."""
     ensure_ray(cfg)
-    serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
-    logs = {"enable_access_log": cfg.serve.access_log}
+    # a quiet start, as every command's (--verbose keeps Serve's own INFO lines: proxy, controller, replicas)
+    logs = {"enable_access_log": cfg.serve.access_log, "log_level": "WARNING" if quiet() else "INFO"}
+    if quiet():
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port}, logging_config=logs)
     serve.run(application(cfg), name=APP, route_prefix="/", blocking=False, logging_config=logs)
     url = f"http://{cfg.serve.host}:{cfg.serve.port}"
     log.info("serve: %s ready at %s (assign, retrieve, recommend, health, describe)", RunLayout(cfg).ids, url)
