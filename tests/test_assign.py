@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from conftest import ctrl_c_able, this_ray
 
 from lmindexer.config import IndexerConfig, load_config
@@ -41,7 +42,9 @@ def indexed(ray_session, tmp_path_factory):
     base = tmp_path_factory.mktemp("assign")
     cfg = load_config("configs/quickstart.yaml", [f"output_dir={base}", "demo.num_docs=300", "data.rows_per_shard=50"])
     prepare(cfg)
-    idx = SemanticIndexer.from_backbone(init_model(cfg), IndexerConfig(num_positions=2, codebook_size=4), 48)
+    torch.manual_seed(0)  # the same random model and codebooks every run: some spread, so rebalancing has free codes
+    backbone = init_model(cfg)
+    idx = SemanticIndexer.from_backbone(backbone, IndexerConfig(num_positions=2, codebook_size=4), 48)
     idx.state["positions_done"] = 2
     idx.save_pretrained(str(base / "indexer"))
     return base
