@@ -53,7 +53,6 @@ def quiet_libraries(verbose: bool = False) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # transformers read the variable above when it was imported
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # "Building index from IDs objects" per BM25 row
 
 
 def ray_data_logging_config() -> str:

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import torch
 
 from .downstream.evaluate import beam_search
-from .downstream.splits import pack
+from .downstream.examples import query_sources
 from .downstream.trie import TrieLogitsProcessor, build_trie
 from .ids.infer import EmbedActor
 from .ids.table import read_id_table
@@ -256,7 +256,6 @@ class RetrieveService:
         fits = np.asarray(table.suffix) < self.vocab.suffixes  # IDs served since training may need a new suffix
         targets = self.vocab.tokens(table.codes[fits], table.suffix[fits])
         self.doc_of = dict(zip(self.vocab.sids(targets), np.asarray(table.doc_ids, dtype=object)[fits]))
-        self.unreachable = int((~fits).sum())  # until the generator is trained again on the grown table
         trie = build_trie(targets)
         self.depth = trie["depth"]
         self.processor = TrieLogitsProcessor(trie, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
@@ -268,7 +267,7 @@ class RetrieveService:
             self.encoder = EmbedActor("encoder", resolve(info["encoder"]), max_length, bf16=False)
         self.info = {
             "documents": len(targets),
-            "documents_without_id_tokens": self.unreachable,
+            "documents_without_id_tokens": int((~fits).sum()),  # until the generator is trained on the grown table
             "max_k": self.max_k,
             "ids": info["ids"],
             "encoder": info.get("encoder"),
@@ -320,8 +319,7 @@ class RetrieveService:
                 emb = self.encoder({"doc_id": np.zeros(len(queries)), "text": queries})["emb"]
                 source = torch.from_numpy(np.asarray(emb, dtype=np.float32))
             else:
-                enc = encode_texts(self.tokenizer, queries, self.max_source_length, pad="none", special_tokens=False)
-                packed = pack([[ids] for ids in enc["input_ids"]], self.max_source_length, self.tokenizer.eos_token_id)
+                packed = query_sources(self.tokenizer, queries, self.max_source_length)
                 source = torch.from_numpy(packed.astype(np.int64))
             tokens, scores = beam_search(self.model, self.processor, self.depth, k, source.to(self.device), None, True)
             sids, scores = self.vocab.sids(tokens.cpu().numpy()), scores.cpu().tolist()

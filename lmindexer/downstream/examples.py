@@ -71,6 +71,12 @@ def _doc_tokens(cfg: Config, tokenizer, row: dict) -> list:
     return _tokens(tokenizer, doc_texts(cfg, row), cfg.generator.max_source_length)
 
 
+def query_sources(tokenizer, texts: list, max_length: int) -> np.ndarray:
+    """[n, max_length] generator inputs of query texts: their tokens cut to max_length - 1, then eos, then 0s (as
+    training saw its queries; `lmindexer serve` cuts a query the same way)."""
+    return pack([[t] for t in _tokens(tokenizer, texts, max_length)], max_length, tokenizer.eos_token_id)
+
+
 def _tokens(tokenizer, texts: list, max_length: int) -> list:
     enc = encode_texts(tokenizer, texts, max_length, pad="none", special_tokens=False)
     return [np.asarray(ids, dtype=np.int64) for ids in enc["input_ids"]]
@@ -160,11 +166,7 @@ def build_examples(cfg: Config, tokenizer, vocab: IdVocab, table: IdTable, split
             log.warning("generator %s/%s: %s = %d", g.task, split, k, v)
     if texts is not None:  # retrieval: the kept rows' texts
         kept = [texts[i] for i in pieces]
-        sources = (
-            embed(kept)
-            if embed is not None
-            else pack([[t] for t in _tokens(tokenizer, kept, g.max_source_length)], g.max_source_length, eos)
-        )
+        sources = embed(kept) if embed is not None else query_sources(tokenizer, kept, g.max_source_length)
     else:
         sources = pack(pieces, g.max_source_length, eos)
     out = {"sources": sources, "keys": np.array(keys, dtype=object), "counts": counts}

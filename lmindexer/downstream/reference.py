@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 
+from ..runtime import quiet
+
 
 def _counts(histories: list) -> tuple[list, dict, dict]:
     """(items by popularity, best first; next-item counts per item; co-occurrence within the 3 following items)."""
@@ -60,7 +62,8 @@ def bm25_rank(doc_ids: list, texts: list, queries: list, k: int) -> list:
     words), the lexical retriever a generative one is compared with."""
     import bm25s
 
-    logging.getLogger("bm25s").setLevel(max(logging.getLogger("bm25s").level, logging.WARNING))  # its index line
+    if quiet():  # after the import, which sets bm25s' logger to DEBUG: "Building index from IDs objects" per row
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
     index = bm25s.BM25()
     index.index(bm25s.tokenize(texts, show_progress=False), show_progress=False)
     found, _ = index.retrieve(bm25s.tokenize(queries, show_progress=False), k=min(k, len(doc_ids)), show_progress=False)

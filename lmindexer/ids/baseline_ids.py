@@ -139,13 +139,14 @@ def baseline_ids(cfg: Config) -> dict:
     start, b, ic = time.time(), cfg.baseline, cfg.indexer
     uri = RunLayout(cfg).baseline_ids
     fs, out = storage.filesystem(uri, cfg.storage)
-    kwargs = {"storage_cfg": cfg.storage, "candidates": cfg.assign.candidates}
     if METHODS[b.method].reads == "doc_id":  # random IDs: from the corpus' doc_ids, no vectors
-        kwargs["method_dir"] = fit_method(cfg, fs, out, 0)
-        src_fs, src = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
-        columns = ["doc_id"]
+        rows, (src_fs, src), columns = 0, storage.filesystem(RunLayout(cfg).docs, cfg.storage), ["doc_id"]
     else:
-        kwargs["method_dir"] = fit_method(cfg, fs, out, embed_corpus(cfg, fs, out))
-        src_fs, src, columns = fs, storage.join(out, "_emb"), ["doc_id", "emb"]
+        rows, src_fs, src, columns = embed_corpus(cfg, fs, out), fs, storage.join(out, "_emb"), ["doc_id", "emb"]
+    kwargs = {
+        "storage_cfg": cfg.storage,
+        "candidates": cfg.assign.candidates,
+        "method_dir": fit_method(cfg, fs, out, rows),
+    }
     encode_rounds(cfg, fs, out, src_fs, src, columns, MethodActor, kwargs, actor_gpu=False)
     return make_unique(cfg, uri, start, ic.codebook_size, {"method": b.method})
