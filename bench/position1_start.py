@@ -21,9 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 
-from lmindexer.eval.metrics import code_usage  # noqa: E402
+from lmindexer.eval.metrics import code_usage, label_scores  # noqa: E402
 from lmindexer.ids.infer import indexer_outputs, load_for_inference  # noqa: E402
-from lmindexer.ids.learn import _label_scores  # noqa: E402  (the label filter and AMI learn-ids reports)
 
 
 def start_figures(run: Path) -> dict:
@@ -35,7 +34,7 @@ def start_figures(run: Path) -> dict:
         model, tokens, np.zeros((len(tokens), 0), np.int64), np.arange(len(tokens)), 1, "assign", 256
     )
     usage = code_usage(codes, model.codebooks[0].weight.shape[0])
-    return {**usage, "ami": _label_scores(labels, codes[:, None])["ami"]}
+    return {**usage, "ami": label_scores(labels, codes[:, None])["ami"]}
 
 
 def kmeans_points(reports: list[Path]) -> list[tuple[float, float]]:

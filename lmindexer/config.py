@@ -199,6 +199,12 @@ class IndexerConfig:
     warmup_epochs: int = opt(0, "epochs training the reconstructor alone (encoder frozen)")
     continuous_epochs: int = opt(1, "epochs without the codebook (continuous h_t), before k-means")
     joint_epochs: int = opt(2, "epochs of encoder + codebook + reconstructor after k-means")
+    epoch_figures: bool = opt(
+        False,
+        "after every joint epoch, assign code t to every document (dropout off) and add what the assignment step "
+        "reports (assign_ami, assign_perplexity, assign_suffix_share, ...) to the epoch's figures: curves over "
+        "epochs in learn_ids/progress.json, for one assignment pass per epoch",
+    )
     trained_positions: int = opt(
         0,
         "positions that get the epochs above (0: all); later ones only take k-means on "

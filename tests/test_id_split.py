@@ -243,3 +243,36 @@ def test_usage_weight_per_position():
     assert IndexerConfig(usage_weight=0.1, usage_from=1).usage_at(1) == 0.1  # negative: the common weight
     assert IndexerConfig(usage_weight=0.1, usage_from=2, usage_weight_first=0.02).usage_at(1) == 0.0
     assert IndexerConfig(usage_weight=0.0, usage_weight_first=0.02).usage_at(1) == 0.0
+
+
+def test_training_only_the_embedding_rows_with_a_gradient_reaches_the_same_weights(tmp_path):
+    idx, ids, mask = _indexer(tmp_path, "encoder", frozen_layers=1)
+    idx.state["recon_vocab"] = torch.unique(ids).tolist()
+    idx.save_pretrained(str(tmp_path / "saved"))
+    runs = []
+    for rows_only in (False, True):
+        model = SemanticIndexer.from_pretrained(str(tmp_path / "saved"), dropout=0.1)
+        if rows_only:
+            assert model.train_rows_only()
+        model.set_phase("joint", 2)
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.0)
+        torch.manual_seed(0)
+        for step in range(3):
+            prefix = torch.tensor([[step], [1], [2], [3]])
+            model(ids, mask, prefix, group=torch.tensor([0, 0, 1, 1]))["loss"].backward()
+            opt.step()
+            opt.zero_grad()
+        runs.append((model, sum(p.numel() for p in params)))
+    (full, n_full), (rows, n_rows) = runs
+    width, table_rows = full.backbone.config.hidden_size, full.backbone.config.vocab_size
+    assert n_full - n_rows == (table_rows - len(rows.backbone.get_input_embeddings().rows)) * width
+    rows.full_embeddings()
+    before = SemanticIndexer.from_pretrained(str(tmp_path / "saved")).backbone.get_input_embeddings().weight
+    after_full, after_rows = full.state_dict(), rows.state_dict()
+    assert after_full.keys() == after_rows.keys()
+    for k, v in after_full.items():
+        assert torch.allclose(v, after_rows[k], atol=1e-6), k
+    table = after_full["backbone.embeddings.word_embeddings.weight"]
+    assert not torch.equal(table, before)  # the run did train the table's rows that get a gradient

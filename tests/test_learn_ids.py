@@ -25,6 +25,15 @@ def corpus(ray_session, tmp_path_factory):
     return base, init_model(cfg)
 
 
+@pytest.fixture(scope="module")
+def bert(corpus, tmp_path_factory):
+    """A tiny BERT (encoder-only) backbone on the same corpus."""
+    base, _ = corpus
+    out = tmp_path_factory.mktemp("bert")
+    overrides = [f"output_dir={out}", f"data.output={base}/corpus", "model.backbone=encoder"]
+    return init_model(load_config("configs/quickstart.yaml", overrides))
+
+
 def config(corpus, out, *overrides):
     base, backbone = corpus
     return load_config(
@@ -115,40 +124,49 @@ def test_zero2_two_positions_learns_useful_codes(corpus, tmp_path):
         learn_ids(cfg, only="3:joint")
 
 
-def test_ddp_engine(corpus, tmp_path):
+def test_ddp_engine_encoder_with_curves(corpus, bert, tmp_path):
+    """DDP on a BERT backbone: only the word-embedding rows that get a gradient train (the table is whole again in
+    the saved indexer), and indexer.epoch_figures adds the assignment's figures to every joint epoch."""
     cfg = config(
         corpus,
         tmp_path / "ddp",
+        f"model.name_or_path={bert}",
+        "model.backbone=encoder",
         "indexer.num_positions=1",
         "indexer.continuous_epochs=0",
-        "indexer.joint_epochs=1",
+        "indexer.joint_epochs=2",
+        "indexer.epoch_figures=true",
         "train.engine=ddp",
     )
     summary = learn_ids(cfg)
     assert summary["positions_done"] == 1
-    assert summary["steps"]["1:assign"]["used"] > 1
+    assign = summary["steps"]["1:assign"]
+    assert assign["used"] > 1
     start = summary["steps"]["1:kmeans"]["start"]  # the k-means start's own codes of the sample
     assert 1 < start["used"] <= 8 and 1 < start["perplexity"] <= start["used"]
-    assert np.isfinite(summary["steps"]["1:joint"]["epochs"][-1]["loss"])
+    epochs = summary["steps"]["1:joint"]["epochs"]
+    assert np.isfinite(epochs[-1]["loss"])
+    # the last epoch's figures are the assignment step's: the same model, dropout off, every document
+    last = epochs[-1]
+    for key in ("used", "perplexity", "ami", "suffix_share", "distinct_prefixes"):
+        assert last[f"assign_{key}"] == assign[key], key
+    assert "assign_ami" in epochs[0]
+    idx = SemanticIndexer.from_pretrained(summary["indexer"])
+    table = idx.backbone.get_input_embeddings()
+    assert type(table).__name__ == "Embedding" and table.weight.shape[0] == len(idx.tokenizer)
     rerun = learn_ids(cfg, only="1:joint")  # one phase alone, trained afresh from the stored snapshot
-    assert [e["epoch"] for e in rerun["steps"]["1:joint"]["epochs"]] == [1]
+    assert [e["epoch"] for e in rerun["steps"]["1:joint"]["epochs"]] == [1, 2]
     assert rerun["steps"]["1:joint"] != summary["steps"]["1:joint"]
 
 
-def test_encoder_backbone_zero3_two_positions(corpus, tmp_path):
+def test_encoder_backbone_zero3_two_positions(corpus, bert, tmp_path):
     """A BERT (encoder-only) backbone through the same schedule, on ZeRO-3 (its tied reconstruction head reads the
     word embeddings outside their module), then a from_pretrained round trip that reproduces the learned codes."""
     base, _ = corpus
-    backbone = init_model(
-        load_config(
-            "configs/quickstart.yaml",
-            [f"output_dir={tmp_path / 'bert'}", f"data.output={base}/corpus", "model.backbone=encoder"],
-        )
-    )
     cfg = config(
         corpus,
         tmp_path / "enc",
-        f"model.name_or_path={backbone}",
+        f"model.name_or_path={bert}",
         "model.backbone=encoder",
         "train.engine=deepspeed",
         "train.zero_stage=3",

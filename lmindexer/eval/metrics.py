@@ -139,3 +139,28 @@ def conditional_perplexity(pairs: np.ndarray) -> float:
     if pairs.sum() == 0:
         return 0.0
     return round(math.exp(_entropy(pairs.reshape(-1)) - _entropy(pairs.sum(1))), 2)
+
+
+def label_scores(labels: np.ndarray, codes: np.ndarray) -> dict:
+    """AMI and NMI of the code tuples `codes` [N, t] against `labels` [N] (None, NaN or "" where missing: those
+    documents are left out); {} when no document has a label."""
+    has = np.array([x is not None and x == x and x != "" for x in labels])  # "" is how a missing label is read
+    if not has.any():
+        return {}
+    keys = ["-".join(map(str, c)) for c in codes[has]]
+    return {"ami": round(ami(labels[has].astype(str), keys), 4), "nmi": round(nmi(labels[has].astype(str), keys), 4)}
+
+
+def position_figures(codes: np.ndarray, labels: np.ndarray, size: int) -> dict:
+    """What learn-ids reports once every document has codes 1..t (`codes` [N, t]): code t's usage and perplexity,
+    the t-code prefixes' AMI/NMI against the labels, how many distinct prefixes there are, how code t splits its
+    parents (conditional perplexity, children per parent) and the share of documents that would need a suffix."""
+    split = split_stats(codes)[-1]
+    return {
+        **code_usage(codes[:, -1], size),
+        **label_scores(labels, codes),
+        "distinct_prefixes": int(len(np.unique(codes, axis=0))),
+        "cond_perplexity": split["cond_perplexity"],
+        "children_mean": split["children_mean"],
+        "suffix_share": round(collision_rate(codes), 4),
+    }

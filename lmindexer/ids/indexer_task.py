@@ -8,11 +8,12 @@ import numpy as np
 import ray
 import torch
 
-from ..eval.metrics import code_usage, conditional_perplexity
+from ..eval.metrics import code_usage, conditional_perplexity, position_figures
 from ..models.indexer import SemanticIndexer
 from ..raydata import shared
 from ..train.loop import all_reduce_sum, shuffled_batches
 from ..train.task import TaskDefaults
+from .infer import gathered_outputs
 from .negatives import prefix_batches, prefix_ids, sample_negatives
 
 
@@ -26,8 +27,10 @@ class IdLearningTask(TaskDefaults):
     lr: float
     batch_size: int
     dropout: float
-    tables: dict  # {"tokens": ref [N, L] int32, "codes": ref [N, T] int32, "groups": ref or None}
+    tables: dict  # {"tokens": ref [N, L] int32, "codes": ref [N, T] int32, "groups": ref or None, "labels": ref}
     seed: int = 0
+    figures_batch_size: int = 0  # > 0: after every joint epoch, the assignment's figures (indexer.epoch_figures)
+    rows_only: bool = False  # train only the word-embedding rows that get a gradient (exact at weight decay 0)
 
     @property
     def name(self) -> str:
@@ -35,6 +38,8 @@ class IdLearningTask(TaskDefaults):
 
     def build(self) -> SemanticIndexer:
         model = SemanticIndexer.from_pretrained(self.init_dir, dropout=self.dropout)
+        if self.rows_only:
+            model.train_rows_only()
         model.set_phase(self.phase, self.position)
         # every parameter that trains in a phase takes part in its loss (the codebooks of other positions and the
         # frozen layers do not train): DDP need not search for unused ones, and would warn that it found none
@@ -47,6 +52,7 @@ class IdLearningTask(TaskDefaults):
         self._pairs = parents * model.cfg.codebook_size <= 4_000_000
         self._counts = torch.zeros(parents if self._pairs else 1, model.cfg.codebook_size, dtype=torch.float64)
         self._batch_parents = None
+        self._model = model
         return model
 
     def batches(self, shard, epoch: int):
@@ -93,4 +99,19 @@ class IdLearningTask(TaskDefaults):
         out = {"code_usage": usage["usage"], "code_perplexity": usage["perplexity"]}
         if self._pairs and self.position > 1:
             out["cond_perplexity"] = conditional_perplexity(pairs)
+        if self.figures_batch_size:
+            out.update({f"assign_{k}": v for k, v in self.assignment_figures().items()})
         return out
+
+    def assignment_figures(self) -> dict:
+        """Code t of every document as the model stands (dropout off; the earlier codes as stored), shared out over
+        the workers, and position_figures of codes 1..t."""
+        model, codes = self._model, shared(self.tables["codes"])
+        tokens, training = shared(self.tables["tokens"]), self._model.training
+        model.eval()
+        rows = np.arange(len(tokens))
+        t = self.position
+        code = gathered_outputs(model, None, tokens, codes, rows, t, "assign", self.figures_batch_size, True)
+        model.train(training)
+        upto = np.concatenate([codes[:, : t - 1], code[:, None].astype(codes.dtype)], 1)
+        return position_figures(upto, shared(self.tables["labels"]), self._cfg.codebook_size)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import ray.train
 import torch
+import torch.distributed as dist
 
 from ..config import StorageConfig
 from ..models.indexer import SemanticIndexer
@@ -47,6 +49,39 @@ def indexer_outputs(
             h = model.states(ids, mask, prefix, bb=bb)[:, -1].float()
             out.append(h if mode == "embed" else model.code_scores(h, position, prefix).argmax(-1))
     return torch.cat(out).cpu().numpy() if out else None
+
+
+def gathered_outputs(
+    model: SemanticIndexer,
+    dtype: torch.dtype | None,
+    tokens: np.ndarray,
+    codes: np.ndarray,
+    rows: np.ndarray,
+    position: int,
+    mode: str,
+    batch_size: int,
+    everyone: bool,
+) -> np.ndarray | None:
+    """indexer_outputs of `rows` in their order, shared out over the Ray Train workers of a run: each computes every
+    world-size-th row; the result on rank 0 (None elsewhere), or on every worker with `everyone`."""
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    part = indexer_outputs(model, tokens, codes, rows[rank::world], position, mode, batch_size, dtype)
+    parts = [part]
+    if world > 1:
+        parts = [None] * world
+        if everyone:
+            dist.all_gather_object(parts, part)
+        else:
+            dist.gather_object(part, parts if rank == 0 else None, dst=0)
+            if rank != 0:
+                return None
+    first = next(p for p in parts if p is not None)
+    result = np.empty((len(rows), *first.shape[1:]), dtype=first.dtype)
+    for r, p in enumerate(parts):
+        if p is not None:
+            result[r::world] = p
+    return result
 
 
 class EmbedActor:

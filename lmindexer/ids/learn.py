@@ -33,7 +33,7 @@ from transformers import AutoTokenizer
 from .. import storage
 from ..config import Config, ConfigError, IndexerConfig
 from ..data.prepare import count_docs, load_docs, read_docs
-from ..eval.metrics import ami, code_usage, collision_rate, nmi, split_stats
+from ..eval.metrics import code_usage, collision_rate, label_scores, position_figures, split_stats
 from ..init_model import init_model
 from ..models.codebook import fit_offsets
 from ..models.indexer import CONFIG_FILE, SemanticIndexer
@@ -41,9 +41,10 @@ from ..models.tokenizer import encode_texts
 from ..paths import RunLayout
 from ..quantizers.kmeans import kmeans, nearest
 from ..raydata import as_numpy, in_process, shared, spread, train_rows
+from ..train.engine import engine_kind
 from ..train.loop import launch, prepare_worker, run_task, say, worker_shard
 from .indexer_task import IdLearningTask
-from .infer import indexer_outputs, load_for_inference
+from .infer import gathered_outputs, load_for_inference
 from .negatives import prefix_groups
 
 log = logging.getLogger("lmindexer.ids")
@@ -121,14 +122,6 @@ class Progress:
             json.dump({"done": self.done, "snapshot": snapshot, "metrics": self.metrics}, f, indent=2)
 
 
-def _label_scores(labels: np.ndarray, codes: np.ndarray) -> dict:
-    has = np.array([x is not None and x == x and x != "" for x in labels])  # "" is how a missing label is read
-    if not has.any():
-        return {}
-    keys = ["-".join(map(str, c)) for c in codes[has]]
-    return {"ami": round(ami(labels[has].astype(str), keys), 4), "nmi": round(nmi(labels[has].astype(str), keys), 4)}
-
-
 def phase_epochs(ic: IndexerConfig) -> dict:
     return {"warmup": ic.warmup_epochs, "continuous": ic.continuous_epochs, "joint": ic.joint_epochs}
 
@@ -179,6 +172,8 @@ def learn_ids(cfg: Config, only: str | None = None) -> dict:
         raise ConfigError(
             f"{n} documents cannot fill a codebook of {ic.codebook_size} codes: lower indexer.codebook_size"
         )
+    if ic.epoch_figures and engine_kind(cfg.train) == "deepspeed" and cfg.train.zero_stage == 3:
+        raise ConfigError("indexer.epoch_figures needs whole weights on every worker: use train.zero_stage < 3")
     work = RunLayout(cfg).learn_work
     progress = Progress(work, n, ic.num_positions)
     if not progress.snapshot:
@@ -252,8 +247,11 @@ def schedule_worker(config: dict) -> None:
                 lr=s.indexer.lr,
                 batch_size=s.indexer.batch_size,
                 dropout=s.dropout,
-                tables={"tokens": tokens, "codes": progress.codes, "groups": groups},
+                tables={"tokens": tokens, "codes": progress.codes, "groups": groups, "labels": s.labels},
                 seed=seed,
+                # exact only where rows without a gradient never move: AdamW without weight decay, fp32 weights
+                rows_only=engine_kind(train) == "ddp" and train.weight_decay == 0,
+                figures_batch_size=s.inference_batch_size if s.indexer.epoch_figures and step == "joint" else 0,
             )
             metrics = {"epochs": run_task(task, train, seed, tuned, shard, checkpoint, final_checkpoint=False)}
         elif step == "kmeans":
@@ -274,36 +272,13 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _infer(model, dtype, s: Schedule, progress: Progress, tokens, rows: np.ndarray, t: int, mode: str, everyone: bool):
-    """States ('embed') or codes ('assign') of `rows` in their order: each worker computes every world-size-th row;
-    gathered on rank 0 (None elsewhere), or on every worker with `everyone`."""
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    part = indexer_outputs(model, tokens, progress.codes, rows[rank::world], t, mode, s.inference_batch_size, dtype)
-    parts = [part]
-    if world > 1:
-        parts = [None] * world
-        if everyone:
-            dist.all_gather_object(parts, part)
-        else:
-            dist.gather_object(part, parts if rank == 0 else None, dst=0)
-            if rank != 0:
-                return None
-    first = next(p for p in parts if p is not None)
-    result = np.empty((len(rows), *first.shape[1:]), dtype=first.dtype)
-    for r, p in enumerate(parts):
-        if p is not None:
-            result[r::world] = p
-    return result
-
-
 def _kmeans_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, seed: int, out: str) -> dict:
     """Codebook t from k-means on the states of a seeded sample of documents (centred on their prefix where the
     codebook has offsets: indexer.residual); rank 0 fits and saves."""
     ic, n = s.indexer, len(tokens)
     rows = np.sort(np.random.default_rng(seed + t).choice(n, size=min(n, ic.kmeans_sample), replace=False))
     model, dtype = load_for_inference(progress.snapshot, s.bf16)
-    h = _infer(model, dtype, s, progress, tokens, rows, t, "embed", everyone=False)
+    h = gathered_outputs(model, dtype, tokens, progress.codes, rows, t, "embed", s.inference_batch_size, everyone=False)
     if h is not None:
         device = next(model.parameters()).device  # the inference copy fits and is saved: k-means on its device
         h = torch.from_numpy(h).to(device)
@@ -319,7 +294,7 @@ def _kmeans_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, se
         start = np.concatenate(
             [progress.codes[rows, : t - 1], nearest(h, book.weight.data)[0].cpu().numpy()[:, None]], 1
         )
-        metrics = {**code_usage(start[:, -1], ic.codebook_size), **_label_scores(shared(s.labels)[rows], start)}
+        metrics = {**code_usage(start[:, -1], ic.codebook_size), **label_scores(shared(s.labels)[rows], start)}
         return {"points": len(rows), "start": metrics}
     return {"points": len(rows)}
 
@@ -339,7 +314,9 @@ def _assign_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, ou
     """Code t of every document (every worker keeps the table); rank 0 saves the indexer with position t done."""
     ic = s.indexer
     model, dtype = load_for_inference(progress.snapshot, s.bf16)
-    progress.codes[:, t - 1] = _infer(model, dtype, s, progress, tokens, np.arange(len(tokens)), t, "assign", True)
+    progress.codes[:, t - 1] = gathered_outputs(
+        model, dtype, tokens, progress.codes, np.arange(len(tokens)), t, "assign", s.inference_batch_size, True
+    )
     if ray.train.get_context().get_world_rank() != 0:
         return {}
     model.set_id_embeddings(t)
@@ -347,15 +324,7 @@ def _assign_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, ou
     if ic.staged_encoders and moves_encoder_after(ic, schedule(ic), t):
         model.keep_stage(t)  # later training moves the encoder: code t keeps this copy
     model.save_pretrained(out)
-    split = split_stats(progress.codes[:, :t])[-1]
-    return {
-        **code_usage(progress.codes[:, t - 1], ic.codebook_size),
-        **_label_scores(shared(s.labels), progress.codes[:, :t]),
-        "distinct_prefixes": int(len(np.unique(progress.codes[:, :t], axis=0))),
-        "cond_perplexity": split["cond_perplexity"],
-        "children_mean": split["children_mean"],
-        "suffix_share": round(collision_rate(progress.codes[:, :t]), 4),
-    }
+    return position_figures(progress.codes[:, :t], shared(s.labels), ic.codebook_size)
 
 
 def _finish(cfg: Config, progress: Progress, data: dict, seconds: float, ran: bool = True) -> dict:
@@ -375,7 +344,7 @@ def _finish(cfg: Config, progress: Progress, data: dict, seconds: float, ran: bo
         codes = progress.codes
         summary["collision_rate"] = round(collision_rate(codes), 4)  # share of documents needing a suffix
         summary["split"] = split_stats(codes)
-        summary["first_position"] = _label_scores(data["label"], codes[:, :1])
+        summary["first_position"] = label_scores(data["label"], codes[:, :1])
         fs, folder = storage.filesystem(final, cfg.storage)
         if not ran and storage.exists(fs, storage.join(folder, CONFIG_FILE)):
             log.info("learn-ids: all positions done; the indexer at %s is kept as it is", final)

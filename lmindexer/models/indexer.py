@@ -31,6 +31,7 @@ from .backbone import backbone_kind, load_backbone_model
 from .codebook import Codebook
 from .losses import contrastive_loss, prefix_collision_loss, prefix_contrastive_loss, reconstruction_loss, usage_loss
 from .reconstructor import Reconstructor, reconstruction_mask
+from .row_embedding import RowSubsetEmbedding
 from .tokenizer import id_token_names
 
 CONFIG_FILE, WEIGHTS_FILE, STAGES_DIR = "indexer.json", "indexer.safetensors", "stages"
@@ -42,6 +43,7 @@ RUN_ONLY = (
     "warmup_epochs",
     "continuous_epochs",
     "joint_epochs",
+    "epoch_figures",
     "trained_positions",
     "kmeans_iters",
 )
@@ -147,6 +149,7 @@ class SemanticIndexer(nn.Module):
 
     def save_pretrained(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
+        self.full_embeddings()
         self.backbone.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         for t in self.state.get("stages", []):
@@ -190,7 +193,26 @@ class SemanticIndexer(nn.Module):
     def external_weights(self) -> list[nn.Parameter]:
         """Weights used outside their own module's forward (the tied reconstruction head), which ZeRO-3 must be told
         to gather."""
-        return [] if self.kind == "t5" else [self.backbone.get_input_embeddings().weight]
+        return [] if self.kind == "t5" else list(self.backbone.get_input_embeddings().parameters())
+
+    def train_rows_only(self) -> bool:
+        """Let only the word-embedding rows that can get a gradient train (the corpus's tokens, which the
+        reconstruction head and its context read, and the ID tokens): the same training at a fraction of the
+        table's cost, where rows without a gradient do not move (weight decay 0). True when done; an encoder backbone
+        with indexer.recon_vocab=corpus only (elsewhere every row can get a gradient)."""
+        emb = self.backbone.get_input_embeddings()
+        if self.kind != "encoder" or self.recon_vocab is None or isinstance(emb, RowSubsetEmbedding):
+            return isinstance(emb, RowSubsetEmbedding)
+        offset = self.state["id_token_offset"]
+        ids = torch.arange(offset, offset + self.cfg.num_positions * self.cfg.codebook_size)
+        self.backbone.set_input_embeddings(RowSubsetEmbedding(emb, torch.cat([self.recon_vocab.cpu(), ids])))
+        return True
+
+    def full_embeddings(self) -> None:
+        """Undo train_rows_only: the whole table as one nn.Embedding again (before saving)."""
+        emb = self.backbone.get_input_embeddings()
+        if isinstance(emb, RowSubsetEmbedding):
+            self.backbone.set_input_embeddings(emb.to_embedding())
 
     # ---- phases ------------------------------------------------------------------------------------------
     def set_phase(self, phase: str, position: int) -> None:
@@ -213,6 +235,7 @@ class SemanticIndexer(nn.Module):
     def set_id_embeddings(self, position: int) -> None:
         """Copy codebook t into the input embeddings of the tokens <id_t_k>, which the backbone reads."""
         start = self.id_tokens(position, torch.zeros(1, dtype=torch.long)).item()
+        self.full_embeddings()
         with torch.no_grad():
             self.backbone.get_input_embeddings().weight[start : start + self.cfg.codebook_size] = self.codebooks[
                 position - 1
@@ -232,6 +255,7 @@ class SemanticIndexer(nn.Module):
         """Record the backbone as it is now as the one that computes code `position` (saved with the indexer as
         stages/position-<t>/), so that training later positions moves no code of this one."""
         self.state["stages"] = sorted(set(self.state.get("stages", [])) | {position})
+        self.full_embeddings()
         self._stage_models[position] = copy.deepcopy(self.backbone).eval()
 
     def stage_backbone(self, position: int) -> nn.Module:
@@ -340,8 +364,10 @@ class SemanticIndexer(nn.Module):
         embeddings over the document vocabulary only (codebook vectors copied into the ID tokens' rows would
         otherwise dominate its softmax)."""
         if self.kind == "encoder":
-            weight = self.backbone.get_input_embeddings().weight
-            rows = weight[self.recon_vocab] if self.recon_vocab is not None else weight[: self.state["id_token_offset"]]
+            emb = self.backbone.get_input_embeddings()
+            rows = (
+                emb(self.recon_vocab) if self.recon_vocab is not None else emb.weight[: self.state["id_token_offset"]]
+            )
             return F.linear(hidden, rows)
         if self.backbone.config.tie_word_embeddings:
             hidden = hidden * self.backbone.config.d_model**-0.5
