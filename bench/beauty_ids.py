@@ -42,9 +42,8 @@ from lmindexer.data.prepare import prepare  # noqa: E402
 from lmindexer.eval.metrics import code_usage  # noqa: E402
 from lmindexer.eval.report import id_report  # noqa: E402
 from lmindexer.ids.assign import assign_ids  # noqa: E402
-from lmindexer.ids.baseline_ids import baseline_ids  # noqa: E402
-from lmindexer.ids.learn import learn_ids  # noqa: E402
 from lmindexer.paths import RunLayout  # noqa: E402
+from lmindexer.pipeline import baselines, learn  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 from lmindexer.train.engine import engine_kind  # noqa: E402
 
@@ -61,7 +60,7 @@ def make_tables(config: Path, overrides: list, runs: list, rebalance: bool = Tru
     start = time.time()
     if not os.path.exists(os.path.join(cfg.output_dir, "corpus", "summary.json")):
         prepare(cfg)
-    learn_ids(cfg)
+    learn(cfg)
     seconds["learn-ids"] = time.time() - start
     tables["lmindexer"] = os.path.dirname(assign_ids(cfg)["table"])
     if rebalance:
@@ -88,7 +87,7 @@ def baseline_table(config: Path, overrides: list, name: str, method: str, encode
         config,
         overrides + [f"baseline.method={method}", f"baseline.encoder={encoder}", f"baseline.output={out}", *extra],
     )
-    return os.path.dirname(baseline_ids(run)["table"])
+    return os.path.dirname(baselines(run)["table"])
 
 
 def first_perplexity(table: str) -> float:

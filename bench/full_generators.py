@@ -51,9 +51,9 @@ from bench.results import label  # noqa: E402
 from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.data.prepare import prepare_once  # noqa: E402
-from lmindexer.downstream.train_generator import HISTORY_FILE, train_generator  # noqa: E402
-from lmindexer.ids.baseline_ids import baseline_ids  # noqa: E402
+from lmindexer.downstream.train_generator import HISTORY_FILE  # noqa: E402
 from lmindexer.init_model import init_model  # noqa: E402
+from lmindexer.pipeline import baselines, generator  # noqa: E402
 from lmindexer.runtime import setup_logging  # noqa: E402
 
 BEAUTY = DATA / "amazon_beauty"
@@ -173,7 +173,7 @@ def run_one(name: str, method: str, extra: list, preset: str = "", variant: str 
     if not (table / "summary.json").exists():
         if "make_ids" not in spec:
             sys.exit(f"no {method} IDs at {table}: run .venv/bin/python -m bench.beauty_ids --minilm first")
-        baseline_ids(load_config(config, spec["base"] + spec["make_ids"] + [f"baseline.output={table}"]))
+        baselines(load_config(config, spec["base"] + spec["make_ids"] + [f"baseline.output={table}"]))
     start = time.time()
     cfg = load_config(
         config,
@@ -186,7 +186,7 @@ def run_one(name: str, method: str, extra: list, preset: str = "", variant: str 
         ]
         + extra,
     )
-    result = train_generator(cfg)
+    result = generator(cfg)
     ev = result["eval"]
     history = json.loads((Path(cfg.generator.output) / HISTORY_FILE).read_text())
     return {

@@ -29,7 +29,7 @@ from bench.beauty_ids import BEAUTY, baseline_runs, make_tables  # noqa: E402
 from bench.beauty_ids import OVERRIDES as BEAUTY_OVERRIDES  # noqa: E402
 from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
-from lmindexer.downstream.train_generator import train_generator  # noqa: E402
+from lmindexer.pipeline import generator  # noqa: E402
 from lmindexer.runtime import setup_logging  # noqa: E402
 
 SCIFACT = DATA / "scifact" / "derived_beir"
@@ -106,7 +106,7 @@ def run_set(name: str, done: list) -> list:
     outputs = {"lmindexer-minilm": ["generator.output=runs/bench-beauty-ids/generator-rec-lmindexer-minilm"]}
     for method, table in tables.items():
         start = time.time()
-        result = train_generator(
+        result = generator(
             load_config(
                 spec["config"], spec["ids"] + spec["generator"] + [f"generator.ids={table}"] + outputs.get(method, [])
             )

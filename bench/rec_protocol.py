@@ -46,9 +46,9 @@ from lmindexer.data.generator_data import read_sequences  # noqa: E402
 from lmindexer.downstream.reference import rec_baselines  # noqa: E402
 from lmindexer.downstream.seqrec_training import sasrec_reference, sasrec_settings  # noqa: E402
 from lmindexer.downstream.splits import sample, split_sequences  # noqa: E402
-from lmindexer.downstream.train_generator import train_generator  # noqa: E402
 from lmindexer.eval.ranking import bootstrap_ci, paired_bootstrap, per_query, seed_verdict  # noqa: E402
 from lmindexer.ids.table import read_id_table  # noqa: E402
+from lmindexer.pipeline import generator  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 
 BEAUTY = DATA / "amazon_beauty"
@@ -87,7 +87,7 @@ def make_baselines() -> None:
     """MiniLM + residual k-means, RQ-VAE and hierarchical k-means at LMIndexer's first-level perplexity, and random
     IDs, with baseline-ids on configs/beauty-minilm.yaml's corpus (T=3, K=256)."""
     from lmindexer.eval.metrics import code_usage
-    from lmindexer.ids.baseline_ids import baseline_ids
+    from lmindexer.pipeline import baselines
 
     first = read_id_table(str(table_folder("lmindexer"))).codes[:, 0]
     k = round(code_usage(first, int(first.max()) + 1)["perplexity"])
@@ -103,7 +103,7 @@ def make_baselines() -> None:
     }
     for name, extra in runs.items():
         if not (table_folder(name) / "summary.json").exists():
-            baseline_ids(load_config(CONFIG, extra + [f"baseline.output={table_folder(name)}"]))
+            baselines(load_config(CONFIG, extra + [f"baseline.output={table_folder(name)}"]))
             print(f"{name}: {table_folder(name)}", flush=True)
 
 
@@ -124,7 +124,7 @@ def generator_row(name: str, seed: int, data: Path, extra: list, tag: str) -> tu
     ]
     cfg = load_config(CONFIG, overrides)
     start = time.time()
-    train_generator(cfg)
+    generator(cfg)
     preds = pq.read_table(out / "eval-test" / "predictions.parquet").to_pydict()
     order = {u: i for i, u in enumerate(preds["key"])}
     history = json.loads((out / "train_history.json").read_text())

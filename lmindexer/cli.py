@@ -33,9 +33,9 @@ def _init_model(cfg):
 
 
 def _learn_ids(cfg, phase=None):
-    from .ids.learn import learn_ids
+    from .pipeline import learn
 
-    return learn_ids(cfg, only=phase)
+    return learn(cfg, only=phase)
 
 
 def _assign_ids(cfg):
@@ -60,9 +60,9 @@ def _assign_once(cfg):
 
 
 def _baseline_ids(cfg):
-    from .ids.baseline_ids import baseline_ids
+    from .pipeline import baselines
 
-    return baseline_ids(cfg)
+    return baselines(cfg)
 
 
 def _id_report(cfg):
@@ -72,9 +72,9 @@ def _id_report(cfg):
 
 
 def _train_generator(cfg):
-    from .downstream.train_generator import train_generator
+    from .pipeline import generator
 
-    return train_generator(cfg)
+    return generator(cfg)
 
 
 def _evaluate(cfg):

@@ -82,9 +82,9 @@ def trial_config(base: dict, params: dict, trial_dir: str) -> Config:
 
 
 def _learn_ids_result(cfg: Config, objective: str) -> dict:
-    from .ids.learn import learn_ids
+    from .pipeline import learn
 
-    summary = learn_ids(cfg)
+    summary = learn(cfg)
     last_epochs = [m["epochs"] for m in summary["steps"].values() if "epochs" in m][-1]
     last_assign = [m for k, m in summary["steps"].items() if k.endswith(":assign")][-1]
     values = {
@@ -99,9 +99,10 @@ def _learn_ids_result(cfg: Config, objective: str) -> dict:
 
 
 def _generator_result(cfg: Config, objective: str) -> dict:
-    from .downstream.train_generator import HISTORY_FILE, train_generator
+    from .downstream.train_generator import HISTORY_FILE
+    from .pipeline import generator
 
-    summary = train_generator(cfg)
+    summary = generator(cfg)
     with open(os.path.join(summary["generator"], HISTORY_FILE)) as f:
         loss = json.load(f)[-1]["loss"]
     metrics = {"loss": loss, **summary["eval"]["metrics"]}

@@ -13,8 +13,8 @@ import torch
 from lmindexer.config import CHOICES, load_config
 from lmindexer.data.prepare import prepare
 from lmindexer.eval.metrics import ami
-from lmindexer.ids.baseline_ids import baseline_ids
 from lmindexer.init_model import init_model
+from lmindexer.pipeline import baselines
 from lmindexer.quantizers import (
     METHODS,
     RQVAE,
@@ -139,7 +139,7 @@ def run(base, method, *extra):
             *extra,
         ],
     )
-    summary = baseline_ids(cfg)
+    summary = baselines(cfg)
     return summary, pq.read_table(summary["table"]).to_pandas()
 
 

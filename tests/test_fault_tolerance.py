@@ -15,7 +15,7 @@ import pytest
 from conftest import ctrl_c_able, ctrl_c_at_line, this_ray
 from test_learn_ids import config, corpus  # noqa: F401  (the shared corpus fixture)
 
-from lmindexer.ids.learn import learn_ids
+from lmindexer.pipeline import learn
 
 pytestmark = pytest.mark.slow
 REGISTERED = "checkpoint_manager_snapshot.json"  # written once the controller has registered a checkpoint
@@ -117,7 +117,7 @@ def test_killed_worker_is_replaced_and_training_continues(corpus, tmp_path):  # 
         daemon=True,
     )
     killer.start()
-    summary = learn_ids(cfg)
+    summary = learn(cfg)
     killer.join(timeout=5)
     assert killed, "no Ray Train worker process was found to kill"
     history = summary["steps"]["1:continuous"]["epochs"]

@@ -18,12 +18,11 @@ from lmindexer.data.prepare import prepare
 from lmindexer.downstream.evaluate import beam_search, evaluate
 from lmindexer.downstream.examples import build_examples
 from lmindexer.downstream.splits import split_sequences
-from lmindexer.downstream.train_generator import train_generator
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
-from lmindexer.ids.baseline_ids import baseline_ids
 from lmindexer.ids.table import read_id_table
 from lmindexer.init_model import init_model
 from lmindexer.models.generator import load_generator, load_id_vocab
+from lmindexer.pipeline import baselines, generator
 
 pytestmark = pytest.mark.slow
 SETTINGS = [
@@ -49,9 +48,7 @@ def base(ray_session, tmp_path_factory):
     prepare(cfg)
     init_model(cfg)
     for method in ("hkmeans", "random"):
-        baseline_ids(
-            load_config("configs/quickstart.yaml", [f"output_dir={out}", *SETTINGS, f"baseline.method={method}"])
-        )
+        baselines(load_config("configs/quickstart.yaml", [f"output_dir={out}", *SETTINGS, f"baseline.method={method}"]))
     return out
 
 
@@ -60,7 +57,7 @@ def run(base, task, method, *extra):
         "configs/quickstart.yaml",
         [f"output_dir={base}", *SETTINGS, f"generator.task={task}", f"generator.ids={base}/ids-{method}", *extra],
     )
-    return cfg, train_generator(cfg)
+    return cfg, generator(cfg)
 
 
 def test_recommendation_trains_and_decodes_valid_ids(base):
@@ -172,7 +169,7 @@ def test_retrieval_semantic_ids_beat_random_ids(base):
     with open(os.path.join(semantic["generator"], "generator.json")) as f:
         assert json.load(f)["method"] == "hkmeans"
     assert same_as_evaluation(semantic["generator"], base) >= 18  # of 20 (ties may reorder a beam)
-    again = train_generator(cfg)  # trained already: only evaluates, with the same result
+    again = generator(cfg)  # trained already: only evaluates, with the same result
     assert "train" not in again and again["eval"]["metrics"] == semantic["eval"]["metrics"]
     wide = load_config(
         "configs/quickstart.yaml",

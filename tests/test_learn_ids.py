@@ -9,9 +9,9 @@ import torch
 
 from lmindexer.config import load_config
 from lmindexer.data.prepare import prepare
-from lmindexer.ids.learn import learn_ids
 from lmindexer.init_model import init_model
 from lmindexer.models.indexer import SemanticIndexer
+from lmindexer.pipeline import learn
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ def test_zero2_two_positions_learns_useful_codes(corpus, tmp_path):
         "indexer.joint_epochs=3",
         "train.checkpoint_min_seconds=1e9",
     )
-    summary = learn_ids(cfg)
+    summary = learn(cfg)
     steps = summary["steps"]
     # metrics every epoch; no checkpoint (train.checkpoint_min_seconds is longer than the run, and a finished
     # phase is kept as its snapshot); all the steps in one Ray Train run
@@ -117,11 +117,11 @@ def test_zero2_two_positions_learns_useful_codes(corpus, tmp_path):
     # position 2 trained the encoder after code 1 was assigned: code 1 keeps its own copy (staged encoders)
     assert idx.state["stages"] == [1] and os.path.isdir(os.path.join(summary["indexer"], "stages", "position-1"))
     saved = os.path.getmtime(os.path.join(summary["indexer"], "indexer.json"))
-    again = learn_ids(cfg)  # everything done: nothing is trained again, and the indexer is not rewritten
+    again = learn(cfg)  # everything done: nothing is trained again, and the indexer is not rewritten
     assert again["steps"] == summary["steps"] and again["collision_rate"] == summary["collision_rate"]
     assert os.path.getmtime(os.path.join(summary["indexer"], "indexer.json")) == saved
     with pytest.raises(ValueError, match="POSITION:STEP"):
-        learn_ids(cfg, only="3:joint")
+        learn(cfg, only="3:joint")
 
 
 def test_ddp_engine_encoder_with_curves(corpus, bert, tmp_path):
@@ -138,7 +138,7 @@ def test_ddp_engine_encoder_with_curves(corpus, bert, tmp_path):
         "indexer.epoch_figures=true",
         "train.engine=ddp",
     )
-    summary = learn_ids(cfg)
+    summary = learn(cfg)
     assert summary["positions_done"] == 1
     assign = summary["steps"]["1:assign"]
     assert assign["used"] > 1
@@ -154,7 +154,7 @@ def test_ddp_engine_encoder_with_curves(corpus, bert, tmp_path):
     idx = SemanticIndexer.from_pretrained(summary["indexer"])
     table = idx.backbone.get_input_embeddings()
     assert type(table).__name__ == "Embedding" and table.weight.shape[0] == len(idx.tokenizer)
-    rerun = learn_ids(cfg, only="1:joint")  # one phase alone, trained afresh from the stored snapshot
+    rerun = learn(cfg, only="1:joint")  # one phase alone, trained afresh from the stored snapshot
     assert [e["epoch"] for e in rerun["steps"]["1:joint"]["epochs"]] == [1, 2]
     assert rerun["steps"]["1:joint"] != summary["steps"]["1:joint"]
 
@@ -173,7 +173,7 @@ def test_encoder_backbone_zero3_two_positions(corpus, bert, tmp_path):
         "indexer.continuous_epochs=0",
         "indexer.joint_epochs=1",
     )
-    summary = learn_ids(cfg)
+    summary = learn(cfg)
     assert summary["positions_done"] == 2
     for t in (1, 2):
         assert summary["steps"][f"{t}:assign"]["used"] > 1

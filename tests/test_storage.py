@@ -17,7 +17,7 @@ from lmindexer.config import load_config
 from lmindexer.data.prepare import prepare
 from lmindexer.data.synthetic import write_demo
 from lmindexer.ids.assign import assign_ids
-from lmindexer.ids.learn import learn_ids
+from lmindexer.pipeline import learn
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -102,7 +102,7 @@ def test_pipeline_on_s3(ray_session, s3, tmp_path):
 
     assert prepare(cfg)["written"] == 150
     assert fs.get_file_info(pafs.FileSelector("lmi/corpus/docs")), "no prepared shards on S3"
-    summary = learn_ids(cfg)
+    summary = learn(cfg)
     assert summary["indexer"] == "s3://lmi/indexer"
     assert fs.get_file_info("lmi/indexer/indexer.json").type == pafs.FileType.File
     runs = [i.path for i in fs.get_file_info(pafs.FileSelector("lmi/ray", recursive=True))]

@@ -224,7 +224,7 @@ def rec_split(cfg: Config, number: dict) -> tuple[dict, dict]:
 
 def train_seqrec_generator(cfg: Config) -> dict:
     """train-generator for generator.kind=seqrec: the one-pass generator on every user's items before the
-    validation target (item vectors composed from the ID table), then its evaluation."""
+    validation target (item vectors composed from the ID table)."""
     g, start = cfg.generator, time.time()
     if g.task != "rec":  # kind=seqrec set by hand
         raise ConfigError("generator.kind=seqrec recommends items: set generator.task=rec (retrieval: kind=t5)")
@@ -255,9 +255,6 @@ def train_seqrec_generator(cfg: Config) -> dict:
         fit_seqrec(cfg, out, train, len(number), settings, g.compose, table.codes, table.suffix, name, validation)
         save_items(out, list(table.doc_ids))
     summary["train_seconds"] = round(time.time() - start, 1)
-    from .evaluate import evaluate
-
-    summary["eval"] = evaluate(cfg)
     return summary
 
 

@@ -27,7 +27,7 @@ from ..raydata import shared, train_rows
 from ..train.engine import lr_multiplier
 from ..train.loop import all_reduce_sum, fit, length_grouped_batches, shuffled_batches
 from ..train.task import HISTORY_FILE, TaskDefaults, ValidatedByRecall
-from .evaluate import beam_search, beam_width, by_length, evaluate, finished_evaluation, source_tensor, text_embedder
+from .evaluate import beam_search, beam_width, by_length, source_tensor, text_embedder
 from .examples import VALIDATION, build_examples, id_targets
 from .seqrec_training import train_seqrec_generator
 from .trie import TrieLogitsProcessor, build_trie
@@ -217,11 +217,4 @@ def train_generator(cfg: Config) -> dict:
         )
         fit(cfg, task, train_rows(cfg, shuffle=True, input_ids=data["sources"], labels=labels))
     summary["train_seconds"] = round(time.time() - start, 1)
-    done = finished_evaluation(cfg) if "train" not in summary else None
-    if done is not None:
-        log.info(
-            "generator: evaluated before (%s); not decoded again (run `lmindexer evaluate` to redo it)",
-            os.path.join(out, f"eval-{cfg.evaluate.split}", "metrics.json"),
-        )
-    summary["eval"] = done or evaluate(cfg)
     return summary

@@ -22,8 +22,6 @@ import torch
 
 from .. import storage
 from ..config import Config, ConfigError
-from ..init_model import init_model
-from ..models.pretrained import resolve
 from ..paths import RunLayout
 from ..quantizers import METHODS, load_method, save_method
 from ..raydata import in_process, map_files, read_numpy, train_rows
@@ -52,14 +50,16 @@ class MethodActor:
         return codes_table(batch["doc_id"], codes, cand, score)
 
 
-def embed_corpus(cfg: Config, fs, out: str) -> int:
-    """Vectors of every document into <out>/_emb/; a finished embedding is reused. Returns the row count."""
+def embed_corpus(cfg: Config, fs, out: str, encoder: str) -> int:
+    """Vectors of every document into <out>/_emb/ (by the model folder `encoder` where baseline.embeddings=encoder);
+    a finished embedding is reused. Returns the row count."""
     marker = storage.join(out, "_emb_done.json")
     if storage.exists(fs, marker):
         return storage.read_json(fs, marker)["rows"]
     b, start = cfg.baseline, time.time()
     source = "encoder" if b.embeddings == "encoder" else b.embeddings
-    encoder = resolve(b.encoder) if b.encoder else (init_model(cfg) if source == "encoder" else "")
+    if source == "encoder" and not encoder:
+        raise ConfigError("baseline.embeddings=encoder needs an encoder folder (baseline.encoder, or init-model's)")
     dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
     columns = ["doc_id", "text"] if source == "encoder" else None
     kwargs = {"source": source, "path": encoder, "max_length": cfg.model.max_length}
@@ -135,14 +135,20 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
     return uri
 
 
-def baseline_ids(cfg: Config) -> dict:
+def baseline_ids(cfg: Config, encoder: str = "") -> dict:
+    """The baseline-ids stage; `encoder`: the model folder that embeds the documents (baseline.embeddings=encoder)."""
     start, b, ic = time.time(), cfg.baseline, cfg.indexer
     uri = RunLayout(cfg).baseline_ids
     fs, out = storage.filesystem(uri, cfg.storage)
     if METHODS[b.method].reads == "doc_id":  # random IDs: from the corpus' doc_ids, no vectors
         rows, (src_fs, src), columns = 0, storage.filesystem(RunLayout(cfg).docs, cfg.storage), ["doc_id"]
     else:
-        rows, src_fs, src, columns = embed_corpus(cfg, fs, out), fs, storage.join(out, "_emb"), ["doc_id", "emb"]
+        rows, src_fs, src, columns = (
+            embed_corpus(cfg, fs, out, encoder),
+            fs,
+            storage.join(out, "_emb"),
+            ["doc_id", "emb"],
+        )
     kwargs = {
         "storage_cfg": cfg.storage,
         "candidates": cfg.assign.candidates,

@@ -34,7 +34,6 @@ from .. import storage
 from ..config import Config, ConfigError, IndexerConfig
 from ..data.prepare import count_docs, load_docs, read_docs
 from ..eval.metrics import code_usage, collision_rate, label_scores, position_figures, split_stats
-from ..init_model import init_model
 from ..models.codebook import fit_offsets
 from ..models.indexer import CONFIG_FILE, SemanticIndexer
 from ..models.tokenizer import encode_texts
@@ -162,10 +161,10 @@ class Schedule:
     rerun: bool = False  # run the plan's steps even where done (--phase)
 
 
-def learn_ids(cfg: Config, only: str | None = None) -> dict:
+def learn_ids(cfg: Config, backbone: str, only: str | None = None) -> dict:
+    """The learn-ids stage on the saved `backbone` folder (init-model's); `only`: one POSITION:STEP alone."""
     start = time.time()
     ic = cfg.indexer
-    backbone = init_model(cfg)
     data = tokenize_corpus(cfg, backbone)
     n = len(data["doc_id"])
     if n < ic.codebook_size:

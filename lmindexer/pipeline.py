@@ -1,0 +1,56 @@
+"""What runs before and after a stage: the one place that sequences stages. A stage never calls another; the
+commands (`lmindexer <stage>`, `run`), Tune's trials and the benches call these.
+
+- learn:     init-model (the backbone folder), then learn-ids on it
+- baselines: init-model when the baseline embeds with the run's own encoder, then baseline-ids
+- generator: train-generator, then evaluate (unless the generator as it is was evaluated before)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from .config import Config
+
+log = logging.getLogger("lmindexer")
+
+
+def learn(cfg: Config, only: str | None = None) -> dict:
+    from .ids.learn import learn_ids
+    from .init_model import init_model
+
+    return learn_ids(cfg, init_model(cfg), only=only)
+
+
+def baselines(cfg: Config) -> dict:
+    from .ids.baseline_ids import baseline_ids
+    from .models.pretrained import resolve
+    from .quantizers import METHODS
+
+    b, encoder = cfg.baseline, ""
+    if METHODS[b.method].reads != "doc_id" and b.embeddings == "encoder":
+        if b.encoder:
+            encoder = resolve(b.encoder)
+        else:
+            from .init_model import init_model
+
+            encoder = init_model(cfg)
+    return baseline_ids(cfg, encoder)
+
+
+def generator(cfg: Config) -> dict:
+    from .downstream.evaluate import evaluate, finished_evaluation
+    from .downstream.train_generator import train_generator
+
+    summary = train_generator(cfg)
+    done = None
+    if cfg.generator.model_kind != "seqrec" and "train" not in summary:
+        done = finished_evaluation(cfg)
+    if done is not None:
+        log.info(
+            "generator: evaluated before (%s); not decoded again (run `lmindexer evaluate` to redo it)",
+            os.path.join(summary["generator"], f"eval-{cfg.evaluate.split}", "metrics.json"),
+        )
+    summary["eval"] = done or evaluate(cfg)
+    return summary
