@@ -556,6 +556,69 @@ def ids_seeds_section(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ids_curves_section(data: dict) -> str:
+    """bench/id_curves.py: the learned first code after each joint epoch, beside MiniLM + k-means at each point's
+    perplexity, over seeds."""
+    label, summary = data["label"], data["summary"]
+    last = summary[-1]
+    paired = {s: r["last_epoch_paired"] for s, r in data["by_seed"].items() if "last_epoch_paired" in r}
+    lines = [
+        f"**More joint epochs at position 1, {data['seeds']} seed(s)**: the first code's lead over whole-text MiniLM + "
+        f"k-means at the same perplexity goes from {summary[0]['lead']['mean']:+.4f} at the k-means start to "
+        f"{summary[1]['lead']['mean']:+.4f} after one joint epoch and {last['lead']['mean']:+.4f} after "
+        f"{last['epoch']} (AMI vs {label}, mean over seeds)"
+        + (f"; after the last epoch, paired per seed: {seeds_verdict(paired)} the control." if paired else "."),
+        "",
+        f"{data['items']:,} items of `{Path(data['corpus']).name}`; runs {', '.join(data['runs'])} (seed = position "
+        f"in that list): the recipe's position 1 (reading {data['recipe_max_length']} tokens) with "
+        "`indexer.epoch_figures=true`, which after every joint epoch assigns code 1 to every item with dropout off. "
+        "Epoch 0 is the k-means start on the model's own states. The control at every point: MiniLM's mean-pooled "
+        f"embedding of the whole text (up to {data['full_text_max_length']} tokens) and k-means with K chosen so its "
+        "perplexity matches the point's, the run's seed. Mean over seeds with the lowest and highest; measured "
+        f"{data['date']} at commit {data['commit']} on {data['machine']} (`{data['command']}`).",
+        "",
+        f"| joint epochs | first-code AMI vs {label} | perplexity | MiniLM + k-means, same perplexity | lead |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+
+    def cell(m: dict, fmt: str = "{:.4f}") -> str:
+        return f"{fmt.format(m['mean'])} ({fmt.format(m['min'])} to {fmt.format(m['max'])})"
+
+    for p in summary:
+        lines.append(
+            f"| {p['epoch']} | {cell(p['ami'])} | {cell(p['perplexity'], '{:.1f}')} | {cell(p['control_ami'])} | "
+            f"{cell(p['lead'], '{:+.4f}')} |"
+        )
+    lines += [
+        "",
+        "Per seed: the reconstruction loss of each epoch (training, with dropout), its seconds, and the AMI after the "
+        "first epoch beside the one-epoch run of the same seed in the table above (the same training, so the same "
+        "codes where the runs agree).",
+        "",
+        "| seed | recon per epoch | seconds per epoch | AMI after epoch 1: here, one-epoch run |",
+        "|---|---|---|---:|",
+    ]
+    for seed, r in data["by_seed"].items():
+        trained = r["points"][1:]
+        ref = r.get("one_epoch_run_ami")
+        recon = ", ".join(f"{p['recon']:.3f}" for p in trained)
+        seconds = ", ".join(f"{p['epoch_seconds']:.0f}" for p in trained)
+        one = "-" if ref is None else f"{ref:.4f}"
+        lines.append(f"| {seed} | {recon} | {seconds} | {trained[0]['ami']:.4f}, {one} |")
+    if paired:
+        lines += [
+            "",
+            f"After the last epoch, paired per seed (code 1 of every item, `--phase 1:assign`): AMI against {label} "
+            f"minus the control's, 95% interval from {data['boot']} random halves of the items: "
+            + "; ".join(
+                f"seed {s} {p['ami_diff']:+.4f} [{p['ci'][0]:+.4f}, {p['ci'][1]:+.4f}] (K={p['control_k']})"
+                for s, p in paired.items()
+            )
+            + ".",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def serve_section(data: dict) -> str:
     """bench/serve_load.py: requests/s and latency of each endpoint over the loopback, beside in-process calls."""
     lines = [
@@ -613,6 +676,13 @@ SECTIONS = [
         "The learned first code over seeds, against k-means on cut and whole text",
         ids_seeds_section,
         "python -m bench.id_seeds",
+        3,
+    ),
+    Section(
+        "ids-beauty-curves.json",
+        "The learned first code over joint epochs",
+        ids_curves_section,
+        "python -m bench.id_curves",
         3,
     ),
     Section(
