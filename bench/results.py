@@ -619,6 +619,39 @@ def ids_curves_section(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def learn_step_section(data: dict) -> str:
+    """bench/learn_step.py: seconds per learn-ids training step on a CPU, before and after training only the
+    word-embedding rows that get a gradient, and with bf16 autocast."""
+    lines = [
+        f"One learn-ids joint step (batch {data['batch_size']}, {data['threads']} threads) of the recipe's indexer "
+        f"from {data['run']}, each setting its own copy from the same weights, the settings taking turns step by "
+        f"step; median seconds per step. Measured {data['date']} at commit {data['commit']} on {data['machine']} "
+        f"(`{data['command']}`).",
+        "",
+        "| position | setting | trained parameters | seconds per step | speed-up |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for p in data["positions"]:
+        for r in p["rows"]:
+            lines.append(
+                f"| {p['position']} | {r['setting']} | {r['trained_parameters'] / 1e6:.1f}M | "
+                f"{r['seconds_per_step']:.3f} | {r['speedup']:.2f}x |"
+            )
+    checks = "; ".join(
+        f"position {p['position']}: largest weight difference {p['max_weight_difference']:.1e} after "
+        f"{p['timed_steps'] + 2} steps"
+        + (f", the same code 1 for {p['same_codes']:.0%} of the batches' items" if p["same_codes"] is not None else "")
+        for p in data["positions"]
+    )
+    lines += [
+        "",
+        f"Training only the rows with a gradient reaches the weights of training every row ({checks}: float "
+        "rounding; AdamW without weight decay never moves a row without a gradient). bf16 autocast keeps fp32 "
+        "weights and optimizer state (`train.precision=bf16`); its codes are not the fp32 run's.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def serve_section(data: dict) -> str:
     """bench/serve_load.py: requests/s and latency of each endpoint over the loopback, beside in-process calls."""
     lines = [
@@ -696,6 +729,7 @@ SECTIONS = [
         "assign-throughput.json", "Batch ID assignment throughput", assign_section, "python -m bench.assign_throughput"
     ),
     Section("train-throughput.json", "Training throughput", train_section, "python -m bench.train_throughput"),
+    Section("learn-step.json", "A learn-ids training step on a CPU", learn_step_section, "python -m bench.learn_step"),
     Section("gpu-train.json", "Training throughput on one GPU", train_section, "bash bench/gpu_check.sh (a GPU)"),
     Section(
         "gpu-throughput.json", "Assignment and learn-ids on one GPU", gpu_throughput_section, "bash bench/gpu_check.sh"

@@ -29,6 +29,9 @@ class RowSubsetEmbedding(nn.Module):
         index[rows] = torch.arange(len(rows), device=weight.device)
         self.register_buffer("index", index)
         self.register_buffer("rows", rows)
+        # the padding row takes no gradient from lookups, as in nn.Embedding (but does as a row of weight_rows)
+        pad = -1 if self.padding_idx is None else int(index[self.padding_idx])
+        self._pad = pad if pad >= 0 else None
 
     @property
     def num_embeddings(self) -> int:
@@ -36,8 +39,16 @@ class RowSubsetEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         pos = self.index[ids]
-        trained = F.embedding(pos.clamp(min=0), self.trained)
+        trained = F.embedding(pos.clamp(min=0), self.trained, padding_idx=self._pad)
         return torch.where((pos >= 0)[..., None], trained, self.fixed[ids].to(trained.dtype))
+
+    def weight_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """The table's rows `ids` (each one that trains), as `weight[ids]` of an nn.Embedding: every row takes its
+        gradient, the padding row included."""
+        pos = self.index[ids]
+        if (pos < 0).any():
+            raise ValueError("weight_rows: some rows asked for do not train")
+        return self.trained[pos]
 
     @torch.no_grad()
     def to_embedding(self) -> nn.Embedding:
