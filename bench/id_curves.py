@@ -52,7 +52,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=str(ROOT / "configs" / "beauty-minilm.yaml"))
     ap.add_argument("--runs", default="runs/curve-s0,runs/curve-s1,runs/curve-s2", help="one run per seed, in order")
-    ap.add_argument("--label", default="category_l3", help="the label field the runs were scored against (first)")
+    ap.add_argument(
+        "--label-fields",
+        default="category_l3,category_l2",
+        help="the runs' data.label_fields, in their order: their codes are scored against the first",
+    )
     ap.add_argument("--encoder", default="minilm-offline", help="the encoder of the k-means control")
     ap.add_argument("--boot", type=int, default=100, help="random halves per paired AMI difference")
     ap.add_argument("--work", default="runs/id-seeds", help="where the embeddings are cached")
@@ -60,27 +64,28 @@ def main() -> None:
     args = ap.parse_args()
     start = time.time()
     runs = [r for r in args.runs.split(",") if (Path(r) / "learn_ids" / "progress.json").exists()]
-    cfg = load_config(args.config, [f"output_dir={runs[0]}"])
-    corpus, fields = corpus_labels(cfg)
-    if fields[0] != args.label:
-        raise SystemExit(f"{runs[0]} scores its codes against {fields[0]}, not --label {args.label}")
-    docs = pq.read_table(Path(runs[0]) / "corpus" / "docs", columns=["doc_id", "text"])
+    label = args.label_fields.split(",")[0]
+    cfg = load_config(args.config, [f"output_dir={runs[0]}", f"data.label_fields=[{args.label_fields}]"])
+    corpus, _ = corpus_labels(cfg)
+    docs = pq.read_table(Path(runs[0]) / "corpus" / "docs", columns=["doc_id", "text", "label"])
     doc_ids, texts = docs.column("doc_id").to_pylist(), docs.column("text").to_pylist()
-    by_doc = dict(zip(corpus.column("doc_id").to_pylist(), corpus.column(args.label).to_pylist()))
+    by_doc = dict(zip(corpus.column("doc_id").to_pylist(), corpus.column(label).to_pylist()))
     y = np.array([by_doc.get(d) or "" for d in doc_ids], dtype=str)
+    if list(y) != [x or "" for x in docs.column("label").to_pylist()]:  # learn-ids scored against `label`
+        raise SystemExit(f"{runs[0]} was not prepared with data.label_fields=[{args.label_fields}]")
     keep = y != ""
     x = torch.from_numpy(embed(texts, args.encoder, FULL_TEXT, Path(args.work) / f"emb-{FULL_TEXT}.npy"))
     iters, size = cfg.indexer.kmeans_iters, cfg.indexer.codebook_size
     one_epoch = {}
     if SEEDS_TABLE.exists():
         table = json.loads(SEEDS_TABLE.read_text())["rows"]["lmindexer"]
-        one_epoch = {int(s): r["ami"].get(args.label) for s, r in table.items()}
+        one_epoch = {int(s): r["ami"].get(label) for s, r in table.items()}
 
     by_seed = {}
     for seed, run in enumerate(runs):
         m = json.loads((Path(run) / "learn_ids" / "progress.json").read_text())["metrics"]
         begin = m["1:kmeans"]["start"]
-        points = [{"epoch": 0, "ami": begin["ami"], "perplexity": begin["perplexity"]}]
+        points = [{"epoch": 0, "ami": begin["ami"], "perplexity": round(begin["perplexity"], 1)}]
         for e in m.get("1:joint", {}).get("epochs", []):
             points.append(
                 {
@@ -112,21 +117,16 @@ def main() -> None:
             }
             print(f"seed {seed} last epoch paired: {result['last_epoch_paired']}", flush=True)
         by_seed[seed] = result
-    epochs = min(len(r["points"]) for r in by_seed.values())
-    summary = [
-        {
-            "epoch": i,
-            **{
-                key: spread([r["points"][i][key] for r in by_seed.values()])
-                for key in ("ami", "perplexity", "control_ami", "lead")
-            },
-        }
-        for i in range(epochs)
-    ]
+    epochs = max(len(r["points"]) for r in by_seed.values())
+    summary = []
+    for i in range(epochs):  # every point over the seeds that reached it
+        at = [r["points"][i] for r in by_seed.values() if len(r["points"]) > i]
+        keys = ("ami", "perplexity", "control_ami", "lead")
+        summary.append({"epoch": i, "seeds": len(at), **{k: spread([p[k] for p in at]) for k in keys}})
     out = {
         "corpus": cfg.data.input,
         "items": len(doc_ids),
-        "label": args.label,
+        "label": label,
         "runs": runs,
         "seeds": len(runs),
         "recipe_max_length": cfg.model.max_length,
