@@ -569,7 +569,17 @@ def ids_curves_section(data: dict) -> str:
         f"{summary[1]['lead']['mean']:+.4f} after one joint epoch and {last['lead']['mean']:+.4f} after "
         f"{last['epoch']} (AMI vs {label}, mean over the seeds that reached each point; the largest lead is after "
         f"{best['epoch']})"
-        + (f"; after the last epoch, paired per seed: {seeds_verdict(paired)} the control." if paired else "."),
+        + (
+            f"; after each run's last epoch ({', '.join(str(p['epoch']) for p in paired.values())}), paired: "
+            + ", ".join(
+                f"{sum(_verdict(*p['ci']) == v for p in paired.values())} seed(s) {v}"
+                for v in ("above", "below", "not separated")
+                if any(_verdict(*p["ci"]) == v for p in paired.values())
+            )
+            + "."
+            if paired
+            else "."
+        ),
         "",
         f"{data['items']:,} items of `{Path(data['corpus']).name}`; runs {', '.join(data['runs'])} (seed = position "
         f"in that list): the recipe's position 1 (reading {data['recipe_max_length']} tokens) with "
