@@ -50,8 +50,8 @@ def skip_shm_comm_op(deepspeed) -> None:
 
 def engine_kind(cfg: TrainConfig) -> str:
     """train.engine, with auto resolved: DeepSpeed on GPUs, DDP on CPUs. On a CPU DeepSpeed's engine costs a share
-    of every step whatever the ZeRO stage (bench/train_throughput.py, 1 worker: 0.81x the plain loop at stage 0
-    against 0.99x for DDP in the same run), and importing it costs each worker ~1-3 s of one core per run."""
+    of the steps (bench/train_throughput.py, 2 workers: 0.92x the plain loop at ZeRO-2 against 1.09x for DDP in the
+    same run), and importing it costs each worker ~1-3 s of one core per run."""
     if cfg.engine == "auto":
         return "deepspeed" if cfg.use_gpu else "ddp"
     return cfg.engine
