@@ -247,6 +247,8 @@ def test_usage_weight_per_position():
 
 def test_training_only_the_embedding_rows_with_a_gradient_reaches_the_same_weights(tmp_path):
     idx, ids, mask = _indexer(tmp_path, "encoder", frozen_layers=1)
+    ids, mask = ids.clone(), mask.clone()
+    ids[:2, -3:], mask[:2, -3:] = idx.tokenizer.pad_token_id, 0  # two shorter documents: padding in the corpus
     idx.state["recon_vocab"] = torch.unique(ids).tolist()
     idx.save_pretrained(str(tmp_path / "saved"))
     runs = []
@@ -276,3 +278,5 @@ def test_training_only_the_embedding_rows_with_a_gradient_reaches_the_same_weigh
         assert torch.allclose(v, after_rows[k], atol=1e-6), k
     table = after_full["backbone.embeddings.word_embeddings.weight"]
     assert not torch.equal(table, before)  # the run did train the table's rows that get a gradient
+    pad = full.tokenizer.pad_token_id  # a row of the tied head: it trains there, though lookups give it no gradient
+    assert not torch.equal(table[pad], before[pad])

@@ -365,10 +365,11 @@ class SemanticIndexer(nn.Module):
         otherwise dominate its softmax)."""
         if self.kind == "encoder":
             emb = self.backbone.get_input_embeddings()
-            rows = (
-                emb(self.recon_vocab) if self.recon_vocab is not None else emb.weight[: self.state["id_token_offset"]]
-            )
-            return F.linear(hidden, rows)
+            if self.recon_vocab is None:
+                return F.linear(hidden, emb.weight[: self.state["id_token_offset"]])
+            # rows of the table, each taking its gradient (the padding row too), whether every row trains or not
+            rows = emb.weight_rows if isinstance(emb, RowSubsetEmbedding) else emb.weight.__getitem__
+            return F.linear(hidden, rows(self.recon_vocab))
         if self.backbone.config.tie_word_embeddings:
             hidden = hidden * self.backbone.config.d_model**-0.5
         return self.backbone.lm_head(hidden)

@@ -1,10 +1,11 @@
 """An embedding table of which only some rows train: the same lookups as the full table, with a gradient and
 optimizer state for those rows alone.
 
-Training the indexer on a CPU, the word-embedding table (30k+ rows for MiniLM, plus the ID tokens) took about a
-third of every step: its dense gradient is zeroed and filled and AdamW updates all of it, though only the corpus's
-tokens and the ID tokens ever get a gradient. With weight decay 0 a row without a gradient never moves, so training
-the rows that can get one and keeping the others fixed reaches the same weights (tests/test_row_embedding.py).
+Training the indexer, the word-embedding table (30k+ rows for MiniLM, plus the ID tokens) has its dense gradient
+zeroed and filled and AdamW updates all of it every step, though only the corpus's tokens and the ID tokens ever get
+a gradient. With weight decay 0 a row without a gradient never moves, so training the rows that can get one and
+keeping the others fixed reaches the same weights up to float rounding (tests/test_id_split.py); what it saves a
+step is in RESULTS.md (bench/learn_step.py).
 """
 
 from __future__ import annotations
