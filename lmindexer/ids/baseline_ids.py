@@ -141,14 +141,11 @@ def baseline_ids(cfg: Config, encoder: str = "") -> dict:
     uri = RunLayout(cfg).baseline_ids
     fs, out = storage.filesystem(uri, cfg.storage)
     if METHODS[b.method].reads == "doc_id":  # random IDs: from the corpus' doc_ids, no vectors
-        rows, (src_fs, src), columns = 0, storage.filesystem(RunLayout(cfg).docs, cfg.storage), ["doc_id"]
+        rows, columns = 0, ["doc_id"]
+        src_fs, src = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
     else:
-        rows, src_fs, src, columns = (
-            embed_corpus(cfg, fs, out, encoder),
-            fs,
-            storage.join(out, "_emb"),
-            ["doc_id", "emb"],
-        )
+        rows, columns = embed_corpus(cfg, fs, out, encoder), ["doc_id", "emb"]
+        src_fs, src = fs, storage.join(out, "_emb")
     kwargs = {
         "storage_cfg": cfg.storage,
         "candidates": cfg.assign.candidates,
