@@ -36,16 +36,9 @@ from bench.provenance import provenance
 from lmindexer.config import load_config
 from lmindexer.eval.metrics import ami, code_usage
 from lmindexer.eval.report import corpus_labels
-from lmindexer.quantizers.kmeans import assign, kmeans
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS_TABLE = ROOT / "bench" / "results" / "ids-beauty-seeds.json"  # the one-epoch runs, for the check
-
-
-def control(x: torch.Tensor, perplexity: float, seed: int, iters: int) -> tuple[int, np.ndarray]:
-    """(K, codes) of MiniLM + k-means whose perplexity matches `perplexity` (the same seed as the run)."""
-    k = first_level_k(x, perplexity, seed, iters)
-    return k, assign(x, kmeans(x, k, iters=iters, seed=seed)).numpy()
 
 
 def main() -> None:
@@ -98,7 +91,7 @@ def main() -> None:
                 }
             )
         for p in points:
-            k, codes = control(x, p["perplexity"], seed, iters)
+            k, codes = first_level_k(x, p["perplexity"], seed, iters)
             p.update(control_k=k, control_ami=round(ami(y[keep], codes[keep]), 4))
             p["lead"] = round(p["ami"] - p["control_ami"], 4)
             print(f"seed {seed} epoch {p['epoch']}: {p}", flush=True)
@@ -108,7 +101,7 @@ def main() -> None:
             ours = np.load(codes_file)[:, 0]
             last = points[-1]
             perplexity = code_usage(ours, size)["perplexity"]
-            k, theirs = control(x, perplexity, seed, iters)
+            k, theirs = first_level_k(x, perplexity, seed, iters)
             result["last_epoch_paired"] = {
                 "epoch": last["epoch"],
                 "control_k": k,

@@ -61,18 +61,20 @@ def embed(texts: list[str], encoder: str, max_length: int, cache: Path, batch: i
     return emb
 
 
-def first_level_k(x: torch.Tensor, perplexity: float, seed: int, iters: int, tries: int = 5) -> int:
-    """The K whose first-level k-means perplexity comes closest to `perplexity` (k-means leaves some clusters
-    small, so K must exceed the target): a few multiplicative steps from K = perplexity."""
+def first_level_k(x: torch.Tensor, perplexity: float, seed: int, iters: int, tries: int = 5) -> tuple[int, np.ndarray]:
+    """(K, its k-means codes of x) for the K whose first-level k-means perplexity comes closest to `perplexity`
+    (k-means leaves some clusters small, so K must exceed the target): a few multiplicative steps from K =
+    perplexity."""
     k, best = round(perplexity), None
     for _ in range(tries):
-        got = code_usage(assign(x, kmeans(x, k, iters=iters, seed=seed)).numpy(), k)["perplexity"]
+        codes = assign(x, kmeans(x, k, iters=iters, seed=seed)).numpy()
+        got = code_usage(codes, k)["perplexity"]
         if best is None or abs(got - perplexity) < abs(best[1] - perplexity):
-            best = (k, got)
+            best = (k, got, codes)
         if abs(got - perplexity) / perplexity < 0.03:
             break
         k = max(2, round(k * perplexity / got))
-    return best[0]
+    return best[0], best[2]
 
 
 def row(codes: np.ndarray, labels: dict[str, np.ndarray], k: int) -> dict:
@@ -148,7 +150,7 @@ def main() -> None:
         x = torch.from_numpy(embed(texts, args.encoder, length, Path(args.work) / f"emb-{length}.npy"))
         rows[name], paired[name], ks[name] = {}, {}, {}
         for seed, codes in learned.items():
-            k = first_level_k(x, target, seed, ic.kmeans_iters)
+            k, _ = first_level_k(x, target, seed, ic.kmeans_iters)
             method = HierarchicalKMeans.fit(x, k, ic.num_positions, ic.kmeans_iters, seed)
             control = method.encode(x, 1)[0].numpy()
             rows[name][seed], ks[name][seed] = row(control, labels, k), k
