@@ -1,28 +1,28 @@
-"""The learned first code over joint epochs, beside MiniLM + k-means at the same perplexity, over seeds.
+"""The learned first code over joint epochs, beside MiniLM + k-means at the same perplexity, over seeds and corpora.
 
-Each run folder holds position 1 of the recipe trained for several joint epochs with `indexer.epoch_figures=true`
-(after every epoch, code 1 of every item with dropout off, and its AMI against the corpus's first label field).
-Point 0 is the k-means start on the model's own states. Beside every point: MiniLM (whole text, up to 256 tokens,
-what a user's k-means reads) + k-means with K chosen so its perplexity matches the point's, the same seed. Where the
-run also assigned code 1 after its last epoch (`--phase 1:assign`), a paired 95% interval of the last epoch's AMI
-minus the control's, by half-sampling the items (bench/id_quality.py's paired_ami). No Ray.
+Each run folder holds position 1 of configs/beauty-minilm.yaml's recipe trained for several joint epochs with
+`indexer.epoch_figures=true` (after every epoch, code 1 of every item with dropout off, its AMI against the corpus's
+first label field, and the codes themselves). Point 0 is the k-means start on the model's own states. Beside every
+point: MiniLM (whole text, up to 256 tokens, what a user's k-means reads) + k-means with K chosen so its perplexity
+matches the point's, the same seed; where the run saved that epoch's codes, a paired 95% interval of the point's AMI
+minus the control's, by half-sampling the items (bench/id_quality.py's paired_ami). No Ray here; `--make` first runs
+the missing runs with the lmindexer commands (prepare, then learn-ids --phase 1:kmeans and 1:joint), one after another.
 
-Make the runs (about 30 minutes a seed for Beauty on 2 CPU cores), then this:
+    .venv/bin/python -m bench.id_curves --corpus dbpedia --make 2   # 3 seeds, 2 joint epochs each, then the table
+    .venv/bin/python -m bench.id_curves --corpus ag_news --make 2
+    .venv/bin/python -m bench.id_curves                              # Amazon Beauty, runs/curve-s0..s2
 
-    for seed in 0 1 2; do a="output_dir=runs/curve-s$seed seed=$seed data.label_fields=[category_l3,category_l2] \\
-        indexer.joint_epochs=5 indexer.epoch_figures=true"
-      lmindexer prepare --config configs/beauty-minilm.yaml $a
-      for step in 1:kmeans 1:joint 1:assign; do lmindexer learn-ids --config configs/beauty-minilm.yaml --phase $step $a
-      done; done
-    .venv/bin/python -m bench.id_curves
-
-Writes bench/results/ids-beauty-curves.json (RESULTS.md is rendered from it by bench/results.py).
+About 30 minutes a seed for 5 epochs on Beauty (12,101 items), 16 for 2 on DBpedia-14 (14,000), 6 for 2 on AG News
+(4,000), on 2 CPU cores. Writes bench/results/ids-<corpus>-curves.json (RESULTS.md is rendered from it by
+bench/results.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -33,50 +33,106 @@ import torch
 from bench.id_quality import paired_ami
 from bench.id_seeds import FULL_TEXT, embed, first_level_k, spread
 from bench.provenance import provenance
+from bench.shared_data import DATA
 from lmindexer.config import load_config
 from lmindexer.eval.metrics import ami, code_usage
 from lmindexer.eval.report import corpus_labels
 
 ROOT = Path(__file__).resolve().parents[1]
-SEEDS_TABLE = ROOT / "bench" / "results" / "ids-beauty-seeds.json"  # the one-epoch runs, for the check
+SEEDS_TABLE = ROOT / "bench" / "results" / "ids-beauty-seeds.json"  # Beauty's one-epoch runs, for the check
+
+
+def _csv(path: Path) -> list[str]:
+    """A header-less `label,text` CSV of ../shared/data/text_labeled: ids are <file>:<line>, one label level."""
+    return [
+        f"data.input={path}",
+        "data.csv_columns=[label, text]",
+        "data.id_field='@row'",
+        "data.text_fields=[text]",
+        "data.label_fields=[label]",
+    ]
+
+
+# each corpus: the overrides of configs/beauty-minilm.yaml that read it, its label fields (scored against the
+# first), its runs' folder prefix (seed i is <prefix>i) and where its MiniLM embeddings are cached
+CORPORA = {
+    "beauty": {
+        "overrides": ["data.label_fields=[category_l3,category_l2]"],
+        "label_fields": "category_l3,category_l2",
+        "runs": "runs/curve-s",
+        "work": "runs/id-seeds",
+    },
+    "dbpedia": {
+        "overrides": _csv(DATA / "text_labeled" / "dbpedia14" / "train.csv"),
+        "label_fields": "label",
+        "runs": "runs/curve-dbpedia-s",
+        "work": "runs/id-seeds-dbpedia",
+    },
+    "ag_news": {
+        "overrides": _csv(DATA / "text_labeled" / "ag_news" / "train.csv"),
+        "label_fields": "label",
+        "runs": "runs/curve-ag_news-s",
+        "work": "runs/id-seeds-ag_news",
+    },
+}
+
+
+def make_run(config: str, overrides: list[str], run: str, seed: int, epochs: int) -> None:
+    """Position 1 of the recipe with `epochs` joint epochs and their figures, into `run` (the lmindexer commands)."""
+    extra = [f"output_dir={run}", f"seed={seed}", f"indexer.joint_epochs={epochs}", "indexer.epoch_figures=true"]
+    base = [sys.executable, "-m", "lmindexer.cli"]
+    for command in (["prepare"], ["learn-ids", "--phase", "1:kmeans"], ["learn-ids", "--phase", "1:joint"]):
+        command = base + command + ["--config", config] + overrides + extra
+        print("running:", " ".join(command), flush=True)
+        subprocess.run(command, check=True)
+
+
+def epoch_codes(run: str, epoch: int) -> np.ndarray | None:
+    """Code 1 of every document after joint epoch `epoch`, where the run saved it (indexer.epoch_figures)."""
+    path = Path(run) / "learn_ids" / "snapshot-1-joint" / f"epoch-{epoch}-code.npy"
+    return np.load(path) if path.exists() else None
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", default=str(ROOT / "configs" / "beauty-minilm.yaml"))
-    ap.add_argument("--runs", default="runs/curve-s0,runs/curve-s1,runs/curve-s2", help="one run per seed, in order")
-    ap.add_argument(
-        "--label-fields",
-        default="category_l3,category_l2",
-        help="the runs' data.label_fields, in their order: their codes are scored against the first",
-    )
+    ap.add_argument("--corpus", choices=sorted(CORPORA), default="beauty", help="which labelled corpus")
+    ap.add_argument("--config", default=str(ROOT / "configs" / "beauty-minilm.yaml"), help="the recipe")
+    ap.add_argument("--seeds", type=int, default=3, help="runs, one per seed (0, 1, ...)")
+    ap.add_argument("--make", type=int, default=0, metavar="EPOCHS", help="first make the missing runs, EPOCHS each")
     ap.add_argument("--encoder", default="minilm-offline", help="the encoder of the k-means control")
     ap.add_argument("--boot", type=int, default=100, help="random halves per paired AMI difference")
-    ap.add_argument("--work", default="runs/id-seeds", help="where the embeddings are cached")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "ids-beauty-curves.json"))
     args = ap.parse_args()
+    corpus_set = CORPORA[args.corpus]
+    all_runs = [f"{corpus_set['runs']}{seed}" for seed in range(args.seeds)]
+    if args.make:
+        for seed, run in enumerate(all_runs):
+            if not _progress(run).exists() or "1:joint" not in json.loads(_progress(run).read_text())["metrics"]:
+                make_run(args.config, corpus_set["overrides"], run, seed, args.make)
     start = time.time()
-    runs = [r for r in args.runs.split(",") if (Path(r) / "learn_ids" / "progress.json").exists()]
-    label = args.label_fields.split(",")[0]
-    cfg = load_config(args.config, [f"output_dir={runs[0]}", f"data.label_fields=[{args.label_fields}]"])
+    runs = [r for r in all_runs if _progress(r).exists()]
+    if not runs:
+        raise SystemExit(f"no run of {args.corpus} yet ({', '.join(all_runs)}): make them with --make EPOCHS")
+    label_fields = corpus_set["label_fields"]
+    label = label_fields.split(",")[0]
+    cfg = load_config(args.config, corpus_set["overrides"] + [f"output_dir={runs[0]}"])
     corpus, _ = corpus_labels(cfg)
     docs = pq.read_table(Path(runs[0]) / "corpus" / "docs", columns=["doc_id", "text", "label"])
     doc_ids, texts = docs.column("doc_id").to_pylist(), docs.column("text").to_pylist()
     by_doc = dict(zip(corpus.column("doc_id").to_pylist(), corpus.column(label).to_pylist()))
     y = np.array([by_doc.get(d) or "" for d in doc_ids], dtype=str)
     if list(y) != [x or "" for x in docs.column("label").to_pylist()]:  # learn-ids scored against `label`
-        raise SystemExit(f"{runs[0]} was not prepared with data.label_fields=[{args.label_fields}]")
+        raise SystemExit(f"{runs[0]} was not prepared with data.label_fields=[{label_fields}]")
     keep = y != ""
-    x = torch.from_numpy(embed(texts, args.encoder, FULL_TEXT, Path(args.work) / f"emb-{FULL_TEXT}.npy"))
+    x = torch.from_numpy(embed(texts, args.encoder, FULL_TEXT, Path(corpus_set["work"]) / f"emb-{FULL_TEXT}.npy"))
     iters, size = cfg.indexer.kmeans_iters, cfg.indexer.codebook_size
     one_epoch = {}
-    if SEEDS_TABLE.exists():
+    if SEEDS_TABLE.exists() and args.corpus == "beauty":
         table = json.loads(SEEDS_TABLE.read_text())["rows"]["lmindexer"]
         one_epoch = {int(s): r["ami"].get(label) for s, r in table.items()}
 
     by_seed = {}
     for seed, run in enumerate(runs):
-        m = json.loads((Path(run) / "learn_ids" / "progress.json").read_text())["metrics"]
+        m = json.loads(_progress(run).read_text())["metrics"]
         begin = m["1:kmeans"]["start"]
         points = [{"epoch": 0, "ami": begin["ami"], "perplexity": round(begin["perplexity"], 1)}]
         for e in m.get("1:joint", {}).get("epochs", []):
@@ -94,10 +150,13 @@ def main() -> None:
             k, codes = first_level_k(x, p["perplexity"], seed, iters)
             p.update(control_k=k, control_ami=round(ami(y[keep], codes[keep]), 4))
             p["lead"] = round(p["ami"] - p["control_ami"], 4)
+            ours = epoch_codes(run, p["epoch"]) if p["epoch"] else None
+            if ours is not None:
+                p["ci"] = paired_ami(y[keep], ours[keep], codes[keep], args.boot, seed)
             print(f"seed {seed} epoch {p['epoch']}: {p}", flush=True)
         result = {"run": run, "points": points, "one_epoch_run_ami": one_epoch.get(seed)}
         codes_file = Path(run) / "learn_ids" / "codes.npy"
-        if "1:assign" in m and codes_file.exists():  # code 1 after the last epoch, for a paired interval
+        if "ci" not in points[-1] and "1:assign" in m and codes_file.exists():  # code 1 after the last epoch
             ours = np.load(codes_file)[:, 0]
             last = points[-1]
             perplexity = code_usage(ours, size)["perplexity"]
@@ -117,6 +176,7 @@ def main() -> None:
         keys = ("ami", "perplexity", "control_ami", "lead")
         summary.append({"epoch": i, "seeds": len(at), **{k: spread([p[k] for p in at]) for k in keys}})
     out = {
+        "corpus_name": args.corpus,
         "corpus": cfg.data.input,
         "items": len(doc_ids),
         "label": label,
@@ -131,9 +191,13 @@ def main() -> None:
         "seconds": round(time.time() - start, 1),
         **provenance(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    target = ROOT / "bench" / "results" / f"ids-{args.corpus.replace('_', '-')}-curves.json"
+    target.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
+
+
+def _progress(run: str) -> Path:
+    return Path(run) / "learn_ids" / "progress.json"
 
 
 if __name__ == "__main__":

@@ -203,7 +203,8 @@ class IndexerConfig:
         False,
         "after every joint epoch, assign code t to every document (dropout off) and add what the assignment step "
         "reports (assign_ami, assign_perplexity, assign_suffix_share, ...) to the epoch's figures: curves over "
-        "epochs in learn_ids/progress.json, for one assignment pass per epoch",
+        "epochs in learn_ids/progress.json, for one assignment pass per epoch; the codes themselves go to "
+        "learn_ids/snapshot-<t>-joint/epoch-<n>-code.npy (one per document, in corpus order)",
     )
     trained_positions: int = opt(
         0,

@@ -126,7 +126,8 @@ def test_zero2_two_positions_learns_useful_codes(corpus, tmp_path):
 
 def test_ddp_engine_encoder_with_curves(corpus, bert, tmp_path):
     """DDP on a BERT backbone: only the word-embedding rows that get a gradient train (the table is whole again in
-    the saved indexer), and indexer.epoch_figures adds the assignment's figures to every joint epoch."""
+    the saved indexer), and indexer.epoch_figures adds the assignment's figures to every joint epoch
+    and saves its codes."""
     cfg = config(
         corpus,
         tmp_path / "ddp",
@@ -151,6 +152,9 @@ def test_ddp_engine_encoder_with_curves(corpus, bert, tmp_path):
     for key in ("used", "perplexity", "ami", "suffix_share", "distinct_prefixes"):
         assert last[f"assign_{key}"] == assign[key], key
     assert "assign_ami" in epochs[0]
+    work = tmp_path / "ddp" / "learn_ids"  # and every epoch's code 1 itself, beside the phase's snapshot
+    saved = [np.load(work / "snapshot-1-joint" / f"epoch-{e}-code.npy") for e in (1, 2)]
+    assert (saved[-1] == np.load(work / "codes.npy")[:, 0]).all()
     idx = SemanticIndexer.from_pretrained(summary["indexer"])
     table = idx.backbone.get_input_embeddings()
     assert type(table).__name__ == "Embedding" and table.weight.shape[0] == len(idx.tokenizer)

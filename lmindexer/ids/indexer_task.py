@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,9 @@ class IdLearningTask(TaskDefaults):
     dropout: float
     tables: dict  # {"tokens": ref [N, L] int32, "codes": ref [N, T] int32, "groups": ref or None, "labels": ref}
     seed: int = 0
-    figures_batch_size: int = 0  # > 0: after every joint epoch, the assignment's figures (indexer.epoch_figures)
+    # > 0: after every joint epoch, the assignment's figures (indexer.epoch_figures), and code t of every document
+    # saved beside the snapshot as epoch-<n>-code.npy (a paired comparison per epoch needs the codes themselves)
+    figures_batch_size: int = 0
     rows_only: bool = False  # train only the word-embedding rows that get a gradient (exact at weight decay 0)
 
     @property
@@ -60,6 +63,7 @@ class IdLearningTask(TaskDefaults):
         groups = shared(self.tables["groups"]) if self.tables.get("groups") is not None else None
         rank = ray.train.get_context().get_world_rank()
         rng = np.random.default_rng([self.seed, epoch, rank])
+        self._epoch = epoch
         t = self.position
         grouped = t > 1 and self._cfg.contrastive == "prefix" and self.phase != "warmup"
         if grouped:  # this worker's rows, in batches of same-prefix groups
@@ -100,18 +104,28 @@ class IdLearningTask(TaskDefaults):
         if self._pairs and self.position > 1:
             out["cond_perplexity"] = conditional_perplexity(pairs)
         if self.figures_batch_size:
-            out.update({f"assign_{k}": v for k, v in self.assignment_figures().items()})
+            code = self.assigned_code()
+            if ray.train.get_context().get_world_rank() == 0:
+                os.makedirs(self.out_dir, exist_ok=True)
+                np.save(os.path.join(self.out_dir, f"epoch-{self._epoch + 1}-code.npy"), code)
+            out.update({f"assign_{k}": v for k, v in self.assignment_figures(code).items()})
         return out
 
-    def assignment_figures(self) -> dict:
+    def assigned_code(self) -> np.ndarray:
         """Code t of every document as the model stands (dropout off; the earlier codes as stored), shared out over
-        the workers, and position_figures of codes 1..t."""
+        the workers; every worker gets all of them."""
         model, codes = self._model, shared(self.tables["codes"])
         tokens, training = shared(self.tables["tokens"]), self._model.training
         model.eval()
         rows = np.arange(len(tokens))
-        t = self.position
-        code = gathered_outputs(model, None, tokens, codes, rows, t, "assign", self.figures_batch_size, True)
+        code = gathered_outputs(
+            model, None, tokens, codes, rows, self.position, "assign", self.figures_batch_size, True
+        )
         model.train(training)
-        upto = np.concatenate([codes[:, : t - 1], code[:, None].astype(codes.dtype)], 1)
+        return code
+
+    def assignment_figures(self, code: np.ndarray) -> dict:
+        """position_figures of codes 1..t, code t as given (assigned_code)."""
+        codes = shared(self.tables["codes"])
+        upto = np.concatenate([codes[:, : self.position - 1], code[:, None].astype(codes.dtype)], 1)
         return position_figures(upto, shared(self.tables["labels"]), self._cfg.codebook_size)
