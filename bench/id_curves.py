@@ -11,6 +11,7 @@ the missing runs with the lmindexer commands (prepare, then learn-ids --phase 1:
     .venv/bin/python -m bench.id_curves --corpus dbpedia --make 2   # 3 seeds, 2 joint epochs each, then the table
     .venv/bin/python -m bench.id_curves --corpus ag_news --make 2
     .venv/bin/python -m bench.id_curves                              # Amazon Beauty, runs/curve-s0..s2
+    .venv/bin/python -m bench.id_curves --corpus ag_news --make 2 --variant nb1 indexer.neighbour_weight=1
 
 About 30 minutes a seed for 5 epochs on Beauty (12,101 items), 16 for 2 on DBpedia-14 (14,000), 6 for 2 on AG News
 (4,000), on 2 CPU cores. Writes bench/results/ids-<corpus>-curves.json (RESULTS.md is rendered from it by
@@ -54,24 +55,24 @@ def _csv(path: Path) -> list[str]:
 
 
 # each corpus: the overrides of configs/beauty-minilm.yaml that read it, its label fields (scored against the
-# first), its runs' folder prefix (seed i is <prefix>i) and where its MiniLM embeddings are cached
+# first), its runs' folder prefix (seed i is <prefix>-si) and where its MiniLM embeddings are cached
 CORPORA = {
     "beauty": {
         "overrides": ["data.label_fields=[category_l3,category_l2]"],
         "label_fields": "category_l3,category_l2",
-        "runs": "runs/curve-s",
+        "runs": "runs/curve",
         "work": "runs/id-seeds",
     },
     "dbpedia": {
         "overrides": _csv(DATA / "text_labeled" / "dbpedia14" / "train.csv"),
         "label_fields": "label",
-        "runs": "runs/curve-dbpedia-s",
+        "runs": "runs/curve-dbpedia",
         "work": "runs/id-seeds-dbpedia",
     },
     "ag_news": {
         "overrides": _csv(DATA / "text_labeled" / "ag_news" / "train.csv"),
         "label_fields": "label",
-        "runs": "runs/curve-ag_news-s",
+        "runs": "runs/curve-ag_news",
         "work": "runs/id-seeds-ag_news",
     },
 }
@@ -98,23 +99,33 @@ def main() -> None:
     ap.add_argument("--corpus", choices=sorted(CORPORA), default="beauty", help="which labelled corpus")
     ap.add_argument("--config", default=str(ROOT / "configs" / "beauty-minilm.yaml"), help="the recipe")
     ap.add_argument("--seeds", type=int, default=3, help="runs, one per seed (0, 1, ...)")
+    ap.add_argument(
+        "--variant",
+        default="",
+        help="a name for the overrides that follow (e.g. --variant l64 model.max_length=64): its own runs "
+        "(runs/curve-<corpus>-<variant>-s<seed>) and table (ids-<corpus>-<variant>-curves.json)",
+    )
+    ap.add_argument("overrides", nargs="*", help="config overrides of the variant (key=value)")
     ap.add_argument("--make", type=int, default=0, metavar="EPOCHS", help="first make the missing runs, EPOCHS each")
     ap.add_argument("--encoder", default="minilm-offline", help="the encoder of the k-means control")
     ap.add_argument("--boot", type=int, default=100, help="random halves per paired AMI difference")
     args = ap.parse_args()
     corpus_set = CORPORA[args.corpus]
-    all_runs = [f"{corpus_set['runs']}{seed}" for seed in range(args.seeds)]
+    if bool(args.variant) != bool(args.overrides):
+        raise SystemExit("--variant NAME and its overrides go together")
+    overrides, tag = corpus_set["overrides"] + args.overrides, f"-{args.variant}" if args.variant else ""
+    all_runs = [f"{corpus_set['runs']}{tag}-s{seed}" for seed in range(args.seeds)]
     if args.make:
         for seed, run in enumerate(all_runs):
             if not _progress(run).exists() or "1:joint" not in json.loads(_progress(run).read_text())["metrics"]:
-                make_run(args.config, corpus_set["overrides"], run, seed, args.make)
+                make_run(args.config, overrides, run, seed, args.make)
     start = time.time()
     runs = [r for r in all_runs if _progress(r).exists()]
     if not runs:
         raise SystemExit(f"no run of {args.corpus} yet ({', '.join(all_runs)}): make them with --make EPOCHS")
     label_fields = corpus_set["label_fields"]
     label = label_fields.split(",")[0]
-    cfg = load_config(args.config, corpus_set["overrides"] + [f"output_dir={runs[0]}"])
+    cfg = load_config(args.config, overrides + [f"output_dir={runs[0]}"])
     corpus, _ = corpus_labels(cfg)
     docs = pq.read_table(Path(runs[0]) / "corpus" / "docs", columns=["doc_id", "text", "label"])
     doc_ids, texts = docs.column("doc_id").to_pylist(), docs.column("text").to_pylist()
@@ -177,6 +188,8 @@ def main() -> None:
         summary.append({"epoch": i, "seeds": len(at), **{k: spread([p[k] for p in at]) for k in keys}})
     out = {
         "corpus_name": args.corpus,
+        "variant": args.variant,
+        "overrides": args.overrides,
         "corpus": cfg.data.input,
         "items": len(doc_ids),
         "label": label,
@@ -191,7 +204,7 @@ def main() -> None:
         "seconds": round(time.time() - start, 1),
         **provenance(),
     }
-    target = ROOT / "bench" / "results" / f"ids-{args.corpus.replace('_', '-')}-curves.json"
+    target = ROOT / "bench" / "results" / f"ids-{args.corpus.replace('_', '-')}{tag}-curves.json"
     target.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
 

@@ -556,41 +556,61 @@ def ids_seeds_section(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+CORPUS_NAMES = {"beauty": "Amazon Beauty", "dbpedia": "DBpedia-14", "ag_news": "AG News"}
+
+
+def _paired_by_seed(data: dict, epoch: int) -> dict:
+    """{seed: {"ami_diff", "ci"}} of the seeds whose codes after joint epoch `epoch` were paired with the control."""
+    out = {}
+    for seed, r in data["by_seed"].items():
+        point = next((p for p in r["points"] if p["epoch"] == epoch and "ci" in p), None)
+        if point is not None:
+            out[seed] = {"ami_diff": point["lead"], "ci": point["ci"], "control_k": point["control_k"]}
+        elif r.get("last_epoch_paired", {}).get("epoch") == epoch:
+            out[seed] = r["last_epoch_paired"]
+    return out
+
+
+def _verdicts(paired: dict) -> str:
+    """How many seeds' paired intervals lie above 0, below it, or across it."""
+    verdicts = [_verdict(*p["ci"]) for p in paired.values()]
+    return ", ".join(f"{verdicts.count(v)} {v}" for v in ("above", "below", "not separated") if v in verdicts)
+
+
 def ids_curves_section(data: dict) -> str:
     """bench/id_curves.py: the learned first code after each joint epoch, beside MiniLM + k-means at each point's
-    perplexity, over seeds."""
+    perplexity, over seeds (one corpus)."""
     label, summary = data["label"], data["summary"]
+    corpus = data.get("corpus_name", "beauty")
+    name = CORPUS_NAMES[corpus]
+    base = None
+    if data.get("variant"):  # beside the same corpus's runs without the variant's overrides
+        name += f" with {', '.join(f'`{o}`' for o in data['overrides'])}"
+        base = _load(f"ids-{corpus.replace('_', '-')}-curves.json")
+    base_lead = {p["epoch"]: p["lead"] for p in base["summary"]} if base else {}
     last = summary[-1]
     best = max(summary, key=lambda p: p["lead"]["mean"])
-    paired = {s: r["last_epoch_paired"] for s, r in data["by_seed"].items() if "last_epoch_paired" in r}
+    paired = {p["epoch"]: _paired_by_seed(data, p["epoch"]) for p in summary}
     lines = [
-        f"**More joint epochs at position 1, {data['seeds']} seed(s)**: the first code's lead over whole-text MiniLM + "
-        f"k-means at the same perplexity goes from {summary[0]['lead']['mean']:+.4f} at the k-means start to "
-        f"{summary[1]['lead']['mean']:+.4f} after one joint epoch and {last['lead']['mean']:+.4f} after "
+        f"**{name}, more joint epochs at position 1, {data['seeds']} seed(s)**: the first code's lead over whole-text "
+        f"MiniLM + k-means at the same perplexity goes from {summary[0]['lead']['mean']:+.4f} at the k-means start "
+        f"to {summary[1]['lead']['mean']:+.4f} after one joint epoch and {last['lead']['mean']:+.4f} after "
         f"{last['epoch']} (AMI vs {label}, mean over the seeds that reached each point; the largest lead is after "
-        f"{best['epoch']})"
-        + (
-            f"; after each run's last epoch ({', '.join(str(p['epoch']) for p in paired.values())}), paired: "
-            + ", ".join(
-                f"{sum(_verdict(*p['ci']) == v for p in paired.values())} seed(s) {v}"
-                for v in ("above", "below", "not separated")
-                if any(_verdict(*p["ci"]) == v for p in paired.values())
-            )
-            + "."
-            if paired
-            else "."
-        ),
+        f"{best['epoch']}).",
         "",
         f"{data['items']:,} items of `{Path(data['corpus']).name}`; runs {', '.join(data['runs'])} (seed = position "
         f"in that list): the recipe's position 1 (reading {data['recipe_max_length']} tokens) with "
         "`indexer.epoch_figures=true`, which after every joint epoch assigns code 1 to every item with dropout off. "
         "Epoch 0 is the k-means start on the model's own states. The control at every point: MiniLM's mean-pooled "
         f"embedding of the whole text (up to {data['full_text_max_length']} tokens) and k-means with K chosen so its "
-        "perplexity matches the point's, the run's seed. Mean over seeds with the lowest and highest; measured "
+        "perplexity matches the point's, the run's seed. Mean over seeds with the lowest and highest; *paired*: per "
+        f"seed, the 95% interval of the point's AMI minus the control's from {data['boot']} random halves of the "
+        "items, where the run kept that epoch's codes. Measured "
         f"{data['date']} at commit {data['commit']} on {data['machine']} (`{data['command']}`).",
         "",
-        f"| joint epochs | seeds | first-code AMI vs {label} | perplexity | MiniLM + k-means, same perplexity | lead |",
-        "|---:|---:|---:|---:|---:|---:|",
+        f"| joint epochs | seeds | first-code AMI vs {label} | perplexity | MiniLM + k-means, same perplexity | lead "
+        "| paired, by seed |" + (" lead without the variant |" if base else ""),
+        "|---:|---:|---:|---:|---:|---:|---|" + ("---:|" if base else ""),
     ]
 
     def cell(m: dict, fmt: str = "{:.4f}") -> str:
@@ -599,37 +619,32 @@ def ids_curves_section(data: dict) -> str:
     for p in summary:
         lines.append(
             f"| {p['epoch']} | {p['seeds']} | {cell(p['ami'])} | {cell(p['perplexity'], '{:.1f}')} | "
-            f"{cell(p['control_ami'])} | "
-            f"{cell(p['lead'], '{:+.4f}')} |"
+            f"{cell(p['control_ami'])} | {cell(p['lead'], '{:+.4f}')} | {_verdicts(paired[p['epoch']]) or '-'} |"
+            + (f" {cell(base_lead[p['epoch']], '{:+.4f}')} |" if p["epoch"] in base_lead else " - |" if base else "")
         )
     lines += [
         "",
         "Per seed: the reconstruction loss of each epoch (training, with dropout), its seconds (training and the "
-        "figures' assignment pass), and the AMI after the first epoch beside the one-epoch run of the same seed in "
-        "the seeds' table above: the same recipe and seed trained again, so their difference is what a rerun moves "
-        "(float rounding grows over an epoch's steps).",
+        "figures' assignment pass), the paired lead after each epoch, and (Amazon Beauty) the AMI after the first "
+        "epoch beside the one-epoch run of the same seed in the seeds' table above: the same recipe and seed trained "
+        "again, so their difference is what a rerun moves (float rounding grows over an epoch's steps).",
         "",
-        "| seed | recon per epoch | seconds per epoch | AMI after epoch 1: here, one-epoch run |",
-        "|---|---|---|---:|",
+        "| seed | recon per epoch | seconds per epoch | paired lead after epoch [95%] | AMI after epoch 1: here, "
+        "one-epoch run |",
+        "|---|---|---|---|---:|",
     ]
     for seed, r in data["by_seed"].items():
         trained = r["points"][1:]
         ref = r.get("one_epoch_run_ami")
         recon = ", ".join(f"{p['recon']:.3f}" for p in trained)
         seconds = ", ".join(f"{p['epoch_seconds']:.0f}" for p in trained)
+        leads = "; ".join(
+            f"{e}: {by[seed]['ami_diff']:+.4f} [{by[seed]['ci'][0]:+.4f}, {by[seed]['ci'][1]:+.4f}]"
+            for e, by in paired.items()
+            if seed in by
+        )
         one = "-" if ref is None else f"{ref:.4f}"
-        lines.append(f"| {seed} | {recon} | {seconds} | {trained[0]['ami']:.4f}, {one} |")
-    if paired:
-        lines += [
-            "",
-            f"After the last epoch, paired per seed (code 1 of every item, `--phase 1:assign`): AMI against {label} "
-            f"minus the control's, 95% interval from {data['boot']} random halves of the items: "
-            + "; ".join(
-                f"seed {s} {p['ami_diff']:+.4f} [{p['ci'][0]:+.4f}, {p['ci'][1]:+.4f}] (K={p['control_k']})"
-                for s, p in paired.items()
-            )
-            + ".",
-        ]
+        lines.append(f"| {seed} | {recon} | {seconds} | {leads or '-'} | {trained[0]['ami']:.4f}, {one} |")
     return "\n".join(lines) + "\n"
 
 
@@ -730,6 +745,20 @@ SECTIONS = [
         "The learned first code over joint epochs",
         ids_curves_section,
         "python -m bench.id_curves",
+        3,
+    ),
+    Section(
+        "ids-dbpedia-curves.json",
+        "The learned first code over joint epochs, DBpedia-14",
+        ids_curves_section,
+        "python -m bench.id_curves --corpus dbpedia --make 2",
+        3,
+    ),
+    Section(
+        "ids-ag-news-curves.json",
+        "The learned first code over joint epochs, AG News",
+        ids_curves_section,
+        "python -m bench.id_curves --corpus ag_news --make 2",
         3,
     ),
     Section(
@@ -844,6 +873,24 @@ def scoreboard_rows() -> list[tuple[str, str, str, str, str]]:
                 seeds_verdict(paired),
             )
         )
+    for file in ("ids-dbpedia-curves.json", "ids-ag-news-curves.json"):
+        curves = _load(file)
+        paired = _paired_by_seed(curves, 1) if curves else {}
+        if paired:  # the recipe's one joint epoch on another corpus
+            one = curves["summary"][1]
+            diffs = [p["ami_diff"] for p in paired.values()]
+            lows, highs = [p["ci"][0] for p in paired.values()], [p["ci"][1] for p in paired.values()]
+            rows.append(
+                (
+                    f"The learned first code, {CORPUS_NAMES[curves['corpus_name']]}, one joint epoch, "
+                    f"{len(paired)} seed(s), AMI vs {curves['label']}",
+                    f"lmindexer: {one['ami']['mean']:.4f}",
+                    f"MiniLM + k-means (whole text), same perplexity: {one['control_ami']['mean']:.4f}",
+                    f"{min(diffs):+.4f} to {max(diffs):+.4f} by seed [lowest {min(lows):+.4f}, highest "
+                    f"{max(highs):+.4f}]",
+                    seeds_verdict(paired),
+                )
+            )
     exact = _load("exact-scoring.json")
     if exact:
         r = max(exact["rows"], key=lambda r: r["ids"])

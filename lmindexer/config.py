@@ -169,6 +169,14 @@ class IndexerConfig:
         "positions >= 2 with contrastive=prefix: weight of the same-prefix collision term, the mean over pairs of "
         "batch documents that share their ID prefix of the probability that both pick the same code (0: off)",
     )
+    neighbour_weight: float = opt(
+        0.0,
+        "joint phase: weight of a term that keeps each batch's neighbourhoods as the position's start had them (the "
+        "KL divergence from the start states' in-batch similarity distribution to the current states', at "
+        "contrastive_temperature; the start states come from one inference pass over every document before the "
+        "phase). 0: off",
+        experimental=True,
+    )
     later_positions: str = opt(
         "all",
         "what the joint phase trains from position 2 on: all (encoder, codebook t, reconstructor) or codebook "

@@ -13,7 +13,12 @@ from lmindexer.ids.negatives import prefix_batches, prefix_ids
 from lmindexer.models.backbone import load_backbone
 from lmindexer.models.codebook import fit_offsets
 from lmindexer.models.indexer import SemanticIndexer
-from lmindexer.models.losses import prefix_collision_loss, prefix_contrastive_loss, usage_loss
+from lmindexer.models.losses import (
+    neighbourhood_loss,
+    prefix_collision_loss,
+    prefix_contrastive_loss,
+    usage_loss,
+)
 
 
 def test_split_stats_exact_values_on_a_hand_made_table():
@@ -98,6 +103,25 @@ def test_prefix_collision_loss_is_the_same_code_probability_of_same_prefix_pairs
     logits = torch.randn(6, 5, requires_grad=True)
     prefix_collision_loss(logits, torch.tensor([0, 0, 0, 1, 1, 2])).backward()
     assert logits.grad[:5].abs().sum() > 0 and logits.grad[5].abs().sum() == 0  # a lone row gets no gradient
+
+
+def test_neighbourhood_loss_is_zero_where_similarities_stay_and_grows_as_they_move():
+    torch.manual_seed(0)
+    anchors = torch.randn(8, 16)
+    assert neighbourhood_loss(anchors.clone(), anchors, 0.1).item() == pytest.approx(0.0, abs=1e-6)
+    # cosine: a per-row rescaling keeps every neighbourhood; a rotation of the whole space too
+    scaled = anchors * torch.arange(1, 9).float()[:, None]
+    rotation, _ = torch.linalg.qr(torch.randn(16, 16))
+    assert neighbourhood_loss(scaled, anchors, 0.1).item() == pytest.approx(0.0, abs=1e-5)
+    assert neighbourhood_loss(anchors @ rotation, anchors, 0.1).item() == pytest.approx(0.0, abs=1e-5)
+    near = neighbourhood_loss(anchors + 0.1 * torch.randn(8, 16), anchors, 0.1).item()
+    swapped = neighbourhood_loss(anchors[torch.randperm(8)], anchors, 0.1).item()
+    assert 0 < near < swapped  # rows that trade places lose their neighbours
+    states = torch.randn(8, 16, requires_grad=True)
+    frozen = anchors.clone().requires_grad_(True)
+    neighbourhood_loss(states, frozen, 0.1).backward()
+    assert states.grad.abs().sum() > 0 and frozen.grad is None  # the anchors take no gradient
+    assert neighbourhood_loss(torch.randn(1, 16), torch.randn(1, 16), 0.1).item() == 0.0  # a batch of one: none
 
 
 def _indexer(tmp_path, backbone, **indexer):

@@ -126,8 +126,8 @@ def test_zero2_two_positions_learns_useful_codes(corpus, tmp_path):
 
 def test_ddp_engine_encoder_with_curves(corpus, bert, tmp_path):
     """DDP on a BERT backbone: only the word-embedding rows that get a gradient train (the table is whole again in
-    the saved indexer), and indexer.epoch_figures adds the assignment's figures to every joint epoch
-    and saves its codes."""
+    the saved indexer), indexer.epoch_figures adds the assignment's figures to every joint epoch and saves its codes,
+    and indexer.neighbour_weight adds its term."""
     cfg = config(
         corpus,
         tmp_path / "ddp",
@@ -137,6 +137,7 @@ def test_ddp_engine_encoder_with_curves(corpus, bert, tmp_path):
         "indexer.continuous_epochs=0",
         "indexer.joint_epochs=2",
         "indexer.epoch_figures=true",
+        "indexer.neighbour_weight=1.0",
         "train.engine=ddp",
     )
     summary = learn(cfg)
@@ -147,6 +148,7 @@ def test_ddp_engine_encoder_with_curves(corpus, bert, tmp_path):
     assert 1 < start["used"] <= 8 and 1 < start["perplexity"] <= start["used"]
     epochs = summary["steps"]["1:joint"]["epochs"]
     assert np.isfinite(epochs[-1]["loss"])
+    assert 0 < epochs[0]["neighbour"] < epochs[0]["loss"]  # the term that keeps the start's neighbourhoods
     # the last epoch's figures are the assignment step's: the same model, dropout off, every document
     last = epochs[-1]
     for key in ("used", "perplexity", "ami", "suffix_share", "distinct_prefixes"):

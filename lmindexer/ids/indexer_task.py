@@ -28,7 +28,9 @@ class IdLearningTask(TaskDefaults):
     lr: float
     batch_size: int
     dropout: float
-    tables: dict  # {"tokens": ref [N, L] int32, "codes": ref [N, T] int32, "groups": ref or None, "labels": ref}
+    # {"tokens": ref [N, L] int32, "codes": ref [N, T] int32, "groups": ref or None, "labels": ref, and with
+    # indexer.neighbour_weight "anchors": [N, d] float32, every document's state at the phase's start}
+    tables: dict
     seed: int = 0
     # > 0: after every joint epoch, the assignment's figures (indexer.epoch_figures), and code t of every document
     # saved beside the snapshot as epoch-<n>-code.npy (a paired comparison per epoch needs the codes themselves)
@@ -61,6 +63,7 @@ class IdLearningTask(TaskDefaults):
     def batches(self, shard, epoch: int):
         tokens, codes = shared(self.tables["tokens"]), shared(self.tables["codes"])
         groups = shared(self.tables["groups"]) if self.tables.get("groups") is not None else None
+        anchors = self.tables.get("anchors")
         rank = ray.train.get_context().get_world_rank()
         rng = np.random.default_rng([self.seed, epoch, rank])
         self._epoch = epoch
@@ -80,6 +83,8 @@ class IdLearningTask(TaskDefaults):
             prefix = torch.from_numpy(codes[rows, : t - 1].astype(np.int64))
             batch = {"input_ids": ids, "attention_mask": (ids != self._pad).long(), "prefix": prefix}
             self._batch_parents = torch.from_numpy(self._parents[rows])
+            if anchors is not None:
+                batch["anchor"] = torch.from_numpy(anchors[rows])
             if grouped:
                 batch["group"] = self._batch_parents
             elif groups is not None:

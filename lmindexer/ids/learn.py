@@ -237,6 +237,9 @@ def schedule_worker(config: dict) -> None:
             groups = None
             if t > 1 and s.indexer.hard_negatives and step != "warmup":
                 groups = prefix_groups(progress.codes[:, : t - 1])
+            tables = {"tokens": tokens, "codes": progress.codes, "groups": groups, "labels": s.labels}
+            if step == "joint" and s.indexer.neighbour_weight > 0:
+                tables["anchors"] = _start_states(s, progress, tokens, t)
             task = IdLearningTask(
                 init_dir=progress.snapshot,
                 out_dir=out,
@@ -246,7 +249,7 @@ def schedule_worker(config: dict) -> None:
                 lr=s.indexer.lr,
                 batch_size=s.indexer.batch_size,
                 dropout=s.dropout,
-                tables={"tokens": tokens, "codes": progress.codes, "groups": groups, "labels": s.labels},
+                tables=tables,
                 seed=seed,
                 # exact only where rows without a gradient never move: AdamW without weight decay, fp32 weights
                 rows_only=engine_kind(train) == "ddp" and train.weight_decay == 0,
@@ -269,6 +272,17 @@ def schedule_worker(config: dict) -> None:
 def _barrier() -> None:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
+
+
+def _start_states(s: Schedule, progress: Progress, tokens: np.ndarray, t: int) -> np.ndarray:
+    """h_t of every document under the snapshot the phase starts from (fp32, dropout off), on every worker: the
+    anchors of indexer.neighbour_weight."""
+    model, _ = load_for_inference(progress.snapshot, False)
+    rows = np.arange(len(tokens))
+    states = gathered_outputs(model, None, tokens, progress.codes, rows, t, "embed", s.inference_batch_size, True)
+    if ray.train.get_context().get_world_rank() == 0:
+        say(f"learn-ids: position {t}: the start's states of {len(rows)} documents (indexer.neighbour_weight)")
+    return states.astype(np.float32)
 
 
 def _kmeans_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, seed: int, out: str) -> dict:

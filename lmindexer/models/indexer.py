@@ -29,7 +29,14 @@ from ..config import ConfigError, IndexerConfig
 from ..quantizers.codes import IdSpec
 from .backbone import backbone_kind, load_backbone_model
 from .codebook import Codebook
-from .losses import contrastive_loss, prefix_collision_loss, prefix_contrastive_loss, reconstruction_loss, usage_loss
+from .losses import (
+    contrastive_loss,
+    neighbourhood_loss,
+    prefix_collision_loss,
+    prefix_contrastive_loss,
+    reconstruction_loss,
+    usage_loss,
+)
 from .reconstructor import Reconstructor, reconstruction_mask
 from .row_embedding import RowSubsetEmbedding
 from .tokenizer import id_token_names
@@ -383,9 +390,11 @@ class SemanticIndexer(nn.Module):
         neg_attention_mask=None,
         neg_prefix=None,
         group=None,
+        anchor=None,
     ) -> dict:
         """Losses of the current phase and position on one batch. `group`: a number per row, equal for rows that
-        share their ID prefix (the same-prefix contrastive loss); neg_*: one hard negative per row (inbatch)."""
+        share their ID prefix (the same-prefix contrastive loss); neg_*: one hard negative per row (inbatch);
+        `anchor`: the rows' states at the phase's start (indexer.neighbour_weight)."""
         t, cfg = self.position, self.cfg
         commit = t > 1 and self.phase != "warmup"
         lower = self.lower_states(input_ids, attention_mask)
@@ -408,6 +417,8 @@ class SemanticIndexer(nn.Module):
                 out["usage"] = usage_loss(logits, cfg.temperature)
             if cfg.collision_weight > 0 and t > 1 and group is not None:
                 out["collision"] = prefix_collision_loss(logits, group, cfg.temperature)
+            if cfg.neighbour_weight > 0 and anchor is not None:
+                out["neighbour"] = neighbourhood_loss(h, anchor, cfg.contrastive_temperature)
         else:
             z = q
         slots = torch.stack(slots + [z], 1)
@@ -429,6 +440,8 @@ class SemanticIndexer(nn.Module):
             loss = loss + cfg.usage_at(t) * out["usage"]
         if "collision" in out:
             loss = loss + cfg.collision_weight * out["collision"]
+        if "neighbour" in out:
+            loss = loss + cfg.neighbour_weight * out["neighbour"]
         same_prefix = t > 1 and cfg.contrastive == "prefix"
         weight = cfg.prefix_weight if same_prefix else cfg.contrastive_weight
         if self.phase != "warmup" and weight > 0 and (group is not None or not same_prefix):

@@ -88,3 +88,21 @@ def prefix_collision_loss(logits: torch.Tensor, group: torch.Tensor, temperature
     if not bool(same.any()):
         return p.sum() * 0.0
     return (p @ p.T)[same].mean()
+
+
+def neighbourhood_loss(states: torch.Tensor, anchors: torch.Tensor, temperature: float) -> torch.Tensor:
+    """How far the batch's neighbourhoods have moved from the anchors' (the same documents' states before training):
+    for each row, the KL divergence from the anchors' softmax over the other rows' cosine similarity / temperature to
+    the states' one, averaged over the rows. 0 when the states keep the anchors' similarities; the anchors take no
+    gradient. Rows of this worker only (no gather): a batch is a sample of neighbours."""
+    if states.shape[0] < 2:
+        return states.sum() * 0.0
+    eye = torch.eye(states.shape[0], dtype=torch.bool, device=states.device)
+
+    def log_neighbours(x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(x.float(), dim=-1)
+        return F.log_softmax((x @ x.T / temperature).masked_fill(eye, float("-inf")), -1)
+
+    target = log_neighbours(anchors.detach())
+    kl = target.exp() * (target - log_neighbours(states))
+    return kl.masked_fill(eye, 0.0).sum(-1).mean()
