@@ -4,8 +4,9 @@ Each run folder holds position 1 of configs/beauty-minilm.yaml's recipe trained 
 `indexer.epoch_figures=true` (after every epoch, code 1 of every item with dropout off, its AMI against the corpus's
 first label field, and the codes themselves). Point 0 is the k-means start on the model's own states. Beside every
 point: MiniLM (whole text, up to 256 tokens, what a user's k-means reads) + k-means with K chosen so its perplexity
-matches the point's, the same seed; where the run saved that epoch's codes, a paired 95% interval of the point's AMI
-minus the control's, by half-sampling the items (bench/id_quality.py's paired_ami). No Ray here; `--make` first runs
+matches the point's, the same seed (and the same on the text cut where the recipe cuts it: what the cut costs k-means);
+where the run saved that epoch's codes, a paired 95% interval of the point's AMI minus the whole-text control's, by
+half-sampling the items (bench/id_quality.py's paired_ami). No Ray here; `--make` first runs
 the missing runs with the lmindexer commands (prepare, then learn-ids --phase 1:kmeans and 1:joint), one after another.
 
     .venv/bin/python -m bench.id_curves --corpus dbpedia --make 2   # 3 seeds, 2 joint epochs each, then the table
@@ -134,7 +135,9 @@ def main() -> None:
     if list(y) != [x or "" for x in docs.column("label").to_pylist()]:  # learn-ids scored against `label`
         raise SystemExit(f"{runs[0]} was not prepared with data.label_fields=[{label_fields}]")
     keep = y != ""
-    x = torch.from_numpy(embed(texts, args.encoder, FULL_TEXT, Path(corpus_set["work"]) / f"emb-{FULL_TEXT}.npy"))
+    work, cut = Path(corpus_set["work"]), cfg.model.max_length
+    x = torch.from_numpy(embed(texts, args.encoder, FULL_TEXT, work / f"emb-{FULL_TEXT}.npy"))
+    x_cut = torch.from_numpy(embed(texts, args.encoder, cut, work / f"emb-{cut}.npy"))  # what the recipe reads
     iters, size = cfg.indexer.kmeans_iters, cfg.indexer.codebook_size
     one_epoch = {}
     if SEEDS_TABLE.exists() and args.corpus == "beauty":
@@ -161,6 +164,8 @@ def main() -> None:
             k, codes = first_level_k(x, p["perplexity"], seed, iters)
             p.update(control_k=k, control_ami=round(ami(y[keep], codes[keep]), 4))
             p["lead"] = round(p["ami"] - p["control_ami"], 4)
+            _, cut_codes = first_level_k(x_cut, p["perplexity"], seed, iters)
+            p["control_cut_ami"] = round(ami(y[keep], cut_codes[keep]), 4)
             ours = epoch_codes(run, p["epoch"]) if p["epoch"] else None
             if ours is not None:
                 p["ci"] = paired_ami(y[keep], ours[keep], codes[keep], args.boot, seed)
@@ -184,7 +189,9 @@ def main() -> None:
     summary = []
     for i in range(epochs):  # every point over the seeds that reached it
         at = [r["points"][i] for r in by_seed.values() if len(r["points"]) > i]
-        keys = ("ami", "perplexity", "control_ami", "lead")
+        keys = ("ami", "perplexity", "control_ami", "lead") + (
+            ("control_cut_ami",) if "control_cut_ami" in at[0] else ()
+        )
         summary.append({"epoch": i, "seeds": len(at), **{k: spread([p[k] for p in at]) for k in keys}})
     out = {
         "corpus_name": args.corpus,

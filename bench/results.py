@@ -588,6 +588,7 @@ def ids_curves_section(data: dict) -> str:
         name += f" with {', '.join(f'`{o}`' for o in data['overrides'])}"
         base = _load(f"ids-{corpus.replace('_', '-')}-curves.json")
     base_lead = {p["epoch"]: p["lead"] for p in base["summary"]} if base else {}
+    cut = "control_cut_ami" in summary[0]  # k-means on the text as the recipe cuts it, beside the whole-text one
     last = summary[-1]
     best = max(summary, key=lambda p: p["lead"]["mean"])
     paired = {p["epoch"]: _paired_by_seed(data, p["epoch"]) for p in summary}
@@ -603,14 +604,17 @@ def ids_curves_section(data: dict) -> str:
         "`indexer.epoch_figures=true`, which after every joint epoch assigns code 1 to every item with dropout off. "
         "Epoch 0 is the k-means start on the model's own states. The control at every point: MiniLM's mean-pooled "
         f"embedding of the whole text (up to {data['full_text_max_length']} tokens) and k-means with K chosen so its "
-        "perplexity matches the point's, the run's seed. Mean over seeds with the lowest and highest; *paired*: per "
+        "perplexity matches the point's, the run's seed (where shown, the same on the text cut at the recipe's "
+        "length: what the cut costs k-means). Mean over seeds with the lowest and highest; *paired*: per "
         f"seed, the 95% interval of the point's AMI minus the control's from {data['boot']} random halves of the "
         "items, where the run kept that epoch's codes. Measured "
         f"{data['date']} at commit {data['commit']} on {data['machine']} (`{data['command']}`).",
         "",
         f"| joint epochs | seeds | first-code AMI vs {label} | perplexity | MiniLM + k-means, same perplexity | lead "
-        "| paired, by seed |" + (" lead without the variant |" if base else ""),
-        "|---:|---:|---:|---:|---:|---:|---|" + ("---:|" if base else ""),
+        "| paired, by seed |"
+        + (" k-means on the cut text |" if cut else "")
+        + (" lead without the variant |" if base else ""),
+        "|---:|---:|---:|---:|---:|---:|---|" + ("---:|" if cut else "") + ("---:|" if base else ""),
     ]
 
     def cell(m: dict, fmt: str = "{:.4f}") -> str:
@@ -620,6 +624,7 @@ def ids_curves_section(data: dict) -> str:
         lines.append(
             f"| {p['epoch']} | {p['seeds']} | {cell(p['ami'])} | {cell(p['perplexity'], '{:.1f}')} | "
             f"{cell(p['control_ami'])} | {cell(p['lead'], '{:+.4f}')} | {_verdicts(paired[p['epoch']]) or '-'} |"
+            + (f" {cell(p['control_cut_ami'])} |" if cut else "")
             + (f" {cell(base_lead[p['epoch']], '{:+.4f}')} |" if p["epoch"] in base_lead else " - |" if base else "")
         )
     lines += [
@@ -759,6 +764,20 @@ SECTIONS = [
         "The learned first code over joint epochs, AG News",
         ids_curves_section,
         "python -m bench.id_curves --corpus ag_news --make 2",
+        3,
+    ),
+    Section(
+        "ids-beauty-nb1-curves.json",
+        "Keeping the start's neighbourhoods (indexer.neighbour_weight), Amazon Beauty",
+        ids_curves_section,
+        "python -m bench.id_curves --corpus beauty --make 2 --variant nb1 indexer.neighbour_weight=1.0",
+        3,
+    ),
+    Section(
+        "ids-ag-news-nb1-curves.json",
+        "Keeping the start's neighbourhoods (indexer.neighbour_weight), AG News",
+        ids_curves_section,
+        "python -m bench.id_curves --corpus ag_news --make 2 --variant nb1 indexer.neighbour_weight=1.0",
         3,
     ),
     Section(
