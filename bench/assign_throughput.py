@@ -37,7 +37,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from bench.provenance import provenance  # noqa: E402
+from bench.provenance import write_result  # noqa: E402
 from lmindexer.models.indexer import SemanticIndexer  # noqa: E402
 
 CLI = [sys.executable, "-m", "lmindexer.cli"]
@@ -201,7 +201,7 @@ def ab_rounds(args, work: Path, base: Path, path: Path, actors: int, docs: int) 
         f"rounds: with {args.ab}: {summary['with']}; without: {summary['without']}"
     )
     figures = {"ab": args.ab, "set": args.set, "docs": docs, "actors": actors, "rounds": rounds, "ratio": summary}
-    (ROOT / args.json).write_text(json.dumps({**figures, **provenance()}, indent=2) + "\n")
+    write_result(ROOT / args.json, figures)
 
 
 def main() -> None:
@@ -272,8 +272,7 @@ def main() -> None:
         "agreement": agree,
         "set": args.set,
     }
-    (ROOT / args.json).parent.mkdir(parents=True, exist_ok=True)
-    (ROOT / args.json).write_text(json.dumps({**figures, **provenance()}, indent=2) + "\n")
+    write_result(ROOT / args.json, figures)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.provenance import provenance  # noqa: E402
+from bench.provenance import write_result  # noqa: E402
 from lmindexer.models.seqrec import SeqRec, SeqRecConfig, item_rows, top_k  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "exact-scoring.json"
@@ -94,10 +94,8 @@ def main() -> None:
     data = {
         "rows": rows,
         "threads": torch.get_num_threads(),
-        **provenance(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
+    write_result(args.out, data)
     from bench.results import exact_scoring_section
 
     print(exact_scoring_section(data))

@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 from bench.assign_throughput import lmindexer  # noqa: E402
-from bench.provenance import provenance  # noqa: E402
+from bench.provenance import write_result  # noqa: E402
 from lmindexer.models.indexer import SemanticIndexer  # noqa: E402
 from lmindexer.models.tokenizer import encode_texts  # noqa: E402
 
@@ -256,8 +256,7 @@ def main() -> None:
         mfu = f", MFU {row['mfu']:.1%}" if row.get("mfu") else ""
         where = f"ZeRO-{row['zero_stage']}, position {row['position']}"
         print(f"learn-ids, {where}: {row['examples_per_s']} examples/s{mfu}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({**results, **provenance()}, indent=2) + "\n")
+    write_result(args.out, results)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import torch
 
 from bench.id_quality import paired_ami
 from bench.id_seeds import FULL_TEXT, embed, first_level_k, spread
-from bench.provenance import provenance
+from bench.provenance import write_result
 from bench.shared_data import DATA
 from lmindexer.config import load_config
 from lmindexer.eval.metrics import ami, code_usage
@@ -209,10 +209,9 @@ def main() -> None:
         "summary": summary,
         "boot": args.boot,
         "seconds": round(time.time() - start, 1),
-        **provenance(),
     }
     target = ROOT / "bench" / "results" / f"ids-{args.corpus.replace('_', '-')}{tag}-curves.json"
-    target.write_text(json.dumps(out, indent=1) + "\n")
+    write_result(target, out)
     print(json.dumps(summary, indent=1))
 
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 
-from bench.provenance import provenance  # noqa: E402
+from bench.provenance import write_result  # noqa: E402
 from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.eval.metrics import ami  # noqa: E402
@@ -116,10 +116,8 @@ def main() -> None:
         "tables": {n: report[n] for n in tables},
         "paired_first_code_ami": paired,
         "seconds": round(time.time() - start, 1),
-        **provenance(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_result(args.out, out)
     for other, p in paired.items():
         print(f"{reference} - {other}: first-code AMI vs {label} {p['ami_diff']:+.4f} {p['ci']}")
 

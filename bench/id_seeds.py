@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import torch
 
 from bench.id_quality import paired_ami
-from bench.provenance import provenance
+from bench.provenance import write_result
 from lmindexer.config import load_config
 from lmindexer.eval.metrics import ami, code_usage, collision_rate
 from lmindexer.eval.report import corpus_labels
@@ -186,10 +186,8 @@ def main() -> None:
         "paired_first_code_ami": paired,
         "boot": args.boot,
         "seconds": round(time.time() - start, 1),
-        **provenance(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_result(args.out, out)
     print(json.dumps(summary, indent=1))
 
 

@@ -17,7 +17,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from bench.provenance import provenance  # noqa: E402
+from bench.provenance import write_result  # noqa: E402
 from lmindexer.quantizers.kmeans import kmeans, nearest  # noqa: E402
 
 
@@ -59,10 +59,9 @@ def main() -> None:
         f"{rows[1]['inertia'] / rows[0]['inertia']:.4f}"
     )
     out = ROOT / "bench" / "results" / "kmeans.json"
-    out.parent.mkdir(exist_ok=True)
     runs = json.loads(out.read_text())["runs"] if out.exists() else {}
     runs[str(args.points)] = {"points": args.points, "dim": args.dim, "k": args.k, "iters": args.iters, "rows": rows}
-    out.write_text(json.dumps({"runs": runs, **provenance()}, indent=2) + "\n")
+    write_result(out, {"runs": runs})
 
 
 if __name__ == "__main__":

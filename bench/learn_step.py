@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.provenance import provenance
+from bench.provenance import write_result
 from lmindexer.ids.negatives import prefix_batches, prefix_ids
 from lmindexer.models.indexer import SemanticIndexer
 
@@ -134,10 +134,8 @@ def main() -> None:
         "threads": args.threads,
         "positions": rows,
         "seconds": round(time.time() - start, 1),
-        **provenance(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_result(args.out, out)
 
 
 if __name__ == "__main__":

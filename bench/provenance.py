@@ -1,6 +1,7 @@
 """What every committed bench output records about how it was made: the command, the commit, the date and the
 machine."""
 
+import json
 import os
 import platform
 import subprocess
@@ -26,3 +27,11 @@ def provenance() -> dict:
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}",
     }
+
+
+def write_result(path: str | Path, figures: dict) -> None:
+    """Write a bench's figures with their provenance as the JSON that RESULTS.md is rendered from."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**figures, **provenance()}, indent=1) + "\n")
+    print(f"wrote {path}", flush=True)

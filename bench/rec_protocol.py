@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from bench.provenance import provenance  # noqa: E402
+from bench.provenance import write_result  # noqa: E402
 from bench.results import rec_protocol_section  # noqa: E402
 from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
@@ -263,10 +263,8 @@ def write(rows, args, extra, data, table, train, users, skipped, seeds) -> dict:
             "patience": "the generator's unless the row names one (none: every epoch runs)",
         },
         seeds=seeds,
-        **provenance(),
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+    write_result(args.out, summary)
     return summary
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from bench.provenance import provenance
+from bench.provenance import write_result
 from lmindexer.config import load_config
 from lmindexer.data.generator_data import read_queries
 from lmindexer.runtime import setup_logging
@@ -137,9 +137,7 @@ def main() -> None:
             rows.append(got)
             print(json.dumps(got), flush=True)
     out = {"rows": rows, "run": str(run), "documents": len(docs), "items": len(items), "queries": len(queries)}
-    out.update(provenance())
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_result(args.out, out)
     shutil.rmtree(work, ignore_errors=True)
 
 

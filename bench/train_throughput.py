@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 from bench.gpu_throughput import COUNTED, counted_flops, peak_flops  # noqa: E402
-from bench.provenance import provenance  # noqa: E402
+from bench.provenance import write_result  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.downstream.train_generator import GeneratorTask  # noqa: E402
 from lmindexer.models.backbone import build_t5  # noqa: E402
@@ -191,8 +191,7 @@ def main() -> None:
             f"{shown(r['mfu'])} | {r['run_seconds']} |"
         )
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**results, **provenance()}, indent=2) + "\n")
+    write_result(out, results)
 
 
 if __name__ == "__main__":

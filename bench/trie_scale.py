@@ -8,7 +8,6 @@ of one constrained decoding step for a batch of beams, against a `prefix_allowed
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import tracemalloc
@@ -19,7 +18,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from bench.provenance import provenance  # noqa: E402
+from bench.provenance import write_result  # noqa: E402
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie, trie_bytes  # noqa: E402
 
 VOCAB_OFFSET, EOS, PAD = 100, 1, 0
@@ -102,8 +101,7 @@ def main() -> None:
         )
         result["step_ms"][depth] = {"tensor": round(tensor_step * 1e3, 2), "dict": round(dict_step * 1e3, 2)}
     out = ROOT / "bench" / "results" / "trie.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({**result, **provenance()}, indent=2) + "\n")
+    write_result(out, result)
 
 
 if __name__ == "__main__":

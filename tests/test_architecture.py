@@ -121,3 +121,16 @@ def test_leaks_a_process_if_asked():
     if os.environ.get("LMINDEXER_LEAK_ON_PURPOSE") != "1":
         pytest.skip("only inside test_a_leaked_process_fails_the_run")
     subprocess.Popen(["sleep", "300"], start_new_session=True)
+
+
+BENCH_HELPERS = {"__init__", "provenance", "shared_data", "results"}
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "bench").glob("*.py")))
+def test_every_bench_imports_and_names_its_command(name):
+    """A bench is run rarely and by hand: at least every one imports, and its docstring says how to run it."""
+    import importlib
+
+    module = importlib.import_module(f"bench.{name}")
+    if name not in BENCH_HELPERS:
+        assert f"bench.{name}" in (module.__doc__ or "") or f"bench/{name}" in (module.__doc__ or ""), name
