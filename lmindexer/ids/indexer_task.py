@@ -32,9 +32,10 @@ class IdLearningTask(TaskDefaults):
     # indexer.neighbour_weight "anchors": [N, d] float32, every document's state at the phase's start}
     tables: dict
     seed: int = 0
-    # > 0: after every joint epoch, the assignment's figures (indexer.epoch_figures), and code t of every document
-    # saved beside the snapshot as epoch-<n>-code.npy (a paired comparison per epoch needs the codes themselves)
-    figures_batch_size: int = 0
+    # after every joint epoch, the assignment's figures (indexer.epoch_figures), and code t of every document saved
+    # beside the snapshot as epoch-<n>-code.npy (a paired comparison per epoch needs the codes themselves)
+    epoch_figures: bool = False
+    inference_batch_size: int = 256  # the figures' assignment pass
     rows_only: bool = False  # train only the word-embedding rows that get a gradient (exact at weight decay 0)
 
     @property
@@ -108,7 +109,7 @@ class IdLearningTask(TaskDefaults):
         out = {"code_usage": usage["usage"], "code_perplexity": usage["perplexity"]}
         if self._pairs and self.position > 1:
             out["cond_perplexity"] = conditional_perplexity(pairs)
-        if self.figures_batch_size:
+        if self.epoch_figures:
             code = self.assigned_code()
             if ray.train.get_context().get_world_rank() == 0:
                 os.makedirs(self.out_dir, exist_ok=True)
@@ -124,7 +125,7 @@ class IdLearningTask(TaskDefaults):
         model.eval()
         rows = np.arange(len(tokens))
         code = gathered_outputs(
-            model, None, tokens, codes, rows, self.position, "assign", self.figures_batch_size, True
+            model, None, tokens, codes, rows, self.position, "assign", self.inference_batch_size, True
         )
         model.train(training)
         return code

@@ -253,7 +253,8 @@ def schedule_worker(config: dict) -> None:
                 seed=seed,
                 # exact only where rows without a gradient never move: AdamW without weight decay, fp32 weights
                 rows_only=engine_kind(train) == "ddp" and train.weight_decay == 0,
-                figures_batch_size=s.inference_batch_size if s.indexer.epoch_figures and step == "joint" else 0,
+                epoch_figures=s.indexer.epoch_figures and step == "joint",
+                inference_batch_size=s.inference_batch_size,
             )
             metrics = {"epochs": run_task(task, train, seed, tuned, shard, checkpoint, final_checkpoint=False)}
         elif step == "kmeans":
