@@ -140,7 +140,7 @@ def main() -> None:
     x_cut = torch.from_numpy(embed(texts, args.encoder, cut, work / f"emb-{cut}.npy"))  # what the recipe reads
     iters, size = cfg.indexer.kmeans_iters, cfg.indexer.codebook_size
     one_epoch = {}
-    if SEEDS_TABLE.exists() and args.corpus == "beauty":
+    if SEEDS_TABLE.exists() and args.corpus == "beauty" and not args.variant:
         table = json.loads(SEEDS_TABLE.read_text())["rows"]["lmindexer"]
         one_epoch = {int(s): r["ami"].get(label) for s, r in table.items()}
 
