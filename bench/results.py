@@ -773,6 +773,13 @@ SECTIONS = [
         3,
     ),
     Section(
+        "ids-beauty-l64-curves.json",
+        "Reading 64 tokens instead of 32, Amazon Beauty",
+        ids_curves_section,
+        "python -m bench.id_curves --corpus beauty --make 1 --variant l64 model.max_length=64",
+        3,
+    ),
+    Section(
         "ids-beauty-nb1-curves.json",
         "Keeping the start's neighbourhoods (indexer.neighbour_weight), Amazon Beauty",
         ids_curves_section,
