@@ -897,7 +897,7 @@ def scoreboard_rows() -> list[tuple[str, str, str, str, str]]:
         lows, highs = [p["ci"][0] for p in paired.values()], [p["ci"][1] for p in paired.values()]
         rows.append(
             (
-                f"The learned first code over {seeds['seeds']} seed(s), AMI vs {label}",
+                f"The learned first code, Amazon Beauty, one joint epoch, {seeds['seeds']} seed(s), AMI vs {label}",
                 f"lmindexer: {s['lmindexer'][f'ami_{label}']['mean']:.4f} "
                 f"({s['lmindexer']['suffix_share']['mean']:.1%} need a suffix)",
                 f"{whole}, same perplexity: {s[whole][f'ami_{label}']['mean']:.4f}",
