@@ -480,6 +480,13 @@ def seeds_verdict(paired: dict) -> str:
     return "not separated"
 
 
+def seeds_range(paired: dict) -> str:
+    """The seeds' paired differences, lowest to highest, with the lowest and highest interval ends."""
+    diffs = [p["ami_diff"] for p in paired.values()]
+    lows, highs = [p["ci"][0] for p in paired.values()], [p["ci"][1] for p in paired.values()]
+    return f"{min(diffs):+.4f} to {max(diffs):+.4f} by seed [lowest {min(lows):+.4f}, highest {max(highs):+.4f}]"
+
+
 TARGET_AMI_LEAD, TARGET_SUFFIX = 0.02, 0.05  # the recipe's goal: this lead over whole-text k-means, this few suffixes
 
 
@@ -893,15 +900,13 @@ def scoreboard_rows() -> list[tuple[str, str, str, str, str]]:
     if seeds:
         whole = next(n for n in seeds["paired_first_code_ami"] if "whole" in n)
         label, s, paired = seeds["label"], seeds["summary"], seeds["paired_first_code_ami"][whole]
-        diffs = [p["ami_diff"] for p in paired.values()]
-        lows, highs = [p["ci"][0] for p in paired.values()], [p["ci"][1] for p in paired.values()]
         rows.append(
             (
                 f"The learned first code, Amazon Beauty, one joint epoch, {seeds['seeds']} seed(s), AMI vs {label}",
                 f"lmindexer: {s['lmindexer'][f'ami_{label}']['mean']:.4f} "
                 f"({s['lmindexer']['suffix_share']['mean']:.1%} need a suffix)",
                 f"{whole}, same perplexity: {s[whole][f'ami_{label}']['mean']:.4f}",
-                f"{min(diffs):+.4f} to {max(diffs):+.4f} by seed [lowest {min(lows):+.4f}, highest {max(highs):+.4f}]",
+                seeds_range(paired),
                 seeds_verdict(paired),
             )
         )
@@ -910,16 +915,13 @@ def scoreboard_rows() -> list[tuple[str, str, str, str, str]]:
         paired = _paired_by_seed(curves, 1) if curves else {}
         if paired:  # the recipe's one joint epoch on another corpus
             one = curves["summary"][1]
-            diffs = [p["ami_diff"] for p in paired.values()]
-            lows, highs = [p["ci"][0] for p in paired.values()], [p["ci"][1] for p in paired.values()]
             rows.append(
                 (
                     f"The learned first code, {CORPUS_NAMES[curves['corpus_name']]}, one joint epoch, "
                     f"{len(paired)} seed(s), AMI vs {curves['label']}",
                     f"lmindexer: {one['ami']['mean']:.4f}",
                     f"MiniLM + k-means (whole text), same perplexity: {one['control_ami']['mean']:.4f}",
-                    f"{min(diffs):+.4f} to {max(diffs):+.4f} by seed [lowest {min(lows):+.4f}, highest "
-                    f"{max(highs):+.4f}]",
+                    seeds_range(paired),
                     seeds_verdict(paired),
                 )
             )
