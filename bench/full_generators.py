@@ -53,6 +53,7 @@ from lmindexer.config import load_config  # noqa: E402
 from lmindexer.data.prepare import prepare_once  # noqa: E402
 from lmindexer.downstream.train_generator import HISTORY_FILE  # noqa: E402
 from lmindexer.init_model import init_model  # noqa: E402
+from lmindexer.paths import RunContext  # noqa: E402
 from lmindexer.pipeline import baselines, generator  # noqa: E402
 from lmindexer.runtime import setup_logging  # noqa: E402
 
@@ -165,8 +166,10 @@ def run_one(name: str, method: str, extra: list, preset: str = "", variant: str 
     spec = SETS[name]
     config = ROOT / "configs" / spec["config"]
     base = load_config(config, spec["base"])
-    prepare_once(base)  # the corpus and the tiny T5, each skipped when already there
-    backbone = init_model(base)
+    prepare_once(
+        base.data, RunContext.of(base), base.demo
+    )  # the corpus and the tiny T5, each skipped when already there
+    backbone = init_model(base.model, RunContext.of(base))
     if preset:
         extra = [f"generator.init={fresh_start(backbone, preset)}"] + extra
     table = spec["tables"][method]

@@ -32,6 +32,7 @@ from bench.results import split_section  # noqa: E402
 from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.eval.report import id_report  # noqa: E402
+from lmindexer.paths import RunContext  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 
 # the recipe under test: every position trained, 2 of MiniLM's 6 layers trained (the lower 4 frozen, run once per
@@ -167,7 +168,7 @@ def main() -> None:
         base
         + [f"output_dir={root / chosen[0]}", f"report.tables=[{', '.join(specs)}]", f"report.output={root / 'report'}"],
     )
-    out = id_report(report)
+    out = id_report(report.report, RunContext.of(report), report.data.label_fields)
     results = json.load(open(out["json"]))
     cfg = load_config(config, base)
     first = next(iter(results.values()))

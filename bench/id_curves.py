@@ -39,6 +39,7 @@ from bench.shared_data import DATA
 from lmindexer.config import load_config
 from lmindexer.eval.metrics import ami, code_usage
 from lmindexer.eval.report import corpus_labels
+from lmindexer.paths import RunContext
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS_TABLE = ROOT / "bench" / "results" / "ids-beauty-seeds.json"  # Beauty's one-epoch runs, for the check
@@ -127,7 +128,7 @@ def main() -> None:
     label_fields = corpus_set["label_fields"]
     label = label_fields.split(",")[0]
     cfg = load_config(args.config, overrides + [f"output_dir={runs[0]}"])
-    corpus, _ = corpus_labels(cfg)
+    corpus, _ = corpus_labels(RunContext.of(cfg), cfg.data.label_fields, cfg.report.key_field)
     docs = pq.read_table(Path(runs[0]) / "corpus" / "docs", columns=["doc_id", "text", "label"])
     doc_ids, texts = docs.column("doc_id").to_pylist(), docs.column("text").to_pylist()
     by_doc = dict(zip(corpus.column("doc_id").to_pylist(), corpus.column(label).to_pylist()))

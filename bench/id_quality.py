@@ -29,6 +29,7 @@ from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.eval.metrics import ami  # noqa: E402
 from lmindexer.eval.report import corpus_labels, id_report, read_table  # noqa: E402
+from lmindexer.paths import RunContext  # noqa: E402
 from lmindexer.runtime import setup_logging  # noqa: E402
 
 CONFIG = ROOT / "configs" / "beauty-minilm.yaml"
@@ -81,8 +82,8 @@ def main() -> None:
     specs = ", ".join(f"{n}={p}" for n, p in tables.items())
     cfg = load_config(args.config, extra + keyed + [f"report.tables=[{specs}]"])
     start = time.time()
-    report = json.loads(Path(id_report(cfg)["json"]).read_text())
-    corpus, fields = corpus_labels(cfg)
+    report = json.loads(Path(id_report(cfg.report, RunContext.of(cfg), cfg.data.label_fields)["json"]).read_text())
+    corpus, fields = corpus_labels(RunContext.of(cfg), cfg.data.label_fields, cfg.report.key_field)
     keymap = (
         {k: d for k, d in zip(corpus.column("key").to_pylist(), corpus.column("doc_id").to_pylist()) if k is not None}
         if keyed
@@ -92,7 +93,7 @@ def main() -> None:
     by_doc = dict(zip(corpus.column("doc_id").to_pylist(), corpus.column(label).to_pylist()))
     firsts = {}
     for name, path in tables.items():
-        t = read_table(f"{name}={path}", cfg, keymap if path.endswith(".json") else None)
+        t = read_table(f"{name}={path}", cfg.storage, keymap if path.endswith(".json") else None, cfg.report.key_field)
         firsts[name] = dict(zip(t.doc_ids.astype(str).tolist(), t.prefix_groups[0].tolist()))
     docs = sorted(d for d in set.intersection(*(set(f) for f in firsts.values())) if by_doc.get(d))
     y = np.array([by_doc[d] for d in docs], dtype=str)

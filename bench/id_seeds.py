@@ -38,6 +38,7 @@ from lmindexer.eval.report import corpus_labels
 from lmindexer.ids.infer import EmbedActor
 from lmindexer.ids.table import read_id_table
 from lmindexer.models.pretrained import resolve
+from lmindexer.paths import RunContext
 from lmindexer.quantizers.hkmeans import HierarchicalKMeans
 from lmindexer.quantizers.kmeans import assign, kmeans
 from lmindexer.runtime import setup_logging
@@ -119,7 +120,7 @@ def main() -> None:
     if missing:
         print(f"left out (no finished ID table): {', '.join(missing)}", flush=True)
     cfg = load_config(args.config, [f"output_dir={runs[0]}"])
-    corpus, fields = corpus_labels(cfg)
+    corpus, fields = corpus_labels(RunContext.of(cfg), cfg.data.label_fields, cfg.report.key_field)
     docs = pq.read_table(Path(runs[0]) / "corpus" / "docs", columns=["doc_id", "text"])
     doc_ids, texts = docs.column("doc_id").to_pylist(), docs.column("text").to_pylist()
     by_doc = {f: dict(zip(corpus.column("doc_id").to_pylist(), corpus.column(f).to_pylist())) for f in fields}

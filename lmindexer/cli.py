@@ -22,14 +22,16 @@ log = logging.getLogger("lmindexer")
 
 def _prepare(cfg):
     from .data.prepare import prepare
+    from .paths import RunContext
 
-    return prepare(cfg)
+    return prepare(cfg.data, RunContext.of(cfg), cfg.demo)
 
 
 def _init_model(cfg):
     from .init_model import init_model
+    from .paths import RunContext
 
-    return {"backbone": init_model(cfg)}
+    return {"backbone": init_model(cfg.model, RunContext.of(cfg))}
 
 
 def _learn_ids(cfg, phase=None):
@@ -54,7 +56,7 @@ def _assign_once(cfg):
         return _assign_ids(cfg)
     log.info(
         "assign-ids: the ID table at %s is complete for this indexer; skipped (delete it to assign again)",
-        RunLayout(cfg).ids,
+        RunLayout.of(cfg).ids,
     )
     return done
 
@@ -67,8 +69,9 @@ def _baseline_ids(cfg):
 
 def _id_report(cfg):
     from .eval.report import id_report
+    from .paths import RunContext
 
-    return id_report(cfg)
+    return id_report(cfg.report, RunContext.of(cfg), cfg.data.label_fields)
 
 
 def _train_generator(cfg):
@@ -126,10 +129,13 @@ def _run(cfg):
 
 def check_input(cfg) -> None:
     """Unless the corpus is prepared already, the configured input must exist (FileNotFoundError otherwise)."""
-    from .data.prepare import prepared, resolve_input
+    from .data.corpus import prepared
+    from .data.prepare import resolve_input
+    from .paths import RunContext
 
-    if prepared(cfg) is None:
-        _, files, _ = resolve_input(cfg)
+    run = RunContext.of(cfg)
+    if prepared(run) is None:
+        _, files, _ = resolve_input(cfg.data, run, cfg.demo)
         if not files:
             raise FileNotFoundError(f"data.input={cfg.data.input} matches no file")
 
@@ -143,8 +149,9 @@ def with_task(cfg, task: str):
 
 def _prepare_once(cfg):
     from .data.prepare import prepare_once
+    from .paths import RunContext
 
-    return prepare_once(cfg)
+    return prepare_once(cfg.data, RunContext.of(cfg), cfg.demo)
 
 
 def overview(summary: dict) -> str:
@@ -322,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         from .paths import RunLayout
         from .storage import filesystem
 
-        path = RunLayout(cfg).run_summary
+        path = RunLayout.of(cfg).run_summary
         fs, local = filesystem(path, cfg.storage)
         with fs.open_output_stream(local) as f:
             f.write(json.dumps(result, indent=2, default=str).encode())

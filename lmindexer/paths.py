@@ -1,4 +1,4 @@
-"""Where a run keeps its files: the one owner of every path under `output_dir`.
+"""Where a run keeps its files (the one owner of every path under `output_dir`), and the context every stage shares.
 
     <output_dir>/
       demo_source/      the embedded demo corpus as a BEIR folder (data.input=builtin:demo)
@@ -24,77 +24,77 @@ import posixpath
 from dataclasses import dataclass
 
 from . import storage
-from .config import Config
+from .config import Config, StorageConfig
 
 
 @dataclass(frozen=True)
 class RunLayout:
-    cfg: Config
+    """Every path of a run, resolved once from the config at the edge (`RunLayout.of(cfg)`): stages get these strings,
+    not the config they came from."""
 
-    def _at(self, override: str, name: str) -> str:
-        return storage.absolute(override or storage.join(self.cfg.output_dir, name))
-
-    @property
-    def demo_source(self) -> str:
-        return self._at("", "demo_source")
-
-    @property
-    def corpus(self) -> str:
-        return self._at(self.cfg.data.output, "corpus")
+    demo_source: str
+    corpus: str
+    backbone: str
+    learn_work: str
+    indexer: str
+    ids: str  # the table assign-ids writes
+    generator_ids: str  # the table the generator learns to emit
+    baseline_ids: str
+    generator: str
+    sasrec: str
+    report: str
+    run_summary: str  # `lmindexer run`'s full JSON summary
+    ray: str
+    tune: str
 
     @property
     def docs(self) -> str:
         return storage.join(self.corpus, "docs")
 
-    @property
-    def backbone(self) -> str:
-        return self._at("", "backbone")
+    @classmethod
+    def of(cls, cfg: Config) -> RunLayout:
+        def at(override: str, name: str) -> str:
+            return storage.absolute(override or storage.join(cfg.output_dir, name))
 
-    @property
-    def learn_work(self) -> str:
-        return self._at("", "learn_ids")
-
-    @property
-    def indexer(self) -> str:
-        return self._at(self.cfg.indexer.output, "indexer")
-
-    @property
-    def ids(self) -> str:
-        """The table assign-ids writes."""
-        return self._at(self.cfg.assign.output, "ids")
-
-    @property
-    def generator_ids(self) -> str:
-        """The table the generator learns to emit."""
-        return self._at(self.cfg.generator.ids, "ids")
-
-    @property
-    def baseline_ids(self) -> str:
-        return self._at(self.cfg.baseline.output, f"ids-{self.cfg.baseline.method}")
-
-    @property
-    def generator(self) -> str:
-        g = self.cfg.generator
+        g = cfg.generator
         ids_name = posixpath.basename(posixpath.normpath(g.ids)) if g.ids else "ids"
-        return self._at(g.output, f"generator-{g.task}-{ids_name}")
+        return cls(
+            demo_source=at("", "demo_source"),
+            corpus=at(cfg.data.output, "corpus"),
+            backbone=at("", "backbone"),
+            learn_work=at("", "learn_ids"),
+            indexer=at(cfg.indexer.output, "indexer"),
+            ids=at(cfg.assign.output, "ids"),
+            generator_ids=at(g.ids, "ids"),
+            baseline_ids=at(cfg.baseline.output, f"ids-{cfg.baseline.method}"),
+            generator=at(g.output, f"generator-{g.task}-{ids_name}"),
+            sasrec=at("", "sasrec"),
+            report=at(cfg.report.output, "report"),
+            run_summary=at("", "run_summary.json"),
+            ray=at(cfg.train.storage_path, "ray"),
+            tune=at(cfg.tune.output, "tune"),
+        )
 
-    @property
-    def sasrec(self) -> str:
-        return self._at("", "sasrec")
 
-    @property
-    def report(self) -> str:
-        return self._at(self.cfg.report.output, "report")
+@dataclass(frozen=True)
+class RunContext:
+    """What every stage shares besides its own settings section: where the run's files are (`layout`), how to reach
+    them (`storage`), the run's seed, and up to how many rows a batch step stays in this process rather than going to
+    Ray Data (`in_process_rows`). Built once from the config at the edge: `RunContext.of(cfg)`."""
 
-    @property
-    def run_summary(self) -> str:
-        """`lmindexer run`'s full JSON summary."""
-        return self._at("", "run_summary.json")
+    layout: RunLayout
+    storage: StorageConfig
+    seed: int
+    in_process_rows: int
 
-    @property
-    def ray(self) -> str:
-        return self._at(self.cfg.train.storage_path, "ray")
+    @classmethod
+    def of(cls, cfg: Config) -> RunContext:
+        return cls(RunLayout.of(cfg), cfg.storage, cfg.seed, cfg.ray.in_process_rows)
 
-    @property
-    def tune(self) -> str:
-        return self._at(self.cfg.tune.output, "tune")
+    def filesystem(self, uri: str):
+        """(pyarrow filesystem, path) of a local path or URI, with the run's storage settings."""
+        return storage.filesystem(uri, self.storage)
+
+    def in_process(self, rows: int) -> bool:
+        """Whether a batch step over `rows` rows runs in this process rather than as a Ray Data pipeline."""
+        return rows <= self.in_process_rows

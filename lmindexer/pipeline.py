@@ -12,6 +12,7 @@ import logging
 import os
 
 from .config import Config
+from .paths import RunContext
 
 log = logging.getLogger("lmindexer")
 
@@ -20,7 +21,7 @@ def learn(cfg: Config, only: str | None = None) -> dict:
     from .ids.learn import learn_ids
     from .init_model import init_model
 
-    return learn_ids(cfg, init_model(cfg), only=only)
+    return learn_ids(cfg, init_model(cfg.model, RunContext.of(cfg)), only=only)
 
 
 def baselines(cfg: Config) -> dict:
@@ -35,7 +36,7 @@ def baselines(cfg: Config) -> dict:
         else:
             from .init_model import init_model
 
-            encoder = init_model(cfg)
+            encoder = init_model(cfg.model, RunContext.of(cfg))
     return baseline_ids(cfg, encoder)
 
 

@@ -104,7 +104,7 @@ async def _json(request: Request) -> dict:
 
 def application(cfg: Config):
     """The Serve application over cfg's run: its indexer and ID table, and serve.generator if set."""
-    layout, s = RunLayout(cfg), cfg.serve
+    layout, s = RunLayout.of(cfg), cfg.serve
     for what, path in (("indexer", layout.indexer), ("ID table", os.path.join(layout.ids, "table"))):
         if not os.path.exists(path):
             raise FileNotFoundError(f"no {what} at {path}: run learn-ids and assign-ids first (or `lmindexer run`)")
@@ -134,7 +134,7 @@ def start(cfg: Config) -> str:
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port}, logging_config=logs)
     serve.run(application(cfg), name=APP, route_prefix="/", blocking=False, logging_config=logs)
     url = f"http://{cfg.serve.host}:{cfg.serve.port}"
-    log.info("serve: %s ready at %s (assign, retrieve, recommend, health, describe)", RunLayout(cfg).ids, url)
+    log.info("serve: %s ready at %s (assign, retrieve, recommend, health, describe)", RunLayout.of(cfg).ids, url)
     return url
 
 

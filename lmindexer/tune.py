@@ -22,7 +22,7 @@ import yaml
 from ray import tune
 
 from .config import Config, ConfigError, from_dict, override, to_dict
-from .paths import RunLayout
+from .paths import RunContext, RunLayout
 from .runtime import data_context
 
 log = logging.getLogger("lmindexer.tune")
@@ -145,15 +145,15 @@ def _prepare_shared(cfg: Config) -> dict:
     from .data.prepare import prepare_once
     from .init_model import init_model
 
-    base = copy.deepcopy(cfg)
-    prepare_once(cfg)
-    base.data.output = RunLayout(cfg).corpus
-    backbone = init_model(cfg)
+    base, run = copy.deepcopy(cfg), RunContext.of(cfg)
+    prepare_once(cfg.data, run, cfg.demo)
+    base.data.output = run.layout.corpus
+    backbone = init_model(cfg.model, run)
     base.model.name_or_path = backbone
     if cfg.tune.target == "generator":
         from .downstream.examples import task_data
 
-        base.generator.ids = RunLayout(cfg).generator_ids
+        base.generator.ids = run.layout.generator_ids
         base.generator.init = cfg.generator.init or backbone
         base.generator.data = task_data(cfg)
     return to_dict(base)
@@ -164,7 +164,7 @@ def tune_search(cfg: Config) -> dict:
     space = search_space(t.space)
     objective = objective_of(cfg)
     mode = "min" if objective in LOWER_IS_BETTER else "max"
-    out = RunLayout(cfg).tune
+    out = RunLayout.of(cfg).tune
     storage, name = os.path.dirname(out), os.path.basename(out)
     base = _prepare_shared(cfg)
     trainable = tune.with_resources(

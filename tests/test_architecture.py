@@ -42,6 +42,27 @@ def test_every_training_task_implements_the_protocol():
         assert task.lr_lambda() is None or callable(task.lr_lambda())
 
 
+# the stages whose entry takes its own settings section and a RunContext (the others still take the whole Config)
+OWN_SETTINGS = {
+    "lmindexer.data.prepare:prepare": ("DataConfig", "RunContext"),
+    "lmindexer.data.prepare:prepare_once": ("DataConfig", "RunContext"),
+    "lmindexer.init_model:init_model": ("ModelConfig", "RunContext"),
+    "lmindexer.eval.report:id_report": ("ReportConfig", "RunContext"),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(OWN_SETTINGS))
+def test_a_stage_gets_its_own_settings_and_a_run_context(entry):
+    """No whole Config in the entry's signature: its first two parameters are its section and the run context."""
+    import importlib
+    import inspect
+
+    module, name = entry.split(":")
+    params = list(inspect.signature(getattr(importlib.import_module(module), name)).parameters.values())
+    assert tuple(p.annotation for p in params[:2]) == OWN_SETTINGS[entry]
+    assert all(p.annotation != "Config" for p in params), [p.annotation for p in params]
+
+
 PRIVATE_HOOKS = {"_create_default_callbacks", "_register_sigint_handler"}
 
 

@@ -19,6 +19,7 @@ from lmindexer.ids.assign import assign_ids, unique_shuffle
 from lmindexer.ids.unique import rebalance_group, sid, suffix_group
 from lmindexer.init_model import init_model
 from lmindexer.models.indexer import SemanticIndexer
+from lmindexer.paths import RunContext
 from lmindexer.runtime import PARTITION_ROWS, partitions_for
 
 
@@ -41,9 +42,9 @@ def indexed(ray_session, tmp_path_factory):
     """A 300-document demo corpus in 6 shards and an indexer (random codebooks: many collisions to resolve)."""
     base = tmp_path_factory.mktemp("assign")
     cfg = load_config("configs/quickstart.yaml", [f"output_dir={base}", "demo.num_docs=300", "data.rows_per_shard=50"])
-    prepare(cfg)
+    prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     torch.manual_seed(0)  # the same random model and codebooks every run: some spread, so rebalancing has free codes
-    backbone = init_model(cfg)
+    backbone = init_model(cfg.model, RunContext.of(cfg))
     idx = SemanticIndexer.from_backbone(backbone, IndexerConfig(num_positions=2, codebook_size=4), 48)
     idx.state["positions_done"] = 2
     idx.save_pretrained(str(base / "indexer"))
@@ -157,7 +158,7 @@ def test_cpu_actors_take_their_share_of_the_cores(ray_session):
 def test_incremental_indexing_keeps_old_ids(indexed, tmp_path):
     small = tmp_path / "small"
     cfg = load_config("configs/quickstart.yaml", [f"output_dir={small}", "demo.num_docs=200"])
-    prepare(cfg)
+    prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     old_cfg = run_cfg(indexed, tmp_path / "old", f"data.output={small}/corpus")
     assign_ids(old_cfg)
     old = table(tmp_path / "old").set_index("doc_id")

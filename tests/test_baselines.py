@@ -14,6 +14,7 @@ from lmindexer.config import CHOICES, load_config
 from lmindexer.data.prepare import prepare
 from lmindexer.eval.metrics import ami
 from lmindexer.init_model import init_model
+from lmindexer.paths import RunContext
 from lmindexer.pipeline import baselines
 from lmindexer.quantizers import (
     METHODS,
@@ -115,9 +116,8 @@ def test_rqvae_learns_to_reconstruct():
 def corpus(ray_session, tmp_path_factory):
     """A 300-document demo corpus in 3 shards."""
     base = tmp_path_factory.mktemp("baselines")
-    prepare(
-        load_config("configs/quickstart.yaml", [f"output_dir={base}", "demo.num_docs=300", "data.rows_per_shard=100"])
-    )
+    cfg = load_config("configs/quickstart.yaml", [f"output_dir={base}", "demo.num_docs=300", "data.rows_per_shard=100"])
+    prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     return base
 
 
@@ -159,9 +159,8 @@ def test_any_hugging_face_encoder_embeds(corpus, tmp_path):
     """A tiny BERT saved with save_pretrained (the path MiniLM/MPNet folders take) embeds through AutoModel."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    tokenizer = AutoTokenizer.from_pretrained(
-        init_model(load_config("configs/quickstart.yaml", [f"output_dir={corpus}"]))
-    )
+    cfg = load_config("configs/quickstart.yaml", [f"output_dir={corpus}"])
+    tokenizer = AutoTokenizer.from_pretrained(init_model(cfg.model, RunContext.of(cfg)))
     BertModel(
         BertConfig(
             vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
@@ -187,7 +186,8 @@ def test_vectors_from_a_corpus_field(ray_session, tmp_path):
             for i, (v, c) in enumerate(zip(x, label))
         )
     )
-    prepare(load_config(overrides=[f"output_dir={tmp_path}", f"data.input={src}"]))
+    cfg = load_config(overrides=[f"output_dir={tmp_path}", f"data.input={src}"])
+    prepare(cfg.data, RunContext.of(cfg))
     summary, table = run(tmp_path, "rkmeans", "baseline.embeddings=vec", "indexer.codebook_size=4")
     assert summary["ids_out"] == 120
     first = table.set_index("doc_id").codes.map(lambda c: c[0])

@@ -22,6 +22,7 @@ from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
 from lmindexer.ids.table import read_id_table
 from lmindexer.init_model import init_model
 from lmindexer.models.generator import load_generator, load_id_vocab
+from lmindexer.paths import RunContext
 from lmindexer.pipeline import baselines, generator
 
 pytestmark = pytest.mark.slow
@@ -45,8 +46,8 @@ def base(ray_session, tmp_path_factory):
     embeddings (lexical, so semantic enough for the demo) and random IDs."""
     out = tmp_path_factory.mktemp("generator")
     cfg = load_config("configs/quickstart.yaml", [f"output_dir={out}", *SETTINGS])
-    prepare(cfg)
-    init_model(cfg)
+    prepare(cfg.data, RunContext.of(cfg), cfg.demo)
+    init_model(cfg.model, RunContext.of(cfg))
     for method in ("hkmeans", "random"):
         baselines(load_config("configs/quickstart.yaml", [f"output_dir={out}", *SETTINGS, f"baseline.method={method}"]))
     return out

@@ -11,6 +11,7 @@ from lmindexer.config import load_config
 from lmindexer.data.prepare import prepare
 from lmindexer.init_model import init_model
 from lmindexer.models.indexer import SemanticIndexer
+from lmindexer.paths import RunContext
 from lmindexer.pipeline import learn
 
 pytestmark = pytest.mark.slow
@@ -21,8 +22,8 @@ def corpus(ray_session, tmp_path_factory):
     """The labelled demo corpus and a tiny T5 saved once, loaded by each run through from_pretrained."""
     base = tmp_path_factory.mktemp("base")
     cfg = load_config("configs/quickstart.yaml", [f"output_dir={base}", "demo.num_docs=480"])
-    prepare(cfg)
-    return base, init_model(cfg)
+    prepare(cfg.data, RunContext.of(cfg), cfg.demo)
+    return base, init_model(cfg.model, RunContext.of(cfg))
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,8 @@ def bert(corpus, tmp_path_factory):
     base, _ = corpus
     out = tmp_path_factory.mktemp("bert")
     overrides = [f"output_dir={out}", f"data.output={base}/corpus", "model.backbone=encoder"]
-    return init_model(load_config("configs/quickstart.yaml", overrides))
+    cfg = load_config("configs/quickstart.yaml", overrides)
+    return init_model(cfg.model, RunContext.of(cfg))
 
 
 def config(corpus, out, *overrides):

@@ -7,7 +7,7 @@ from lmindexer.paths import RunLayout
 
 
 def test_defaults_live_under_output_dir(tmp_path):
-    lay = RunLayout(load_config(overrides=[f"output_dir={tmp_path}/run", "generator.task=rec"]))
+    lay = RunLayout.of(load_config(overrides=[f"output_dir={tmp_path}/run", "generator.task=rec"]))
     base = f"{tmp_path}/run"
     assert lay.corpus == f"{base}/corpus" and lay.docs == f"{base}/corpus/docs"
     assert (lay.backbone, lay.indexer, lay.ids, lay.report) == (
@@ -31,7 +31,7 @@ def test_overrides_and_relative_paths(tmp_path, monkeypatch):
             "train.storage_path=gs://b/ray",
         ]
     )
-    lay = RunLayout(cfg)
+    lay = RunLayout.of(cfg)
     assert lay.docs == "s3://bucket/corpus/docs" and lay.ray == "gs://b/ray"  # URIs untouched
     assert lay.backbone == os.path.join(str(tmp_path), "run", "backbone")  # local paths made absolute
     assert lay.generator_ids == os.path.join(str(tmp_path), "run", "ids-hkmeans")

@@ -9,12 +9,14 @@ import ray
 from conftest import shared_data
 
 from lmindexer.config import load_config
-from lmindexer.data.prepare import load_docs, prepare, read_docs
+from lmindexer.data.corpus import load_docs, read_docs
+from lmindexer.data.prepare import prepare
 from lmindexer.data.readers import BadInputError
+from lmindexer.paths import RunContext
 
 
 def docs(cfg):
-    return load_docs(cfg).to_pandas().sort_values("doc_id").reset_index(drop=True)
+    return load_docs(RunContext.of(cfg)).to_pandas().sort_values("doc_id").reset_index(drop=True)
 
 
 # each input parsed and summed up in this process (small inputs) and as Ray Data pipelines (ray.in_process_rows=0)
@@ -46,7 +48,7 @@ def test_bad_input_summary_and_skipped_rows(ray_session, tmp_path, where):
             *where,
         ]
     )
-    summary = prepare(cfg)
+    summary = prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     assert summary["read"] == 27 and summary["written"] == 20
     assert summary["skipped"] == {
         "duplicate_id": 1,
@@ -73,11 +75,11 @@ def test_on_bad_error_stops_with_the_cause(ray_session, tmp_path, where):
         overrides=[f"output_dir={tmp_path}/out", f"data.input={tmp_path}/a.jsonl", "data.on_bad=error", *where]
     )
     with pytest.raises(BadInputError, match="duplicate doc_id '1'"):
-        prepare(cfg)
+        prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     (tmp_path / "b.jsonl").write_text('{"doc_id": "1", "text": "ok"}\n{"doc_id": "2", "text": " "}\n')
     cfg.data.input = f"{tmp_path}/b.jsonl"
     with pytest.raises(BadInputError, match="empty_text"):
-        prepare(cfg)
+        prepare(cfg.data, RunContext.of(cfg), cfg.demo)
 
 
 def test_glob_of_parquet_and_tsv_shards(ray_session, tmp_path):
@@ -89,24 +91,24 @@ def test_glob_of_parquet_and_tsv_shards(ray_session, tmp_path):
             tmp_path / f"part-{i}.parquet",
         )
     cfg = load_config(overrides=[f"output_dir={tmp_path}/out", f"data.input={tmp_path}/part-*.parquet"])
-    assert prepare(cfg)["written"] == 15
+    assert prepare(cfg.data, RunContext.of(cfg), cfg.demo)["written"] == 15
     out = docs(cfg)
     assert json.loads(out.extra[0]) == {"score": 0.0}
     # the driver-side read gives the rows Ray Data gives, once each, whatever the batch size
-    batches = list(read_docs(cfg, ["doc_id", "text"], batch_size=4))
+    batches = list(read_docs(RunContext.of(cfg), ["doc_id", "text"], batch_size=4))
     read = sorted(zip(*(sum((b.column(c).to_pylist() for b in batches), []) for c in ("doc_id", "text"))))
     assert read == sorted(zip(out.doc_id, out.text)) and max(b.num_rows for b in batches) == 4
     (tmp_path / "t.tsv").write_text("doc_id\ttitle\tlabel\n1\tfirst\tA\n2\tsecond\tB\n")
     cfg = load_config(
         overrides=[f"output_dir={tmp_path}/out2", f"data.input={tmp_path}/t.tsv", "data.label_fields=label"]
     )
-    prepare(cfg)
+    prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     assert list(docs(cfg).label) == ["A", "B"]
 
 
 def test_builtin_demo_corpus(ray_session, tmp_path):
     cfg = load_config("configs/quickstart.yaml", [f"output_dir={tmp_path}", "demo.num_docs=300"])
-    summary = prepare(cfg)
+    summary = prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     assert summary["written"] == 300 and summary["skipped"] == {}
     out = docs(cfg)
     assert out.label.nunique() == 4 and all(len(labels) == 3 for labels in out.labels)
@@ -116,7 +118,7 @@ def test_amazon_beauty_items(ray_session, tmp_path):
     shared_data("amazon_beauty/derived/items.jsonl")
     cfg = load_config("configs/beauty.yaml", [f"output_dir={tmp_path}"])
     cfg.data.input = str(shared_data("amazon_beauty/derived/items.jsonl"))
-    summary = prepare(cfg)
+    summary = prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     assert summary["read"] == summary["written"] == 12101
     out = docs(cfg)
     assert out.doc_id.is_unique and out.label.nunique() == 6
@@ -125,11 +127,11 @@ def test_amazon_beauty_items(ray_session, tmp_path):
 def test_scifact_beir_folder(ray_session, tmp_path):
     folder = shared_data("scifact/derived_beir")
     cfg = load_config("configs/scifact.yaml", [f"output_dir={tmp_path}", f"data.input={folder}"])
-    assert prepare(cfg)["written"] == 5183
+    assert prepare(cfg.data, RunContext.of(cfg), cfg.demo)["written"] == 5183
 
 
 def test_labelled_csv_without_header(ray_session, tmp_path):
     path = shared_data("text_labeled/ag_news/train.csv")
     cfg = load_config("configs/ag_news.yaml", [f"output_dir={tmp_path}", f"data.input={path}"])
-    assert prepare(cfg)["written"] == 4000
+    assert prepare(cfg.data, RunContext.of(cfg), cfg.demo)["written"] == 4000
     assert sorted(docs(cfg).label.unique()) == ["0", "1", "2", "3"]

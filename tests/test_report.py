@@ -11,6 +11,7 @@ import pytest
 from lmindexer.cli import main
 from lmindexer.config import load_config
 from lmindexer.eval.report import id_report
+from lmindexer.paths import RunContext
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_report_figures(setup):
             "report.key_field=pid",
         ]
     )
-    out = id_report(cfg)
+    out = id_report(cfg.report, RunContext.of(cfg), cfg.data.label_fields)
     r = json.loads(open(out["json"]).read())
     a, p = r["ours"], r["peer"]
     assert a["documents"] == p["documents"] == 60
@@ -94,7 +95,7 @@ def test_report_cli_and_unknown_peer_keys(setup, capsys):
     assert os.path.exists(base / "report" / "ours-code-usage.png")
     cfg = load_config(overrides=[f"output_dir={base}", f"report.tables=[{peer}]", "report.key_field=nope"])
     with pytest.raises(ValueError, match="keys have no document"):
-        id_report(cfg)
+        id_report(cfg.report, RunContext.of(cfg), cfg.data.label_fields)
 
 
 def test_unlabelled_documents_are_left_out_of_label_figures():

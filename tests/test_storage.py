@@ -17,6 +17,7 @@ from lmindexer.config import load_config
 from lmindexer.data.prepare import prepare
 from lmindexer.data.synthetic import write_demo
 from lmindexer.ids.assign import assign_ids
+from lmindexer.paths import RunContext
 from lmindexer.pipeline import learn
 
 pytestmark = pytest.mark.slow
@@ -100,7 +101,7 @@ def test_pipeline_on_s3(ray_session, s3, tmp_path):
     write_demo(str(tmp_path / "raw"), cfg.demo)  # a BEIR folder, uploaded as the input
     storage.put_folder(str(tmp_path / "raw"), "s3://lmi/raw", cfg.storage)
 
-    assert prepare(cfg)["written"] == 150
+    assert prepare(cfg.data, RunContext.of(cfg), cfg.demo)["written"] == 150
     assert fs.get_file_info(pafs.FileSelector("lmi/corpus/docs")), "no prepared shards on S3"
     summary = learn(cfg)
     assert summary["indexer"] == "s3://lmi/indexer"

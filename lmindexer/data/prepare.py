@@ -17,14 +17,13 @@ from ray.data.aggregate import Count, Min
 from ray.data.expressions import col
 
 from .. import storage
-from ..config import Config, ConfigError
-from ..paths import RunLayout
-from ..raydata import in_process
+from ..config import ConfigError, DataConfig, DemoConfig
+from ..paths import RunContext
 from ..runtime import shuffle_partitions
+from .corpus import SUMMARY, prepared
 from .readers import OUTPUT_COLUMNS, BadInputError, parse_file
 
 log = logging.getLogger("lmindexer.prepare")
-SUMMARY = "summary.json"  # in the corpus folder, written last
 SHOW_SKIPPED = 10
 SKIPPED_COLUMNS = ["_src", "_skip", "doc_id", "text"]
 # inputs larger than this many bytes per ray.in_process_rows row go to Ray Data without a try in process (SciFact's
@@ -32,18 +31,18 @@ SKIPPED_COLUMNS = ["_src", "_skip", "doc_id", "text"]
 IN_PROCESS_BYTES_PER_ROW = 2048
 
 
-def resolve_input(cfg: Config):
-    """(filesystem, files, data config) for the configured input; a BEIR folder means its corpus.jsonl."""
-    data = cfg.data
+def resolve_input(data: DataConfig, run: RunContext, demo: DemoConfig | None = None):
+    """(filesystem, files, data settings) for the configured input; a BEIR folder means its corpus.jsonl;
+    'builtin:demo' writes the embedded corpus (`demo`'s sizes) first."""
     if data.input == "builtin:demo":
         from .synthetic import write_demo
 
-        folder = RunLayout(cfg).demo_source
-        write_demo(folder, cfg.demo, cfg.seed)
+        folder = run.layout.demo_source
+        write_demo(folder, demo or DemoConfig(), run.seed)
         data = type(data)(**{**data.__dict__, "input": folder, "format": "beir"})
     if not data.input:
         raise ConfigError("no input: set data.input (a file, folder, glob or URI) or use 'builtin:demo'")
-    fs, path = storage.filesystem(data.input, cfg.storage)
+    fs, path = run.filesystem(data.input)
     beir = data.format == "beir" or (
         data.format == "auto"
         and storage.exists(fs, storage.join(path, "corpus.jsonl"))
@@ -73,28 +72,22 @@ def _mark_duplicates(batch: pa.Table, first: dict) -> pa.Table:
     return batch.set_column(batch.schema.get_field_index("_skip"), "_skip", pa.array(skip, pa.string()))
 
 
-def prepared(cfg: Config) -> dict | None:
-    """The summary of the prepared corpus (written last, so its presence means complete), or None."""
-    fs, path = storage.filesystem(RunLayout(cfg).corpus, cfg.storage)
-    done = storage.join(path, SUMMARY)
-    return storage.read_json(fs, done) if storage.exists(fs, done) else None
-
-
-def prepare_once(cfg: Config) -> dict:
+def prepare_once(data: DataConfig, run: RunContext, demo: DemoConfig | None = None) -> dict:
     """prepare, unless the corpus is already there."""
-    return prepared(cfg) or prepare(cfg)
+    return prepared(run) or prepare(data, run, demo)
 
 
-def prepare(cfg: Config) -> dict:
+def prepare(data: DataConfig, run: RunContext, demo: DemoConfig | None = None) -> dict:
+    """The stage: the input `data` names -> the run's corpus folder (run.layout.corpus); its summary."""
     start = time.time()
-    fs, files, data = resolve_input(cfg)
-    out = RunLayout(cfg).corpus
-    out_fs, out_path = storage.filesystem(out, cfg.storage)
+    fs, files, data = resolve_input(data, run, demo)
+    out = run.layout.corpus
+    out_fs, out_path = run.filesystem(out)
     log.debug("prepare: %d input file(s) from %s -> %s", len(files), data.input, out)
     index = {}
     for i, f in enumerate(files):
         index[f] = index["/" + f.lstrip("/")] = i
-    parsed = _parse_here(cfg, fs, files, data, index)
+    parsed = _parse_here(run, fs, files, data, index)
     steps = _Here(parsed) if parsed is not None else _OnRay(_parse_on_ray(fs, files, data, index))
     first = steps.duplicates()
     if first and data.on_bad == "error":
@@ -107,7 +100,7 @@ def prepare(cfg: Config) -> dict:
     total, reasons, truncated = steps.counts()
     written_expected = reasons.pop("", 0)
     docs, skipped = storage.join(out_path, "docs"), storage.join(out_path, "skipped")
-    steps.write(out_fs, docs, skipped if reasons else None, cfg.data.rows_per_shard)
+    steps.write(out_fs, docs, skipped if reasons else None, data.rows_per_shard)
     for r in steps.skipped_sample(SHOW_SKIPPED) if reasons else []:
         log.warning("skipped %s: %s (doc_id=%r)", r["_src"], r["_skip"], r["doc_id"])
     written = storage.count_rows(out_fs, docs)
@@ -137,18 +130,18 @@ def prepare(cfg: Config) -> dict:
     return summary
 
 
-def _parse_here(cfg: Config, fs, files: list, data, index: dict) -> pa.Table | None:
+def _parse_here(run: RunContext, fs, files: list, data, index: dict) -> pa.Table | None:
     """Every input row parsed in this process, or None as soon as they pass ray.in_process_rows (or with no
     files): Ray Data parses them then. Files of more than IN_PROCESS_BYTES_PER_ROW bytes per allowed row are not
     tried here at all (a single large file would be parsed whole before its rows were counted)."""
-    if sum(info.size or 0 for info in fs.get_file_info(files)) > cfg.ray.in_process_rows * IN_PROCESS_BYTES_PER_ROW:
+    if sum(info.size or 0 for info in fs.get_file_info(files)) > run.in_process_rows * IN_PROCESS_BYTES_PER_ROW:
         return None
     tables, rows = [], 0
     for f in files:
         with fs.open_input_stream(f) as stream:
             table = parse_file(f, stream.read(), index[f], data)
         rows += len(table)
-        if not in_process(cfg, rows):
+        if not run.in_process(rows):
             return None
         tables.append(table)
     return pa.concat_tables(tables) if tables else None
@@ -234,28 +227,3 @@ def _unwrap(e: Exception) -> Exception:
     if marker in text:
         return BadInputError(text.split(marker, 1)[1].splitlines()[0])
     return e
-
-
-def _docs(cfg: Config):
-    fs, path = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
-    if not storage.exists(fs, path):
-        raise FileNotFoundError(f"no prepared corpus at {RunLayout(cfg).docs}: run `lmindexer prepare` first")
-    return fs, path
-
-
-def load_docs(cfg: Config) -> "ray.data.Dataset":
-    """The prepared corpus as a Ray Data dataset, for the steps that run over it on the cluster."""
-    fs, path = _docs(cfg)
-    return ray.data.read_parquet(path, filesystem=fs)
-
-
-def count_docs(cfg: Config) -> int:
-    """Documents of the prepared corpus, from its parquet footers."""
-    return storage.count_rows(*_docs(cfg))
-
-
-def read_docs(cfg: Config, columns: list | None, batch_size: int = 8192):
-    """The prepared corpus's `columns`, batch by batch, read in the calling process, shard after shard in path
-    order (storage.read_batches): for steps that bring the rows to the driver anyway (a tokenizer's sample, the
-    texts of the ID table's documents)."""
-    yield from storage.read_batches(*_docs(cfg), columns, batch_size)

@@ -128,7 +128,7 @@ class GeneratorActor:
 
 def evaluate(cfg: Config) -> dict:
     g, start = cfg.generator, time.time()
-    path = RunLayout(cfg).generator
+    path = RunLayout.of(cfg).generator
     if is_seqrec(path):
         ranked, relevant, keys, inputs, extra = evaluate_seqrec(cfg, path)
         return write_evaluation(cfg, path, ranked, relevant, keys, relevant, inputs, None, extra)
@@ -176,7 +176,7 @@ def write_evaluation(cfg: Config, path: str, ranked, relevant, keys, relevant_do
     if g.task == "rec" and e.sasrec_epochs > 0:
         docs, settings = sasrec_reference(
             cfg,
-            RunLayout(cfg).sasrec,
+            RunLayout.of(cfg).sasrec,
             inputs["number"],
             inputs["train_sequences"],
             inputs["histories"],
@@ -240,7 +240,7 @@ def _reference_row(ranked: list, relevant: list, ks, generator_per: dict) -> dic
 def finished_evaluation(cfg: Config) -> dict | None:
     """The saved evaluation of the generator as it is now (metrics.json newer than its weights, with the same
     split, cut-offs, beams and sample), else None: train-generator then does not decode again."""
-    e, path = cfg.evaluate, RunLayout(cfg).generator
+    e, path = cfg.evaluate, RunLayout.of(cfg).generator
     saved, weights = os.path.join(path, f"eval-{e.split}", "metrics.json"), os.path.join(path, "config.json")
     if not os.path.exists(saved) or not os.path.exists(weights) or os.path.getmtime(saved) < os.path.getmtime(weights):
         return None

@@ -11,12 +11,12 @@ import numpy as np
 
 from .. import storage
 from ..config import Config, ConfigError
+from ..data.corpus import read_docs
 from ..data.generator_data import read_qrels, read_queries, read_sequences
-from ..data.prepare import read_docs
 from ..ids.table import IdTable
 from ..models.generator import IdVocab
 from ..models.tokenizer import encode_texts
-from ..paths import RunLayout
+from ..paths import RunContext, RunLayout
 from .splits import (
     history_pieces,
     hold_out,
@@ -40,7 +40,7 @@ def task_data(cfg: Config) -> str:
     if g.data:
         return storage.absolute(g.data)
     if cfg.data.input == "builtin:demo":
-        folder = RunLayout(cfg).demo_source
+        folder = RunLayout.of(cfg).demo_source
         return folder if g.task == "retrieval" else storage.join(folder, "sequences.txt")
     if g.task == "retrieval" and cfg.data.format in ("auto", "beir"):
         return storage.absolute(cfg.data.input)
@@ -59,7 +59,7 @@ def id_targets(vocab: IdVocab, table: IdTable, eos: int) -> np.ndarray:
 def doc_texts(cfg: Config, row: dict) -> list:
     """Each table document's text, in table order."""
     texts = [""] * len(row)
-    for batch in read_docs(cfg, ["doc_id", "text"]):
+    for batch in read_docs(RunContext.of(cfg), ["doc_id", "text"]):
         for d, t in zip(batch.column("doc_id").to_pylist(), batch.column("text").to_pylist()):
             if d in row:
                 texts[row[d]] = t

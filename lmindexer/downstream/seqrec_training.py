@@ -230,7 +230,7 @@ def train_seqrec_generator(cfg: Config) -> dict:
         raise ConfigError("generator.kind=seqrec recommends items: set generator.task=rec (retrieval: kind=t5)")
     if g.encoder:
         raise ConfigError("generator.encoder reads query texts: it is for generator.task=retrieval (kind=t5)")
-    out, ids = RunLayout(cfg).generator, RunLayout(cfg).generator_ids
+    out, ids = RunLayout.of(cfg).generator, RunLayout.of(cfg).generator_ids
     table = read_id_table(ids, cfg.storage)
     summary = {"generator": out, "task": g.task, "kind": "seqrec", "ids": ids, "documents_with_ids": len(table.doc_ids)}
     if is_seqrec(out) and os.path.exists(os.path.join(out, HISTORY_FILE)):
@@ -271,7 +271,7 @@ def evaluate_seqrec(cfg: Config, path: str) -> tuple:
     score of every item of the table after each history, the history's own items left out."""
     e, start = cfg.evaluate, time.time()
     model = SeqRec.from_pretrained(path)
-    table = read_id_table(RunLayout(cfg).generator_ids, cfg.storage)
+    table = read_id_table(RunLayout.of(cfg).generator_ids, cfg.storage)
     if model.cfg.items != len(table.doc_ids):
         raise ValueError(
             f"the generator at {path} scores {model.cfg.items} items, the ID table has {len(table.doc_ids)}"

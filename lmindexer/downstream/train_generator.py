@@ -123,7 +123,7 @@ def _init(cfg: Config, out: str, table) -> str:
     books = indexer_codebooks(indexer, cfg.storage) if g.codebook_init and indexer else None
     meta = {
         "task": g.task,
-        "ids": RunLayout(cfg).generator_ids,
+        "ids": RunLayout.of(cfg).generator_ids,
         "method": table.summary.get("method", ""),
         "max_source_length": g.max_source_length,  # how a server cuts a query as training did
     }
@@ -135,7 +135,9 @@ def _init(cfg: Config, out: str, table) -> str:
             raise ConfigError("generator.encoder reads query texts: it is for generator.task=retrieval")
         meta["encoder"], meta["encoder_max_length"] = g.encoder, g.encoder_max_length
         dim = AutoConfig.from_pretrained(resolve(g.encoder, cfg.storage)).hidden_size
-    info = build_generator(g.init or RunLayout(cfg).backbone, table.spec, init_dir, books, meta, dim, g.encoder_slots)
+    info = build_generator(
+        g.init or RunLayout.of(cfg).backbone, table.spec, init_dir, books, meta, dim, g.encoder_slots
+    )
     log.debug(
         "generator: start model %s with %d ID positions of %d codes and %d suffixes (ID embeddings from %s)",
         info["init"],
@@ -151,14 +153,14 @@ def train_generator(cfg: Config) -> dict:
     g, start = cfg.generator, time.time()
     if g.model_kind == "seqrec":
         return train_seqrec_generator(cfg)
-    out = RunLayout(cfg).generator
+    out = RunLayout.of(cfg).generator
     beam_width(cfg)  # a bad beam setting fails now, not after training
-    table = read_id_table(RunLayout(cfg).generator_ids, cfg.storage)
+    table = read_id_table(RunLayout.of(cfg).generator_ids, cfg.storage)
     init_dir = _init(cfg, out, table)
     summary = {
         "generator": out,
         "task": g.task,
-        "ids": RunLayout(cfg).generator_ids,
+        "ids": RunLayout.of(cfg).generator_ids,
         "documents_with_ids": len(table.doc_ids),
     }
     if os.path.exists(os.path.join(out, HISTORY_FILE)):

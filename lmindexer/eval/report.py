@@ -19,9 +19,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import storage
-from ..config import Config, ConfigError
+from ..config import ConfigError, ReportConfig, StorageConfig
 from ..ids.table import IdTable, read_id_table
-from ..paths import RunLayout
+from ..paths import RunContext
 from .metrics import ami, code_usage, collision_rate, nmi, split_stats
 
 log = logging.getLogger("lmindexer.report")
@@ -35,41 +35,43 @@ def _split_spec(spec: str) -> tuple[str, str]:
     return os.path.basename(spec.rstrip("/")) or spec, spec
 
 
-def read_table(spec: str, cfg: Config, keymap: dict | None = None) -> IdTable:
-    """One ID table from NAME=PATH or PATH (a table folder, its parent, or a peer .json index)."""
+def read_table(spec: str, store: StorageConfig, keymap: dict | None = None, key_field: str = "") -> IdTable:
+    """One ID table from NAME=PATH or PATH (a table folder, its parent, or a peer .json index, whose keys `keymap`
+    maps to doc_ids: the corpus's `key_field`)."""
     name, path = _split_spec(spec)
-    fs, p = storage.filesystem(path, cfg.storage)
+    fs, p = storage.filesystem(path, store)
     if p.endswith(".json"):
         data = storage.read_json(fs, p)
         keys = list(data)
         missing = [k for k in keys if keymap is not None and k not in keymap]
         if missing:
             raise ConfigError(
-                f"{spec}: {len(missing)} keys have no document with {cfg.report.key_field}=key (first: {missing[:3]})"
+                f"{spec}: {len(missing)} keys have no document with {key_field}=key (first: {missing[:3]})"
             )
         codes = np.array([[int(PEER_TOKEN.search(tok).group(1)) for tok in data[k]] for k in keys], dtype=np.int64)
         ids = np.array([keymap[k] if keymap is not None else k for k in keys], dtype=object)
         return IdTable(ids, codes, None, {"codebook_size": int(codes.max()) + 1}, name)
-    return read_id_table(path, cfg.storage, name)
+    return read_id_table(path, store, name)
 
 
-def corpus_labels(cfg: Config) -> tuple[pa.Table, list[str]]:
-    """doc_id, the label fields (one column each) and, with report.key_field, that field as `key`."""
-    fs, path = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
+def corpus_labels(run: RunContext, label_fields: list, key_field: str = "") -> tuple[pa.Table, list[str]]:
+    """doc_id, the label fields (one column each: data.label_fields, else `label`) and, with a `key_field`, that
+    field as `key`."""
+    fs, path = run.filesystem(run.layout.docs)
     names = [
         c
         for c in ("doc_id", "label", "labels", "extra")
         if c in pq.read_schema(fs.open_input_file(storage.list_files(fs, path)[0])).names
     ]
     docs = pq.read_table(path, filesystem=fs, columns=names)
-    fields = list(cfg.data.label_fields) or (["label"] if "label" in names else [])
+    fields = list(label_fields) or (["label"] if "label" in names else [])
     cols = {"doc_id": docs.column("doc_id")}
     if fields and "labels" in names:
         rows = docs.column("labels").to_pylist()
         for i, f in enumerate(fields):
             cols[f] = pa.array([r[i] if r is not None and len(r) > i else None for r in rows], pa.string())
-    if cfg.report.key_field:
-        k = cfg.report.key_field
+    if key_field:
+        k = key_field
         extra = [json.loads(e) if e else {} for e in docs.column("extra").to_pylist()] if "extra" in names else []
         cols["key"] = pa.array([None if e.get(k) is None else str(e[k]) for e in extra], pa.string())
     return pa.table(cols), [f for f in fields if f in cols]
@@ -207,24 +209,26 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def id_report(cfg: Config) -> dict:
-    specs = list(cfg.report.tables) or [RunLayout(cfg).ids]
-    out_dir = RunLayout(cfg).report
+def id_report(report: ReportConfig, run: RunContext, label_fields: list) -> dict:
+    """The stage: figures of `report.tables` (else the run's ID table) against the corpus's `label_fields` (the
+    prepare stage's data.label_fields), written to report.output (else run.layout.report); the paths and a summary."""
+    specs = list(report.tables) or [run.layout.ids]
+    out_dir = run.layout.report
     os.makedirs(out_dir, exist_ok=True)
     try:
-        corpus, fields = corpus_labels(cfg)
+        corpus, fields = corpus_labels(run, label_fields, report.key_field)
     except FileNotFoundError:
         corpus, fields = None, []
-        log.warning("id-report: no prepared corpus at %s, so no label scores", RunLayout(cfg).docs)
+        log.warning("id-report: no prepared corpus at %s, so no label scores", run.layout.docs)
     keymap = None
-    if cfg.report.key_field and corpus is not None:
+    if report.key_field and corpus is not None:
         keymap = {
             k: d for k, d in zip(corpus.column("key").to_pylist(), corpus.column("doc_id").to_pylist()) if k is not None
         }
     label_values = {f: np.array(corpus.column(f).to_pylist() + [None], dtype=object) for f in fields}
     results, plots = {}, []
     for spec in specs:
-        t = read_table(spec, cfg, keymap if spec.endswith(".json") else None)
+        t = read_table(spec, run.storage, keymap if spec.endswith(".json") else None, report.key_field)
         labels = {}
         if corpus is not None:  # a row not in the corpus points at the trailing None
             rows = pc.fill_null(

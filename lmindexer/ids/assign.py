@@ -169,9 +169,9 @@ def _suffix(group: dict) -> pa.Table:
 
 def assign_ids(cfg: Config) -> dict:
     start = time.time()
-    fs, out = storage.filesystem(RunLayout(cfg).ids, cfg.storage)
-    dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
-    indexer = cfg.assign.indexer or RunLayout(cfg).indexer
+    fs, out = storage.filesystem(RunLayout.of(cfg).ids, cfg.storage)
+    dfs, dpath = storage.filesystem(RunLayout.of(cfg).docs, cfg.storage)
+    indexer = cfg.assign.indexer or RunLayout.of(cfg).indexer
     encode_rounds(
         cfg,
         fs,
@@ -192,14 +192,14 @@ def assign_ids(cfg: Config) -> dict:
     meta = storage.read_json(ifs, storage.join(ipath, CONFIG_FILE))
     size = (meta.get("ids") or meta["indexer"])["codebook_size"]  # indexers saved before the ID spec was
     source = {"method": "lmindexer", "indexer": storage.absolute(indexer)}
-    return make_unique(cfg, RunLayout(cfg).ids, start, size, source)
+    return make_unique(cfg, RunLayout.of(cfg).ids, start, size, source)
 
 
 def finished_table(cfg: Config) -> dict | None:
     """The summary of an ID table assign-ids already finished with the current indexer (its summary.json is written
     last and is newer than the indexer's weights), else None: `run` then skips the step."""
-    fs, out = storage.filesystem(RunLayout(cfg).ids, cfg.storage)
-    indexer = storage.absolute(cfg.assign.indexer or RunLayout(cfg).indexer)
+    fs, out = storage.filesystem(RunLayout.of(cfg).ids, cfg.storage)
+    indexer = storage.absolute(cfg.assign.indexer or RunLayout.of(cfg).indexer)
     ifs, ipath = storage.filesystem(indexer, cfg.storage)
     done, weights = storage.join(out, "summary.json"), storage.join(ipath, CONFIG_FILE)
     if not storage.exists(fs, done) or not storage.exists(ifs, weights):
@@ -302,7 +302,7 @@ def _repeated(ds, key: str, rows: int) -> int:
 def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int, source: dict) -> dict:
     """Documents in equal IDs out and no doc_id twice; the figures go next to the table as summary.json."""
     fs, out = storage.filesystem(uri, cfg.storage)
-    dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
+    dfs, dpath = storage.filesystem(RunLayout.of(cfg).docs, cfg.storage)
     docs_in = storage.count_rows(dfs, dpath)
     table = storage.join(out, "table")
     rows = storage.count_rows(fs, table)

@@ -60,7 +60,7 @@ def embed_corpus(cfg: Config, fs, out: str, encoder: str) -> int:
     source = "encoder" if b.embeddings == "encoder" else b.embeddings
     if source == "encoder" and not encoder:
         raise ConfigError("baseline.embeddings=encoder needs an encoder folder (baseline.encoder, or init-model's)")
-    dfs, dpath = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
+    dfs, dpath = storage.filesystem(RunLayout.of(cfg).docs, cfg.storage)
     columns = ["doc_id", "text"] if source == "encoder" else None
     kwargs = {"source": source, "path": encoder, "max_length": cfg.model.max_length}
     kwargs["bf16"] = cfg.train.precision != "fp32"
@@ -79,7 +79,7 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
     is reused."""
     b, ic = cfg.baseline, cfg.indexer
     kind = METHODS[b.method]
-    uri = storage.join(RunLayout(cfg).baseline_ids, "method")
+    uri = storage.join(RunLayout.of(cfg).baseline_ids, "method")
     meta = {"codebook_size": ic.codebook_size, "num_positions": ic.num_positions}
     if storage.exists(fs, storage.join(out, "method", "method.json")):
         return uri
@@ -138,11 +138,11 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
 def baseline_ids(cfg: Config, encoder: str = "") -> dict:
     """The baseline-ids stage; `encoder`: the model folder that embeds the documents (baseline.embeddings=encoder)."""
     start, b, ic = time.time(), cfg.baseline, cfg.indexer
-    uri = RunLayout(cfg).baseline_ids
+    uri = RunLayout.of(cfg).baseline_ids
     fs, out = storage.filesystem(uri, cfg.storage)
     if METHODS[b.method].reads == "doc_id":  # random IDs: from the corpus' doc_ids, no vectors
         rows, columns = 0, ["doc_id"]
-        src_fs, src = storage.filesystem(RunLayout(cfg).docs, cfg.storage)
+        src_fs, src = storage.filesystem(RunLayout.of(cfg).docs, cfg.storage)
     else:
         rows, columns = embed_corpus(cfg, fs, out, encoder), ["doc_id", "emb"]
         src_fs, src = fs, storage.join(out, "_emb")

@@ -32,14 +32,14 @@ from transformers import AutoTokenizer
 
 from .. import storage
 from ..config import Config, ConfigError, IndexerConfig
-from ..data.prepare import count_docs, load_docs, read_docs
+from ..data.corpus import count_docs, load_docs, read_docs
 from ..eval.metrics import code_usage, collision_rate, label_scores, position_figures, split_stats
 from ..models.codebook import fit_offsets
 from ..models.indexer import CONFIG_FILE, SemanticIndexer
 from ..models.tokenizer import encode_texts
-from ..paths import RunLayout
+from ..paths import RunContext, RunLayout
 from ..quantizers.kmeans import kmeans, nearest
-from ..raydata import as_numpy, in_process, shared, spread, train_rows
+from ..raydata import as_numpy, shared, spread, train_rows
 from ..train.engine import engine_kind
 from ..train.loop import launch, prepare_worker, run_task, say, worker_shard
 from .indexer_task import IdLearningTask
@@ -64,15 +64,16 @@ class Tokenize:
 def tokenize_corpus(cfg: Config, backbone: str) -> dict:
     """doc_id, label and input_ids [N, L] of the whole corpus, tokenised by Ray Data (in this process for at most
     ray.in_process_rows documents); cached in the work dir."""
-    cache = os.path.join(RunLayout(cfg).learn_work, "tokens.npz")
+    run = RunContext.of(cfg)
+    cache = os.path.join(run.layout.learn_work, "tokens.npz")
     if os.path.exists(cache):
         data = np.load(cache, allow_pickle=True)
         return {k: data[k] for k in data.files}
-    if in_process(cfg, count_docs(cfg)):
+    if run.in_process(count_docs(run)):
         tokenize = Tokenize(backbone, cfg.model.max_length)
-        parts = [tokenize(as_numpy(pa.Table.from_batches([b]))) for b in read_docs(cfg, None, batch_size=1024)]
+        parts = [tokenize(as_numpy(pa.Table.from_batches([b]))) for b in read_docs(run, None, batch_size=1024)]
     else:
-        ds = spread(load_docs(cfg), cfg).map_batches(
+        ds = spread(load_docs(run), cfg).map_batches(
             Tokenize,
             fn_constructor_kwargs={"path": backbone, "max_length": cfg.model.max_length},
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
@@ -82,7 +83,7 @@ def tokenize_corpus(cfg: Config, backbone: str) -> dict:
         )
         parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
     data = {k: np.concatenate([p[k] for p in parts]) for k in ("doc_id", "label", "input_ids")}
-    os.makedirs(RunLayout(cfg).learn_work, exist_ok=True)
+    os.makedirs(run.layout.learn_work, exist_ok=True)
     np.savez(cache, **data)
     log.debug("learn-ids: tokenised %d documents (max_length %d)", len(data["doc_id"]), cfg.model.max_length)
     return data
@@ -173,7 +174,7 @@ def learn_ids(cfg: Config, backbone: str, only: str | None = None) -> dict:
         )
     if ic.epoch_figures and engine_kind(cfg.train) == "deepspeed" and cfg.train.zero_stage == 3:
         raise ConfigError("indexer.epoch_figures needs whole weights on every worker: use train.zero_stage < 3")
-    work = RunLayout(cfg).learn_work
+    work = RunLayout.of(cfg).learn_work
     progress = Progress(work, n, ic.num_positions)
     if not progress.snapshot:
         first = os.path.join(progress.dir, "snapshot-0-init")
@@ -345,7 +346,7 @@ def _finish(cfg: Config, progress: Progress, data: dict, seconds: float, ran: bo
     """Copy the last snapshot to <output_dir>/indexer with the training summary; write the code table. A re-run that
     did no step leaves a saved indexer as it is (a new copy would look newer than the ID table made from it, and
     assign-ids would run again)."""
-    final = RunLayout(cfg).indexer
+    final = RunLayout.of(cfg).indexer
     positions_done = sum(f"{t}:assign" in progress.done for t in range(1, cfg.indexer.num_positions + 1))
     done_all = positions_done == cfg.indexer.num_positions
     summary = {

@@ -284,7 +284,7 @@ def launch(
     Tune trial, and "rows": `dataset` where it is a raydata.MemoryRows, else None) on `dataset` (a Ray Dataset or
     MemoryRows; `worker_shard` gives each worker its share); a run of the same name under the same storage resumes
     where it stopped, unless `fresh` discards that run first."""
-    uri = RunLayout(cfg).ray
+    uri = RunLayout.of(cfg).ray
     fs, root = storage.filesystem(uri, cfg.storage)
     if fresh and storage.exists(fs, storage.join(root, name)):
         fs.delete_dir(storage.join(root, name))
