@@ -62,17 +62,11 @@ def make_tables(config: Path, overrides: list, runs: list, rebalance: bool = Tru
         prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     learn(cfg)
     seconds["learn-ids"] = time.time() - start
-    tables["lmindexer"] = os.path.dirname(assign_ids(cfg)["table"])
+    assign = lambda c: assign_ids(c.assign, RunContext.of(c), c.model.max_length)  # noqa: E731
+    tables["lmindexer"] = os.path.dirname(assign(cfg)["table"])
     if rebalance:
-        tables["lmindexer-rebalance"] = os.path.dirname(
-            assign_ids(
-                load_config(
-                    config,
-                    overrides
-                    + ["assign.collisions=rebalance", f"assign.output={os.path.join(cfg.output_dir, 'ids-rebalance')}"],
-                )
-            )["table"]
-        )
+        again = ["assign.collisions=rebalance", f"assign.output={os.path.join(cfg.output_dir, 'ids-rebalance')}"]
+        tables["lmindexer-rebalance"] = os.path.dirname(assign(load_config(config, overrides + again))["table"])
     for name, method, encoder, *extra in runs:
         step = time.time()
         tables[name] = baseline_table(config, overrides, name, method, encoder, *extra)

@@ -38,6 +38,7 @@ from lmindexer.downstream.train_generator import GeneratorTask  # noqa: E402
 from lmindexer.models.backbone import build_t5  # noqa: E402
 from lmindexer.models.generator import build_generator  # noqa: E402
 from lmindexer.models.tokenizer import train_tokenizer  # noqa: E402
+from lmindexer.paths import RunContext  # noqa: E402
 from lmindexer.quantizers.codes import IdSpec  # noqa: E402
 from lmindexer.raydata import MemoryRows, train_rows  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
@@ -158,7 +159,7 @@ def main() -> None:
             BATCH // workers,
         )  # the same global batch
         start = time.time()
-        rows = train_rows(cfg, input_ids=sources, labels=labels)
+        rows = train_rows(RunContext.of(cfg), input_ids=sources, labels=labels)
         fit(cfg, task, rows, fresh=True)
         total = time.time() - start
         with open(os.path.join(task.out_dir, "train_history.json")) as f:

@@ -42,16 +42,17 @@ def _learn_ids(cfg, phase=None):
 
 def _assign_ids(cfg):
     from .ids.assign import assign_ids
+    from .paths import RunContext
 
-    return assign_ids(cfg)
+    return assign_ids(cfg.assign, RunContext.of(cfg), cfg.model.max_length, cfg.train.precision != "fp32")
 
 
 def _assign_once(cfg):
     """assign-ids, unless the table of the current indexer is already complete (`run` re-runs do no work)."""
     from .ids.assign import finished_table
-    from .paths import RunLayout
+    from .paths import RunContext, RunLayout
 
-    done = finished_table(cfg)
+    done = finished_table(cfg.assign, RunContext.of(cfg))
     if done is None:
         return _assign_ids(cfg)
     log.info(

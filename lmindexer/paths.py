@@ -24,7 +24,7 @@ import posixpath
 from dataclasses import dataclass
 
 from . import storage
-from .config import Config, StorageConfig
+from .config import Config, InferenceConfig, RayConfig, StorageConfig
 
 
 @dataclass(frozen=True)
@@ -79,17 +79,20 @@ class RunLayout:
 @dataclass(frozen=True)
 class RunContext:
     """What every stage shares besides its own settings section: where the run's files are (`layout`), how to reach
-    them (`storage`), the run's seed, and up to how many rows a batch step stays in this process rather than going to
-    Ray Data (`in_process_rows`). Built once from the config at the edge: `RunContext.of(cfg)`."""
+    them (`storage`), the run's seed, and how its batch steps run (`ray`: up to how many rows stay in this process
+    and the shuffles; `inference`: the batch-inference actor pool; `use_gpu`). Built once from the config at the
+    edge: `RunContext.of(cfg)`."""
 
     layout: RunLayout
     storage: StorageConfig
     seed: int
-    in_process_rows: int
+    ray: RayConfig
+    inference: InferenceConfig
+    use_gpu: bool
 
     @classmethod
     def of(cls, cfg: Config) -> RunContext:
-        return cls(RunLayout.of(cfg), cfg.storage, cfg.seed, cfg.ray.in_process_rows)
+        return cls(RunLayout.of(cfg), cfg.storage, cfg.seed, cfg.ray, cfg.inference, cfg.train.use_gpu)
 
     def filesystem(self, uri: str):
         """(pyarrow filesystem, path) of a local path or URI, with the run's storage settings."""
@@ -97,4 +100,4 @@ class RunContext:
 
     def in_process(self, rows: int) -> bool:
         """Whether a batch step over `rows` rows runs in this process rather than as a Ray Data pipeline."""
-        return rows <= self.in_process_rows
+        return rows <= self.ray.in_process_rows

@@ -1,9 +1,9 @@
 """Ray Data at the edges, in one module: arrays shared through the object store, datasets of row numbers, the
 batch-inference actor pool and its helpers. Every stage that streams data or runs an actor pool uses these.
 
-Small inputs skip Ray Data (`in_process`): a pipeline's start-up (read tasks, an actor pool whose processes import
-torch, a shuffle's sampling and reduce rounds) costs 5-25 s on 2 CPU cores whatever the input, so a step over at
-most `ray.in_process_rows` rows runs the same functions in the calling process."""
+Small inputs skip Ray Data (`RunContext.in_process`): a pipeline's start-up (read tasks, an actor pool whose
+processes import torch, a shuffle's sampling and reduce rounds) costs 5-25 s on 2 CPU cores whatever the input, so a
+step over at most `ray.in_process_rows` rows runs the same functions in the calling process."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import ray.data
 import torch
 
 from . import ray_private, storage
-from .config import Config
+from .config import InferenceConfig
+from .paths import RunContext
 from .runtime import Progress, worker_threads
 
 
@@ -62,12 +63,12 @@ class MemoryRows:
         return {"row": mine, **{k: shared(r)[mine] for k, r in self.refs.items()}}
 
 
-def train_rows(cfg: Config, shuffle: bool = False, **arrays):
+def train_rows(run: RunContext, shuffle: bool = False, **arrays):
     """What a Ray Train run trains on (lmindexer.train.loop.launch): a dataset of row numbers with the `arrays`
     attached (`rows_dataset`; `shuffle`: fully shuffled), or for at most ray.in_process_rows rows a `MemoryRows`."""
     refs, n = _put(arrays)
-    if in_process(cfg, n):
-        return MemoryRows(refs, n, cfg.seed)
+    if run.in_process(n):
+        return MemoryRows(refs, n, run.seed)
     ds = rows_dataset(**refs)
     return ds.random_shuffle() if shuffle else ds
 
@@ -85,58 +86,53 @@ def inference_device(bf16: bool) -> tuple[str, torch.dtype | None]:
 CPU_ACTOR = 0.5  # CPUs a CPU inference actor reserves: Ray Data's read and write tasks keep running beside it
 
 
-def actor_pool(cfg: Config, gpu: bool = True) -> dict:
+def actor_pool(run: RunContext, gpu: bool = True) -> dict:
     """map_batches arguments of the autoscaling actor pool every batch-inference step uses: a GPU per actor on
     GPU clusters; otherwise CPU_ACTOR CPUs and `actor_threads` torch threads (Ray would give a fractional CPU one
     thread, so a single actor on a many-core machine used one core)."""
-    gpu = gpu and cfg.train.use_gpu
-    most = max(1, cfg.inference.actors)
+    gpu = gpu and run.use_gpu
+    most = max(1, run.inference.actors)
     pool = {
-        "compute": ray.data.ActorPoolStrategy(min_size=min(most, max(1, cfg.inference.min_actors)), max_size=most),
+        "compute": ray.data.ActorPoolStrategy(min_size=min(most, max(1, run.inference.min_actors)), max_size=most),
         "num_cpus": 0 if gpu else CPU_ACTOR,
         "num_gpus": 1 if gpu else 0,
-        "batch_size": cfg.inference.batch_size,
+        "batch_size": run.inference.batch_size,
         "batch_format": "numpy",
     }
     if not gpu:  # torch takes its intra-op threads from OMP_NUM_THREADS; Ray merges env_vars with the job's own
-        pool["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(actor_threads(cfg, os.cpu_count() or 1))}}
+        pool["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(actor_threads(run.inference, os.cpu_count() or 1))}}
     return pool
 
 
-def actor_threads(cfg: Config, cores: int) -> int:
+def actor_threads(inference: InferenceConfig, cores: int) -> int:
     """torch threads of each CPU inference actor: inference.threads, or (0) the `cores` shared by the pool's
     most actors."""
-    return cfg.inference.threads or worker_threads(CPU_ACTOR, cfg.inference.actors, cores)
+    return inference.threads or worker_threads(CPU_ACTOR, inference.actors, cores)
 
 
-def spread(ds: "ray.data.Dataset", cfg: Config) -> "ray.data.Dataset":
+def spread(ds: "ray.data.Dataset", run: RunContext) -> "ray.data.Dataset":
     """Blocks of a few batches each, streamed: Ray Data reads many small files as one block, and a block goes to a
     single actor, so without this one actor of the pool does all the work."""
-    return ds.repartition(target_num_rows_per_block=cfg.inference.batch_size * 4)
+    return ds.repartition(target_num_rows_per_block=run.inference.batch_size * 4)
 
 
-def in_process(cfg: Config, rows: int) -> bool:
-    """Whether a batch step over `rows` rows runs in this process rather than as a Ray Data pipeline."""
-    return rows <= cfg.ray.in_process_rows
-
-
-def map_files(cfg: Config, files: list, fs, columns: list | None, actor, kwargs: dict, out: str, out_fs, gpu=True):
+def map_files(run: RunContext, files: list, fs, columns: list | None, actor, kwargs: dict, out: str, out_fs, gpu=True):
     """`actor(**kwargs)` over batches of the `columns` (None: all) of the parquet `files`, its outputs written to the
     folder `out` (replaced): an autoscaling Ray Data actor pool, or for at most ray.in_process_rows rows one instance
     in this process, fed and written with Ray Data's own batch conversions. Returns the rows read."""
     from ray.data.block import BlockAccessor
 
     rows = storage.count_rows(fs, files)
-    if not in_process(cfg, rows):
+    if not run.in_process(rows):
         ds = ray.data.read_parquet(files, filesystem=fs)
-        ds = spread(ds.select_columns(columns) if columns else ds, cfg)
-        ds = ds.map_batches(actor, fn_constructor_kwargs=kwargs, **actor_pool(cfg, gpu=gpu))
+        ds = spread(ds.select_columns(columns) if columns else ds, run)
+        ds = ds.map_batches(actor, fn_constructor_kwargs=kwargs, **actor_pool(run, gpu=gpu))
         with rows_written(Progress(f"{getattr(actor, '__name__', 'batch step')} (Ray Data)", rows), out_fs, out):
             ds.write_parquet(out, filesystem=out_fs, mode="overwrite")
         return rows
     model, parts = actor(**kwargs), []
     progress = Progress(f"{getattr(actor, '__name__', 'batch step')} (in process)", rows)
-    for batch in storage.read_batches(fs, files, columns, cfg.inference.batch_size):
+    for batch in storage.read_batches(fs, files, columns, run.inference.batch_size):
         parts.append(BlockAccessor.batch_to_block(model(as_numpy(pa.Table.from_batches([batch])))))
         progress.update(batch.num_rows)
     if parts:
@@ -207,24 +203,24 @@ def map_groups(table: pa.Table, key: str, fn) -> pa.Table:
     return ray_private.concat_blocks(parts)  # unifies tensor columns' shapes, as Ray Data does
 
 
-def map_rows(cfg: Config, actor, kwargs: dict, order_by: str = "row", gpu: bool = True, **arrays) -> dict:
+def map_rows(run: RunContext, actor, kwargs: dict, order_by: str = "row", gpu: bool = True, **arrays) -> dict:
     """`actor(**kwargs)` over batches of the rows of `arrays` (numpy arrays or their refs; each batch also holds its
     `row` numbers), every output column but `order_by` gathered here in row order (`order_by`: the output column that
     holds the row's number). A Ray Data actor pool, or for at most ray.in_process_rows rows one instance here."""
     arrays = {k: shared(v) for k, v in arrays.items()}
     n = len(next(iter(arrays.values())))
-    here = in_process(cfg, n)
+    here = run.in_process(n)
     progress = Progress(f"{getattr(actor, '__name__', 'batch step')} ({'in process' if here else 'Ray Data'})", n)
     parts = []
     if not here:
-        ds = spread(rows_dataset(**arrays), cfg).map_batches(
-            actor, fn_constructor_kwargs=kwargs, **actor_pool(cfg, gpu)
+        ds = spread(rows_dataset(**arrays), run).map_batches(
+            actor, fn_constructor_kwargs=kwargs, **actor_pool(run, gpu)
         )
         for part in ds.iter_batches(batch_size=None, batch_format="numpy"):  # the outputs come here: count them
             parts.append(part)
             progress.update(len(part[order_by]))
     else:
-        model, size = actor(**kwargs), max(1, cfg.inference.batch_size)
+        model, size = actor(**kwargs), max(1, run.inference.batch_size)
         for i in range(0, n, size):
             parts.append(
                 model({"row": np.arange(i, min(n, i + size)), **{k: v[i : i + size] for k, v in arrays.items()}})

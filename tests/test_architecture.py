@@ -48,6 +48,8 @@ OWN_SETTINGS = {
     "lmindexer.data.prepare:prepare_once": ("DataConfig", "RunContext"),
     "lmindexer.init_model:init_model": ("ModelConfig", "RunContext"),
     "lmindexer.eval.report:id_report": ("ReportConfig", "RunContext"),
+    "lmindexer.ids.assign:assign_ids": ("AssignConfig", "RunContext"),
+    "lmindexer.ids.assign:finished_table": ("AssignConfig", "RunContext"),
 }
 
 

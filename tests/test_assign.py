@@ -51,6 +51,11 @@ def indexed(ray_session, tmp_path_factory):
     return base
 
 
+def assign(cfg):
+    """assign-ids as the command runs it: its section, the run context, the model's cut."""
+    return assign_ids(cfg.assign, RunContext.of(cfg), cfg.model.max_length)
+
+
 def run_cfg(base, out, *extra):
     return load_config(
         "configs/quickstart.yaml", [f"output_dir={base}", f"assign.output={out}", "assign.files_per_round=6", *extra]
@@ -74,7 +79,7 @@ def readme_snippet() -> str:
 def assigned(indexed, tmp_path_factory):
     """assign-ids once with suffixes, 6 shards in rounds of 4: (its output folder, its summary)."""
     out = tmp_path_factory.mktemp("assigned") / "ids"
-    return out, assign_ids(run_cfg(indexed, out, "assign.files_per_round=4"))
+    return out, assign(run_cfg(indexed, out, "assign.files_per_round=4"))
 
 
 def test_the_readme_snippet_gives_the_id_table_codes(indexed, assigned):
@@ -97,13 +102,13 @@ def test_every_document_gets_exactly_one_unique_id_and_rebalance_shortens_ids(in
     assert set(t.doc_id) == corpus_ids(indexed) and t.sid.is_unique
     assert plain["documents_with_suffix"] > 0 and (t.codes.map(len) == 2).all()
     assert len(glob.glob(str(out / "_done" / "*.json"))) == 2  # 6 shards, 4 per round
-    moved = assign_ids(run_cfg(indexed, tmp_path / "moved", "assign.collisions=rebalance"))
+    moved = assign(run_cfg(indexed, tmp_path / "moved", "assign.collisions=rebalance"))
     t = table(tmp_path / "moved")
     assert t.sid.is_unique and len(t) == 300
     assert moved["documents_with_suffix"] < plain["documents_with_suffix"]
     # the same on Ray Data (an actor pool for the codes, groupby across the cluster), as at scale, with the shuffle
     # the uniqueness pass takes over 100,000 codes: the same table
-    on_ray = assign_ids(
+    on_ray = assign(
         run_cfg(
             indexed,
             tmp_path / "ray",
@@ -120,9 +125,12 @@ def test_every_document_gets_exactly_one_unique_id_and_rebalance_shortens_ids(in
 
 def test_unique_shuffle_is_shuffle_v2_above_100k_codes_unless_set():
     cfg = load_config(overrides=["ray.shuffle=sort_shuffle_push_based"])
-    assert unique_shuffle(cfg, 100_000) == "sort_shuffle_push_based" and unique_shuffle(cfg, 100_001) == "shuffle_v2"
+    assert (
+        unique_shuffle(cfg.ray, 100_000) == "sort_shuffle_push_based"
+        and unique_shuffle(cfg.ray, 100_001) == "shuffle_v2"
+    )
     cfg = load_config(overrides=["ray.unique_shuffle=hash_shuffle"])
-    assert unique_shuffle(cfg, 10) == unique_shuffle(cfg, 10**7) == "hash_shuffle"
+    assert unique_shuffle(cfg.ray, 10) == unique_shuffle(cfg.ray, 10**7) == "hash_shuffle"
 
 
 def test_partitions_grow_with_rows_past_partition_rows():
@@ -148,11 +156,11 @@ def test_cpu_actors_take_their_share_of_the_cores(ray_session):
 
     cores = os.cpu_count() or 1
     cfg = load_config(overrides=["inference.actors=1"])
-    ds = ray.data.range(8).map_batches(Threads, **{**actor_pool(cfg, gpu=False), "batch_size": 8})
-    assert set(ds.to_pandas()["threads"]) == {actor_threads(cfg, cores)} == {cores}
-    assert actor_threads(load_config(overrides=["inference.actors=2"]), 16) == 8
-    assert actor_threads(load_config(overrides=["inference.actors=4"]), 2) == 1
-    assert actor_threads(load_config(overrides=["inference.threads=3"]), 2) == 3
+    ds = ray.data.range(8).map_batches(Threads, **{**actor_pool(RunContext.of(cfg), gpu=False), "batch_size": 8})
+    assert set(ds.to_pandas()["threads"]) == {actor_threads(cfg.inference, cores)} == {cores}
+    assert actor_threads(load_config(overrides=["inference.actors=2"]).inference, 16) == 8
+    assert actor_threads(load_config(overrides=["inference.actors=4"]).inference, 2) == 1
+    assert actor_threads(load_config(overrides=["inference.threads=3"]).inference, 2) == 3
 
 
 def test_incremental_indexing_keeps_old_ids(indexed, tmp_path):
@@ -160,15 +168,15 @@ def test_incremental_indexing_keeps_old_ids(indexed, tmp_path):
     cfg = load_config("configs/quickstart.yaml", [f"output_dir={small}", "demo.num_docs=200"])
     prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     old_cfg = run_cfg(indexed, tmp_path / "old", f"data.output={small}/corpus")
-    assign_ids(old_cfg)
+    assign(old_cfg)
     old = table(tmp_path / "old").set_index("doc_id")
-    summary = assign_ids(run_cfg(indexed, tmp_path / "new", f"assign.existing={tmp_path / 'old'}"))
+    summary = assign(run_cfg(indexed, tmp_path / "new", f"assign.existing={tmp_path / 'old'}"))
     new = table(tmp_path / "new").set_index("doc_id")
     assert summary["existing_kept"] == 200 and len(new) == 300 and new.sid.is_unique
     assert (new.loc[old.index, "sid"] == old.sid).all()
     # Ray Data's union and groupby by doc_id keep the same IDs
     existing = f"assign.existing={tmp_path / 'old'}"
-    assert assign_ids(run_cfg(indexed, tmp_path / "ray", existing, "ray.in_process_rows=0"))["existing_kept"] == 200
+    assert assign(run_cfg(indexed, tmp_path / "ray", existing, "ray.in_process_rows=0"))["existing_kept"] == 200
     assert table(tmp_path / "ray").set_index("doc_id").sort_index().sid.equals(new.sort_index().sid)
 
 

@@ -110,7 +110,7 @@ def test_pipeline_on_s3(ray_session, s3, tmp_path):
     assert any("learn-ids/checkpoint_" in p for p in runs), runs[:20]
 
     shutil.rmtree(tmp_path / "learn_ids")  # assign-ids must read the indexer from S3, not from the local copy
-    ids = assign_ids(cfg)
+    ids = assign_ids(cfg.assign, RunContext.of(cfg), cfg.model.max_length)
     assert ids["documents_in"] == ids["ids_out"] == 150
     table = pq.read_table("lmi/ids/table", filesystem=fs)
     assert table.num_rows == 150 and len(set(table.column("sid").to_pylist())) == 150

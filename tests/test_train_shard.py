@@ -5,6 +5,7 @@ import numpy as np
 import ray.data
 import torch
 
+from lmindexer.paths import RunContext
 from lmindexer.train.shard import CachedShard
 
 
@@ -65,7 +66,7 @@ def test_small_training_data_is_split_in_memory_as_ray_train_splits_a_dataset(ra
     from lmindexer.raydata import MemoryRows, train_rows
 
     x = np.arange(50, dtype=np.int32) * 3
-    rows = train_rows(load_config(overrides=["ray.in_process_rows=50"]), x=x)
+    rows = train_rows(RunContext.of(load_config(overrides=["ray.in_process_rows=50"])), x=x)
     assert isinstance(rows, MemoryRows)
     shares = [rows.share(rank, 3) for rank in range(3)]
     assert [len(s["row"]) for s in shares] == [16] * 3  # 50 // 3 each: every worker takes as many steps
@@ -76,4 +77,6 @@ def test_small_training_data_is_split_in_memory_as_ray_train_splits_a_dataset(ra
     assert shard.in_memory and shard.settled
     assert sorted(rows_of(epoch(shard, 0, drop_last=False))) == sorted(shares[0]["row"].tolist())
     assert rows_of(epoch(shard, 1)) != rows_of(epoch(shard, 2))
-    assert isinstance(train_rows(load_config(overrides=["ray.in_process_rows=49"]), x=x), ray.data.Dataset)
+    assert isinstance(
+        train_rows(RunContext.of(load_config(overrides=["ray.in_process_rows=49"])), x=x), ray.data.Dataset
+    )

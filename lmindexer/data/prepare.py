@@ -134,7 +134,7 @@ def _parse_here(run: RunContext, fs, files: list, data, index: dict) -> pa.Table
     """Every input row parsed in this process, or None as soon as they pass ray.in_process_rows (or with no
     files): Ray Data parses them then. Files of more than IN_PROCESS_BYTES_PER_ROW bytes per allowed row are not
     tried here at all (a single large file would be parsed whole before its rows were counted)."""
-    if sum(info.size or 0 for info in fs.get_file_info(files)) > run.in_process_rows * IN_PROCESS_BYTES_PER_ROW:
+    if sum(info.size or 0 for info in fs.get_file_info(files)) > run.ray.in_process_rows * IN_PROCESS_BYTES_PER_ROW:
         return None
     tables, rows = [], 0
     for f in files:

@@ -23,7 +23,7 @@ from ..ids.infer import EmbedActor
 from ..ids.table import read_id_table
 from ..models.generator import GENERATOR_FILE, load_generator, load_id_vocab
 from ..models.pretrained import resolve
-from ..paths import RunLayout
+from ..paths import RunContext, RunLayout
 from ..raydata import inference_device, map_rows
 from ..train.loop import trim_padding
 from .examples import build_examples, doc_texts
@@ -66,7 +66,7 @@ def text_embedder(cfg: Config, encoder: str):
     def embed(texts: list) -> np.ndarray:
         start = time.time()
         numbered = {"doc_id": np.arange(len(texts)), "text": np.array(texts, dtype=object)}
-        emb = map_rows(cfg, EmbedActor, kwargs, order_by="doc_id", **numbered)["emb"].astype(np.float32)
+        emb = map_rows(RunContext.of(cfg), EmbedActor, kwargs, order_by="doc_id", **numbered)["emb"].astype(np.float32)
         if len(emb) != len(texts):
             raise RuntimeError(f"{len(texts)} texts to embed, {len(emb)} embeddings back")
         log.info("generator: %d texts embedded by %s in %.1fs", len(texts), encoder, time.time() - start)
@@ -150,7 +150,9 @@ def evaluate(cfg: Config) -> dict:
     actor = {"path": path, "trie": ray.put(trie), "beams": beams, "bf16": cfg.train.precision != "fp32"}
     order = by_length(data["sources"])  # batches of similar length: each is decoded at its own length
     ranked = [None] * len(order)
-    for i, r in zip(order, map_rows(cfg, GeneratorActor, actor, input_ids=data["sources"][order])["ranked"]):
+    for i, r in zip(
+        order, map_rows(RunContext.of(cfg), GeneratorActor, actor, input_ids=data["sources"][order])["ranked"]
+    ):
         ranked[i] = r.split(" ")
     relevant = [{sid_of[d]: grade for d, grade in rel.items()} for rel in data["relevant"]]
     if g.task == "rec":  # the protocol of every rec row: the user's own history is not a candidate

@@ -33,7 +33,7 @@ from ..models.seqrec import (
     top_k,
     training_rows,
 )
-from ..paths import RunLayout
+from ..paths import RunContext, RunLayout
 from ..train.task import HISTORY_FILE, TaskDefaults, ValidatedByRecall
 from .splits import sample, split_sequences
 
@@ -168,7 +168,7 @@ def fit_seqrec(
             "ks": [k],
         }
     task = SeqRecTask(model_cfg, rows, out, settings.epochs, settings.lr, per_worker, cfg.seed, name, val, patience)
-    fit(cfg, task, train_rows(cfg, shuffle=True, input_ids=inputs, labels=labels), fresh=True)
+    fit(cfg, task, train_rows(RunContext.of(cfg), shuffle=True, input_ids=inputs, labels=labels), fresh=True)
     return SeqRec.from_pretrained(out)
 
 

@@ -22,7 +22,7 @@ from ..config import Config, ConfigError
 from ..ids.table import read_id_table
 from ..models.generator import GENERATOR_FILE, build_generator, generator_model, indexer_codebooks, load_id_vocab
 from ..models.pretrained import resolve
-from ..paths import RunLayout
+from ..paths import RunContext, RunLayout
 from ..raydata import shared, train_rows
 from ..train.engine import lr_multiplier
 from ..train.loop import all_reduce_sum, fit, length_grouped_batches, shuffled_batches
@@ -217,6 +217,6 @@ def train_generator(cfg: Config) -> dict:
             g.group_by_length,
             embed is not None,
         )
-        fit(cfg, task, train_rows(cfg, shuffle=True, input_ids=data["sources"], labels=labels))
+        fit(cfg, task, train_rows(RunContext.of(cfg), shuffle=True, input_ids=data["sources"], labels=labels))
     summary["train_seconds"] = round(time.time() - start, 1)
     return summary

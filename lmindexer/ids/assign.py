@@ -24,12 +24,12 @@ from ray.data.aggregate import Count
 from ray.data.expressions import col
 
 from .. import storage
-from ..config import Config, StorageConfig
+from ..config import AssignConfig, RayConfig, StorageConfig
 from ..models.indexer import CONFIG_FILE
 from ..models.tokenizer import encode_texts
-from ..paths import RunLayout
+from ..paths import RunContext
 from ..quantizers.codes import code_key
-from ..raydata import in_process, map_files, map_groups, read_numpy
+from ..raydata import map_files, map_groups, read_numpy
 from ..runtime import shuffle_partitions, shuffle_strategy
 from .infer import load_for_inference
 from .unique import rebalance_group, sid, suffix_group
@@ -70,7 +70,8 @@ def _round_name(files: list[str]) -> str:
 
 
 def encode_rounds(
-    cfg: Config,
+    run: RunContext,
+    files_per_round: int,
     fs,
     out: str,
     src_fs,
@@ -104,12 +105,12 @@ def encode_rounds(
     (log.info if len(pending) < len(files) else log.debug)(
         "codes: %d shard(s), %d already done, %d to do", len(files), len(files) - len(pending), len(pending)
     )
-    step = max(1, cfg.assign.files_per_round)
+    step = max(1, files_per_round)
     for i in range(0, len(pending), step):
         chunk, start = pending[i : i + step], time.time()
         names = [name_of[f] for f in chunk]
         name = _round_name(names)
-        map_files(cfg, chunk, src_fs, columns, actor, actor_kwargs, storage.join(raw, name), fs, gpu=actor_gpu)
+        map_files(run, chunk, src_fs, columns, actor, actor_kwargs, storage.join(raw, name), fs, gpu=actor_gpu)
         storage.write_json(fs, storage.join(done_dir, name + ".json"), {"files": names})
         log.info(
             "codes: round %d/%d (%d shard(s)) committed in %.1fs",
@@ -167,13 +168,17 @@ def _suffix(group: dict) -> pa.Table:
     )
 
 
-def assign_ids(cfg: Config) -> dict:
+def assign_ids(assign: AssignConfig, run: RunContext, max_length: int, bf16: bool = False) -> dict:
+    """The stage: every document of the prepared corpus through the indexer (assign.indexer, else the run's), its
+    text cut at `max_length` tokens (model.max_length; `bf16`: autocast on GPUs), into a table of unique IDs at
+    assign.output (else the run's); the table's summary."""
     start = time.time()
-    fs, out = storage.filesystem(RunLayout.of(cfg).ids, cfg.storage)
-    dfs, dpath = storage.filesystem(RunLayout.of(cfg).docs, cfg.storage)
-    indexer = cfg.assign.indexer or RunLayout.of(cfg).indexer
+    fs, out = run.filesystem(run.layout.ids)
+    dfs, dpath = run.filesystem(run.layout.docs)
+    indexer = assign.indexer or run.layout.indexer
     encode_rounds(
-        cfg,
+        run,
+        assign.files_per_round,
         fs,
         out,
         dfs,
@@ -182,31 +187,31 @@ def assign_ids(cfg: Config) -> dict:
         AssignActor,
         {
             "path": indexer,
-            "max_length": cfg.model.max_length,
-            "candidates": cfg.assign.candidates,
-            "bf16": cfg.train.precision != "fp32",
-            "storage": cfg.storage,
+            "max_length": max_length,
+            "candidates": assign.candidates,
+            "bf16": bf16,
+            "storage": run.storage,
         },
     )
-    ifs, ipath = storage.filesystem(indexer, cfg.storage)
+    ifs, ipath = run.filesystem(indexer)
     meta = storage.read_json(ifs, storage.join(ipath, CONFIG_FILE))
     size = (meta.get("ids") or meta["indexer"])["codebook_size"]  # indexers saved before the ID spec was
     source = {"method": "lmindexer", "indexer": storage.absolute(indexer)}
-    return make_unique(cfg, RunLayout.of(cfg).ids, start, size, source)
+    return make_unique(assign, run, run.layout.ids, start, size, source)
 
 
-def finished_table(cfg: Config) -> dict | None:
+def finished_table(assign: AssignConfig, run: RunContext) -> dict | None:
     """The summary of an ID table assign-ids already finished with the current indexer (its summary.json is written
     last and is newer than the indexer's weights), else None: `run` then skips the step."""
-    fs, out = storage.filesystem(RunLayout.of(cfg).ids, cfg.storage)
-    indexer = storage.absolute(cfg.assign.indexer or RunLayout.of(cfg).indexer)
-    ifs, ipath = storage.filesystem(indexer, cfg.storage)
+    fs, out = run.filesystem(run.layout.ids)
+    indexer = storage.absolute(assign.indexer or run.layout.indexer)
+    ifs, ipath = run.filesystem(indexer)
     done, weights = storage.join(out, "summary.json"), storage.join(ipath, CONFIG_FILE)
     if not storage.exists(fs, done) or not storage.exists(ifs, weights):
         return None
     summary = storage.read_json(fs, done)
     newer = fs.get_file_info(done).mtime >= ifs.get_file_info(weights).mtime
-    return summary if newer and summary.get("indexer") == indexer and not cfg.assign.existing else None
+    return summary if newer and summary.get("indexer") == indexer and not assign.existing else None
 
 
 # shuffle_v2's map-side input per task in the uniqueness pass and its checks: at Ray's default (1 GiB) the doc_id count
@@ -214,33 +219,35 @@ def finished_table(cfg: Config) -> dict | None:
 SHUFFLE_BATCH_BYTES = 1 << 20
 
 
-def unique_shuffle(cfg: Config, rows: int) -> str:
+def unique_shuffle(settings: RayConfig, rows: int) -> str:
     """The shuffle of a uniqueness pass over `rows` codes on Ray Data (ray.unique_shuffle; auto: shuffle_v2 above
     100,000 rows, where the sort shuffle's small partitions held in the driver reach tens of MiB)."""
-    if cfg.ray.unique_shuffle != "auto":
-        return cfg.ray.unique_shuffle
-    return "shuffle_v2" if rows > 100_000 else cfg.ray.shuffle
+    if settings.unique_shuffle != "auto":
+        return settings.unique_shuffle
+    return "shuffle_v2" if rows > 100_000 else settings.shuffle
 
 
-def make_unique(cfg: Config, uri: str, start: float, codebook_size: int, source: dict) -> dict:
+def make_unique(
+    assign: AssignConfig, run: RunContext, uri: str, start: float, codebook_size: int, source: dict
+) -> dict:
     """Step 2 for any codes under <uri>/_codes: keep existing IDs, rebalance or suffix collisions, verify.
     `source` (the method, and the indexer that made the codes) goes into summary.json. Ray Data groups the rows
     across the cluster; at most ray.in_process_rows of them are grouped in this process by the same functions."""
-    fs, out = storage.filesystem(uri, cfg.storage)
+    fs, out = run.filesystem(uri)
     codes = storage.join(out, "_codes")
     efs = epath = None
-    if cfg.assign.existing:
-        efs, epath = storage.filesystem(storage.join(cfg.assign.existing, "table"), cfg.storage)
+    if assign.existing:
+        efs, epath = run.filesystem(storage.join(assign.existing, "table"))
     rows = storage.count_rows(fs, codes) + (storage.count_rows(efs, epath) if epath else 0)
-    if in_process(cfg, rows):
-        kept = _unique_here(cfg, fs, out, efs, epath)
+    if run.in_process(rows):
+        kept = _unique_here(assign, fs, out, efs, epath)
     else:  # minutes at a million rows on a small machine: say what runs
-        shuffle, begun = unique_shuffle(cfg, rows), time.time()
+        shuffle, begun = unique_shuffle(run.ray, rows), time.time()
         log.info("ids: grouping %d codes on Ray Data (%s, %d partitions)", rows, shuffle, shuffle_partitions(rows))
         with shuffle_strategy(shuffle, SHUFFLE_BATCH_BYTES):
-            kept = _unique_on_ray(cfg, fs, out, efs, epath, rows)
+            kept = _unique_on_ray(assign, fs, out, efs, epath, rows)
         log.info("ids: table written in %.1fs; checking it", time.time() - begun)
-    return _verify(cfg, uri, kept, time.time() - start, codebook_size, source)
+    return _verify(assign, run, uri, kept, time.time() - start, codebook_size, source)
 
 
 def _with_old_columns(b: pa.Table, k: int) -> pa.Table:
@@ -254,7 +261,7 @@ def _new_suffix(b: pa.Table) -> pa.Table:
     return b.append_column("suffix", pa.array(np.full(b.num_rows, -1, dtype=np.int64)))
 
 
-def _unique_on_ray(cfg: Config, fs, out: str, efs, epath, rows: int) -> int:
+def _unique_on_ray(assign: AssignConfig, fs, out: str, efs, epath, rows: int) -> int:
     """The ID table from the `rows` codes (new and existing) with Ray Data's groupby; returns the rows kept from the
     existing table."""
     parts = shuffle_partitions(rows)
@@ -265,29 +272,29 @@ def _unique_on_ray(cfg: Config, fs, out: str, efs, epath, rows: int) -> int:
     if epath:
         old = ray.data.read_parquet(epath, filesystem=efs).select_columns(["doc_id", "codes", "suffix"])
         kept = old.count()
-        old = old.map_batches(_with_old_columns, fn_kwargs={"k": cfg.assign.candidates}, batch_format="pyarrow")
+        old = old.map_batches(_with_old_columns, fn_kwargs={"k": assign.candidates}, batch_format="pyarrow")
         # a document already in the table keeps its ID, whatever codes it would get now
         new = new.union(old.select_columns(new.schema().names))
         new = new.groupby("doc_id", num_partitions=parts).map_groups(_prefer_old, batch_format="numpy")
     keyed = new.map_batches(_with_keys, batch_format="pyarrow")
-    if cfg.assign.collisions == "rebalance":
+    if assign.collisions == "rebalance":
         keyed = keyed.groupby("prefix", num_partitions=parts).map_groups(_rebalance, batch_format="numpy")
     table = keyed.groupby("key", num_partitions=parts).map_groups(_suffix, batch_format="numpy")
     table.write_parquet(storage.join(out, "table"), filesystem=fs, mode="overwrite")
     return kept
 
 
-def _unique_here(cfg: Config, fs, out: str, efs, epath) -> int:
+def _unique_here(assign: AssignConfig, fs, out: str, efs, epath) -> int:
     """`_unique_on_ray` in this process, group by group in key order."""
     new = _new_suffix(pa.Table.from_batches(list(storage.read_batches(fs, storage.join(out, "_codes")))))
     kept = 0
     if epath:
         old = pa.Table.from_batches(list(storage.read_batches(efs, epath, ["doc_id", "codes", "suffix"])))
         kept = old.num_rows
-        old = _with_old_columns(old, cfg.assign.candidates).select(new.column_names).cast(new.schema)
+        old = _with_old_columns(old, assign.candidates).select(new.column_names).cast(new.schema)
         new = map_groups(pa.concat_tables([new, old]), "doc_id", _prefer_old)
     rows = _with_keys(new)
-    if cfg.assign.collisions == "rebalance":
+    if assign.collisions == "rebalance":
         rows = map_groups(rows, "prefix", _rebalance)
     storage.write_table(fs, storage.join(out, "table"), map_groups(rows, "key", _suffix))
     return kept
@@ -299,21 +306,23 @@ def _repeated(ds, key: str, rows: int) -> int:
     return counts.filter(expr=col("count()") > 1).count()
 
 
-def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int, source: dict) -> dict:
+def _verify(
+    assign: AssignConfig, run: RunContext, uri: str, kept: int, seconds: float, codebook_size: int, source: dict
+) -> dict:
     """Documents in equal IDs out and no doc_id twice; the figures go next to the table as summary.json."""
-    fs, out = storage.filesystem(uri, cfg.storage)
-    dfs, dpath = storage.filesystem(RunLayout.of(cfg).docs, cfg.storage)
+    fs, out = run.filesystem(uri)
+    dfs, dpath = run.filesystem(run.layout.docs)
     docs_in = storage.count_rows(dfs, dpath)
     table = storage.join(out, "table")
     rows = storage.count_rows(fs, table)
     # sids are unique by construction (distinct keys, distinct suffixes); doc_ids are checked
-    if in_process(cfg, rows):
+    if run.in_process(rows):
         got = read_numpy(fs, table, ["doc_id", "suffix"])
         collided = int(np.count_nonzero(got["suffix"] > 0))
         largest = int(got["suffix"].max()) + 1 if rows else 0
         dup_docs = int(np.count_nonzero(np.unique(got["doc_id"], return_counts=True)[1] > 1))
     else:  # across the cluster: the driver holds no rows (a dataset keeps the shuffle of the block it is read in)
-        with shuffle_strategy(unique_shuffle(cfg, rows), SHUFFLE_BATCH_BYTES):
+        with shuffle_strategy(unique_shuffle(run.ray, rows), SHUFFLE_BATCH_BYTES):
             ds = ray.data.read_parquet(table, filesystem=fs)
             collided = ds.select_columns(["suffix"]).filter(expr=col("suffix") > 0).count()
             largest = int(ds.max("suffix")) + 1
@@ -326,7 +335,7 @@ def _verify(cfg: Config, uri: str, kept: int, seconds: float, codebook_size: int
         "duplicate_doc_ids": dup_docs,
         "documents_with_suffix": collided,
         "largest_collision_group": largest,
-        "collisions": cfg.assign.collisions,
+        "collisions": assign.collisions,
         "codebook_size": codebook_size,
         "table": storage.join(uri, "table"),
         "seconds": round(seconds, 1),

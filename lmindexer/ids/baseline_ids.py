@@ -22,9 +22,9 @@ import torch
 
 from .. import storage
 from ..config import Config, ConfigError
-from ..paths import RunLayout
+from ..paths import RunContext, RunLayout
 from ..quantizers import METHODS, load_method, save_method
-from ..raydata import in_process, map_files, read_numpy, train_rows
+from ..raydata import map_files, read_numpy, train_rows
 from ..train.loop import fit
 from .assign import codes_table, encode_rounds, make_unique
 from .infer import EmbedActor
@@ -65,7 +65,7 @@ def embed_corpus(cfg: Config, fs, out: str, encoder: str) -> int:
     kwargs = {"source": source, "path": encoder, "max_length": cfg.model.max_length}
     kwargs["bf16"] = cfg.train.precision != "fp32"
     emb, files = storage.join(out, "_emb"), storage.list_files(dfs, dpath)
-    read = map_files(cfg, files, dfs, columns, EmbedActor, kwargs, emb, fs, gpu=source == "encoder")
+    read = map_files(RunContext.of(cfg), files, dfs, columns, EmbedActor, kwargs, emb, fs, gpu=source == "encoder")
     rows = storage.count_rows(fs, emb) if read else 0
     if rows != read:
         raise RuntimeError(f"baseline-ids: {read} documents read but {rows} vectors written to {emb}")
@@ -88,7 +88,7 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
         method = kind.fit(None, ic.codebook_size, ic.num_positions, ic.kmeans_iters, cfg.seed)
         save_method(fs, storage.join(out, "method"), method, meta)
         return uri
-    if in_process(cfg, rows):
+    if RunContext.of(cfg).in_process(rows):
         emb = read_numpy(fs, storage.join(out, "_emb"), ["emb"])["emb"]
         if rows > b.fit_sample:
             emb = emb[np.sort(np.random.default_rng(cfg.seed).choice(rows, b.fit_sample, replace=False))]
@@ -123,8 +123,8 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
             # one Ray Train run per output folder: a re-run resumes it, another table never does
             name=f"baseline-rqvae-{hashlib.sha1(uri.encode()).hexdigest()[:10]}",
         )
-        if in_process(cfg, rows):
-            data = train_rows(cfg, emb=read_numpy(fs, storage.join(out, "_emb"), ["emb"])["emb"])
+        if RunContext.of(cfg).in_process(rows):
+            data = train_rows(RunContext.of(cfg), emb=read_numpy(fs, storage.join(out, "_emb"), ["emb"])["emb"])
         else:
             data = ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).select_columns(["emb"])
         fit(cfg, task, data)
@@ -151,5 +151,6 @@ def baseline_ids(cfg: Config, encoder: str = "") -> dict:
         "candidates": cfg.assign.candidates,
         "method_dir": fit_method(cfg, fs, out, rows),
     }
-    encode_rounds(cfg, fs, out, src_fs, src, columns, MethodActor, kwargs, actor_gpu=False)
-    return make_unique(cfg, uri, start, ic.codebook_size, {"method": b.method})
+    run = RunContext.of(cfg)
+    encode_rounds(run, cfg.assign.files_per_round, fs, out, src_fs, src, columns, MethodActor, kwargs, actor_gpu=False)
+    return make_unique(cfg.assign, run, uri, start, ic.codebook_size, {"method": b.method})

@@ -73,7 +73,7 @@ def tokenize_corpus(cfg: Config, backbone: str) -> dict:
         tokenize = Tokenize(backbone, cfg.model.max_length)
         parts = [tokenize(as_numpy(pa.Table.from_batches([b]))) for b in read_docs(run, None, batch_size=1024)]
     else:
-        ds = spread(load_docs(run), cfg).map_batches(
+        ds = spread(load_docs(run), run).map_batches(
             Tokenize,
             fn_constructor_kwargs={"path": backbone, "max_length": cfg.model.max_length},
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
@@ -212,7 +212,7 @@ def learn_ids(cfg: Config, backbone: str, only: str | None = None) -> dict:
             rerun=bool(only),
         )
         config = {"train": cfg.train, "seed": cfg.seed, "schedule": steps}
-        dataset = train_rows(cfg, input_ids=tokens)
+        dataset = train_rows(RunContext.of(cfg), input_ids=tokens)
         launch(cfg, "learn-ids", schedule_worker, config, dataset, fresh=bool(only), what=f"steps {', '.join(todo)}")
         progress = Progress(work, n, ic.num_positions)
     return _finish(cfg, progress, data, time.time() - start, bool(todo))
