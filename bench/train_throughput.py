@@ -160,7 +160,7 @@ def main() -> None:
         )  # the same global batch
         start = time.time()
         rows = train_rows(RunContext.of(cfg), input_ids=sources, labels=labels)
-        fit(cfg, task, rows, fresh=True)
+        fit(cfg.train, RunContext.of(cfg), task, rows, fresh=True)
         total = time.time() - start
         with open(os.path.join(task.out_dir, "train_history.json")) as f:
             last = json.load(f)[-1]["epoch_seconds"]

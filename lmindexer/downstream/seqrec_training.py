@@ -168,7 +168,8 @@ def fit_seqrec(
             "ks": [k],
         }
     task = SeqRecTask(model_cfg, rows, out, settings.epochs, settings.lr, per_worker, cfg.seed, name, val, patience)
-    fit(cfg, task, train_rows(RunContext.of(cfg), shuffle=True, input_ids=inputs, labels=labels), fresh=True)
+    run = RunContext.of(cfg)
+    fit(cfg.train, run, task, train_rows(run, shuffle=True, input_ids=inputs, labels=labels), fresh=True)
     return SeqRec.from_pretrained(out)
 
 

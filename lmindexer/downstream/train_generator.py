@@ -217,6 +217,7 @@ def train_generator(cfg: Config) -> dict:
             g.group_by_length,
             embed is not None,
         )
-        fit(cfg, task, train_rows(RunContext.of(cfg), shuffle=True, input_ids=data["sources"], labels=labels))
+        run = RunContext.of(cfg)
+        fit(cfg.train, run, task, train_rows(run, shuffle=True, input_ids=data["sources"], labels=labels))
     summary["train_seconds"] = round(time.time() - start, 1)
     return summary

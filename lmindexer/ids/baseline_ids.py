@@ -127,7 +127,7 @@ def fit_method(cfg: Config, fs, out: str, rows: int) -> str:
             data = train_rows(RunContext.of(cfg), emb=read_numpy(fs, storage.join(out, "_emb"), ["emb"])["emb"])
         else:
             data = ray.data.read_parquet(storage.join(out, "_emb"), filesystem=fs).select_columns(["emb"])
-        fit(cfg, task, data)
+        fit(cfg.train, RunContext.of(cfg), task, data)
     else:
         method = kind.fit(sample, ic.codebook_size, ic.num_positions, ic.kmeans_iters, cfg.seed)
         save_method(fs, storage.join(out, "method"), method, meta)

@@ -213,7 +213,16 @@ def learn_ids(cfg: Config, backbone: str, only: str | None = None) -> dict:
         )
         config = {"train": cfg.train, "seed": cfg.seed, "schedule": steps}
         dataset = train_rows(RunContext.of(cfg), input_ids=tokens)
-        launch(cfg, "learn-ids", schedule_worker, config, dataset, fresh=bool(only), what=f"steps {', '.join(todo)}")
+        launch(
+            cfg.train,
+            RunContext.of(cfg),
+            "learn-ids",
+            schedule_worker,
+            config,
+            dataset,
+            fresh=bool(only),
+            what=f"steps {', '.join(todo)}",
+        )
         progress = Progress(work, n, ic.num_positions)
     return _finish(cfg, progress, data, time.time() - start, bool(todo))
 

@@ -35,8 +35,8 @@ import torch.distributed as dist
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 
 from .. import ray_private, storage
-from ..config import Config
-from ..paths import RunLayout
+from ..config import TrainConfig
+from ..paths import RunContext
 from ..raydata import MemoryRows
 from ..runtime import quiet, worker_threads
 from .engine import Engine, engine_kind, zero_stage
@@ -270,22 +270,22 @@ def _tune_callbacks() -> list:
         return []
 
 
-def fit(cfg: Config, task: TrainingTask, dataset, fresh: bool = False) -> "ray.train.Result":
-    """One TorchTrainer run for `task`; a run of the same name under the same storage resumes where it stopped,
-    unless `fresh` discards that run first."""
-    config = {"train": cfg.train, "seed": cfg.seed, "task": task}
-    return launch(cfg, task.name, train_worker, config, dataset, fresh, f"{task.epochs} epoch(s)")
+def fit(train: TrainConfig, run: RunContext, task: TrainingTask, dataset, fresh: bool = False) -> "ray.train.Result":
+    """One TorchTrainer run for `task` with the `train` settings; a run of the same name under the same storage
+    (run.layout.ray) resumes where it stopped, unless `fresh` discards that run first."""
+    config = {"train": train, "seed": run.seed, "task": task}
+    return launch(train, run, task.name, train_worker, config, dataset, fresh, f"{task.epochs} epoch(s)")
 
 
 def launch(
-    cfg: Config, name: str, worker, config: dict, dataset, fresh: bool = False, what: str = ""
+    train: TrainConfig, run: RunContext, name: str, worker, config: dict, dataset, fresh: bool = False, what: str = ""
 ) -> "ray.train.Result":
     """One TorchTrainer run named `name` of `worker(config)` (config gains "tuned": whether it runs inside a Ray
     Tune trial, and "rows": `dataset` where it is a raydata.MemoryRows, else None) on `dataset` (a Ray Dataset or
     MemoryRows; `worker_shard` gives each worker its share); a run of the same name under the same storage resumes
     where it stopped, unless `fresh` discards that run first."""
-    uri = RunLayout.of(cfg).ray
-    fs, root = storage.filesystem(uri, cfg.storage)
+    uri = run.layout.ray
+    fs, root = run.filesystem(uri)
     if fresh and storage.exists(fs, storage.join(root, name)):
         fs.delete_dir(storage.join(root, name))
     callbacks = _tune_callbacks()
@@ -297,29 +297,29 @@ def launch(
         _open_payload,
         train_loop_config={"payload": payload},
         scaling_config=ScalingConfig(
-            num_workers=cfg.train.num_workers,
-            use_gpu=cfg.train.use_gpu,
-            resources_per_worker={"CPU": cfg.train.cpus_per_worker},
+            num_workers=train.num_workers,
+            use_gpu=train.use_gpu,
+            resources_per_worker={"CPU": train.cpus_per_worker},
         ),
-        torch_config=ray_private.torch_config("nccl" if cfg.train.use_gpu else "gloo"),
+        torch_config=ray_private.torch_config("nccl" if train.use_gpu else "gloo"),
         run_config=RunConfig(
             name=name,
             storage_path=root,
             storage_filesystem=fs if storage.is_uri(uri) else None,
-            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+            failure_config=FailureConfig(max_failures=train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=callbacks,
             logging_config=LoggingConfig(log_level="WARNING" if quiet() else "INFO"),
         ),
         datasets={"train": dataset} if dataset is not None and not in_memory else None,
     )
-    kind = engine_kind(cfg.train)
+    kind = engine_kind(train)
     log.info(
         "%s: %d worker(s), engine=%s%s%s",
         name,
-        cfg.train.num_workers,
+        train.num_workers,
         kind,
-        f" ZeRO-{zero_stage(cfg.train, cfg.train.num_workers)}" if kind == "deepspeed" else "",
+        f" ZeRO-{zero_stage(train, train.num_workers)}" if kind == "deepspeed" else "",
         f", {what}" if what else "",
     )
     previous = signal.getsignal(signal.SIGINT)
