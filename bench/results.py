@@ -787,6 +787,20 @@ SECTIONS = [
         3,
     ),
     Section(
+        "ids-dbpedia-l64-curves.json",
+        "Reading 64 tokens instead of 32, DBpedia-14",
+        ids_curves_section,
+        "python -m bench.id_curves --corpus dbpedia --make 1 --variant l64 model.max_length=64",
+        3,
+    ),
+    Section(
+        "ids-ag-news-l64-curves.json",
+        "Reading 64 tokens instead of 32, AG News",
+        ids_curves_section,
+        "python -m bench.id_curves --corpus ag_news --make 1 --variant l64 model.max_length=64",
+        3,
+    ),
+    Section(
         "ids-beauty-nb1-curves.json",
         "Keeping the start's neighbourhoods (indexer.neighbour_weight), Amazon Beauty",
         ids_curves_section,
@@ -910,14 +924,17 @@ def scoreboard_rows() -> list[tuple[str, str, str, str, str]]:
                 seeds_verdict(paired),
             )
         )
-    for file in ("ids-dbpedia-curves.json", "ids-ag-news-curves.json"):
+    curve_files = ("ids-dbpedia-curves.json", "ids-ag-news-curves.json")
+    curve_files += tuple(f"ids-{c}-l64-curves.json" for c in ("beauty", "dbpedia", "ag-news"))
+    for file in curve_files:
         curves = _load(file)
         paired = _paired_by_seed(curves, 1) if curves else {}
-        if paired:  # the recipe's one joint epoch on another corpus
+        if paired:  # the recipe's one joint epoch on another corpus, or reading 64 tokens
             one = curves["summary"][1]
+            reads = ", reading 64 tokens" if curves.get("variant") == "l64" else ""
             rows.append(
                 (
-                    f"The learned first code, {CORPUS_NAMES[curves['corpus_name']]}, one joint epoch, "
+                    f"The learned first code, {CORPUS_NAMES[curves['corpus_name']]}{reads}, one joint epoch, "
                     f"{len(paired)} seed(s), AMI vs {curves['label']}",
                     f"lmindexer: {one['ami']['mean']:.4f}",
                     f"MiniLM + k-means (whole text), same perplexity: {one['control_ami']['mean']:.4f}",
