@@ -21,7 +21,8 @@ def learn(cfg: Config, only: str | None = None) -> dict:
     from .ids.learn import learn_ids
     from .init_model import init_model
 
-    return learn_ids(cfg, init_model(cfg.model, RunContext.of(cfg)), only=only)
+    run = RunContext.of(cfg)
+    return learn_ids(cfg.indexer, run, cfg.model, cfg.train, init_model(cfg.model, run), only=only)
 
 
 def baselines(cfg: Config) -> dict:
@@ -29,15 +30,15 @@ def baselines(cfg: Config) -> dict:
     from .models.pretrained import resolve
     from .quantizers import METHODS
 
-    b, encoder = cfg.baseline, ""
+    b, encoder, run = cfg.baseline, "", RunContext.of(cfg)
     if METHODS[b.method].reads != "doc_id" and b.embeddings == "encoder":
         if b.encoder:
             encoder = resolve(b.encoder)
         else:
             from .init_model import init_model
 
-            encoder = init_model(cfg.model, RunContext.of(cfg))
-    return baseline_ids(cfg, encoder)
+            encoder = init_model(cfg.model, run)
+    return baseline_ids(b, run, cfg.indexer, cfg.assign, cfg.train, cfg.model.max_length, encoder)
 
 
 def generator(cfg: Config) -> dict:

@@ -50,6 +50,8 @@ OWN_SETTINGS = {
     "lmindexer.eval.report:id_report": ("ReportConfig", "RunContext"),
     "lmindexer.ids.assign:assign_ids": ("AssignConfig", "RunContext"),
     "lmindexer.ids.assign:finished_table": ("AssignConfig", "RunContext"),
+    "lmindexer.ids.learn:learn_ids": ("IndexerConfig", "RunContext"),
+    "lmindexer.ids.baseline_ids:baseline_ids": ("BaselineConfig", "RunContext"),
 }
 
 

@@ -31,13 +31,13 @@ import torch.distributed as dist
 from transformers import AutoTokenizer
 
 from .. import storage
-from ..config import Config, ConfigError, IndexerConfig
+from ..config import ConfigError, IndexerConfig, ModelConfig, TrainConfig
 from ..data.corpus import count_docs, load_docs, read_docs
 from ..eval.metrics import code_usage, collision_rate, label_scores, position_figures, split_stats
 from ..models.codebook import fit_offsets
 from ..models.indexer import CONFIG_FILE, SemanticIndexer
 from ..models.tokenizer import encode_texts
-from ..paths import RunContext, RunLayout
+from ..paths import RunContext
 from ..quantizers.kmeans import kmeans, nearest
 from ..raydata import as_numpy, shared, spread, train_rows
 from ..train.engine import engine_kind
@@ -61,21 +61,20 @@ class Tokenize:
         return {"doc_id": batch["doc_id"], "label": label, "input_ids": enc["input_ids"].astype(np.int32)}
 
 
-def tokenize_corpus(cfg: Config, backbone: str) -> dict:
+def tokenize_corpus(run: RunContext, backbone: str, max_length: int) -> dict:
     """doc_id, label and input_ids [N, L] of the whole corpus, tokenised by Ray Data (in this process for at most
     ray.in_process_rows documents); cached in the work dir."""
-    run = RunContext.of(cfg)
     cache = os.path.join(run.layout.learn_work, "tokens.npz")
     if os.path.exists(cache):
         data = np.load(cache, allow_pickle=True)
         return {k: data[k] for k in data.files}
     if run.in_process(count_docs(run)):
-        tokenize = Tokenize(backbone, cfg.model.max_length)
+        tokenize = Tokenize(backbone, max_length)
         parts = [tokenize(as_numpy(pa.Table.from_batches([b]))) for b in read_docs(run, None, batch_size=1024)]
     else:
         ds = spread(load_docs(run), run).map_batches(
             Tokenize,
-            fn_constructor_kwargs={"path": backbone, "max_length": cfg.model.max_length},
+            fn_constructor_kwargs={"path": backbone, "max_length": max_length},
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
             num_cpus=0.5,
             batch_size=1024,
@@ -85,7 +84,7 @@ def tokenize_corpus(cfg: Config, backbone: str) -> dict:
     data = {k: np.concatenate([p[k] for p in parts]) for k in ("doc_id", "label", "input_ids")}
     os.makedirs(run.layout.learn_work, exist_ok=True)
     np.savez(cache, **data)
-    log.debug("learn-ids: tokenised %d documents (max_length %d)", len(data["doc_id"]), cfg.model.max_length)
+    log.debug("learn-ids: tokenised %d documents (max_length %d)", len(data["doc_id"]), max_length)
     return data
 
 
@@ -162,26 +161,29 @@ class Schedule:
     rerun: bool = False  # run the plan's steps even where done (--phase)
 
 
-def learn_ids(cfg: Config, backbone: str, only: str | None = None) -> dict:
-    """The learn-ids stage on the saved `backbone` folder (init-model's); `only`: one POSITION:STEP alone."""
+def learn_ids(
+    ic: IndexerConfig, run: RunContext, model: ModelConfig, train: TrainConfig, backbone: str, only: str | None = None
+) -> dict:
+    """The learn-ids stage: the indexer `ic` describes, on the saved `backbone` folder (init-model's; `model`: its
+    dropout and how many tokens of a document it reads), trained with the `train` settings; `only`: one
+    POSITION:STEP alone."""
     start = time.time()
-    ic = cfg.indexer
-    data = tokenize_corpus(cfg, backbone)
+    data = tokenize_corpus(run, backbone, model.max_length)
     n = len(data["doc_id"])
     if n < ic.codebook_size:
         raise ConfigError(
             f"{n} documents cannot fill a codebook of {ic.codebook_size} codes: lower indexer.codebook_size"
         )
-    if ic.epoch_figures and engine_kind(cfg.train) == "deepspeed" and cfg.train.zero_stage == 3:
+    if ic.epoch_figures and engine_kind(train) == "deepspeed" and train.zero_stage == 3:
         raise ConfigError("indexer.epoch_figures needs whole weights on every worker: use train.zero_stage < 3")
-    work = RunLayout.of(cfg).learn_work
+    work = run.layout.learn_work
     progress = Progress(work, n, ic.num_positions)
     if not progress.snapshot:
         first = os.path.join(progress.dir, "snapshot-0-init")
-        model = SemanticIndexer.from_backbone(backbone, ic, cfg.model.max_length)
-        if model.kind == "encoder" and ic.recon_vocab == "corpus":
-            model.state["recon_vocab"] = np.unique(data["input_ids"]).tolist()
-        model.save_pretrained(first)
+        start_model = SemanticIndexer.from_backbone(backbone, ic, model.max_length)
+        if start_model.kind == "encoder" and ic.recon_vocab == "corpus":
+            start_model.state["recon_vocab"] = np.unique(data["input_ids"]).tolist()
+        start_model.save_pretrained(first)
         progress.save("0:init", first)
     plan = schedule(ic)
     if only:
@@ -204,18 +206,18 @@ def learn_ids(cfg: Config, backbone: str, only: str | None = None) -> dict:
             plan=plan,
             work=work,
             indexer=ic,
-            dropout=cfg.model.dropout,
+            dropout=model.dropout,
             tokens=tokens,
             labels=ray.put(data["label"]),
-            inference_batch_size=cfg.inference.batch_size,
-            bf16=cfg.train.precision != "fp32",
+            inference_batch_size=run.inference.batch_size,
+            bf16=train.precision != "fp32",
             rerun=bool(only),
         )
-        config = {"train": cfg.train, "seed": cfg.seed, "schedule": steps}
-        dataset = train_rows(RunContext.of(cfg), input_ids=tokens)
+        config = {"train": train, "seed": run.seed, "schedule": steps}
+        dataset = train_rows(run, input_ids=tokens)
         launch(
-            cfg.train,
-            RunContext.of(cfg),
+            train,
+            run,
             "learn-ids",
             schedule_worker,
             config,
@@ -224,7 +226,7 @@ def learn_ids(cfg: Config, backbone: str, only: str | None = None) -> dict:
             what=f"steps {', '.join(todo)}",
         )
         progress = Progress(work, n, ic.num_positions)
-    return _finish(cfg, progress, data, time.time() - start, bool(todo))
+    return _finish(ic, run, progress, data, time.time() - start, bool(todo))
 
 
 def schedule_worker(config: dict) -> None:
@@ -351,13 +353,15 @@ def _assign_step(s: Schedule, progress: Progress, tokens: np.ndarray, t: int, ou
     return position_figures(progress.codes[:, :t], shared(s.labels), ic.codebook_size)
 
 
-def _finish(cfg: Config, progress: Progress, data: dict, seconds: float, ran: bool = True) -> dict:
+def _finish(
+    ic: IndexerConfig, run: RunContext, progress: Progress, data: dict, seconds: float, ran: bool = True
+) -> dict:
     """Copy the last snapshot to <output_dir>/indexer with the training summary; write the code table. A re-run that
     did no step leaves a saved indexer as it is (a new copy would look newer than the ID table made from it, and
     assign-ids would run again)."""
-    final = RunLayout.of(cfg).indexer
-    positions_done = sum(f"{t}:assign" in progress.done for t in range(1, cfg.indexer.num_positions + 1))
-    done_all = positions_done == cfg.indexer.num_positions
+    final = run.layout.indexer
+    positions_done = sum(f"{t}:assign" in progress.done for t in range(1, ic.num_positions + 1))
+    done_all = positions_done == ic.num_positions
     summary = {
         "positions_done": positions_done,
         "documents": int(len(data["doc_id"])),
@@ -369,7 +373,7 @@ def _finish(cfg: Config, progress: Progress, data: dict, seconds: float, ran: bo
         summary["collision_rate"] = round(collision_rate(codes), 4)  # share of documents needing a suffix
         summary["split"] = split_stats(codes)
         summary["first_position"] = label_scores(data["label"], codes[:, :1])
-        fs, folder = storage.filesystem(final, cfg.storage)
+        fs, folder = run.filesystem(final)
         if not ran and storage.exists(fs, storage.join(folder, CONFIG_FILE)):
             log.info("learn-ids: all positions done; the indexer at %s is kept as it is", final)
             return {"indexer": final, **summary}
@@ -380,7 +384,7 @@ def _finish(cfg: Config, progress: Progress, data: dict, seconds: float, ran: bo
             shutil.rmtree(local)
         model.save_pretrained(local)
         if local != final:
-            storage.put_folder(local, final, cfg.storage)
+            storage.put_folder(local, final, run.storage)
         pq.write_table(
             pa.table({"doc_id": data["doc_id"].astype(str), "codes": pa.array(list(codes))}),
             os.path.join(progress.dir, "codes.parquet"),
@@ -388,7 +392,7 @@ def _finish(cfg: Config, progress: Progress, data: dict, seconds: float, ran: bo
         log.info(
             "learn-ids: indexer -> %s (%d positions, collision rate %.3f)",
             final,
-            cfg.indexer.num_positions,
+            ic.num_positions,
             summary["collision_rate"],
         )
     return {"indexer": final if done_all else None, **summary}

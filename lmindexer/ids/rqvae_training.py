@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import storage
+from ..config import BaselineConfig, IndexerConfig
 from ..quantizers import save_method
 from ..quantizers.rqvae import RQVAE
 from ..train.loop import shuffled_batches
@@ -41,10 +42,10 @@ class RqvaeTask(TaskDefaults):
                 save_method(fs, path, model, {**model.meta, "history": history})
 
 
-def init_state(sample: torch.Tensor, cfg) -> dict:
-    """A seeded RQ-VAE with k-means codebooks, as plain tensors for the training task."""
-    torch.manual_seed(cfg.seed)
-    b, ic = cfg.baseline, cfg.indexer
+def init_state(sample: torch.Tensor, b: BaselineConfig, ic: IndexerConfig, seed: int) -> dict:
+    """A seeded RQ-VAE (the `b` settings, the ID shape of `ic`) with k-means codebooks, as plain tensors for the
+    training task."""
+    torch.manual_seed(seed)
     model = RQVAE(sample.shape[1], b.rqvae_hidden, b.rqvae_latent, ic.codebook_size, ic.num_positions, b.rqvae_beta)
-    model.init_codebooks(sample, ic.kmeans_iters, cfg.seed)
+    model.init_codebooks(sample, ic.kmeans_iters, seed)
     return {"meta": model.meta, "state": {k: v.clone() for k, v in model.state_dict().items()}}
