@@ -55,7 +55,7 @@ def make_tables(config: Path, overrides: list, runs: list, rebalance: bool = Tru
     """({name: ID table folder}, {step: seconds}): prepare, learn-ids + assign-ids (LMIndexer), then baseline-ids for
     each (name, method, encoder, *overrides) of `runs`. Every step skips work that is already complete."""
     cfg = load_config(config, overrides)
-    ensure_ray(cfg)
+    ensure_ray(cfg.ray)
     seconds, tables = {}, {}
     start = time.time()
     if not os.path.exists(os.path.join(cfg.output_dir, "corpus", "summary.json")):
@@ -163,7 +163,7 @@ def kmeans_curve(config: Path, overrides: list) -> None:
     first code is fitted): the curve a learned first code has to be above, at whatever granularity it ends."""
     overrides = overrides + ["output_dir=runs/bench-beauty-kmeans-curve", "indexer.num_positions=1"]
     cfg = load_config(config, overrides)
-    ensure_ray(cfg)
+    ensure_ray(cfg.ray)
     if not os.path.exists(os.path.join(cfg.output_dir, "corpus", "summary.json")):
         prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     tables = {

@@ -150,7 +150,7 @@ def main() -> None:
     base += ["indexer.num_positions=3", "indexer.codebook_size=32", *ALL, *args.overrides]
     root = ROOT / "runs" / "-".join(x for x in ("ablation", args.corpus, args.tag) if x)
     chosen = [v for v in VARIANTS if not args.only or v in args.only.split(",")]
-    ensure_ray(load_config(config, base))
+    ensure_ray(load_config(config, base).ray)
     tables, seconds, stable = {}, {}, {}
     for i, name in enumerate(chosen):
         wanted = [m for m in args.baselines.split(",") if m]

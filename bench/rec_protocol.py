@@ -48,6 +48,7 @@ from lmindexer.downstream.seqrec_training import sasrec_reference, sasrec_settin
 from lmindexer.downstream.splits import sample, split_sequences  # noqa: E402
 from lmindexer.eval.ranking import bootstrap_ci, paired_bootstrap, per_query, seed_verdict  # noqa: E402
 from lmindexer.ids.table import read_id_table  # noqa: E402
+from lmindexer.paths import RunContext  # noqa: E402
 from lmindexer.pipeline import generator  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 
@@ -160,7 +161,7 @@ def main() -> None:
     ap.add_argument("--variant", default="", help="a name for the key=value settings given (folders and rows)")
     args, extra = ap.parse_known_args()
     setup_logging()
-    ensure_ray(load_config(CONFIG, []))
+    ensure_ray(load_config(CONFIG, []).ray)
     if args.baselines:
         make_baselines()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -231,7 +232,9 @@ def sasrec_row(seed: int, patience: int | None, data: Path, parts: dict, number:
         max(KS),
         cfg.generator.patience if patience is None else patience,
     )
-    ranked, facts = sasrec_reference(cfg, str(folder), number, train, histories, max(KS), settings, validation)
+    ranked, facts = sasrec_reference(
+        cfg.train, RunContext.of(cfg), str(folder), number, train, histories, max(KS), settings, validation
+    )
     history = json.loads((folder / "train_history.json").read_text())
     facts["train_seconds"] = round(sum(e.get("epoch_seconds", 0) for e in history), 1)
     facts["epochs_run"] = len(history)

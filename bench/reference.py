@@ -49,6 +49,7 @@ def sasrec(split: dict, items: set, args) -> tuple[list, dict]:
     shared Ray Train loop (1 DDP worker with both cores)."""
     from lmindexer.config import load_config
     from lmindexer.downstream.seqrec_training import SeqRecSettings, sasrec_reference
+    from lmindexer.paths import RunContext
     from lmindexer.runtime import ensure_ray
 
     run = load_config(
@@ -60,9 +61,10 @@ def sasrec(split: dict, items: set, args) -> tuple[list, dict]:
             "train.log_every_steps=0",
         ]
     )
-    ensure_ray(run)
+    ensure_ray(run.ray)
     return sasrec_reference(
-        run,
+        run.train,
+        RunContext.of(run),
         str(ROOT / "runs" / "bench-sasrec" / "sasrec"),
         {i: n for n, i in enumerate(sorted(items, key=int), 1)},
         [h for _, h, _ in split["valid"]],  # each user's items before the validation target

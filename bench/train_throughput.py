@@ -149,7 +149,7 @@ def main() -> None:
                 f"train.use_gpu={str(args.gpu).lower()}",
             ]
         )
-        ensure_ray(cfg)
+        ensure_ray(cfg.ray)
         task = GeneratorTask(
             init,
             os.path.join(work, f"out-{engine}-{workers}-{stage}"),

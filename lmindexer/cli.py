@@ -83,8 +83,9 @@ def _train_generator(cfg):
 
 def _evaluate(cfg):
     from .downstream.evaluate import evaluate
+    from .paths import RunContext
 
-    return evaluate(cfg)
+    return evaluate(cfg.evaluate, RunContext.of(cfg), cfg.generator, cfg.train)
 
 
 def _serve(cfg):
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("prepare", "run"):
             check_input(cfg)  # a missing input fails now, not after Ray's start-up
         if args.command != "id-report":  # the report reads tables on the driver alone
-            ensure_ray(cfg)
+            ensure_ray(cfg.ray)
         result = fn(cfg, args.phase) if getattr(args, "phase", None) else fn(cfg)
     except (ConfigError, BadInputError, FileNotFoundError) as e:
         # the user's to fix (a setting that cannot work, bad or missing data, a step not run yet): one line naming

@@ -46,6 +46,7 @@ class RunLayout:
     run_summary: str  # `lmindexer run`'s full JSON summary
     ray: str
     tune: str
+    generator_data: str  # the generator's task data: a BEIR folder or a sequences file ("" where none is known)
 
     @property
     def docs(self) -> str:
@@ -73,7 +74,21 @@ class RunLayout:
             run_summary=at("", "run_summary.json"),
             ray=at(cfg.train.storage_path, "ray"),
             tune=at(cfg.tune.output, "tune"),
+            generator_data=_generator_data(cfg, at("", "demo_source")),
         )
+
+
+def _generator_data(cfg: Config, demo_source: str) -> str:
+    """generator.data, else what the corpus's input implies: the demo's BEIR folder or its sequences file, or the
+    input itself where it is a BEIR folder and the task is retrieval; "" where nothing is known."""
+    g = cfg.generator
+    if g.data:
+        return storage.absolute(g.data)
+    if cfg.data.input == "builtin:demo":
+        return demo_source if g.task == "retrieval" else storage.join(demo_source, "sequences.txt")
+    if g.task == "retrieval" and cfg.data.format in ("auto", "beir"):
+        return storage.absolute(cfg.data.input)
+    return ""
 
 
 @dataclass(frozen=True)

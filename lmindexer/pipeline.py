@@ -45,14 +45,15 @@ def generator(cfg: Config) -> dict:
     from .downstream.evaluate import evaluate, finished_evaluation
     from .downstream.train_generator import train_generator
 
-    summary = train_generator(cfg)
+    g, e, run = cfg.generator, cfg.evaluate, RunContext.of(cfg)
+    summary = train_generator(g, run, e, cfg.train)
     done = None
-    if cfg.generator.model_kind != "seqrec" and "train" not in summary:
-        done = finished_evaluation(cfg)
+    if g.model_kind != "seqrec" and "train" not in summary:
+        done = finished_evaluation(e, run)
     if done is not None:
         log.info(
             "generator: evaluated before (%s); not decoded again (run `lmindexer evaluate` to redo it)",
-            os.path.join(summary["generator"], f"eval-{cfg.evaluate.split}", "metrics.json"),
+            os.path.join(summary["generator"], f"eval-{e.split}", "metrics.json"),
         )
-    summary["eval"] = done or evaluate(cfg)
+    summary["eval"] = done or evaluate(e, run, g, cfg.train)
     return summary

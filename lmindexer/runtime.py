@@ -10,7 +10,7 @@ import ray
 import ray.data
 
 from . import ray_private
-from .config import Config
+from .config import RayConfig
 
 log = logging.getLogger("lmindexer")
 QUIET = "LMINDEXER_QUIET"  # set by quiet_libraries: Ray Train's own INFO lines are cut too (train.loop.fit)
@@ -83,12 +83,12 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
-def data_context(cfg: Config) -> None:
+def data_context(settings: RayConfig) -> None:
     """This process's Ray Data settings (a dataset carries them to the tasks and actors that run it): the shuffle
     and the parquet reader. Every process that builds datasets sets them: the driver, and each Tune trial."""
     context = ray.data.DataContext.get_current()
-    context.shuffle_strategy = ray.data.context.ShuffleStrategy(cfg.ray.shuffle)
-    context.use_datasource_v2 = cfg.ray.parquet_v2
+    context.shuffle_strategy = ray.data.context.ShuffleStrategy(settings.shuffle)
+    context.use_datasource_v2 = settings.parquet_v2
 
 
 @contextlib.contextmanager
@@ -109,17 +109,17 @@ def shuffle_strategy(name: str, input_batch_bytes: int | None = None):
         context.shuffle_strategy, context.shuffle_input_batch_bytes = before
 
 
-def ensure_ray(cfg: Config) -> None:
-    """Connect to cfg.ray.address, or start a local Ray with more logical CPUs than cores; set Ray Data's shuffle
-    and parquet reader (the hash shuffle's aggregator actors and the V2 reader's footer actors cost seconds per
-    step on small machines).
+def ensure_ray(settings: RayConfig) -> None:
+    """Connect to ray.address (of the `settings`), or start a local Ray with more logical CPUs than cores; set Ray
+    Data's shuffle and parquet reader (the hash shuffle's aggregator actors and the V2 reader's footer actors cost
+    seconds per step on small machines).
 
     On small machines Train workers and Ray Data tasks must run side by side, or Ray Data never gets scheduled.
     A local Ray serves its dashboard (127.0.0.1:8265, or the next free port): Ray Train's placement-group cleaner
     (started in Ray Tune trials, see ray_private._Trainer) asks the State API, which lives there, and without it logs
     a warning every second of every trial.
     """
-    data_context(cfg)
+    data_context(settings)
     if ray.is_initialized():
         return
     if not _quieted:  # a bench or a user's script: the same quiet start as the commands
@@ -131,11 +131,11 @@ def ensure_ray(cfg: Config) -> None:
     # that poll, and so did every report after the first (its queue holds one). The driver passes it to the
     # controller, on a local Ray or a cluster.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS", "")  # `ray job submit` sets RAY_ADDRESS
+    address = settings.address or os.environ.get("RAY_ADDRESS", "")  # `ray job submit` sets RAY_ADDRESS
     if address:
         ray.init(address=address, log_to_driver=True)
         return
-    local = {"address": "local", "num_cpus": cfg.ray.num_cpus or 2 * (os.cpu_count() or 1)}
+    local = {"address": "local", "num_cpus": settings.num_cpus or 2 * (os.cpu_count() or 1)}
     if quiet():  # Ray's start-up lines (one with colour codes, one that token authentication is on) become one
         local["logging_level"] = logging.WARNING
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
@@ -146,7 +146,7 @@ def ensure_ray(cfg: Config) -> None:
     # Ray Train starts a preemption watcher actor (one more process per training run, which logs an ERROR line about
     # its constructor arguments) that watches for node drains: a local Ray has no node to lose. Clusters keep it.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    if cfg.ray.dashboard:
+    if settings.dashboard:
         try:
             context = ray.init(**local, include_dashboard=True, dashboard_host="127.0.0.1")
             if quiet():  # Ray's own line says so otherwise

@@ -126,7 +126,7 @@ def application(cfg: Config):
 
 def start(cfg: Config) -> str:
     """Start the server on Ray Serve (not blocking) and return its base URL."""
-    ensure_ray(cfg)
+    ensure_ray(cfg.ray)
     # a quiet start, as every command's (--verbose keeps Serve's own INFO lines: proxy, controller, replicas)
     logs = {"enable_access_log": cfg.serve.access_log, "log_level": "WARNING" if quiet() else "INFO"}
     if quiet():

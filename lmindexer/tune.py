@@ -116,7 +116,7 @@ def run_trial(params: dict, base: dict, target: str, objective: str, experiment:
     temporary working folder), where a resumed trial finds them."""
     start = time.time()
     cfg = trial_config(base, params, os.path.join(experiment, os.path.basename(tune.get_context().get_trial_dir())))
-    data_context(cfg)  # this process builds the trial's datasets
+    data_context(cfg.ray)  # this process builds the trial's datasets
     result = (_learn_ids_result if target == "learn-ids" else _generator_result)(cfg, objective)
     tune.report({**result, "trial_seconds": round(time.time() - start, 1)})
 
@@ -155,7 +155,7 @@ def _prepare_shared(cfg: Config) -> dict:
 
         base.generator.ids = run.layout.generator_ids
         base.generator.init = cfg.generator.init or backbone
-        base.generator.data = task_data(cfg)
+        base.generator.data = task_data(cfg.generator, run)
     return to_dict(base)
 
 

@@ -71,7 +71,7 @@ def ray_session(request):
     """The module's local Ray, without the dashboard (seconds of start-up each) unless the module sets
     RAY_DASHBOARD = True: Ray Tune's trials need it (their placement-group cleaner asks its State API)."""
     dashboard = bool(getattr(request.module, "RAY_DASHBOARD", False))
-    ensure_ray(load_config(overrides=["ray.num_cpus=4", f"ray.dashboard={str(dashboard).lower()}"]))
+    ensure_ray(load_config(overrides=["ray.num_cpus=4", f"ray.dashboard={str(dashboard).lower()}"]).ray)
     yield
 
 

@@ -17,6 +17,7 @@ from lmindexer.downstream.train_generator import GeneratorTask
 from lmindexer.ids.indexer_task import IdLearningTask
 from lmindexer.ids.rqvae_training import RqvaeTask
 from lmindexer.models.seqrec import SeqRecConfig
+from lmindexer.paths import RunContext
 from lmindexer.train.task import TrainingTask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def test_every_training_task_implements_the_protocol():
         assert task.lr_lambda() is None or callable(task.lr_lambda())
 
 
-# the stages whose entry takes its own settings section and a RunContext (the others still take the whole Config)
+# every stage's entry: its own settings section first, then the RunContext
 OWN_SETTINGS = {
     "lmindexer.data.prepare:prepare": ("DataConfig", "RunContext"),
     "lmindexer.data.prepare:prepare_once": ("DataConfig", "RunContext"),
@@ -52,7 +53,30 @@ OWN_SETTINGS = {
     "lmindexer.ids.assign:finished_table": ("AssignConfig", "RunContext"),
     "lmindexer.ids.learn:learn_ids": ("IndexerConfig", "RunContext"),
     "lmindexer.ids.baseline_ids:baseline_ids": ("BaselineConfig", "RunContext"),
+    "lmindexer.downstream.train_generator:train_generator": ("GeneratorConfig", "RunContext"),
+    "lmindexer.downstream.evaluate:evaluate": ("EvaluateConfig", "RunContext"),
 }
+
+
+# the edges, where a whole Config is split into a stage's settings and its RunContext: the command line, the pipeline
+# that sequences stages, Tune (a search over whole configs), Serve (a command over a finished run), the config itself
+EDGES = {"cli.py", "pipeline.py", "tune.py", "serve.py", "config.py", "paths.py"}
+
+
+def test_only_the_edges_take_the_whole_config():
+    """No function below the edges has a parameter annotated `Config` or named `cfg` (other than a section's)."""
+    found = []
+    for path in sorted((ROOT / "lmindexer").rglob("*.py")):
+        if path.relative_to(ROOT / "lmindexer").as_posix() in EDGES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for arg in node.args.args + node.args.kwonlyargs:
+                hint = ast.unparse(arg.annotation) if arg.annotation else ""
+                if hint == "Config" or (arg.arg == "cfg" and not hint.endswith("Config")):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}({arg.arg}: {hint or '?'})")
+    assert not found, "\n".join(found)
 
 
 @pytest.mark.parametrize("entry", sorted(OWN_SETTINGS))
@@ -121,7 +145,7 @@ def test_the_public_fallbacks_train_group_and_configure_logging(tmp_path, monkey
     cfg = load_config(overrides=[f"output_dir={tmp_path}", "train.num_workers=1", "train.log_every_steps=0"])
     histories = [[(s + i) % 6 + 1 for i in range(5)] for s in range(60)]
     settings = SeqRecSettings(epochs=1, batch_size=16, max_len=8, dim=16, layers=1, heads=1)
-    model = fit_seqrec(cfg, str(tmp_path / "seqrec"), histories, 6, settings)
+    model = fit_seqrec(cfg.train, RunContext.of(cfg), str(tmp_path / "seqrec"), histories, 6, settings)
     assert not model.training and os.path.exists(tmp_path / "seqrec" / "seqrec.pt")
     monkeypatch.delenv(ray_private.PUBLIC)
     assert ray_private.trainer_class() is not TorchTrainer  # Ray 2.60's hooks are there: the private path is taken

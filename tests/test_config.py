@@ -78,9 +78,9 @@ def test_ray_data_settings_reach_this_process():
     context = ray.data.DataContext.get_current()
     saved = context.shuffle_strategy, context.use_datasource_v2
     try:
-        data_context(load_config())
+        data_context(load_config().ray)
         assert context.shuffle_strategy == ShuffleStrategy.SORT_SHUFFLE_PULL_BASED and not context.use_datasource_v2
-        data_context(load_config(overrides=["ray.parquet_v2=true", "ray.shuffle=hash_shuffle"]))
+        data_context(load_config(overrides=["ray.parquet_v2=true", "ray.shuffle=hash_shuffle"]).ray)
         assert context.shuffle_strategy == ShuffleStrategy.HASH_SHUFFLE and context.use_datasource_v2
     finally:
         context.shuffle_strategy, context.use_datasource_v2 = saved

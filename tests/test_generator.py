@@ -94,7 +94,9 @@ def test_recommendation_trains_and_decodes_valid_ids(base):
     )
     tokenizer, vocab, _ = load_id_vocab(os.path.join(semantic["generator"], "init"))
     table = read_id_table(f"{base}/ids-hkmeans")
-    data = build_examples(cfg, tokenizer, vocab, table, "test")
+    data = build_examples(
+        cfg.generator, RunContext.of(cfg), tokenizer, vocab, table, "test", None, cfg.evaluate.max_queries
+    )
     user, history, _ = split_sequences(read_sequences(os.path.join(base, "demo_source", "sequences.txt")), table.row)[
         0
     ]["test"][0]
@@ -184,7 +186,7 @@ def test_retrieval_semantic_ids_beat_random_ids(base):
         ],
     )
     with pytest.raises(ValueError, match="num_beams=5 is below"):
-        evaluate(wide)
+        evaluate(wide.evaluate, RunContext.of(wide), wide.generator, wide.train)
     # Ctrl-C during an evaluation (the decoding actor pool starting) stops the command with the documented exit
     args = [f"output_dir={base}", *SETTINGS, "generator.task=retrieval", f"generator.ids={base}/ids-hkmeans"]
     code, log, _ = ctrl_c_at_line(
@@ -217,7 +219,7 @@ def test_generator_memorises_a_few_hundred_examples(base):
     )
     model, tokenizer, vocab, _ = load_generator(result["generator"])
     table = read_id_table(f"{base}/ids-hkmeans")
-    data = build_examples(cfg, tokenizer, vocab, table, "train")
+    data = build_examples(cfg.generator, RunContext.of(cfg), tokenizer, vocab, table, "train")
     targets = vocab.tokens(table.codes, table.suffix)
     trie = build_trie(targets)
     processor = TrieLogitsProcessor(trie, tokenizer.eos_token_id, tokenizer.pad_token_id)

@@ -17,13 +17,13 @@ import ray
 import torch
 from transformers import LogitsProcessorList
 
-from ..config import Config, ConfigError
+from ..config import ConfigError, EvaluateConfig, GeneratorConfig, TrainConfig
 from ..eval.ranking import bootstrap_ci, paired_bootstrap, per_query
 from ..ids.infer import EmbedActor
 from ..ids.table import read_id_table
 from ..models.generator import GENERATOR_FILE, load_generator, load_id_vocab
 from ..models.pretrained import resolve
-from ..paths import RunContext, RunLayout
+from ..paths import RunContext
 from ..raydata import inference_device, map_rows
 from ..train.loop import trim_padding
 from .examples import build_examples, doc_texts
@@ -34,8 +34,8 @@ from .trie import TrieLogitsProcessor, build_trie, trie_bytes
 log = logging.getLogger("lmindexer.downstream")
 
 
-def beam_width(cfg: Config) -> int:
-    e = cfg.evaluate
+def beam_width(e: EvaluateConfig) -> int:
+    """The beams decoding keeps: evaluate.num_beams, or the largest K of evaluate.ks (never fewer)."""
     beams = e.num_beams or max(e.ks)
     if beams < max(e.ks):
         raise ConfigError(
@@ -50,23 +50,18 @@ def by_length(sources: np.ndarray) -> np.ndarray:
     return np.argsort((sources != 0).sum(1), kind="stable")
 
 
-def text_embedder(cfg: Config, encoder: str):
+def text_embedder(g: GeneratorConfig, run: RunContext, encoder: str, bf16: bool = False):
     """texts -> [n, d] float32: mean-pooled embeddings by the pretrained `encoder` in a Ray Data actor pool (here for
     few texts: raydata.map_rows), in the order given (None where there is no encoder: the generator reads tokens)."""
     if not encoder:
         return None
-    path, g = resolve(encoder, cfg.storage), cfg.generator
-    kwargs = {
-        "source": "encoder",
-        "path": path,
-        "max_length": g.encoder_max_length,
-        "bf16": cfg.train.precision != "fp32",
-    }
+    path = resolve(encoder, run.storage)
+    kwargs = {"source": "encoder", "path": path, "max_length": g.encoder_max_length, "bf16": bf16}
 
     def embed(texts: list) -> np.ndarray:
         start = time.time()
         numbered = {"doc_id": np.arange(len(texts)), "text": np.array(texts, dtype=object)}
-        emb = map_rows(RunContext.of(cfg), EmbedActor, kwargs, order_by="doc_id", **numbered)["emb"].astype(np.float32)
+        emb = map_rows(run, EmbedActor, kwargs, order_by="doc_id", **numbered)["emb"].astype(np.float32)
         if len(emb) != len(texts):
             raise RuntimeError(f"{len(texts)} texts to embed, {len(emb)} embeddings back")
         log.info("generator: %d texts embedded by %s in %.1fs", len(texts), encoder, time.time() - start)
@@ -126,17 +121,19 @@ class GeneratorActor:
         return {"row": batch["row"], "ranked": np.array(ranked, dtype=object)}
 
 
-def evaluate(cfg: Config) -> dict:
-    g, start = cfg.generator, time.time()
-    path = RunLayout.of(cfg).generator
+def evaluate(e: EvaluateConfig, run: RunContext, g: GeneratorConfig, train: TrainConfig) -> dict:
+    """The evaluate stage: the run's trained generator (`g`) on e.split under the ID trie, beside the reference
+    methods (SASRec trained with the `train` settings); the metrics."""
+    start = time.time()
+    path = run.layout.generator
     if is_seqrec(path):
-        ranked, relevant, keys, inputs, extra = evaluate_seqrec(cfg, path)
-        return write_evaluation(cfg, path, ranked, relevant, keys, relevant, inputs, None, extra)
-    beams = beam_width(cfg)
+        ranked, relevant, keys, inputs, extra = evaluate_seqrec(e, run, g, path)
+        return write_evaluation(e, run, g, train, path, ranked, relevant, keys, relevant, inputs, None, extra)
+    beams = beam_width(e)
     if not os.path.exists(os.path.join(path, "config.json")) or not os.path.exists(os.path.join(path, GENERATOR_FILE)):
         raise FileNotFoundError(f"no trained generator at {path}: run train-generator first")
     tokenizer, vocab, info = load_id_vocab(path)
-    table = read_id_table(info["ids"], cfg.storage)
+    table = read_id_table(info["ids"], run.storage)
     targets = vocab.tokens(table.codes, table.suffix)
     sid_of = dict(zip(table.doc_ids, vocab.sids(targets)))
     t0 = time.time()
@@ -144,41 +141,55 @@ def evaluate(cfg: Config) -> dict:
     log.info(
         "evaluate: trie over %d IDs built in %.2fs (%.1f MiB)", len(targets), time.time() - t0, trie_bytes(trie) / 2**20
     )
-    split = cfg.evaluate.split
-    data = build_examples(cfg, tokenizer, vocab, table, split, text_embedder(cfg, info.get("encoder", "")))
+    bf16 = train.precision != "fp32"
+    embed = text_embedder(g, run, info.get("encoder", ""), bf16)
+    data = build_examples(g, run, tokenizer, vocab, table, e.split, embed, e.max_queries)
     beams = min(beams, len(targets))
-    actor = {"path": path, "trie": ray.put(trie), "beams": beams, "bf16": cfg.train.precision != "fp32"}
+    actor = {"path": path, "trie": ray.put(trie), "beams": beams, "bf16": bf16}
     order = by_length(data["sources"])  # batches of similar length: each is decoded at its own length
     ranked = [None] * len(order)
-    for i, r in zip(
-        order, map_rows(RunContext.of(cfg), GeneratorActor, actor, input_ids=data["sources"][order])["ranked"]
-    ):
+    for i, r in zip(order, map_rows(run, GeneratorActor, actor, input_ids=data["sources"][order])["ranked"]):
         ranked[i] = r.split(" ")
     relevant = [{sid_of[d]: grade for d, grade in rel.items()} for rel in data["relevant"]]
     if g.task == "rec":  # the protocol of every rec row: the user's own history is not a candidate
         seen = [{sid_of[i] for i in h} for h in data["inputs"]["histories"]]
         ranked = [[s for s in r if s not in own] for r, own in zip(ranked, seen)]
-    texts = doc_texts(cfg, table.row) if g.task == "retrieval" else None
+    texts = doc_texts(run, table.row) if g.task == "retrieval" else None
     data["inputs"].update(doc_ids=list(table.doc_ids), number={d: i + 1 for i, d in enumerate(table.doc_ids)})
     extra = {"beams": beams, "counts": data["counts"], "decode_seconds": time.time() - start}
-    return write_evaluation(cfg, path, ranked, relevant, data["keys"], data["relevant"], data["inputs"], texts, extra)
+    keys, relevant_docs, inputs = data["keys"], data["relevant"], data["inputs"]
+    return write_evaluation(e, run, g, train, path, ranked, relevant, keys, relevant_docs, inputs, texts, extra)
 
 
-def write_evaluation(cfg: Config, path: str, ranked, relevant, keys, relevant_docs, inputs, texts, extra) -> dict:
+def write_evaluation(
+    e: EvaluateConfig,
+    run: RunContext,
+    g: GeneratorConfig,
+    train: TrainConfig,
+    path: str,
+    ranked,
+    relevant,
+    keys,
+    relevant_docs,
+    inputs,
+    texts,
+    extra,
+) -> dict:
     """Metrics of a generator's `ranked` lists against `relevant` (both in the generator's terms: printed IDs or
     items) beside the reference methods on the same examples (`relevant_docs`: the same in document ids; `inputs`
     as build_examples gives them), each with its 95% interval and a paired bootstrap interval of the generator's
     difference from it (the same resampled queries for both). Writes <path>/eval-<split>/{metrics.json,
     predictions.parquet} and returns the metrics."""
-    g, e, start = cfg.generator, cfg.evaluate, time.time()
+    start = time.time()
     metrics, intervals, per = summarise(ranked, relevant, e.ks)
     reference = {}
     for method, docs in reference_rankings(g.task, inputs, inputs["doc_ids"], texts, max(e.ks)).items():
         reference[method] = _reference_row(docs, relevant_docs, e.ks, per)
     if g.task == "rec" and e.sasrec_epochs > 0:
         docs, settings = sasrec_reference(
-            cfg,
-            RunLayout.of(cfg).sasrec,
+            train,
+            run,
+            run.layout.sasrec,
             inputs["number"],
             inputs["train_sequences"],
             inputs["histories"],
@@ -239,10 +250,10 @@ def _reference_row(ranked: list, relevant: list, ks, generator_per: dict) -> dic
     return {"metrics": m, "intervals": ci, "paired": paired}
 
 
-def finished_evaluation(cfg: Config) -> dict | None:
+def finished_evaluation(e: EvaluateConfig, run: RunContext) -> dict | None:
     """The saved evaluation of the generator as it is now (metrics.json newer than its weights, with the same
     split, cut-offs, beams and sample), else None: train-generator then does not decode again."""
-    e, path = cfg.evaluate, RunLayout.of(cfg).generator
+    path = run.layout.generator
     saved, weights = os.path.join(path, f"eval-{e.split}", "metrics.json"), os.path.join(path, "config.json")
     if not os.path.exists(saved) or not os.path.exists(weights) or os.path.getmtime(saved) < os.path.getmtime(weights):
         return None
@@ -251,7 +262,7 @@ def finished_evaluation(cfg: Config) -> dict | None:
     same = (result.get("ks"), result.get("max_eval"), result.get("beams")) == (
         list(e.ks),
         e.max_queries,
-        beam_width(cfg),
+        beam_width(e),
     )
     return result if same else None
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ..config import Config, ConfigError, EvaluateConfig, GeneratorConfig
+from ..config import ConfigError, EvaluateConfig, GeneratorConfig, TrainConfig
 from ..data.generator_data import read_sequences
 from ..ids.table import read_id_table
 from ..models.seqrec import (
@@ -33,7 +33,7 @@ from ..models.seqrec import (
     top_k,
     training_rows,
 )
-from ..paths import RunContext, RunLayout
+from ..paths import RunContext
 from ..train.task import HISTORY_FILE, TaskDefaults, ValidatedByRecall
 from .splits import sample, split_sequences
 
@@ -124,7 +124,8 @@ class SeqRecTask(ValidatedByRecall, TaskDefaults):
 
 
 def fit_seqrec(
-    cfg: Config,
+    train_settings: TrainConfig,
+    run: RunContext,
     out: str,
     sequences: list,
     items: int,
@@ -158,7 +159,9 @@ def fit_seqrec(
         dropout=settings.dropout,
     )
     inputs, labels = training_rows(train, settings.max_len)
-    per_worker = max(1, settings.batch_size // cfg.train.num_workers)  # the global batch, whatever the worker count
+    per_worker = max(
+        1, settings.batch_size // train_settings.num_workers
+    )  # the global batch, whatever the worker count
     val, patience = None, 0
     if validation:
         histories, targets, k, patience = validation
@@ -167,9 +170,8 @@ def fit_seqrec(
             "targets": ray.put(np.asarray(targets, dtype=np.int64)),
             "ks": [k],
         }
-    task = SeqRecTask(model_cfg, rows, out, settings.epochs, settings.lr, per_worker, cfg.seed, name, val, patience)
-    run = RunContext.of(cfg)
-    fit(cfg.train, run, task, train_rows(run, shuffle=True, input_ids=inputs, labels=labels), fresh=True)
+    task = SeqRecTask(model_cfg, rows, out, settings.epochs, settings.lr, per_worker, run.seed, name, val, patience)
+    fit(train_settings, run, task, train_rows(run, shuffle=True, input_ids=inputs, labels=labels), fresh=True)
     return SeqRec.from_pretrained(out)
 
 
@@ -181,7 +183,8 @@ def ranked_items(model: SeqRec, histories: list, number: dict, k: int) -> list:
 
 
 def sasrec_reference(
-    cfg: Config,
+    train_settings: TrainConfig,
+    run: RunContext,
     out: str,
     number: dict,
     sequences: list,
@@ -195,13 +198,13 @@ def sasrec_reference(
     number), the history's own items left out; `validation` as fit_seqrec's."""
     start = time.time()
     train = [[number[i] for i in s] for s in sequences]
-    name = f"sasrec-{cfg.seed}"
-    model = fit_seqrec(cfg, out, train, len(number), settings, "item", None, None, name, validation)
+    name = f"sasrec-{run.seed}"
+    model = fit_seqrec(train_settings, run, out, train, len(number), settings, "item", None, None, name, validation)
     ranked = ranked_items(model, histories, number, k)
     return ranked, {
         "epochs": settings.epochs,
         "dropout": settings.dropout,
-        "seed": cfg.seed,
+        "seed": run.seed,
         "train_sequences": len(train),
         "seconds": round(time.time() - start, 1),
     }
@@ -212,34 +215,34 @@ def is_seqrec(path: str) -> bool:
     return os.path.exists(os.path.join(path, CONFIG_FILE))
 
 
-def rec_split(cfg: Config, number: dict) -> tuple[dict, dict]:
+def rec_split(g: GeneratorConfig, run: RunContext, number: dict) -> tuple[dict, dict]:
     """(leave-one-out split of the task's sequences over the items of `number`, counts of what was left out)."""
     from .examples import task_data
 
-    parts, skipped = split_sequences(read_sequences(task_data(cfg)), number)
+    parts, skipped = split_sequences(read_sequences(task_data(g, run)), number)
     for k, v in skipped.items():
         if v:  # a count of 0 (Counter keeps keys it was asked to add 0 to) is not worth a warning
             log.warning("generator rec: skipped %s = %d", k, v)
     return parts, {f"skipped_{k}": v for k, v in skipped.items() if v}
 
 
-def train_seqrec_generator(cfg: Config) -> dict:
+def train_seqrec_generator(g: GeneratorConfig, run: RunContext, e: EvaluateConfig, train_settings: TrainConfig) -> dict:
     """train-generator for generator.kind=seqrec: the one-pass generator on every user's items before the
     validation target (item vectors composed from the ID table)."""
-    g, start = cfg.generator, time.time()
+    start = time.time()
     if g.task != "rec":  # kind=seqrec set by hand
         raise ConfigError("generator.kind=seqrec recommends items: set generator.task=rec (retrieval: kind=t5)")
     if g.encoder:
         raise ConfigError("generator.encoder reads query texts: it is for generator.task=retrieval (kind=t5)")
-    out, ids = RunLayout.of(cfg).generator, RunLayout.of(cfg).generator_ids
-    table = read_id_table(ids, cfg.storage)
+    out, ids = run.layout.generator, run.layout.generator_ids
+    table = read_id_table(ids, run.storage)
     summary = {"generator": out, "task": g.task, "kind": "seqrec", "ids": ids, "documents_with_ids": len(table.doc_ids)}
     if is_seqrec(out) and os.path.exists(os.path.join(out, HISTORY_FILE)):
         log.info("generator: already trained at %s", out)
     else:
         number = {d: i + 1 for i, d in enumerate(table.doc_ids)}
-        parts, counts = rec_split(cfg, number)
-        users = sample(parts["valid"], g.max_train_examples, cfg.seed)
+        parts, counts = rec_split(g, run, number)
+        users = sample(parts["valid"], g.max_train_examples, run.seed)
         train = [[number[i] for i in h] for _, h, _ in users]
         summary["train"] = {**counts, "sequences": len(train), "interactions": sum(len(s) for s in train)}
         log.info(
@@ -249,11 +252,23 @@ def train_seqrec_generator(cfg: Config) -> dict:
         settings = generator_settings(g)
         validation = None
         if g.val_examples:  # the validation target of seeded users (training never sees it)
-            held = sample(parts["valid"], g.val_examples, cfg.seed)
+            held = sample(parts["valid"], g.val_examples, run.seed)
             hist, targets = [[number[i] for i in h] for _, h, _ in held], [number[t] for _, _, t in held]
-            validation = (hist, targets, max(cfg.evaluate.ks), g.patience)
+            validation = (hist, targets, max(e.ks), g.patience)
             summary["validation"] = {"examples": len(held)}
-        fit_seqrec(cfg, out, train, len(number), settings, g.compose, table.codes, table.suffix, name, validation)
+        fit_seqrec(
+            train_settings,
+            run,
+            out,
+            train,
+            len(number),
+            settings,
+            g.compose,
+            table.codes,
+            table.suffix,
+            name,
+            validation,
+        )
         save_items(out, list(table.doc_ids))
     summary["train_seconds"] = round(time.time() - start, 1)
     return summary
@@ -267,21 +282,21 @@ def save_items(out: str, doc_ids: list) -> None:
     )
 
 
-def evaluate_seqrec(cfg: Config, path: str) -> tuple:
+def evaluate_seqrec(e: EvaluateConfig, run: RunContext, g: GeneratorConfig, path: str) -> tuple:
     """(ranked items, relevant, keys, inputs, extra) of a seqrec generator on evaluate.split: the exact
     score of every item of the table after each history, the history's own items left out."""
-    e, start = cfg.evaluate, time.time()
+    start = time.time()
     model = SeqRec.from_pretrained(path)
-    table = read_id_table(RunLayout.of(cfg).generator_ids, cfg.storage)
+    table = read_id_table(run.layout.generator_ids, run.storage)
     if model.cfg.items != len(table.doc_ids):
         raise ValueError(
             f"the generator at {path} scores {model.cfg.items} items, the ID table has {len(table.doc_ids)}"
         )
     number = {d: i + 1 for i, d in enumerate(table.doc_ids)}
-    parts, counts = rec_split(cfg, number)
+    parts, counts = rec_split(g, run, number)
     if e.split not in ("valid", "test"):
         raise ConfigError(f"evaluate.split={e.split!r}: rec has the splits valid and test")
-    examples = sample(parts[e.split], e.max_queries, cfg.seed)
+    examples = sample(parts[e.split], e.max_queries, run.seed)
     histories = [h for _, h, _ in examples]
     ranked = ranked_items(model, histories, number, max(e.ks))
     inputs = {

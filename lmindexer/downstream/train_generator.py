@@ -18,11 +18,11 @@ import ray
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from ..config import Config, ConfigError
+from ..config import ConfigError, EvaluateConfig, GeneratorConfig, TrainConfig
 from ..ids.table import read_id_table
 from ..models.generator import GENERATOR_FILE, build_generator, generator_model, indexer_codebooks, load_id_vocab
 from ..models.pretrained import resolve
-from ..paths import RunContext, RunLayout
+from ..paths import RunContext
 from ..raydata import shared, train_rows
 from ..train.engine import lr_multiplier
 from ..train.loop import all_reduce_sum, fit, length_grouped_batches, shuffled_batches
@@ -114,16 +114,16 @@ class GeneratorTask(ValidatedByRecall, TaskDefaults):
                     json.dump(history, f, indent=2)
 
 
-def _init(cfg: Config, out: str, table) -> str:
+def _init(g: GeneratorConfig, run: RunContext, out: str, table) -> str:
     """init/ for this ID table: the start model with the ID tokens, embeddings from the indexer's codebooks."""
-    g, init_dir = cfg.generator, os.path.join(out, "init")
+    init_dir = os.path.join(out, "init")
     if os.path.exists(os.path.join(init_dir, GENERATOR_FILE)):
         return init_dir
     indexer = table.summary.get("indexer", "")
-    books = indexer_codebooks(indexer, cfg.storage) if g.codebook_init and indexer else None
+    books = indexer_codebooks(indexer, run.storage) if g.codebook_init and indexer else None
     meta = {
         "task": g.task,
-        "ids": RunLayout.of(cfg).generator_ids,
+        "ids": run.layout.generator_ids,
         "method": table.summary.get("method", ""),
         "max_source_length": g.max_source_length,  # how a server cuts a query as training did
     }
@@ -134,10 +134,8 @@ def _init(cfg: Config, out: str, table) -> str:
         if g.task != "retrieval":
             raise ConfigError("generator.encoder reads query texts: it is for generator.task=retrieval")
         meta["encoder"], meta["encoder_max_length"] = g.encoder, g.encoder_max_length
-        dim = AutoConfig.from_pretrained(resolve(g.encoder, cfg.storage)).hidden_size
-    info = build_generator(
-        g.init or RunLayout.of(cfg).backbone, table.spec, init_dir, books, meta, dim, g.encoder_slots
-    )
+        dim = AutoConfig.from_pretrained(resolve(g.encoder, run.storage)).hidden_size
+    info = build_generator(g.init or run.layout.backbone, table.spec, init_dir, books, meta, dim, g.encoder_slots)
     log.debug(
         "generator: start model %s with %d ID positions of %d codes and %d suffixes (ID embeddings from %s)",
         info["init"],
@@ -149,26 +147,28 @@ def _init(cfg: Config, out: str, table) -> str:
     return init_dir
 
 
-def train_generator(cfg: Config) -> dict:
-    g, start = cfg.generator, time.time()
+def train_generator(g: GeneratorConfig, run: RunContext, e: EvaluateConfig, train: TrainConfig) -> dict:
+    """The train-generator stage: the generator `g` describes, on the run's generator ID table, trained with the
+    `train` settings and validated with `e`'s cut-offs; its summary."""
+    start = time.time()
     if g.model_kind == "seqrec":
-        return train_seqrec_generator(cfg)
-    out = RunLayout.of(cfg).generator
-    beam_width(cfg)  # a bad beam setting fails now, not after training
-    table = read_id_table(RunLayout.of(cfg).generator_ids, cfg.storage)
-    init_dir = _init(cfg, out, table)
+        return train_seqrec_generator(g, run, e, train)
+    out = run.layout.generator
+    beam_width(e)  # a bad beam setting fails now, not after training
+    table = read_id_table(run.layout.generator_ids, run.storage)
+    init_dir = _init(g, run, out, table)
     summary = {
         "generator": out,
         "task": g.task,
-        "ids": RunLayout.of(cfg).generator_ids,
+        "ids": run.layout.generator_ids,
         "documents_with_ids": len(table.doc_ids),
     }
     if os.path.exists(os.path.join(out, HISTORY_FILE)):
         log.info("generator: already trained at %s", out)
     else:
         tokenizer, vocab, info = load_id_vocab(init_dir)
-        embed = text_embedder(cfg, info.get("encoder", ""))
-        data = build_examples(cfg, tokenizer, vocab, table, "train", embed)
+        embed = text_embedder(g, run, info.get("encoder", ""), train.precision != "fp32")
+        data = build_examples(g, run, tokenizer, vocab, table, "train", embed)
         labels = id_targets(vocab, table, tokenizer.eos_token_id)[data["targets"]]
         summary["train"] = data["counts"]
         log.info(
@@ -180,15 +180,15 @@ def train_generator(cfg: Config) -> dict:
             "the indexer's codebooks" if info.get("codebook_init") else "random",
         )
         name = f"generator-{hashlib.sha1(out.encode()).hexdigest()[:10]}"
-        per_worker = g.batch_size // cfg.train.num_workers
+        per_worker = g.batch_size // train.num_workers
         if per_worker < 1:
             raise ConfigError(
                 f"generator.batch_size={g.batch_size} (the global batch) is below train.num_workers="
-                f"{cfg.train.num_workers}: raise it"
+                f"{train.num_workers}: raise it"
             )
         val = None
         if g.val_examples:
-            v = build_examples(cfg, tokenizer, vocab, table, VALIDATION, embed)
+            v = build_examples(g, run, tokenizer, vocab, table, VALIDATION, embed)
             targets = vocab.tokens(table.codes, table.suffix)
             first = [table.row[next(iter(rel))] for rel in v["relevant"]]  # recall of one relevant ID per query
             order = by_length(v["sources"])
@@ -196,10 +196,10 @@ def train_generator(cfg: Config) -> dict:
                 "sources": ray.put(v["sources"][order]),
                 "targets": ray.put(targets[first][order]),
                 "trie": ray.put(build_trie(targets)),
-                "ks": list(cfg.evaluate.ks),
+                "ks": list(e.ks),
             }
             summary["validation"] = v["counts"]
-        steps = len(labels) // (per_worker * cfg.train.num_workers)
+        steps = len(labels) // (per_worker * train.num_workers)
         task = GeneratorTask(
             init_dir,
             out,
@@ -207,7 +207,7 @@ def train_generator(cfg: Config) -> dict:
             g.epochs,
             g.lr,
             per_worker,
-            cfg.seed,
+            run.seed,
             steps,
             g.lr_schedule,
             g.warmup,
@@ -217,7 +217,6 @@ def train_generator(cfg: Config) -> dict:
             g.group_by_length,
             embed is not None,
         )
-        run = RunContext.of(cfg)
-        fit(cfg.train, run, task, train_rows(run, shuffle=True, input_ids=data["sources"], labels=labels))
+        fit(train, run, task, train_rows(run, shuffle=True, input_ids=data["sources"], labels=labels))
     summary["train_seconds"] = round(time.time() - start, 1)
     return summary
