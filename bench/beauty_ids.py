@@ -39,9 +39,9 @@ import pyarrow.parquet as pq  # noqa: E402
 from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.data.prepare import prepare  # noqa: E402
+from lmindexer.eval.id_report import id_report  # noqa: E402
 from lmindexer.eval.metrics import code_usage  # noqa: E402
-from lmindexer.eval.report import id_report  # noqa: E402
-from lmindexer.ids.assign import assign_ids  # noqa: E402
+from lmindexer.ids.assign_ids import assign_ids  # noqa: E402
 from lmindexer.paths import RunContext, RunLayout  # noqa: E402
 from lmindexer.pipeline import baselines, learn  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402

@@ -31,7 +31,7 @@ from bench.beauty_ids import make_tables  # noqa: E402
 from bench.results import split_section  # noqa: E402
 from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
-from lmindexer.eval.report import id_report  # noqa: E402
+from lmindexer.eval.id_report import id_report  # noqa: E402
 from lmindexer.paths import RunContext  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 

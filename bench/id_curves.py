@@ -37,8 +37,8 @@ from bench.id_seeds import FULL_TEXT, embed, first_level_k, spread
 from bench.provenance import write_result
 from bench.shared_data import DATA
 from lmindexer.config import load_config
+from lmindexer.eval.id_report import corpus_labels
 from lmindexer.eval.metrics import ami, code_usage
-from lmindexer.eval.report import corpus_labels
 from lmindexer.paths import RunContext
 
 ROOT = Path(__file__).resolve().parents[1]

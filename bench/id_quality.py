@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 from bench.provenance import write_result  # noqa: E402
 from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
+from lmindexer.eval.id_report import corpus_labels, id_report, read_table  # noqa: E402
 from lmindexer.eval.metrics import ami  # noqa: E402
-from lmindexer.eval.report import corpus_labels, id_report, read_table  # noqa: E402
 from lmindexer.paths import RunContext  # noqa: E402
 from lmindexer.runtime import setup_logging  # noqa: E402
 

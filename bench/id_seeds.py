@@ -33,8 +33,8 @@ import torch
 from bench.id_quality import paired_ami
 from bench.provenance import write_result
 from lmindexer.config import load_config
+from lmindexer.eval.id_report import corpus_labels
 from lmindexer.eval.metrics import ami, code_usage, collision_rate
-from lmindexer.eval.report import corpus_labels
 from lmindexer.ids.infer import EmbedActor
 from lmindexer.ids.table import read_id_table
 from lmindexer.models.pretrained import resolve

@@ -41,7 +41,7 @@ def _learn_ids(cfg, phase=None):
 
 
 def _assign_ids(cfg):
-    from .ids.assign import assign_ids
+    from .ids.assign_ids import assign_ids
     from .paths import RunContext
 
     return assign_ids(cfg.assign, RunContext.of(cfg), cfg.model.max_length, cfg.train.precision != "fp32")
@@ -49,7 +49,7 @@ def _assign_ids(cfg):
 
 def _assign_once(cfg):
     """assign-ids, unless the table of the current indexer is already complete (`run` re-runs do no work)."""
-    from .ids.assign import finished_table
+    from .ids.assign_ids import finished_table
     from .paths import RunContext, RunLayout
 
     done = finished_table(cfg.assign, RunContext.of(cfg))
@@ -69,7 +69,7 @@ def _baseline_ids(cfg):
 
 
 def _id_report(cfg):
-    from .eval.report import id_report
+    from .eval.id_report import id_report
     from .paths import RunContext
 
     return id_report(cfg.report, RunContext.of(cfg), cfg.data.label_fields)

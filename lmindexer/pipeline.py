@@ -18,7 +18,7 @@ log = logging.getLogger("lmindexer")
 
 
 def learn(cfg: Config, only: str | None = None) -> dict:
-    from .ids.learn import learn_ids
+    from .ids.learn_ids import learn_ids
     from .init_model import init_model
 
     run = RunContext.of(cfg)

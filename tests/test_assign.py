@@ -15,7 +15,7 @@ from conftest import ctrl_c_able, this_ray
 
 from lmindexer.config import IndexerConfig, load_config
 from lmindexer.data.prepare import prepare
-from lmindexer.ids.assign import assign_ids, unique_shuffle
+from lmindexer.ids.assign_ids import assign_ids, unique_shuffle
 from lmindexer.ids.unique import rebalance_group, sid, suffix_group
 from lmindexer.init_model import init_model
 from lmindexer.models.indexer import SemanticIndexer

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 
 from lmindexer.config import IndexerConfig, ModelConfig
 from lmindexer.eval.metrics import ami
-from lmindexer.ids.learn import schedule
+from lmindexer.ids.learn_ids import schedule
 from lmindexer.ids.negatives import prefix_groups, sample_negatives
 from lmindexer.models.backbone import load_backbone
 from lmindexer.models.codebook import code_logits, straight_through
@@ -204,7 +204,7 @@ def test_schedule_trains_only_the_first_positions_when_asked():
 
 
 def test_poor_fit_warns_when_codes_do_not_tell_documents_apart():
-    from lmindexer.ids.assign import poor_fit
+    from lmindexer.ids.assign_ids import poor_fit
 
     assert poor_fit(12101, 1271, 30) is None  # a learned table: a tenth with a suffix, small groups
     assert poor_fit(50, 40, 40) is None  # too few documents to judge

@@ -10,7 +10,7 @@ import pytest
 
 from lmindexer.cli import main
 from lmindexer.config import load_config
-from lmindexer.eval.report import id_report
+from lmindexer.eval.id_report import id_report
 from lmindexer.paths import RunContext
 
 
@@ -99,7 +99,7 @@ def test_report_cli_and_unknown_peer_keys(setup, capsys):
 
 
 def test_unlabelled_documents_are_left_out_of_label_figures():
-    from lmindexer.eval.report import figures
+    from lmindexer.eval.id_report import figures
     from lmindexer.ids.table import IdTable
 
     codes = np.array([[0], [0], [1], [1], [1], [0]])

@@ -16,7 +16,7 @@ from lmindexer import storage
 from lmindexer.config import load_config
 from lmindexer.data.prepare import prepare
 from lmindexer.data.synthetic import write_demo
-from lmindexer.ids.assign import assign_ids
+from lmindexer.ids.assign_ids import assign_ids
 from lmindexer.paths import RunContext
 from lmindexer.pipeline import learn
 

@@ -26,7 +26,7 @@ from ..paths import RunContext
 from ..quantizers import METHODS, load_method, save_method
 from ..raydata import map_files, read_numpy, train_rows
 from ..train.loop import fit
-from .assign import codes_table, encode_rounds, make_unique
+from .assign_ids import codes_table, encode_rounds, make_unique
 from .infer import EmbedActor
 from .rqvae_training import RqvaeTask, init_state
 
