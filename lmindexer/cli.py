@@ -214,17 +214,17 @@ STAGES = {
     ),
     "learn-ids": (
         _learn_ids,
-        ["", "data", "model", "indexer", "train", "ray"],
+        ["", "storage", "data", "model", "indexer", "train", "inference", "ray"],
         "learn semantic IDs (LMIndexer) with Ray Train + DeepSpeed; writes <output_dir>/indexer",
     ),
     "assign-ids": (
         _assign_ids,
-        ["", "storage", "data", "model", "train", "assign", "ray"],
+        ["", "storage", "data", "model", "train", "inference", "assign", "ray"],
         "give every document a unique ID with a trained indexer (Ray Data actor pool, resumable)",
     ),
     "baseline-ids": (
         _baseline_ids,
-        ["", "storage", "data", "model", "indexer", "train", "assign", "baseline", "ray"],
+        ["", "storage", "data", "model", "indexer", "train", "inference", "assign", "baseline", "ray"],
         "IDs from a baseline method (hierarchical k-means, residual k-means, RQ-VAE, random) in the same table format",
     ),
     "id-report": (
@@ -235,18 +235,18 @@ STAGES = {
     ),
     "train-generator": (
         _train_generator,
-        ["", "storage", "data", "model", "train", "generator", "ray"],
+        ["", "storage", "data", "model", "train", "inference", "generator", "evaluate", "ray"],
         "train a T5 to generate IDs (generator.task: retrieval or rec) with Ray Train + DeepSpeed, "
         "then evaluate it under the ID trie",
     ),
     "evaluate": (
         _evaluate,
-        ["", "storage", "data", "train", "generator", "ray"],
+        ["", "storage", "data", "train", "inference", "generator", "evaluate", "ray"],
         "Recall/NDCG/MRR/hit@K of a trained generator: trie-constrained beam search on a Ray Data actor pool",
     ),
     "tune": (
         _tune,
-        ["", "storage", "data", "model", "indexer", "train", "generator", "tune", "ray"],
+        ["", "storage", "data", "model", "indexer", "train", "inference", "generator", "evaluate", "tune", "ray"],
         "Ray Tune search (random/grid, ASHA) over learn-ids or the generator; trials table, best.yaml, plot; "
         "re-running resumes",
     ),
@@ -258,7 +258,21 @@ STAGES = {
     ),
     "run": (
         _run,
-        ["", "storage", "data", "demo", "model", "indexer", "train", "assign", "report", "generator", "ray"],
+        [
+            "",
+            "storage",
+            "data",
+            "demo",
+            "model",
+            "indexer",
+            "train",
+            "inference",
+            "assign",
+            "report",
+            "generator",
+            "evaluate",
+            "ray",
+        ],
         "the whole pipeline on one config: prepare -> init-model -> learn-ids -> assign-ids -> id-report -> "
         "train-generator + evaluate for each of generator.run_tasks; re-running resumes",
     ),

@@ -26,6 +26,35 @@ def test_help_lists_every_option(stage, capsys):
                 assert f"{section + '.' if section else ''}{f.name}=" in text
 
 
+# each command's stage entry (the run command sequences them; tune and serve work over whole configs)
+ENTRIES = {
+    "prepare": "lmindexer.data.prepare:prepare",
+    "init-model": "lmindexer.init_model:init_model",
+    "learn-ids": "lmindexer.ids.learn_ids:learn_ids",
+    "assign-ids": "lmindexer.ids.assign_ids:assign_ids",
+    "baseline-ids": "lmindexer.ids.baseline_ids:baseline_ids",
+    "id-report": "lmindexer.eval.id_report:id_report",
+    "train-generator": "lmindexer.downstream.train_generator:train_generator",
+    "evaluate": "lmindexer.downstream.evaluate:evaluate",
+}
+
+
+@pytest.mark.parametrize("stage", sorted(ENTRIES))
+def test_help_shows_every_section_the_stage_reads(stage):
+    """The sections in a command's --help include every settings section its stage entry takes (by its signature)."""
+    import importlib
+    import inspect
+
+    root = Config()
+    sections = [f.name for f in dataclasses.fields(root) if dataclasses.is_dataclass(getattr(root, f.name))]
+    section_of = {type(getattr(root, name)).__name__: name for name in sections}
+    module, name = ENTRIES[stage].split(":")
+    params = inspect.signature(getattr(importlib.import_module(module), name)).parameters.values()
+    read = {section_of[p.annotation] for p in params if p.annotation in section_of}
+    assert read and read <= set(STAGES[stage][1]), (read, STAGES[stage][1])
+    assert "ray" in STAGES[stage][1] and "storage" in STAGES[stage][1] or stage == "init-model"
+
+
 def test_bad_override_exits_2_naming_the_key(capsys):
     assert main(["prepare", "data.nope=1"]) == 2
     assert "'data.nope'" in capsys.readouterr().err
