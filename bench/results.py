@@ -815,6 +815,13 @@ SECTIONS = [
         3,
     ),
     Section(
+        "ids-dbpedia-nb1-curves.json",
+        "Keeping the start's neighbourhoods (indexer.neighbour_weight), DBpedia-14",
+        ids_curves_section,
+        "python -m bench.id_curves --corpus dbpedia --make 1 --variant nb1 indexer.neighbour_weight=1.0",
+        3,
+    ),
+    Section(
         "ids-dbpedia.json",
         "ID quality on DBpedia-14",
         ids_section,
@@ -926,12 +933,15 @@ def scoreboard_rows() -> list[tuple[str, str, str, str, str]]:
         )
     curve_files = ("ids-dbpedia-curves.json", "ids-ag-news-curves.json")
     curve_files += tuple(f"ids-{c}-l64-curves.json" for c in ("beauty", "dbpedia", "ag-news"))
+    curve_files += ("ids-dbpedia-nb1-curves.json",)
     for file in curve_files:
         curves = _load(file)
         paired = _paired_by_seed(curves, 1) if curves else {}
         if paired:  # the recipe's one joint epoch on another corpus, or reading 64 tokens
             one = curves["summary"][1]
-            reads = ", reading 64 tokens" if curves.get("variant") == "l64" else ""
+            reads = {"l64": ", reading 64 tokens", "nb1": ", keeping the start's neighbourhoods"}.get(
+                curves.get("variant"), ""
+            )
             rows.append(
                 (
                     f"The learned first code, {CORPUS_NAMES[curves['corpus_name']]}{reads}, one joint epoch, "
