@@ -599,11 +599,12 @@ def ids_curves_section(data: dict) -> str:
     last = summary[-1]
     best = max(summary, key=lambda p: p["lead"]["mean"])
     paired = {p["epoch"]: _paired_by_seed(data, p["epoch"]) for p in summary}
+    later = f" and {last['lead']['mean']:+.4f} after {last['epoch']}" if last["epoch"] > 1 else ""
     lines = [
-        f"**{name}, more joint epochs at position 1, {data['seeds']} seed(s)**: the first code's lead over whole-text "
-        f"MiniLM + k-means at the same perplexity goes from {summary[0]['lead']['mean']:+.4f} at the k-means start "
-        f"to {summary[1]['lead']['mean']:+.4f} after one joint epoch and {last['lead']['mean']:+.4f} after "
-        f"{last['epoch']} (AMI vs {label}, mean over the seeds that reached each point; the largest lead is after "
+        f"**{name}, {'more joint epochs' if later else 'one joint epoch'} at position 1, {data['seeds']} seed(s)**: "
+        "the first code's lead over whole-text MiniLM + k-means at the same perplexity goes from "
+        f"{summary[0]['lead']['mean']:+.4f} at the k-means start to {summary[1]['lead']['mean']:+.4f} after one "
+        f"joint epoch{later} (AMI vs {label}, mean over the seeds that reached each point; the largest lead is after "
         f"{best['epoch']}).",
         "",
         f"{data['items']:,} items of `{Path(data['corpus']).name}`; runs {', '.join(data['runs'])} (seed = position "
