@@ -39,11 +39,9 @@ import pyarrow.parquet as pq  # noqa: E402
 from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
 from lmindexer.data.prepare import prepare  # noqa: E402
-from lmindexer.eval.id_report import id_report  # noqa: E402
 from lmindexer.eval.metrics import code_usage  # noqa: E402
-from lmindexer.ids.assign_ids import assign_ids  # noqa: E402
 from lmindexer.paths import RunContext, RunLayout  # noqa: E402
-from lmindexer.pipeline import baselines, learn  # noqa: E402
+from lmindexer.pipeline import assign, baselines, learn, report  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 from lmindexer.train.engine import engine_kind  # noqa: E402
 
@@ -62,7 +60,6 @@ def make_tables(config: Path, overrides: list, runs: list, rebalance: bool = Tru
         prepare(cfg.data, RunContext.of(cfg), cfg.demo)
     learn(cfg)
     seconds["learn-ids"] = time.time() - start
-    assign = lambda c: assign_ids(c.assign, RunContext.of(c), c.model.max_length)  # noqa: E731
     tables["lmindexer"] = os.path.dirname(assign(cfg)["table"])
     if rebalance:
         again = ["assign.collisions=rebalance", f"assign.output={os.path.join(cfg.output_dir, 'ids-rebalance')}"]
@@ -174,7 +171,7 @@ def kmeans_curve(config: Path, overrides: list) -> None:
     }
     specs = ", ".join(f"{name}={path}" for name, path in tables.items())
     cfg = load_config(config, overrides + [f"report.tables=[{specs}]"])
-    out = id_report(cfg.report, RunContext.of(cfg), cfg.data.label_fields)
+    out = report(cfg)
     print(open(out["report"]).read())
 
 
@@ -209,7 +206,7 @@ def main() -> None:
             tables.append(f"published-{peer}={path}")
     keyed = [] if dbpedia else ["report.key_field=letter_item_id"]
     cfg = load_config(config, overrides + [f"report.tables=[{', '.join(tables)}]", *keyed])
-    out = id_report(cfg.report, RunContext.of(cfg), cfg.data.label_fields)
+    out = report(cfg)
     backbone = cfg.model.name_or_path or f"{cfg.model.preset} {cfg.model.backbone}"
     peers = "" if dbpedia else "; published peers: T=4, K=256"
     print(

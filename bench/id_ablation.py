@@ -30,9 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from bench.beauty_ids import make_tables  # noqa: E402
 from bench.results import split_section  # noqa: E402
 from bench.shared_data import DATA  # noqa: E402
+from lmindexer import pipeline  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
-from lmindexer.eval.id_report import id_report  # noqa: E402
-from lmindexer.paths import RunContext  # noqa: E402
 from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 
 # the recipe under test: every position trained, 2 of MiniLM's 6 layers trained (the lower 4 frozen, run once per
@@ -168,7 +167,7 @@ def main() -> None:
         base
         + [f"output_dir={root / chosen[0]}", f"report.tables=[{', '.join(specs)}]", f"report.output={root / 'report'}"],
     )
-    out = id_report(report.report, RunContext.of(report), report.data.label_fields)
+    out = pipeline.report(report)
     results = json.load(open(out["json"]))
     cfg = load_config(config, base)
     first = next(iter(results.values()))

@@ -27,9 +27,10 @@ import numpy as np  # noqa: E402
 from bench.provenance import write_result  # noqa: E402
 from bench.shared_data import DATA  # noqa: E402
 from lmindexer.config import load_config  # noqa: E402
-from lmindexer.eval.id_report import corpus_labels, id_report, read_table  # noqa: E402
+from lmindexer.eval.id_report import corpus_labels, read_table  # noqa: E402
 from lmindexer.eval.metrics import ami  # noqa: E402
 from lmindexer.paths import RunContext  # noqa: E402
+from lmindexer.pipeline import report as id_report  # noqa: E402
 from lmindexer.runtime import setup_logging  # noqa: E402
 
 CONFIG = ROOT / "configs" / "beauty-minilm.yaml"
@@ -82,7 +83,7 @@ def main() -> None:
     specs = ", ".join(f"{n}={p}" for n, p in tables.items())
     cfg = load_config(args.config, extra + keyed + [f"report.tables=[{specs}]"])
     start = time.time()
-    report = json.loads(Path(id_report(cfg.report, RunContext.of(cfg), cfg.data.label_fields)["json"]).read_text())
+    report = json.loads(Path(id_report(cfg)["json"]).read_text())
     corpus, fields = corpus_labels(RunContext.of(cfg), cfg.data.label_fields, cfg.report.key_field)
     keymap = (
         {k: d for k, d in zip(corpus.column("key").to_pylist(), corpus.column("doc_id").to_pylist()) if k is not None}

@@ -41,10 +41,9 @@ def _learn_ids(cfg, phase=None):
 
 
 def _assign_ids(cfg):
-    from .ids.assign_ids import assign_ids
-    from .paths import RunContext
+    from .pipeline import assign
 
-    return assign_ids(cfg.assign, RunContext.of(cfg), cfg.model.max_length, cfg.train.precision != "fp32")
+    return assign(cfg)
 
 
 def _assign_once(cfg):
@@ -69,10 +68,9 @@ def _baseline_ids(cfg):
 
 
 def _id_report(cfg):
-    from .eval.id_report import id_report
-    from .paths import RunContext
+    from .pipeline import report
 
-    return id_report(cfg.report, RunContext.of(cfg), cfg.data.label_fields)
+    return report(cfg)
 
 
 def _train_generator(cfg):
@@ -209,7 +207,7 @@ STAGES = {
     ),
     "init-model": (
         _init_model,
-        ["", "data", "model", "ray"],
+        ["", "storage", "data", "model", "ray"],
         "load a pretrained T5 or build one from a preset with a tokenizer trained on the corpus",
     ),
     "learn-ids": (

@@ -57,10 +57,10 @@ class RunLayout:
         def at(override: str, name: str) -> str:
             return storage.absolute(override or storage.join(cfg.output_dir, name))
 
-        g = cfg.generator
+        g, demo_source = cfg.generator, at("", "demo_source")
         ids_name = posixpath.basename(posixpath.normpath(g.ids)) if g.ids else "ids"
         return cls(
-            demo_source=at("", "demo_source"),
+            demo_source=demo_source,
             corpus=at(cfg.data.output, "corpus"),
             backbone=at("", "backbone"),
             learn_work=at("", "learn_ids"),
@@ -74,7 +74,7 @@ class RunLayout:
             run_summary=at("", "run_summary.json"),
             ray=at(cfg.train.storage_path, "ray"),
             tune=at(cfg.tune.output, "tune"),
-            generator_data=_generator_data(cfg, at("", "demo_source")),
+            generator_data=_generator_data(cfg, demo_source),
         )
 
 

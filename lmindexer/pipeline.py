@@ -2,6 +2,8 @@
 commands (`lmindexer <stage>`, `run`), Tune's trials and the benches call these.
 
 - learn:     init-model (the backbone folder), then learn-ids on it
+- assign:    assign-ids with the model's cut and precision
+- report:    id-report against the corpus's label fields
 - baselines: init-model when the baseline embeds with the run's own encoder, then baseline-ids
 - generator: train-generator, then evaluate (unless the generator as it is was evaluated before)
 """
@@ -23,6 +25,18 @@ def learn(cfg: Config, only: str | None = None) -> dict:
 
     run = RunContext.of(cfg)
     return learn_ids(cfg.indexer, run, cfg.model, cfg.train, init_model(cfg.model, run), only=only)
+
+
+def assign(cfg: Config) -> dict:
+    from .ids.assign_ids import assign_ids
+
+    return assign_ids(cfg.assign, RunContext.of(cfg), cfg.model.max_length, cfg.train.precision != "fp32")
+
+
+def report(cfg: Config) -> dict:
+    from .eval.id_report import id_report
+
+    return id_report(cfg.report, RunContext.of(cfg), cfg.data.label_fields)
 
 
 def baselines(cfg: Config) -> dict:

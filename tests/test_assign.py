@@ -15,11 +15,12 @@ from conftest import ctrl_c_able, this_ray
 
 from lmindexer.config import IndexerConfig, load_config
 from lmindexer.data.prepare import prepare
-from lmindexer.ids.assign_ids import assign_ids, unique_shuffle
+from lmindexer.ids.assign_ids import unique_shuffle
 from lmindexer.ids.unique import rebalance_group, sid, suffix_group
 from lmindexer.init_model import init_model
 from lmindexer.models.indexer import SemanticIndexer
 from lmindexer.paths import RunContext
+from lmindexer.pipeline import assign
 from lmindexer.runtime import PARTITION_ROWS, partitions_for
 
 
@@ -49,11 +50,6 @@ def indexed(ray_session, tmp_path_factory):
     idx.state["positions_done"] = 2
     idx.save_pretrained(str(base / "indexer"))
     return base
-
-
-def assign(cfg):
-    """assign-ids as the command runs it: its section, the run context, the model's cut."""
-    return assign_ids(cfg.assign, RunContext.of(cfg), cfg.model.max_length)
 
 
 def run_cfg(base, out, *extra):

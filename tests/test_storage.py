@@ -16,9 +16,8 @@ from lmindexer import storage
 from lmindexer.config import load_config
 from lmindexer.data.prepare import prepare
 from lmindexer.data.synthetic import write_demo
-from lmindexer.ids.assign_ids import assign_ids
 from lmindexer.paths import RunContext
-from lmindexer.pipeline import learn
+from lmindexer.pipeline import assign, learn
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -110,7 +109,7 @@ def test_pipeline_on_s3(ray_session, s3, tmp_path):
     assert any("learn-ids/checkpoint_" in p for p in runs), runs[:20]
 
     shutil.rmtree(tmp_path / "learn_ids")  # assign-ids must read the indexer from S3, not from the local copy
-    ids = assign_ids(cfg.assign, RunContext.of(cfg), cfg.model.max_length)
+    ids = assign(cfg)
     assert ids["documents_in"] == ids["ids_out"] == 150
     table = pq.read_table("lmi/ids/table", filesystem=fs)
     assert table.num_rows == 150 and len(set(table.column("sid").to_pylist())) == 150
