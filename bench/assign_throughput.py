@@ -35,10 +35,10 @@ import psutil
 import pyarrow.parquet as pq
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.provenance import write_result
+from lmindexer.models.indexer import SemanticIndexer
 
-from bench.provenance import write_result  # noqa: E402
-from lmindexer.models.indexer import SemanticIndexer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CLI = [sys.executable, "-m", "lmindexer.cli"]
 BATCH, MAX_LENGTH, CANDIDATES = 256, 48, 8

@@ -31,19 +31,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
+
+from bench.shared_data import DATA
+from lmindexer.config import load_config
+from lmindexer.data.prepare import prepare
+from lmindexer.eval.metrics import code_usage
+from lmindexer.paths import RunContext, RunLayout
+from lmindexer.pipeline import assign, baselines, learn, report
+from lmindexer.runtime import ensure_ray, setup_logging
+from lmindexer.train.engine import engine_kind
+
 ROOT = Path(__file__).resolve().parents[1]
-
-import numpy as np  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-from bench.shared_data import DATA  # noqa: E402
-from lmindexer.config import load_config  # noqa: E402
-from lmindexer.data.prepare import prepare  # noqa: E402
-from lmindexer.eval.metrics import code_usage  # noqa: E402
-from lmindexer.paths import RunContext, RunLayout  # noqa: E402
-from lmindexer.pipeline import assign, baselines, learn, report  # noqa: E402
-from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
-from lmindexer.train.engine import engine_kind  # noqa: E402
 
 BEAUTY = DATA / "amazon_beauty"
 PEERS = BEAUTY / "original" / "CollisionGenRec" / "data" / "Beauty" / "indexes"

@@ -19,13 +19,13 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from bench.provenance import write_result
+from lmindexer.models.seqrec import SeqRec, SeqRecConfig, item_rows, top_k
+
 ROOT = Path(__file__).resolve().parents[1]
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from bench.provenance import write_result  # noqa: E402
-from lmindexer.models.seqrec import SeqRec, SeqRecConfig, item_rows, top_k  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "exact-scoring.json"
 

@@ -45,17 +45,17 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.results import label
+from bench.shared_data import DATA
+from lmindexer.config import load_config
+from lmindexer.data.prepare import prepare_once
+from lmindexer.downstream.train_generator import HISTORY_FILE
+from lmindexer.init_model import init_model
+from lmindexer.paths import RunContext
+from lmindexer.pipeline import baselines, generator
+from lmindexer.runtime import setup_logging
 
-from bench.results import label  # noqa: E402
-from bench.shared_data import DATA  # noqa: E402
-from lmindexer.config import load_config  # noqa: E402
-from lmindexer.data.prepare import prepare_once  # noqa: E402
-from lmindexer.downstream.train_generator import HISTORY_FILE  # noqa: E402
-from lmindexer.init_model import init_model  # noqa: E402
-from lmindexer.paths import RunContext  # noqa: E402
-from lmindexer.pipeline import baselines, generator  # noqa: E402
-from lmindexer.runtime import setup_logging  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 BEAUTY = DATA / "amazon_beauty"
 SCIFACT = DATA / "scifact" / "derived_beir"

@@ -23,14 +23,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.beauty_ids import BEAUTY, baseline_runs, make_tables
+from bench.beauty_ids import OVERRIDES as BEAUTY_OVERRIDES
+from bench.shared_data import DATA
+from lmindexer.config import load_config
+from lmindexer.pipeline import generator
+from lmindexer.runtime import setup_logging
 
-from bench.beauty_ids import BEAUTY, baseline_runs, make_tables  # noqa: E402
-from bench.beauty_ids import OVERRIDES as BEAUTY_OVERRIDES  # noqa: E402
-from bench.shared_data import DATA  # noqa: E402
-from lmindexer.config import load_config  # noqa: E402
-from lmindexer.pipeline import generator  # noqa: E402
-from lmindexer.runtime import setup_logging  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SCIFACT = DATA / "scifact" / "derived_beir"
 MINILM = "--minilm" in sys.argv  # also the MiniLM-based baselines (the [minilm] extra)

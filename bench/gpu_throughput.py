@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.assign_throughput import lmindexer
+from bench.provenance import write_result
+from lmindexer.models.indexer import SemanticIndexer
+from lmindexer.models.tokenizer import encode_texts
 
-from bench.assign_throughput import lmindexer  # noqa: E402
-from bench.provenance import write_result  # noqa: E402
-from lmindexer.models.indexer import SemanticIndexer  # noqa: E402
-from lmindexer.models.tokenizer import encode_texts  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets, TFLOP/s; the first key found in the device
 # name wins, so the PCIe and NVL parts come before the SXM part of the same name

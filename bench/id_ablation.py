@@ -25,14 +25,14 @@ import random
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.beauty_ids import make_tables
+from bench.results import split_section
+from bench.shared_data import DATA
+from lmindexer import pipeline
+from lmindexer.config import load_config
+from lmindexer.runtime import ensure_ray, setup_logging
 
-from bench.beauty_ids import make_tables  # noqa: E402
-from bench.results import split_section  # noqa: E402
-from bench.shared_data import DATA  # noqa: E402
-from lmindexer import pipeline  # noqa: E402
-from lmindexer.config import load_config  # noqa: E402
-from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # the recipe under test: every position trained, 2 of MiniLM's 6 layers trained (the lower 4 frozen, run once per
 # batch), one joint epoch per position at a fine-tuning learning rate

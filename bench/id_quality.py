@@ -20,18 +20,18 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
+from bench.provenance import write_result
+from bench.shared_data import DATA
+from lmindexer.config import load_config
+from lmindexer.eval.id_report import corpus_labels, read_table
+from lmindexer.eval.metrics import ami
+from lmindexer.paths import RunContext
+from lmindexer.pipeline import report as id_report
+from lmindexer.runtime import setup_logging
+
 ROOT = Path(__file__).resolve().parents[1]
-
-import numpy as np  # noqa: E402
-
-from bench.provenance import write_result  # noqa: E402
-from bench.shared_data import DATA  # noqa: E402
-from lmindexer.config import load_config  # noqa: E402
-from lmindexer.eval.id_report import corpus_labels, read_table  # noqa: E402
-from lmindexer.eval.metrics import ami  # noqa: E402
-from lmindexer.paths import RunContext  # noqa: E402
-from lmindexer.pipeline import report as id_report  # noqa: E402
-from lmindexer.runtime import setup_logging  # noqa: E402
 
 CONFIG = ROOT / "configs" / "beauty-minilm.yaml"
 RUN = ROOT / "runs" / "beauty-minilm"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.provenance import write_result
+from lmindexer.quantizers.kmeans import kmeans, nearest
 
-from bench.provenance import write_result  # noqa: E402
-from lmindexer.quantizers.kmeans import kmeans, nearest  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def data(n: int, d: int, topics: int, seed: int = 0) -> torch.Tensor:

@@ -17,12 +17,12 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
+from lmindexer.eval.metrics import code_usage, label_scores
+from lmindexer.ids.infer import indexer_outputs, load_for_inference
+
 ROOT = Path(__file__).resolve().parents[1]
-
-import numpy as np  # noqa: E402
-
-from lmindexer.eval.metrics import code_usage, label_scores  # noqa: E402
-from lmindexer.ids.infer import indexer_outputs, load_for_inference  # noqa: E402
 
 
 def start_figures(run: Path) -> dict:

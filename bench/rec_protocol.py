@@ -33,24 +33,24 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
+
+from bench.provenance import write_result
+from bench.results import rec_protocol_section
+from bench.shared_data import DATA
+from lmindexer.config import load_config
+from lmindexer.data.generator_data import read_sequences
+from lmindexer.downstream.reference import rec_baselines
+from lmindexer.downstream.seqrec_training import sasrec_reference, sasrec_settings
+from lmindexer.downstream.splits import sample, split_sequences
+from lmindexer.eval.ranking import bootstrap_ci, paired_bootstrap, per_query, seed_verdict
+from lmindexer.ids.table import read_id_table
+from lmindexer.paths import RunContext
+from lmindexer.pipeline import generator
+from lmindexer.runtime import ensure_ray, setup_logging
+
 ROOT = Path(__file__).resolve().parents[1]
-
-import numpy as np  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-from bench.provenance import write_result  # noqa: E402
-from bench.results import rec_protocol_section  # noqa: E402
-from bench.shared_data import DATA  # noqa: E402
-from lmindexer.config import load_config  # noqa: E402
-from lmindexer.data.generator_data import read_sequences  # noqa: E402
-from lmindexer.downstream.reference import rec_baselines  # noqa: E402
-from lmindexer.downstream.seqrec_training import sasrec_reference, sasrec_settings  # noqa: E402
-from lmindexer.downstream.splits import sample, split_sequences  # noqa: E402
-from lmindexer.eval.ranking import bootstrap_ci, paired_bootstrap, per_query, seed_verdict  # noqa: E402
-from lmindexer.ids.table import read_id_table  # noqa: E402
-from lmindexer.paths import RunContext  # noqa: E402
-from lmindexer.pipeline import generator  # noqa: E402
-from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
 
 BEAUTY = DATA / "amazon_beauty"
 SEQUENCES = BEAUTY / "original" / "CIKM2020-S3Rec" / "data" / "Beauty.txt"

@@ -20,13 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.shared_data import DATA
+from lmindexer.data.generator_data import read_qrels, read_queries, read_sequences
+from lmindexer.downstream.reference import bm25_rank, rec_baselines
+from lmindexer.downstream.splits import split_sequences
+from lmindexer.eval.ranking import bootstrap_ci, per_query
 
-from bench.shared_data import DATA  # noqa: E402
-from lmindexer.data.generator_data import read_qrels, read_queries, read_sequences  # noqa: E402
-from lmindexer.downstream.reference import bm25_rank, rec_baselines  # noqa: E402
-from lmindexer.downstream.splits import split_sequences  # noqa: E402
-from lmindexer.eval.ranking import bootstrap_ci, per_query  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 BEAUTY = DATA / "amazon_beauty" / "original" / "CIKM2020-S3Rec" / "data" / "Beauty.txt"
 SCIFACT = DATA / "scifact" / "derived_beir"

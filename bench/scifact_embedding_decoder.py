@@ -25,18 +25,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.shared_data import DATA
+from lmindexer.data.generator_data import read_qrels, read_queries
+from lmindexer.downstream.evaluate import beam_search, summarise
+from lmindexer.downstream.reference import bm25_rank
+from lmindexer.downstream.splits import sentence_views
+from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
+from lmindexer.ids.table import read_id_table
+from lmindexer.models.backbone import build_t5
+from lmindexer.models.generator import EmbeddingGenerator
+from lmindexer.models.pretrained import resolve
 
-from bench.shared_data import DATA  # noqa: E402
-from lmindexer.data.generator_data import read_qrels, read_queries  # noqa: E402
-from lmindexer.downstream.evaluate import beam_search, summarise  # noqa: E402
-from lmindexer.downstream.reference import bm25_rank  # noqa: E402
-from lmindexer.downstream.splits import sentence_views  # noqa: E402
-from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie  # noqa: E402
-from lmindexer.ids.table import read_id_table  # noqa: E402
-from lmindexer.models.backbone import build_t5  # noqa: E402
-from lmindexer.models.generator import EmbeddingGenerator  # noqa: E402
-from lmindexer.models.pretrained import resolve  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SCIFACT = DATA / "scifact" / "derived_beir"
 IDS = ROOT / "runs" / "bench-scifact-gen" / "ids-hkmeans"

@@ -29,21 +29,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.gpu_throughput import COUNTED, counted_flops, peak_flops
+from bench.provenance import write_result
+from lmindexer.config import load_config
+from lmindexer.downstream.train_generator import GeneratorTask
+from lmindexer.models.backbone import build_t5
+from lmindexer.models.generator import build_generator
+from lmindexer.models.tokenizer import train_tokenizer
+from lmindexer.paths import RunContext
+from lmindexer.quantizers.codes import IdSpec
+from lmindexer.raydata import MemoryRows, train_rows
+from lmindexer.runtime import ensure_ray, setup_logging
+from lmindexer.train.engine import zero_stage
+from lmindexer.train.loop import fit
 
-from bench.gpu_throughput import COUNTED, counted_flops, peak_flops  # noqa: E402
-from bench.provenance import write_result  # noqa: E402
-from lmindexer.config import load_config  # noqa: E402
-from lmindexer.downstream.train_generator import GeneratorTask  # noqa: E402
-from lmindexer.models.backbone import build_t5  # noqa: E402
-from lmindexer.models.generator import build_generator  # noqa: E402
-from lmindexer.models.tokenizer import train_tokenizer  # noqa: E402
-from lmindexer.paths import RunContext  # noqa: E402
-from lmindexer.quantizers.codes import IdSpec  # noqa: E402
-from lmindexer.raydata import MemoryRows, train_rows  # noqa: E402
-from lmindexer.runtime import ensure_ray, setup_logging  # noqa: E402
-from lmindexer.train.engine import zero_stage  # noqa: E402
-from lmindexer.train.loop import fit  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 VOCAB, SOURCE, TARGET, BATCH, EPOCHS = 2000, 64, 5, 64, 3
 

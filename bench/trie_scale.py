@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.provenance import write_result
+from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie, trie_bytes
 
-from bench.provenance import write_result  # noqa: E402
-from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie, trie_bytes  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 VOCAB_OFFSET, EOS, PAD = 100, 1, 0
 

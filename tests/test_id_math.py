@@ -5,6 +5,7 @@ import os
 import socket
 
 import numpy as np
+import pyarrow.fs as pafs
 import pytest
 import torch
 import torch.distributed as dist
@@ -13,12 +14,15 @@ import torch.multiprocessing as mp
 from lmindexer.config import IndexerConfig, ModelConfig
 from lmindexer.eval.metrics import ami
 from lmindexer.ids.learn_ids import schedule
+from lmindexer.ids.methods import ID_METHODS, CodesActor, load_id_method
 from lmindexer.ids.negatives import prefix_groups, sample_negatives
 from lmindexer.models.backbone import load_backbone
 from lmindexer.models.codebook import code_logits, straight_through
 from lmindexer.models.indexer import SemanticIndexer
 from lmindexer.models.losses import contrastive_loss
 from lmindexer.models.reconstructor import Reconstructor, reconstruction_mask
+from lmindexer.models.tokenizer import encode_texts
+from lmindexer.quantizers import METHODS, save_method
 from lmindexer.quantizers.kmeans import assign, kmeans, nearest
 
 
@@ -185,6 +189,34 @@ def test_indexer_round_trips_through_from_pretrained(indexer, tmp_path):
     again = SemanticIndexer.from_pretrained(str(tmp_path)).eval()
     assert torch.equal(again.generate_codes(ids, mask), idx.generate_codes(ids, mask))
     assert again.cfg == idx.cfg and len(again.tokenizer) == len(idx.tokenizer)
+
+
+def test_lmindexer_is_an_id_method_and_one_actor_encodes_every_method(indexer, tmp_path):
+    """LMIndexer sits in the registry of ID methods beside the tensor methods: its saved folder loads through the
+    same call, encodes texts into its greedy codes with the best last code first among the candidates, and the one
+    codes actor (assign-ids' and baseline-ids') reads whichever column the saved method asks for."""
+    idx, _, _ = indexer
+    idx.state["positions_done"] = 3
+    idx.save_pretrained(str(tmp_path / "indexer"))
+    texts = [f"item {i} colour {i % 5} size {i % 3}" for i in range(4)]
+    method = load_id_method(str(tmp_path / "indexer"), None, max_length=12)
+    assert isinstance(method, ID_METHODS["lmindexer"]) and method.reads == "text"
+    codes, candidates, scores = method.encode(texts, 3)
+    enc = encode_texts(idx.tokenizer, texts, 12)
+    assert torch.equal(codes, idx.generate_codes(enc["input_ids"], enc["attention_mask"]))
+    assert candidates.shape == scores.shape == (4, 3) and torch.equal(candidates[:, 0], codes[:, -1])
+    assert (scores[:, :-1] >= scores[:, 1:]).all()
+    with pytest.raises(ValueError, match="max_length"):
+        load_id_method(str(tmp_path / "indexer"), None)
+
+    doc_ids = np.array(["a", "b", "c", "d"])
+    table = CodesActor(str(tmp_path / "indexer"), None, 2, max_length=12)({"doc_id": doc_ids, "text": texts})
+    assert table.column("codes").to_pylist() == codes.tolist()
+    random_ids = METHODS["random"].fit(None, 4, 3, seed=7)
+    save_method(pafs.LocalFileSystem(), str(tmp_path / "random"), random_ids, {"num_positions": 3, "codebook_size": 4})
+    table = CodesActor(str(tmp_path / "random"), None, 2)({"doc_id": doc_ids, "text": texts})
+    assert table.column("codes").to_pylist() == random_ids.encode(doc_ids, 1)[0].tolist()
+    assert set(ID_METHODS) == set(METHODS) | {"lmindexer"}
 
 
 def test_schedule_trains_only_the_first_positions_when_asked():

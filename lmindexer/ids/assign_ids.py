@@ -5,7 +5,7 @@
    uncommitted rounds and does only the shards no committed round holds: exactly once, finished shards never redone.
 2. Uniqueness. Ray Data groups documents by prefix (rebalance) and by full code (suffix); documents of an existing
    ID table keep their IDs. The table (doc_id, codes, suffix, sid) is written to <ids>/table/ and counted.
-baseline-ids runs the same two steps (`encode_rounds`, `make_unique`) with its own actor.
+baseline-ids runs the same two steps (`encode_rounds`, `make_unique`); both encode with ids/methods.py's actor.
 """
 
 from __future__ import annotations
@@ -19,50 +19,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import ray
-import torch
 from ray.data.aggregate import Count
 from ray.data.expressions import col
 
 from .. import storage
-from ..config import AssignConfig, RayConfig, StorageConfig
+from ..config import AssignConfig, RayConfig
 from ..models.indexer import CONFIG_FILE
-from ..models.tokenizer import encode_texts
 from ..paths import RunContext
 from ..quantizers.codes import code_key
 from ..raydata import map_files, map_groups, read_numpy
 from ..runtime import shuffle_partitions, shuffle_strategy
-from .infer import load_for_inference
+from .methods import CodesActor
 from .unique import rebalance_group, sid, suffix_group
 
 log = logging.getLogger("lmindexer.assign")
-
-
-def codes_table(doc_ids, codes: torch.Tensor, candidates: torch.Tensor, scores: torch.Tensor) -> pa.Table:
-    """What every code actor returns (plain lists, as read back): codes, and last-level candidates for rebalancing."""
-    as_list = lambda x, t: pa.array(x.cpu().tolist(), pa.list_(t))  # noqa: E731
-    return pa.table(
-        {
-            "doc_id": doc_ids,
-            "codes": as_list(codes, pa.int32()),
-            "candidates": as_list(candidates, pa.int32()),
-            "scores": as_list(scores.float(), pa.float32()),
-        }
-    )
-
-
-class AssignActor:
-    def __init__(self, path: str, max_length: int, candidates: int, bf16: bool, storage: StorageConfig | None = None):
-        self.model, self.dtype = load_for_inference(path, bf16, storage)
-        self.device = next(self.model.parameters()).device
-        self.max_length, self.k = max_length, candidates
-
-    @torch.no_grad()
-    def __call__(self, batch: dict) -> pa.Table:
-        enc = encode_texts(self.model.tokenizer, batch["text"], self.max_length).to(self.device)
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            codes = self.model.generate_codes(enc["input_ids"], enc["attention_mask"])
-            cand, score = self.model.candidates(enc["input_ids"], enc["attention_mask"], codes[:, :-1], self.k)
-        return codes_table(batch["doc_id"], codes, cand, score)
 
 
 def _round_name(files: list[str]) -> str:
@@ -184,13 +154,13 @@ def assign_ids(assign: AssignConfig, run: RunContext, max_length: int, bf16: boo
         dfs,
         dpath,
         ["doc_id", "text"],
-        AssignActor,
+        CodesActor,
         {
-            "path": indexer,
-            "max_length": max_length,
+            "method_dir": indexer,
+            "storage_cfg": run.storage,
             "candidates": assign.candidates,
+            "max_length": max_length,
             "bf16": bf16,
-            "storage": run.storage,
         },
     )
     ifs, ipath = run.filesystem(indexer)

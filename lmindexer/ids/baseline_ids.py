@@ -16,38 +16,21 @@ import logging
 import time
 
 import numpy as np
-import pyarrow as pa
 import ray
 import torch
 
 from .. import storage
 from ..config import AssignConfig, BaselineConfig, ConfigError, IndexerConfig, TrainConfig
 from ..paths import RunContext
-from ..quantizers import METHODS, load_method, save_method
+from ..quantizers import METHODS, save_method
 from ..raydata import map_files, read_numpy, train_rows
 from ..train.loop import fit
-from .assign_ids import codes_table, encode_rounds, make_unique
+from .assign_ids import encode_rounds, make_unique
 from .infer import EmbedActor
+from .methods import CodesActor
 from .rqvae_training import RqvaeTask, init_state
 
 log = logging.getLogger("lmindexer.baselines")
-
-
-class MethodActor:
-    """Codes and last-level candidates for a batch of what the saved method reads (vectors, or doc_ids)."""
-
-    def __init__(self, method_dir: str, storage_cfg, candidates: int):
-        fs, path = storage.filesystem(method_dir, storage_cfg)
-        self.method, _ = load_method(fs, path)
-        self.k = candidates
-
-    @torch.no_grad()
-    def __call__(self, batch: dict) -> pa.Table:
-        x = batch[self.method.reads]
-        if self.method.reads == "emb":
-            x = torch.from_numpy(np.asarray(x, np.float32))
-        codes, cand, score = self.method.encode(x, self.k)
-        return codes_table(batch["doc_id"], codes, cand, score)
 
 
 def embed_corpus(b: BaselineConfig, run: RunContext, fs, out: str, encoder: str, max_length: int, bf16: bool) -> int:
@@ -163,5 +146,5 @@ def baseline_ids(
         "candidates": assign.candidates,
         "method_dir": fit_method(b, ic, run, train, fs, out, rows),
     }
-    encode_rounds(run, assign.files_per_round, fs, out, src_fs, src, columns, MethodActor, kwargs, actor_gpu=False)
+    encode_rounds(run, assign.files_per_round, fs, out, src_fs, src, columns, CodesActor, kwargs, actor_gpu=False)
     return make_unique(assign, run, uri, start, ic.codebook_size, {"method": b.method})
