@@ -153,9 +153,9 @@ def test_the_public_fallbacks_train_group_and_configure_logging(tmp_path, monkey
 
 def test_a_leaked_process_fails_the_run():
     """conftest's session-end check: a process a test starts and leaves running fails the whole run, and is
-    killed and named (the inner run is this file's next test, which leaks only when asked to)."""
+    killed and named (the inner run is tests/test_leak_on_purpose.py, which leaks only when asked to)."""
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::test_leaks_a_process_if_asked"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_leak_on_purpose.py"],
         cwd=ROOT,
         env={**os.environ, "LMINDEXER_LEAK_ON_PURPOSE": "1", "LMINDEXER_TESTS": "fast", "LMINDEXER_LEAK_GRACE_S": "1"},
         capture_output=True,
@@ -164,12 +164,6 @@ def test_a_leaked_process_fails_the_run():
     )
     assert run.returncode == 1 and "1 passed" in run.stdout, run.stdout[-2000:]
     assert "outlived them" in run.stdout and "sleep 300" in run.stdout
-
-
-def test_leaks_a_process_if_asked():
-    if os.environ.get("LMINDEXER_LEAK_ON_PURPOSE") != "1":
-        pytest.skip("only inside test_a_leaked_process_fails_the_run")
-    subprocess.Popen(["sleep", "300"], start_new_session=True)
 
 
 BENCH_HELPERS = {"__init__", "provenance", "shared_data", "results"}

@@ -65,7 +65,8 @@ def test_recommendation_trains_and_decodes_valid_ids(base):
     # the engine GPUs get by default (DeepSpeed's engine costs each CPU step a share, so the other tests take DDP)
     ds = "train.engine=deepspeed"
     t5 = "generator.kind=t5"
-    _, semantic = run(base, "rec", "hkmeans", ds, t5, "generator.epochs=10", "evaluate.sasrec_epochs=20")
+    # 4 epochs (hit@10 0.13-0.16 measured, against 0.025 for chance): a Ray Train run's start costs more than its epochs
+    _, semantic = run(base, "rec", "hkmeans", ds, t5, "generator.epochs=4", "evaluate.sasrec_epochs=10")
     print("rec hit@10:", semantic["eval"]["metrics"]["hit@10"])
     assert semantic["eval"]["queries"] == 400
     assert semantic["eval"]["metrics"]["hit@10"] > 10 / 400  # a random ranking of the 400 items
@@ -73,7 +74,7 @@ def test_recommendation_trains_and_decodes_valid_ids(base):
     assert set(ref) == {"most-popular", "last-item transitions", "co-occurrence (last 3)", "SASRec"}
     sasrec = ref["SASRec"]
     print("SASRec recall@10:", sasrec["metrics"]["recall@10"], sasrec["settings"])
-    assert sasrec["settings"]["train_sequences"] == 400 and sasrec["settings"]["epochs"] == 20
+    assert sasrec["settings"]["train_sequences"] == 400 and sasrec["settings"]["epochs"] == 10
     assert sasrec["metrics"]["recall@10"] > 10 / 400  # trained with Ray Train, it ranks better than chance
     assert os.path.exists(os.path.join(base, "sasrec", "seqrec.pt"))
     lo, hi = semantic["eval"]["intervals"]["recall@10"]
@@ -166,7 +167,7 @@ def test_retrieval_semantic_ids_beat_random_ids(base):
         rand["eval"]["metrics"]["recall@10"],
     )
     assert semantic["train"]["indexing_pairs"] == 400 and semantic["eval"]["queries"] == 200
-    # measured 0.305 against 0.15: about four standard errors apart over 200 queries
+    # measured 0.57 against 0.50 (2026-12-07; 0.305 against 0.15 before the indexing views): a narrow margin
     assert semantic["eval"]["metrics"]["recall@10"] > rand["eval"]["metrics"]["recall@10"]
     assert semantic["eval"]["reference"]["BM25"]["metrics"]["recall@10"] > 0.3  # the demo's queries share words
     with open(os.path.join(semantic["generator"], "generator.json")) as f:
