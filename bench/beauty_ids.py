@@ -36,11 +36,11 @@ import pyarrow.parquet as pq
 
 from bench.shared_data import DATA
 from lmindexer.config import load_config
-from lmindexer.data.prepare import prepare
 from lmindexer.eval.metrics import code_usage
 from lmindexer.paths import RunContext, RunLayout
 from lmindexer.pipeline import assign, baselines, learn, report
 from lmindexer.runtime import ensure_ray, setup_logging
+from lmindexer.stages.prepare import prepare
 from lmindexer.train.engine import engine_kind
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -48,12 +48,12 @@ from pathlib import Path
 from bench.results import label
 from bench.shared_data import DATA
 from lmindexer.config import load_config
-from lmindexer.data.prepare import prepare_once
-from lmindexer.downstream.train_generator import HISTORY_FILE
-from lmindexer.init_model import init_model
 from lmindexer.paths import RunContext
 from lmindexer.pipeline import baselines, generator
 from lmindexer.runtime import setup_logging
+from lmindexer.stages.init_model import init_model
+from lmindexer.stages.prepare import prepare_once
+from lmindexer.train.task import HISTORY_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -37,9 +37,9 @@ from bench.id_seeds import FULL_TEXT, embed, first_level_k, spread
 from bench.provenance import write_result
 from bench.shared_data import DATA
 from lmindexer.config import load_config
-from lmindexer.eval.id_report import corpus_labels
 from lmindexer.eval.metrics import ami, code_usage
 from lmindexer.paths import RunContext
+from lmindexer.stages.id_report import corpus_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS_TABLE = ROOT / "bench" / "results" / "ids-beauty-seeds.json"  # Beauty's one-epoch runs, for the check

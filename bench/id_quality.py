@@ -25,11 +25,11 @@ import numpy as np
 from bench.provenance import write_result
 from bench.shared_data import DATA
 from lmindexer.config import load_config
-from lmindexer.eval.id_report import corpus_labels, read_table
 from lmindexer.eval.metrics import ami
 from lmindexer.paths import RunContext
 from lmindexer.pipeline import report as id_report
 from lmindexer.runtime import setup_logging
+from lmindexer.stages.id_report import corpus_labels, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

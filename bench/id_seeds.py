@@ -33,7 +33,6 @@ import torch
 from bench.id_quality import paired_ami
 from bench.provenance import write_result
 from lmindexer.config import load_config
-from lmindexer.eval.id_report import corpus_labels
 from lmindexer.eval.metrics import ami, code_usage, collision_rate
 from lmindexer.ids.infer import EmbedActor
 from lmindexer.ids.table import read_id_table
@@ -42,6 +41,7 @@ from lmindexer.paths import RunContext
 from lmindexer.quantizers.hkmeans import HierarchicalKMeans
 from lmindexer.quantizers.kmeans import assign, kmeans
 from lmindexer.runtime import setup_logging
+from lmindexer.stages.id_report import corpus_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_TEXT = 256  # MiniLM's own limit: the whole text of every Beauty item fits (the longest is about 90 tokens)

@@ -27,7 +27,7 @@ import torch
 
 from bench.shared_data import DATA
 from lmindexer.data.generator_data import read_qrels, read_queries
-from lmindexer.downstream.evaluate import beam_search, summarise
+from lmindexer.downstream.decode import beam_search
 from lmindexer.downstream.reference import bm25_rank
 from lmindexer.downstream.splits import sentence_views
 from lmindexer.downstream.trie import TrieLogitsProcessor, build_trie
@@ -35,6 +35,7 @@ from lmindexer.ids.table import read_id_table
 from lmindexer.models.backbone import build_t5
 from lmindexer.models.generator import EmbeddingGenerator
 from lmindexer.models.pretrained import resolve
+from lmindexer.stages.evaluate import summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 

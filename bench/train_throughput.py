@@ -32,7 +32,7 @@ import torch
 from bench.gpu_throughput import COUNTED, counted_flops, peak_flops
 from bench.provenance import write_result
 from lmindexer.config import load_config
-from lmindexer.downstream.train_generator import GeneratorTask
+from lmindexer.downstream.generator_training import GeneratorTask
 from lmindexer.models.backbone import build_t5
 from lmindexer.models.generator import build_generator
 from lmindexer.models.tokenizer import train_tokenizer

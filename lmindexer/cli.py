@@ -21,15 +21,15 @@ log = logging.getLogger("lmindexer")
 
 
 def _prepare(cfg):
-    from .data.prepare import prepare
     from .paths import RunContext
+    from .stages.prepare import prepare
 
     return prepare(cfg.data, RunContext.of(cfg), cfg.demo)
 
 
 def _init_model(cfg):
-    from .init_model import init_model
     from .paths import RunContext
+    from .stages.init_model import init_model
 
     return {"backbone": init_model(cfg.model, RunContext.of(cfg))}
 
@@ -48,8 +48,8 @@ def _assign_ids(cfg):
 
 def _assign_once(cfg):
     """assign-ids, unless the table of the current indexer is already complete (`run` re-runs do no work)."""
-    from .ids.assign_ids import finished_table
     from .paths import RunContext, RunLayout
+    from .stages.assign_ids import finished_table
 
     done = finished_table(cfg.assign, RunContext.of(cfg))
     if done is None:
@@ -80,8 +80,8 @@ def _train_generator(cfg):
 
 
 def _evaluate(cfg):
-    from .downstream.evaluate import evaluate
     from .paths import RunContext
+    from .stages.evaluate import evaluate
 
     return evaluate(cfg.evaluate, RunContext.of(cfg), cfg.generator, cfg.train)
 
@@ -130,8 +130,8 @@ def _run(cfg):
 def check_input(cfg) -> None:
     """Unless the corpus is prepared already, the configured input must exist (FileNotFoundError otherwise)."""
     from .data.corpus import prepared
-    from .data.prepare import resolve_input
     from .paths import RunContext
+    from .stages.prepare import resolve_input
 
     run = RunContext.of(cfg)
     if prepared(run) is None:
@@ -148,8 +148,8 @@ def with_task(cfg, task: str):
 
 
 def _prepare_once(cfg):
-    from .data.prepare import prepare_once
     from .paths import RunContext
+    from .stages.prepare import prepare_once
 
     return prepare_once(cfg.data, RunContext.of(cfg), cfg.demo)
 

@@ -20,44 +20,44 @@ log = logging.getLogger("lmindexer")
 
 
 def learn(cfg: Config, only: str | None = None) -> dict:
-    from .ids.learn_ids import learn_ids
-    from .init_model import init_model
+    from .stages.init_model import init_model
+    from .stages.learn_ids import learn_ids
 
     run = RunContext.of(cfg)
     return learn_ids(cfg.indexer, run, cfg.model, cfg.train, init_model(cfg.model, run), only=only)
 
 
 def assign(cfg: Config) -> dict:
-    from .ids.assign_ids import assign_ids
+    from .stages.assign_ids import assign_ids
 
     return assign_ids(cfg.assign, RunContext.of(cfg), cfg.model.max_length, cfg.train.precision != "fp32")
 
 
 def report(cfg: Config) -> dict:
-    from .eval.id_report import id_report
+    from .stages.id_report import id_report
 
     return id_report(cfg.report, RunContext.of(cfg), cfg.data.label_fields)
 
 
 def baselines(cfg: Config) -> dict:
-    from .ids.baseline_ids import baseline_ids
     from .models.pretrained import resolve
     from .quantizers import METHODS
+    from .stages.baseline_ids import baseline_ids
 
     b, encoder, run = cfg.baseline, "", RunContext.of(cfg)
     if METHODS[b.method].reads != "doc_id" and b.embeddings == "encoder":
         if b.encoder:
             encoder = resolve(b.encoder)
         else:
-            from .init_model import init_model
+            from .stages.init_model import init_model
 
             encoder = init_model(cfg.model, run)
     return baseline_ids(b, run, cfg.indexer, cfg.assign, cfg.train, cfg.model.max_length, encoder)
 
 
 def generator(cfg: Config) -> dict:
-    from .downstream.evaluate import evaluate, finished_evaluation
-    from .downstream.train_generator import train_generator
+    from .stages.evaluate import evaluate, finished_evaluation
+    from .stages.train_generator import train_generator
 
     g, e, run = cfg.generator, cfg.evaluate, RunContext.of(cfg)
     summary = train_generator(g, run, e, cfg.train)

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from .downstream.evaluate import beam_search
+from .downstream.decode import beam_search
 from .downstream.examples import query_sources
 from .downstream.trie import TrieLogitsProcessor, build_trie
 from .ids.infer import EmbedActor

@@ -99,8 +99,8 @@ def _learn_ids_result(cfg: Config, objective: str) -> dict:
 
 
 def _generator_result(cfg: Config, objective: str) -> dict:
-    from .downstream.train_generator import HISTORY_FILE
     from .pipeline import generator
+    from .train.task import HISTORY_FILE
 
     summary = generator(cfg)
     with open(os.path.join(summary["generator"], HISTORY_FILE)) as f:
@@ -142,8 +142,8 @@ def _max_t(cfg: Config) -> int:
 
 def _prepare_shared(cfg: Config) -> dict:
     """Prepare the corpus and the backbone once; every trial reads them."""
-    from .data.prepare import prepare_once
-    from .init_model import init_model
+    from .stages.init_model import init_model
+    from .stages.prepare import prepare_once
 
     base, run = copy.deepcopy(cfg), RunContext.of(cfg)
     prepare_once(cfg.data, run, cfg.demo)

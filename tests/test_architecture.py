@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lmindexer.downstream.generator_training import GeneratorTask
 from lmindexer.downstream.seqrec_training import SeqRecTask
-from lmindexer.downstream.train_generator import GeneratorTask
 from lmindexer.ids.indexer_task import IdLearningTask
 from lmindexer.ids.rqvae_training import RqvaeTask
 from lmindexer.models.seqrec import SeqRecConfig
@@ -45,16 +45,16 @@ def test_every_training_task_implements_the_protocol():
 
 # every stage's entry: its own settings section first, then the RunContext
 OWN_SETTINGS = {
-    "lmindexer.data.prepare:prepare": ("DataConfig", "RunContext"),
-    "lmindexer.data.prepare:prepare_once": ("DataConfig", "RunContext"),
-    "lmindexer.init_model:init_model": ("ModelConfig", "RunContext"),
-    "lmindexer.eval.id_report:id_report": ("ReportConfig", "RunContext"),
-    "lmindexer.ids.assign_ids:assign_ids": ("AssignConfig", "RunContext"),
-    "lmindexer.ids.assign_ids:finished_table": ("AssignConfig", "RunContext"),
-    "lmindexer.ids.learn_ids:learn_ids": ("IndexerConfig", "RunContext"),
-    "lmindexer.ids.baseline_ids:baseline_ids": ("BaselineConfig", "RunContext"),
-    "lmindexer.downstream.train_generator:train_generator": ("GeneratorConfig", "RunContext"),
-    "lmindexer.downstream.evaluate:evaluate": ("EvaluateConfig", "RunContext"),
+    "lmindexer.stages.prepare:prepare": ("DataConfig", "RunContext"),
+    "lmindexer.stages.prepare:prepare_once": ("DataConfig", "RunContext"),
+    "lmindexer.stages.init_model:init_model": ("ModelConfig", "RunContext"),
+    "lmindexer.stages.id_report:id_report": ("ReportConfig", "RunContext"),
+    "lmindexer.stages.assign_ids:assign_ids": ("AssignConfig", "RunContext"),
+    "lmindexer.stages.assign_ids:finished_table": ("AssignConfig", "RunContext"),
+    "lmindexer.stages.learn_ids:learn_ids": ("IndexerConfig", "RunContext"),
+    "lmindexer.stages.baseline_ids:baseline_ids": ("BaselineConfig", "RunContext"),
+    "lmindexer.stages.train_generator:train_generator": ("GeneratorConfig", "RunContext"),
+    "lmindexer.stages.evaluate:evaluate": ("EvaluateConfig", "RunContext"),
 }
 
 

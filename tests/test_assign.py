@@ -14,14 +14,14 @@ import torch
 from conftest import ctrl_c_able, this_ray
 
 from lmindexer.config import IndexerConfig, load_config
-from lmindexer.data.prepare import prepare
-from lmindexer.ids.assign_ids import unique_shuffle
+from lmindexer.ids.table_writer import unique_shuffle
 from lmindexer.ids.unique import rebalance_group, sid, suffix_group
-from lmindexer.init_model import init_model
 from lmindexer.models.indexer import SemanticIndexer
 from lmindexer.paths import RunContext
 from lmindexer.pipeline import assign
 from lmindexer.runtime import PARTITION_ROWS, partitions_for
+from lmindexer.stages.init_model import init_model
+from lmindexer.stages.prepare import prepare
 
 
 def test_suffixes_keep_old_ids_and_follow_doc_id_order():

@@ -11,9 +11,7 @@ import ray
 import torch
 
 from lmindexer.config import CHOICES, load_config
-from lmindexer.data.prepare import prepare
 from lmindexer.eval.metrics import ami
-from lmindexer.init_model import init_model
 from lmindexer.paths import RunContext
 from lmindexer.pipeline import baselines
 from lmindexer.quantizers import (
@@ -25,6 +23,8 @@ from lmindexer.quantizers import (
     random_codes,
     save_method,
 )
+from lmindexer.stages.init_model import init_model
+from lmindexer.stages.prepare import prepare
 
 
 def blobs(n=600, k=6, d=8, seed=0):

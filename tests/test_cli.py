@@ -5,6 +5,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,15 +29,24 @@ def test_help_lists_every_option(stage, capsys):
 
 # each command's stage entry (the run command sequences them; tune and serve work over whole configs)
 ENTRIES = {
-    "prepare": "lmindexer.data.prepare:prepare",
-    "init-model": "lmindexer.init_model:init_model",
-    "learn-ids": "lmindexer.ids.learn_ids:learn_ids",
-    "assign-ids": "lmindexer.ids.assign_ids:assign_ids",
-    "baseline-ids": "lmindexer.ids.baseline_ids:baseline_ids",
-    "id-report": "lmindexer.eval.id_report:id_report",
-    "train-generator": "lmindexer.downstream.train_generator:train_generator",
-    "evaluate": "lmindexer.downstream.evaluate:evaluate",
+    "prepare": "lmindexer.stages.prepare:prepare",
+    "init-model": "lmindexer.stages.init_model:init_model",
+    "learn-ids": "lmindexer.stages.learn_ids:learn_ids",
+    "assign-ids": "lmindexer.stages.assign_ids:assign_ids",
+    "baseline-ids": "lmindexer.stages.baseline_ids:baseline_ids",
+    "id-report": "lmindexer.stages.id_report:id_report",
+    "train-generator": "lmindexer.stages.train_generator:train_generator",
+    "evaluate": "lmindexer.stages.evaluate:evaluate",
 }
+
+
+def test_the_stages_folder_holds_one_module_per_command():
+    """lmindexer/stages/ reads as the pipeline: one module per command, named after it, whose entry is too."""
+    folder = Path(__file__).resolve().parents[1] / "lmindexer" / "stages"
+    assert {p.stem for p in folder.glob("*.py")} - {"__init__"} == {c.replace("-", "_") for c in ENTRIES}
+    for command, entry in ENTRIES.items():
+        name = command.replace("-", "_")
+        assert entry == f"lmindexer.stages.{name}:{name}"
 
 
 @pytest.mark.parametrize("stage", sorted(ENTRIES))

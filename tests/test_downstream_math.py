@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import LogitsProcessorList, T5Config, T5ForConditionalGeneration
 
-from lmindexer.downstream.evaluate import beam_search, by_length
+from lmindexer.downstream.decode import beam_search, by_length
 from lmindexer.downstream.splits import (
     pack,
     retrieval_examples,

@@ -13,7 +13,6 @@ import torch.multiprocessing as mp
 
 from lmindexer.config import IndexerConfig, ModelConfig
 from lmindexer.eval.metrics import ami
-from lmindexer.ids.learn_ids import schedule
 from lmindexer.ids.methods import ID_METHODS, CodesActor, load_id_method
 from lmindexer.ids.negatives import prefix_groups, sample_negatives
 from lmindexer.models.backbone import load_backbone
@@ -24,6 +23,7 @@ from lmindexer.models.reconstructor import Reconstructor, reconstruction_mask
 from lmindexer.models.tokenizer import encode_texts
 from lmindexer.quantizers import METHODS, save_method
 from lmindexer.quantizers.kmeans import assign, kmeans, nearest
+from lmindexer.stages.learn_ids import schedule
 
 
 @pytest.mark.parametrize("selection", ["dot", "l2"])
@@ -236,7 +236,7 @@ def test_schedule_trains_only_the_first_positions_when_asked():
 
 
 def test_poor_fit_warns_when_codes_do_not_tell_documents_apart():
-    from lmindexer.ids.assign_ids import poor_fit
+    from lmindexer.ids.table_writer import poor_fit
 
     assert poor_fit(12101, 1271, 30) is None  # a learned table: a tenth with a suffix, small groups
     assert poor_fit(50, 40, 40) is None  # too few documents to judge

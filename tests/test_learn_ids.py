@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from lmindexer.config import load_config
-from lmindexer.data.prepare import prepare
-from lmindexer.init_model import init_model
 from lmindexer.models.indexer import SemanticIndexer
 from lmindexer.paths import RunContext
 from lmindexer.pipeline import learn
+from lmindexer.stages.init_model import init_model
+from lmindexer.stages.prepare import prepare
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ from conftest import shared_data
 
 from lmindexer.config import load_config
 from lmindexer.data.corpus import load_docs, read_docs
-from lmindexer.data.prepare import prepare
 from lmindexer.data.readers import BadInputError
 from lmindexer.paths import RunContext
+from lmindexer.stages.prepare import prepare
 
 
 def docs(cfg):

@@ -10,8 +10,8 @@ import pytest
 
 from lmindexer.cli import main
 from lmindexer.config import load_config
-from lmindexer.eval.id_report import id_report
 from lmindexer.paths import RunContext
+from lmindexer.stages.id_report import id_report
 
 
 @pytest.fixture
@@ -99,8 +99,8 @@ def test_report_cli_and_unknown_peer_keys(setup, capsys):
 
 
 def test_unlabelled_documents_are_left_out_of_label_figures():
-    from lmindexer.eval.id_report import figures
     from lmindexer.ids.table import IdTable
+    from lmindexer.stages.id_report import figures
 
     codes = np.array([[0], [0], [1], [1], [1], [0]])
     t = IdTable(np.array([f"d{i}" for i in range(6)], dtype=object), codes, None, {"codebook_size": 2}, "t")

@@ -14,10 +14,10 @@ import pytest
 
 from lmindexer import storage
 from lmindexer.config import load_config
-from lmindexer.data.prepare import prepare
 from lmindexer.data.synthetic import write_demo
 from lmindexer.paths import RunContext
 from lmindexer.pipeline import assign, learn
+from lmindexer.stages.prepare import prepare
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

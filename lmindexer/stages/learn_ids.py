@@ -34,6 +34,9 @@ from .. import storage
 from ..config import ConfigError, IndexerConfig, ModelConfig, TrainConfig
 from ..data.corpus import count_docs, load_docs, read_docs
 from ..eval.metrics import code_usage, collision_rate, label_scores, position_figures, split_stats
+from ..ids.indexer_task import IdLearningTask
+from ..ids.infer import gathered_outputs, load_for_inference
+from ..ids.negatives import prefix_groups
 from ..models.codebook import fit_offsets
 from ..models.indexer import CONFIG_FILE, SemanticIndexer
 from ..models.tokenizer import encode_texts
@@ -42,9 +45,6 @@ from ..quantizers.kmeans import kmeans, nearest
 from ..raydata import as_numpy, shared, spread, train_rows
 from ..train.engine import engine_kind
 from ..train.loop import launch, prepare_worker, run_task, say, worker_shard
-from .indexer_task import IdLearningTask
-from .infer import gathered_outputs, load_for_inference
-from .negatives import prefix_groups
 
 log = logging.getLogger("lmindexer.ids")
 STEPS = ("warmup", "continuous", "kmeans", "joint", "assign")

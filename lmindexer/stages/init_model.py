@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import os
 
-from .config import ModelConfig
-from .data.corpus import read_docs
-from .models.backbone import load_backbone
-from .paths import RunContext
+from ..config import ModelConfig
+from ..data.corpus import read_docs
+from ..models.backbone import load_backbone
+from ..paths import RunContext
 
 log = logging.getLogger("lmindexer.models")
 

@@ -21,14 +21,14 @@ import torch
 
 from .. import storage
 from ..config import AssignConfig, BaselineConfig, ConfigError, IndexerConfig, TrainConfig
+from ..ids.infer import EmbedActor
+from ..ids.methods import CodesActor
+from ..ids.rqvae_training import RqvaeTask, init_state
+from ..ids.table_writer import encode_rounds, make_unique
 from ..paths import RunContext
 from ..quantizers import METHODS, save_method
 from ..raydata import map_files, read_numpy, train_rows
 from ..train.loop import fit
-from .assign_ids import encode_rounds, make_unique
-from .infer import EmbedActor
-from .methods import CodesActor
-from .rqvae_training import RqvaeTask, init_state
 
 log = logging.getLogger("lmindexer.baselines")
 

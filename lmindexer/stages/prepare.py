@@ -18,10 +18,10 @@ from ray.data.expressions import col
 
 from .. import storage
 from ..config import ConfigError, DataConfig, DemoConfig
+from ..data.corpus import SUMMARY, prepared
+from ..data.readers import OUTPUT_COLUMNS, BadInputError, parse_file
 from ..paths import RunContext
 from ..runtime import shuffle_partitions
-from .corpus import SUMMARY, prepared
-from .readers import OUTPUT_COLUMNS, BadInputError, parse_file
 
 log = logging.getLogger("lmindexer.prepare")
 SHOW_SKIPPED = 10

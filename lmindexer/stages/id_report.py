@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 
 from .. import storage
 from ..config import ConfigError, ReportConfig, StorageConfig
+from ..eval.metrics import ami, code_usage, collision_rate, nmi, split_stats
 from ..ids.table import IdTable, read_id_table
 from ..paths import RunContext
-from .metrics import ami, code_usage, collision_rate, nmi, split_stats
 
 log = logging.getLogger("lmindexer.report")
 PEER_TOKEN = re.compile(r"(\d+)\D*$")

@@ -1,11 +1,11 @@
-"""`lmindexer assign-ids`: an ID for every document, streamed through an autoscaling Ray Data actor pool.
+"""Writing an ID table, the two steps assign-ids and baseline-ids share (`encode_rounds`, then `make_unique`):
 
-1. Codes. Input shards are taken in rounds; each round is read_parquet -> tokenise + generate codes in actors that
-   load the indexer once -> write_parquet into <ids>/_codes/<round>/, then committed by a marker. A re-run drops
-   uncommitted rounds and does only the shards no committed round holds: exactly once, finished shards never redone.
+1. Codes. Input shards are taken in rounds; each round is read_parquet -> codes in actors that load the ID method
+   once (ids/methods.py's CodesActor) -> write_parquet into <ids>/_codes/<round>/, then committed by a marker. A
+   re-run drops uncommitted rounds and does only the shards no committed round holds: exactly once, finished shards
+   never redone.
 2. Uniqueness. Ray Data groups documents by prefix (rebalance) and by full code (suffix); documents of an existing
    ID table keep their IDs. The table (doc_id, codes, suffix, sid) is written to <ids>/table/ and counted.
-baseline-ids runs the same two steps (`encode_rounds`, `make_unique`); both encode with ids/methods.py's actor.
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ from ray.data.expressions import col
 
 from .. import storage
 from ..config import AssignConfig, RayConfig
-from ..models.indexer import CONFIG_FILE
 from ..paths import RunContext
 from ..quantizers.codes import code_key
 from ..raydata import map_files, map_groups, read_numpy
 from ..runtime import shuffle_partitions, shuffle_strategy
-from .methods import CodesActor
 from .unique import rebalance_group, sid, suffix_group
 
 log = logging.getLogger("lmindexer.assign")
@@ -136,52 +134,6 @@ def _suffix(group: dict) -> pa.Table:
             "sid": pa.array([sid(c, s) for c, s in zip(group["codes"], suffix)]),
         }
     )
-
-
-def assign_ids(assign: AssignConfig, run: RunContext, max_length: int, bf16: bool = False) -> dict:
-    """The stage: every document of the prepared corpus through the indexer (assign.indexer, else the run's), its
-    text cut at `max_length` tokens (model.max_length; `bf16`: autocast on GPUs), into a table of unique IDs at
-    assign.output (else the run's); the table's summary."""
-    start = time.time()
-    fs, out = run.filesystem(run.layout.ids)
-    dfs, dpath = run.filesystem(run.layout.docs)
-    indexer = assign.indexer or run.layout.indexer
-    encode_rounds(
-        run,
-        assign.files_per_round,
-        fs,
-        out,
-        dfs,
-        dpath,
-        ["doc_id", "text"],
-        CodesActor,
-        {
-            "method_dir": indexer,
-            "storage_cfg": run.storage,
-            "candidates": assign.candidates,
-            "max_length": max_length,
-            "bf16": bf16,
-        },
-    )
-    ifs, ipath = run.filesystem(indexer)
-    meta = storage.read_json(ifs, storage.join(ipath, CONFIG_FILE))
-    size = (meta.get("ids") or meta["indexer"])["codebook_size"]  # indexers saved before the ID spec was
-    source = {"method": "lmindexer", "indexer": storage.absolute(indexer)}
-    return make_unique(assign, run, run.layout.ids, start, size, source)
-
-
-def finished_table(assign: AssignConfig, run: RunContext) -> dict | None:
-    """The summary of an ID table assign-ids already finished with the current indexer (its summary.json is written
-    last and is newer than the indexer's weights), else None: `run` then skips the step."""
-    fs, out = run.filesystem(run.layout.ids)
-    indexer = storage.absolute(assign.indexer or run.layout.indexer)
-    ifs, ipath = run.filesystem(indexer)
-    done, weights = storage.join(out, "summary.json"), storage.join(ipath, CONFIG_FILE)
-    if not storage.exists(fs, done) or not storage.exists(ifs, weights):
-        return None
-    summary = storage.read_json(fs, done)
-    newer = fs.get_file_info(done).mtime >= ifs.get_file_info(weights).mtime
-    return summary if newer and summary.get("indexer") == indexer and not assign.existing else None
 
 
 # shuffle_v2's map-side input per task in the uniqueness pass and its checks: at Ray's default (1 GiB) the doc_id count
