@@ -35,7 +35,7 @@ def resolve_input(data: DataConfig, run: RunContext, demo: DemoConfig | None = N
     """(filesystem, files, data settings) for the configured input; a BEIR folder means its corpus.jsonl;
     'builtin:demo' writes the embedded corpus (`demo`'s sizes) first."""
     if data.input == "builtin:demo":
-        from .synthetic import write_demo
+        from ..data.synthetic import write_demo
 
         folder = run.layout.demo_source
         write_demo(folder, demo or DemoConfig(), run.seed)
