@@ -87,9 +87,9 @@ def test_beam_search_under_the_trie_emits_only_valid_ids_and_reaches_all():
 def test_trie_of_a_million_ids_is_compact():
     ids = np.random.default_rng(0).integers(0, 256, size=(1_000_000, 4))
     trie = build_trie(ids)
-    assert len(trie["child"]) == len(np.unique(ids, axis=0)) + len(np.unique(ids[:, :3], axis=0)) + len(
-        np.unique(ids[:, :2], axis=0)
-    ) + len(np.unique(ids[:, :1], axis=0))
+    # one node per distinct prefix of each length (a prefix as one integer: np.unique over rows is 5x slower)
+    prefixes = sum(len(np.unique(ids[:, :k] @ (256 ** np.arange(k - 1, -1, -1)))) for k in (1, 2, 3, 4))
+    assert len(trie["child"]) == prefixes
 
 
 def test_ranking_metrics_against_hand_computed_values():
