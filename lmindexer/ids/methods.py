@@ -93,7 +93,12 @@ class CodesActor:
     loaded once per actor (arguments as load_id_method's)."""
 
     def __init__(
-        self, method_dir: str, storage_cfg: StorageConfig | None, candidates: int, max_length: int = 0, bf16=False
+        self,
+        method_dir: str,
+        storage_cfg: StorageConfig | None,
+        candidates: int,
+        max_length: int = 0,
+        bf16: bool = False,
     ):
         self.method = load_id_method(method_dir, storage_cfg, max_length, bf16)
         self.k = candidates
