@@ -10,6 +10,10 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray Train's controller looks at its workers every 2 s by default, and a run's end and each checkpoint report wait for
+# that look: ~2 s of a trivial 2-worker run's 10 here, and the tests start about forty runs; polling every 0.25 s
+# costs the controller little (one status call per worker)
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 # tests/test_storage.py talks to a loopback S3 server (moto), which takes any key; Ray workers inherit these
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")

@@ -210,7 +210,7 @@ def test_generator_memorises_a_few_hundred_examples(base):
         "hkmeans",
         "generator.max_train_examples=200",
         "generator.indexing_views=0",
-        "generator.epochs=80",  # under a second an epoch: the fit's start-up and the decoding cost more
+        "generator.epochs=40",  # under a second an epoch: the fit's start-up and the decoding cost more
         "generator.val_examples=0",
         "generator.lr_schedule=linear",  # a constant 3e-3 left the loss bouncing near 0.2 (recall@1 0.85-0.9)
         "generator.batch_size=16",
