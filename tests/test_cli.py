@@ -42,8 +42,12 @@ ENTRIES = {
 
 def test_the_stages_folder_holds_one_module_per_command():
     """lmindexer/stages/ reads as the pipeline: one module per command, named after it, whose entry is too."""
+    from lmindexer.cli import STAGES
+
+    commands = set(STAGES) - {"run", "tune", "serve"}  # those three work over whole configs, not one stage
     folder = Path(__file__).resolve().parents[1] / "lmindexer" / "stages"
-    assert {p.stem for p in folder.glob("*.py")} - {"__init__"} == {c.replace("-", "_") for c in ENTRIES}
+    assert {p.stem for p in folder.glob("*.py")} - {"__init__"} == {c.replace("-", "_") for c in commands}
+    assert set(ENTRIES) == commands
     for command, entry in ENTRIES.items():
         name = command.replace("-", "_")
         assert entry == f"lmindexer.stages.{name}:{name}"

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from lmindexer.config import IndexerConfig, ModelConfig
 from lmindexer.eval.metrics import ami
-from lmindexer.ids.methods import ID_METHODS, CodesActor, load_id_method
+from lmindexer.ids.methods import CodesActor, LMIndexerIds, load_id_method
 from lmindexer.ids.negatives import prefix_groups, sample_negatives
 from lmindexer.models.backbone import load_backbone
 from lmindexer.models.codebook import code_logits, straight_through
@@ -192,7 +192,7 @@ def test_indexer_round_trips_through_from_pretrained(indexer, tmp_path):
 
 
 def test_lmindexer_is_an_id_method_and_one_actor_encodes_every_method(indexer, tmp_path):
-    """LMIndexer sits in the registry of ID methods beside the tensor methods: its saved folder loads through the
+    """LMIndexer sits behind the ID methods' interface beside the tensor methods: its saved folder loads through the
     same call, encodes texts into its greedy codes with the best last code first among the candidates, and the one
     codes actor (assign-ids' and baseline-ids') reads whichever column the saved method asks for."""
     idx, _, _ = indexer
@@ -200,7 +200,7 @@ def test_lmindexer_is_an_id_method_and_one_actor_encodes_every_method(indexer, t
     idx.save_pretrained(str(tmp_path / "indexer"))
     texts = [f"item {i} colour {i % 5} size {i % 3}" for i in range(4)]
     method = load_id_method(str(tmp_path / "indexer"), None, max_length=12)
-    assert isinstance(method, ID_METHODS["lmindexer"]) and method.reads == "text"
+    assert isinstance(method, LMIndexerIds) and method.reads == "text"
     codes, candidates, scores = method.encode(texts, 3)
     enc = encode_texts(idx.tokenizer, texts, 12)
     assert torch.equal(codes, idx.generate_codes(enc["input_ids"], enc["attention_mask"]))
@@ -216,7 +216,6 @@ def test_lmindexer_is_an_id_method_and_one_actor_encodes_every_method(indexer, t
     save_method(pafs.LocalFileSystem(), str(tmp_path / "random"), random_ids, {"num_positions": 3, "codebook_size": 4})
     table = CodesActor(str(tmp_path / "random"), None, 2)({"doc_id": doc_ids, "text": texts})
     assert table.column("codes").to_pylist() == random_ids.encode(doc_ids, 1)[0].tolist()
-    assert set(ID_METHODS) == set(METHODS) | {"lmindexer"}
 
 
 def test_schedule_trains_only_the_first_positions_when_asked():

@@ -1,4 +1,4 @@
-"""Every ID method behind one interface, LMIndexer included, in one registry (ID_METHODS, by name).
+"""Every ID method behind one interface, LMIndexer included.
 
 A method reads one column of the corpus (`reads`: "emb" vectors, "doc_id", or "text"), is fitted, `encode`s a batch
 of that column into codes [n, T] plus the k best last-level codes and their scores (what rebalancing uses), and is
@@ -10,9 +10,9 @@ saved to a folder and loaded from it:
 | rqvae                       | a Ray Train run (ids/rqvae_training.py)       | method.json + method.safetensors      |
 | lmindexer                   | the learn-ids stage (a Ray Train run on text) | a model folder (save_pretrained)      |
 
-The tensor methods live in lmindexer/quantizers (math on tensors); LMIndexer's model in lmindexer/models.
-`load_id_method` loads either kind of folder, and `CodesActor` is the one Ray Data actor that assign-ids and
-baseline-ids run over the corpus.
+The tensor methods live in lmindexer/quantizers (math on tensors, in the registry baseline-ids picks from,
+METHODS); LMIndexer's model in lmindexer/models. `load_id_method` loads either kind of folder, and `CodesActor` is
+the one Ray Data actor that assign-ids and baseline-ids run over the corpus.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .. import storage
 from ..config import StorageConfig
 from ..models.indexer import SemanticIndexer
 from ..models.tokenizer import encode_texts
-from ..quantizers import METHODS, load_method
+from ..quantizers import load_method
 from .infer import load_for_inference
 
 
@@ -56,12 +56,6 @@ class LMIndexerIds:
             codes = self.model.generate_codes(ids, mask)
             candidates, scores = self.model.candidates(ids, mask, codes[:, :-1], k)
         return codes, candidates, scores
-
-    def save(self, path: str) -> None:
-        self.model.save_pretrained(path)
-
-
-ID_METHODS = {**METHODS, LMIndexerIds.name: LMIndexerIds}
 
 
 def load_id_method(uri: str, storage_cfg: StorageConfig | None, max_length: int = 0, bf16: bool = False):

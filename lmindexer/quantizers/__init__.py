@@ -1,7 +1,7 @@
 """ID methods behind one interface, one module each, in one registry (METHODS, by name): hierarchical k-means
 (hkmeans), residual k-means (rkmeans), RQ-VAE (rqvae) and random IDs: the methods that are math on tensors.
-lmindexer/ids/methods.py puts LMIndexer (a model over texts, fitted by learn-ids) behind the same interface and holds
-the registry of all five (ID_METHODS).
+lmindexer/ids/methods.py puts LMIndexer (a model over texts, fitted by learn-ids) behind the same encode interface
+and loads either kind of saved method.
 
 A method is fitted (`fit` on a sample in-process; RQ-VAE, marked `trained`, by a Ray Train run in
 lmindexer/ids/rqvae_training.py), maps what it `reads` (embeddings [n, d], or doc_ids for random IDs) to codes
